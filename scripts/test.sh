@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# scripts/test.sh - run Streamboard's test suite (the command CI runs).
+#
+#   ./scripts/test.sh              all tests in the workspace (no doctests)
+#   ./scripts/test.sh quick_ws     extra args go to the test runner (filters, flags)
+#   STRICT=1 ./scripts/test.sh     also cargo fmt --check and clippy -D warnings
+#
+# Makes sure local Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432) are up,
+# starting or installing them when needed. Tests create their own databases.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/services.sh
+. scripts/services.sh
+
+sb_have cargo || sb_die "cargo not found on PATH (install Rust: https://rustup.rs)"
+
+export STREAMBOARD_TEST_REDIS_URL="${STREAMBOARD_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
+export STREAMBOARD_TEST_POSTGRES_URL="${STREAMBOARD_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+
+sb_step "Ensuring Redis and PostgreSQL are running"
+# Tests also spawn their own redis-server instances on other loopback ports.
+SB_NEED_REDIS_BINARIES=1 sb_ensure_services || sb_die "tests need Redis and PostgreSQL (see warnings above)"
+sb_pg_ensure_access "$STREAMBOARD_TEST_POSTGRES_URL" || sb_die "tests need PostgreSQL access via $STREAMBOARD_TEST_POSTGRES_URL"
+sb_info "STREAMBOARD_TEST_REDIS_URL=$STREAMBOARD_TEST_REDIS_URL"
+sb_info "STREAMBOARD_TEST_POSTGRES_URL=$STREAMBOARD_TEST_POSTGRES_URL"
+
+if [[ ${STRICT:-0} == 1 ]]; then
+    sb_step "STRICT=1: cargo fmt --all -- --check"
+    cargo fmt --all -- --check
+    sb_step "STRICT=1: cargo clippy --workspace --all-targets -- -D warnings"
+    cargo clippy --workspace --all-targets -- -D warnings
+fi
+
+if cargo nextest --version >/dev/null 2>&1; then
+    runner=(cargo nextest run --workspace)
+else
+    # --lib --bins --tests: everything except doctests, like nextest.
+    runner=(cargo test --workspace --lib --bins --tests)
+fi
+sb_step "Running tests: ${runner[*]} $*"
+status=0
+"${runner[@]}" "$@" || status=$?
+
+if ((status == 0)); then
+    sb_step "All tests passed"
+else
+    sb_step "Tests FAILED (exit status $status)"
+fi
+exit "$status"

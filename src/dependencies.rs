@@ -1,0 +1,84 @@
+//! Connection pools for Redis and PostgreSQL. Both are optional: without
+//! them the server still runs quick-win mode. Pools connect lazily, so a
+//! dependency that is down at start-up is picked up when it comes back.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::settings::Settings;
+
+pub struct Dependencies {
+    pub redis: Option<deadpool_redis::Pool>,
+    pub postgres: Option<deadpool_postgres::Pool>,
+}
+
+impl Dependencies {
+    pub fn connect(settings: &Settings) -> anyhow::Result<Self> {
+        let redis = match settings.redis_url() {
+            Some(url) => Some(
+                deadpool_redis::Config::from_url(url)
+                    .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+                    .context("redis.url")?,
+            ),
+            None => None,
+        };
+        let postgres = match settings.postgres_url() {
+            Some(url) => {
+                let config: tokio_postgres::Config = url.parse().context("postgres.url")?;
+                let manager = deadpool_postgres::Manager::from_config(
+                    config,
+                    tokio_postgres::NoTls,
+                    deadpool_postgres::ManagerConfig {
+                        recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+                    },
+                );
+                Some(
+                    deadpool_postgres::Pool::builder(manager)
+                        .max_size(16)
+                        .runtime(deadpool_postgres::Runtime::Tokio1)
+                        .build()
+                        .context("postgres.url")?,
+                )
+            }
+            None => None,
+        };
+        Ok(Dependencies { redis, postgres })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.redis.is_none() && self.postgres.is_none()
+    }
+
+    /// "up", "down" or "not_configured".
+    pub async fn redis_status(&self, within: Duration) -> &'static str {
+        let Some(pool) = &self.redis else {
+            return "not_configured";
+        };
+        let ping = async {
+            let mut connection = pool.get().await.ok()?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut connection)
+                .await
+                .ok()
+        };
+        match tokio::time::timeout(within, ping).await {
+            Ok(Some(_)) => "up",
+            _ => "down",
+        }
+    }
+
+    pub async fn postgres_status(&self, within: Duration) -> &'static str {
+        let Some(pool) = &self.postgres else {
+            return "not_configured";
+        };
+        let ping = async {
+            let client = pool.get().await.ok()?;
+            client.simple_query("SELECT 1").await.ok()
+        };
+        match tokio::time::timeout(within, ping).await {
+            Ok(Some(_)) => "up",
+            _ => "down",
+        }
+    }
+}

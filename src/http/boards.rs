@@ -1,0 +1,429 @@
+//! Board, task and history routes. Mounted twice, over the same code: at
+//! `/quick` on the memory store with no auth, and at `/api` on the
+//! event-sourced store behind the JWT filter.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+use warp::filters::BoxedFilter;
+use warp::http::{header, HeaderValue, StatusCode};
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+use super::error::ApiError;
+use super::request::{parse_json, write_headers, Page, WriteHeaders};
+use crate::domain::values::{
+    Assignee, BoardName, ColumnName, Columns, CustomFields, Description, FieldsPatch, Position,
+    TaskTitle,
+};
+use crate::domain::{Command, DomainError, NewTask, TaskPatch};
+use crate::store::write::board_id_for;
+use crate::store::{BoardStore, Rendered, WriteRequest};
+use crate::views::{self, View};
+
+/// Who is asking: a user id in `/api`, nobody in quick-win.
+pub type Actor = Option<Uuid>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBoardBody {
+    name: String,
+    columns: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBoardBody {
+    #[serde(default, with = "::serde_with::rust::double_option")]
+    name: Option<Option<String>>,
+    #[serde(default, with = "::serde_with::rust::double_option")]
+    columns: Option<Option<Vec<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTaskBody {
+    title: String,
+    description: Option<String>,
+    status: Option<String>,
+    position: Option<f64>,
+    assigned_to: Option<String>,
+    fields: Option<Map<String, Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateTaskBody {
+    #[serde(default, with = "::serde_with::rust::double_option")]
+    title: Option<Option<String>>,
+    #[serde(default, with = "::serde_with::rust::double_option")]
+    description: Option<Option<String>>,
+    #[serde(default, with = "::serde_with::rust::double_option")]
+    status: Option<Option<String>>,
+    #[serde(default, with = "::serde_with::rust::double_option")]
+    position: Option<Option<f64>>,
+    /// `null` unassigns.
+    #[serde(default, with = "::serde_with::rust::double_option")]
+    assigned_to: Option<Option<String>>,
+    #[serde(default, with = "::serde_with::rust::double_option")]
+    fields: Option<Option<Map<String, Value>>>,
+}
+
+/// A field that may be absent but, when present, must not be `null`.
+fn not_null<T>(field: &'static str, value: Option<Option<T>>) -> Result<Option<T>, DomainError> {
+    match value {
+        Some(None) => Err(DomainError::invalid(field, "must not be null")),
+        Some(Some(value)) => Ok(Some(value)),
+        None => Ok(None),
+    }
+}
+
+fn create_board(body: CreateBoardBody) -> Result<Command, DomainError> {
+    Ok(Command::CreateBoard {
+        name: BoardName::parse(&body.name)?,
+        columns: match body.columns {
+            Some(columns) => Columns::parse(&columns)?,
+            None => Columns::default_columns(),
+        },
+    })
+}
+
+fn update_board(body: UpdateBoardBody) -> Result<Command, DomainError> {
+    Ok(Command::UpdateBoard {
+        name: not_null("name", body.name)?
+            .map(|n| BoardName::parse(&n))
+            .transpose()?,
+        columns: not_null("columns", body.columns)?
+            .map(|c| Columns::parse(&c))
+            .transpose()?,
+    })
+}
+
+fn create_task(body: CreateTaskBody) -> Result<Command, DomainError> {
+    Ok(Command::CreateTask(NewTask {
+        task_id: Uuid::now_v7(),
+        title: TaskTitle::parse(&body.title)?,
+        description: Description::parse(body.description.as_deref().unwrap_or(""))?,
+        status: body.status.map(|s| ColumnName::parse(&s)).transpose()?,
+        position: body.position.map(Position::parse).transpose()?,
+        assigned_to: body.assigned_to.map(|a| Assignee::parse(&a)).transpose()?,
+        fields: CustomFields::parse(body.fields.unwrap_or_default())?,
+    }))
+}
+
+fn update_task(task_id: Uuid, body: UpdateTaskBody) -> Result<Command, DomainError> {
+    Ok(Command::UpdateTask(TaskPatch {
+        task_id,
+        title: not_null("title", body.title)?
+            .map(|t| TaskTitle::parse(&t))
+            .transpose()?,
+        description: not_null("description", body.description)?
+            .map(|d| Description::parse(&d))
+            .transpose()?,
+        status: not_null("status", body.status)?
+            .map(|s| ColumnName::parse(&s))
+            .transpose()?,
+        position: not_null("position", body.position)?
+            .map(Position::parse)
+            .transpose()?,
+        assigned_to: body
+            .assigned_to
+            .map(|a| a.map(|a| Assignee::parse(&a)).transpose())
+            .transpose()?,
+        fields: not_null("fields", body.fields)?
+            .map(FieldsPatch::parse)
+            .transpose()?,
+    }))
+}
+
+/// The response to a read or write: JSON body, `ETag` with the board version.
+fn respond(status: StatusCode, rendered: Rendered) -> Response {
+    let has_body = rendered.body.is_some();
+    let mut response = match rendered.body {
+        Some(body) => {
+            let mut response = Response::new(body.into());
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        None => Response::new(warp::hyper::Body::empty()),
+    };
+    *response.status_mut() = if !has_body && status == StatusCode::OK {
+        StatusCode::NO_CONTENT
+    } else {
+        status
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::ETAG, etag(rendered.version));
+    if rendered.replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+fn etag(version: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).expect("digits are a valid header")
+}
+
+fn json_response(body: Bytes) -> Response {
+    let mut response = Response::new(body.into());
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Everything a route handler needs: the store and who is asking.
+#[derive(Clone)]
+struct Ctx {
+    store: Arc<dyn BoardStore>,
+}
+
+async fn run_write(
+    ctx: Ctx,
+    actor: Actor,
+    board_id: Uuid,
+    headers: WriteHeaders,
+    command: Result<Command, DomainError>,
+    reply: View,
+    status: StatusCode,
+) -> Result<Response, Rejection> {
+    let command = command
+        .map_err(ApiError::from)
+        .map_err(warp::reject::custom)?;
+    let request = WriteRequest {
+        command,
+        if_match: headers.if_match,
+        idempotency: headers.idempotency,
+        reply,
+    };
+    let rendered = ctx.store.write(actor, board_id, request).await?;
+    Ok(respond(status, rendered))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Rejection> {
+    parse_json(body).map_err(warp::reject::custom)
+}
+
+/// The board routes over `store`, with `actor` telling who asks.
+pub fn routes(
+    store: Arc<dyn BoardStore>,
+    actor: BoxedFilter<(Actor,)>,
+    body_limit: u64,
+) -> BoxedFilter<(Response,)> {
+    let ctx = Ctx { store };
+    let with_ctx = warp::any().map(move || ctx.clone());
+    let base = with_ctx.and(actor);
+    let boards = warp::path("boards");
+    let writes = move || write_headers(body_limit);
+
+    let list = base
+        .clone()
+        .and(boards)
+        .and(warp::path::end())
+        .and(warp::get())
+        .and_then(|ctx: Ctx, actor: Actor| async move {
+            let body = ctx.store.list_boards(actor).await?;
+            Ok::<_, Rejection>(json_response(body))
+        });
+
+    let create = base
+        .clone()
+        .and(boards)
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(writes())
+        .and_then(
+            |ctx: Ctx, actor: Actor, headers: WriteHeaders, body: Bytes| async move {
+                let command = create_board(parse(&body)?);
+                let board_id = board_id_for(actor, headers.idempotency.as_ref());
+                let mut response = run_write(
+                    ctx,
+                    actor,
+                    board_id,
+                    headers,
+                    command,
+                    View::Board,
+                    StatusCode::CREATED,
+                )
+                .await?;
+                if let Ok(location) = HeaderValue::from_str(&format!("boards/{board_id}")) {
+                    response.headers_mut().insert(header::LOCATION, location);
+                }
+                Ok::<_, Rejection>(response)
+            },
+        );
+
+    let board = base.clone().and(boards).and(warp::path::param::<Uuid>());
+
+    let read_board = board
+        .clone()
+        .and(warp::path::end())
+        .and(warp::get())
+        .and_then(|ctx: Ctx, actor: Actor, board_id: Uuid| async move {
+            let rendered = ctx.store.read(actor, board_id, View::Board).await?;
+            Ok::<_, Rejection>(respond(StatusCode::OK, rendered))
+        });
+
+    let update_board_route = board
+        .clone()
+        .and(warp::path::end())
+        .and(warp::patch())
+        .and(writes())
+        .and_then(
+            |ctx: Ctx, actor: Actor, board_id: Uuid, headers: WriteHeaders, body: Bytes| async move {
+                let command = update_board(parse(&body)?);
+                run_write(ctx, actor, board_id, headers, command, View::Board, StatusCode::OK).await
+            },
+        );
+
+    let delete_board = board
+        .clone()
+        .and(warp::path::end())
+        .and(warp::delete())
+        .and(writes())
+        .and_then(
+            |ctx: Ctx, actor: Actor, board_id: Uuid, headers: WriteHeaders, _body: Bytes| async move {
+                let command = Ok(Command::DeleteBoard);
+                run_write(ctx, actor, board_id, headers, command, View::Nothing, StatusCode::NO_CONTENT)
+                    .await
+            },
+        );
+
+    let tasks = board.clone().and(warp::path("tasks"));
+
+    let create_task_route = tasks
+        .clone()
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(writes())
+        .and_then(
+            |ctx: Ctx, actor: Actor, board_id: Uuid, headers: WriteHeaders, body: Bytes| async move {
+                let command = create_task(parse(&body)?);
+                let task_id = match &command {
+                    Ok(Command::CreateTask(new_task)) => new_task.task_id,
+                    _ => Uuid::nil(),
+                };
+                let mut response = run_write(
+                    ctx,
+                    actor,
+                    board_id,
+                    headers,
+                    command,
+                    View::Task(task_id),
+                    StatusCode::CREATED,
+                )
+                .await?;
+                // A replay carries the first request's task, not this id.
+                let replayed = response.headers().contains_key("idempotent-replayed");
+                if let (false, Ok(location)) = (
+                    replayed,
+                    HeaderValue::from_str(&format!("{board_id}/tasks/{task_id}")),
+                ) {
+                    response.headers_mut().insert(header::LOCATION, location);
+                }
+                Ok::<_, Rejection>(response)
+            },
+        );
+
+    let task = tasks
+        .and(warp::path::param::<Uuid>())
+        .and(warp::path::end());
+
+    let read_task = task.clone().and(warp::get()).and_then(
+        |ctx: Ctx, actor: Actor, board_id: Uuid, task_id: Uuid| async move {
+            let rendered = ctx.store.read(actor, board_id, View::Task(task_id)).await?;
+            Ok::<_, Rejection>(respond(StatusCode::OK, rendered))
+        },
+    );
+
+    let update_task_route = task.clone().and(warp::patch()).and(writes()).and_then(
+        |ctx: Ctx,
+         actor: Actor,
+         board_id: Uuid,
+         task_id: Uuid,
+         headers: WriteHeaders,
+         body: Bytes| async move {
+            let command = update_task(task_id, parse(&body)?);
+            run_write(
+                ctx,
+                actor,
+                board_id,
+                headers,
+                command,
+                View::Task(task_id),
+                StatusCode::OK,
+            )
+            .await
+        },
+    );
+
+    let delete_task = task.and(warp::delete()).and(writes()).and_then(
+        |ctx: Ctx,
+         actor: Actor,
+         board_id: Uuid,
+         task_id: Uuid,
+         headers: WriteHeaders,
+         _body: Bytes| async move {
+            let command = Ok(Command::DeleteTask { task_id });
+            run_write(
+                ctx,
+                actor,
+                board_id,
+                headers,
+                command,
+                View::Nothing,
+                StatusCode::NO_CONTENT,
+            )
+            .await
+        },
+    );
+
+    let history = board
+        .and(warp::path("events"))
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(warp::query::<HashMap<String, String>>())
+        .and_then(
+            |ctx: Ctx, actor: Actor, board_id: Uuid, query: HashMap<String, String>| async move {
+                let page = Page::parse(&query).map_err(warp::reject::custom)?;
+                let events = ctx
+                    .store
+                    .events_after(actor, board_id, page.after, page.limit)
+                    .await?;
+                let next_after = events.last().map(|e| e.version);
+                let body = views::to_bytes(&serde_json::json!({
+                    "events": events,
+                    "next_after": next_after,
+                }));
+                Ok::<_, Rejection>(json_response(body))
+            },
+        );
+
+    list.or(create)
+        .unify()
+        .or(read_board)
+        .unify()
+        .or(update_board_route)
+        .unify()
+        .or(delete_board)
+        .unify()
+        .or(create_task_route)
+        .unify()
+        .or(read_task)
+        .unify()
+        .or(update_task_route)
+        .unify()
+        .or(delete_task)
+        .unify()
+        .or(history)
+        .unify()
+        .boxed()
+}

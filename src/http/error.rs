@@ -1,0 +1,209 @@
+//! The HTTP boundary's one error type, and the one place that turns it (and
+//! warp's own rejections) into the contract's `{"error": {...}}` responses.
+
+use std::convert::Infallible;
+
+use serde_json::{json, Value};
+use warp::http::{header, StatusCode};
+use warp::reply::Response;
+use warp::{Rejection, Reply};
+
+use crate::domain::DomainError;
+use crate::store::StoreError;
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Option<Value>,
+    pub retry_after_seconds: Option<u64>,
+    /// 401s tell the client to drop its token cookie.
+    pub clear_token_cookie: bool,
+}
+
+impl warp::reject::Reject for ApiError {}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+            retry_after_seconds: None,
+            clear_token_cookie: false,
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+    pub fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
+    }
+    pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let field = field.into();
+        let message = message.into();
+        ApiError {
+            details: Some(json!({ "field": field, "reason": message })),
+            ..Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                format!("{field}: {message}"),
+            )
+        }
+    }
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        ApiError {
+            retry_after_seconds: Some(5),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                message,
+            )
+        }
+    }
+    pub fn too_many_requests(message: impl Into<String>, retry_after_seconds: u64) -> Self {
+        ApiError {
+            retry_after_seconds: Some(retry_after_seconds),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
+        }
+    }
+    pub fn payload_too_large(limit: u64) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body is larger than {limit} bytes"),
+        )
+    }
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; it has been logged",
+        )
+    }
+
+    pub fn into_response(self) -> Response {
+        let mut body = json!({ "code": self.code, "message": self.message });
+        if let Some(details) = self.details {
+            body["details"] = details;
+        }
+        let mut response =
+            warp::reply::with_status(warp::reply::json(&json!({ "error": body })), self.status)
+                .into_response();
+        let headers = response.headers_mut();
+        if let Some(seconds) = self.retry_after_seconds {
+            headers.insert(header::RETRY_AFTER, seconds.into());
+        }
+        if self.clear_token_cookie {
+            headers.insert(
+                header::SET_COOKIE,
+                header::HeaderValue::from_static(
+                    "token=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0",
+                ),
+            );
+        }
+        response
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(error: DomainError) -> Self {
+        match error {
+            DomainError::Invalid { field, message } => ApiError::invalid_field(field, message),
+            DomainError::NotFound(what) => ApiError::not_found(what),
+            DomainError::Forbidden(message) => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+            }
+            DomainError::Conflict(message) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", message)
+            }
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Domain(error) => error.into(),
+            StoreError::PreconditionFailed { current } => ApiError {
+                details: Some(json!({ "current_version": current })),
+                ..ApiError::new(
+                    StatusCode::PRECONDITION_FAILED,
+                    "precondition_failed",
+                    format!("the board is at version {current}; reload and retry"),
+                )
+            },
+            StoreError::IdempotencyKeyReused => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was already used for a different request",
+            ),
+            StoreError::LimitReached(message) => {
+                ApiError::new(StatusCode::CONFLICT, "limit_reached", message)
+            }
+            StoreError::Unavailable(message) => ApiError::unavailable(message),
+            StoreError::Internal(error) => {
+                tracing::error!(error = format!("{error:#}"), "internal error");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl From<StoreError> for Rejection {
+    fn from(error: StoreError) -> Self {
+        warp::reject::custom(ApiError::from(error))
+    }
+}
+
+/// Turns every rejection into the contract's error shape. Never a bare 500:
+/// unknown rejections are logged and answered as `internal`.
+pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
+    let error = if let Some(error) = rejection.find::<ApiError>() {
+        error.clone()
+    } else if rejection.is_not_found() {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this route does not accept that method",
+        )
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "request body too large",
+        )
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
+        ApiError::bad_request(e.to_string())
+    } else if let Some(e) = rejection.find::<warp::reject::MissingHeader>() {
+        ApiError::bad_request(e.to_string())
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
+        ApiError::bad_request(e.to_string())
+    } else if let Some(e) = rejection.find::<warp::reject::UnsupportedMediaType>() {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            e.to_string(),
+        )
+    } else if let Some(e) = rejection.find::<warp::filters::cors::CorsForbidden>() {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
+    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+        ApiError::new(
+            StatusCode::LENGTH_REQUIRED,
+            "length_required",
+            "Content-Length required",
+        )
+    } else {
+        tracing::error!(?rejection, "unhandled rejection");
+        ApiError::internal()
+    };
+    Ok(error.into_response())
+}

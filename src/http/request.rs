@@ -1,0 +1,283 @@
+//! Reading requests: bodies within a byte limit, strict JSON with the
+//! offending field named, and the `If-Match` / `Idempotency-Key` headers.
+
+use std::collections::HashMap;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use serde_json::error::Category;
+use warp::http::Method;
+use warp::path::FullPath;
+use warp::{Filter, Rejection};
+
+use super::error::ApiError;
+use crate::store::write::fingerprint;
+use crate::store::IdempotencyKey;
+
+/// The body as bytes; larger than `limit` gets 413, whether or not the
+/// client sent a Content-Length.
+pub fn body_bytes(limit: u64) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and(warp::body::stream())
+        .and_then(move |length: Option<u64>, stream| collect_body(length, stream, limit))
+}
+
+async fn collect_body<S, B>(length: Option<u64>, stream: S, limit: u64) -> Result<Bytes, Rejection>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    if length.is_some_and(|length| length > limit) {
+        return Err(warp::reject::custom(ApiError::payload_too_large(limit)));
+    }
+    let mut stream = std::pin::pin!(stream);
+    let mut body = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            warp::reject::custom(ApiError::bad_request(format!("reading body: {e}")))
+        })?;
+        if body.len() as u64 + chunk.remaining() as u64 > limit {
+            return Err(warp::reject::custom(ApiError::payload_too_large(limit)));
+        }
+        body.extend_from_slice(chunk.chunk());
+    }
+    Ok(body.freeze())
+}
+
+/// Parses a JSON body strictly: malformed JSON is 400; unknown fields,
+/// missing fields and wrong types are 422 naming the field.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("request body must be a JSON object"));
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        match inner.classify() {
+            Category::Data => {
+                let message = inner.to_string();
+                let field = match (named_field(&message), path.as_str()) {
+                    // serde's path already ends in an unknown field's name.
+                    (Some((false, name)), ".") | (Some((true, name)), ".") => name.to_owned(),
+                    (Some((true, name)), prefix) => format!("{prefix}.{name}"),
+                    (Some((false, _)), _) => path.clone(),
+                    (None, ".") => "body".to_owned(),
+                    (None, _) => path.clone(),
+                };
+                ApiError::invalid_field(field, strip_position(&message))
+            }
+            _ => ApiError::bad_request(format!("malformed JSON: {inner}")),
+        }
+    })?;
+    deserializer
+        .end()
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+    Ok(value)
+}
+
+/// serde names unknown and missing fields in backticks: "unknown field `x`".
+/// Returns (is_missing, name).
+fn named_field(message: &str) -> Option<(bool, &str)> {
+    let missing = message.starts_with("missing field");
+    if !(missing || message.starts_with("unknown field")) {
+        return None;
+    }
+    message.split('`').nth(1).map(|name| (missing, name))
+}
+
+fn strip_position(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(index) => message[..index].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// What guards a write besides its body.
+#[derive(Debug, Clone, Default)]
+pub struct WriteHeaders {
+    pub if_match: Option<u64>,
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+/// `If-Match` and `Idempotency-Key`, with the request fingerprinted so a
+/// reused key is told apart from a retry.
+pub fn write_headers(
+    body_limit: u64,
+) -> impl Filter<Extract = (WriteHeaders, Bytes), Error = Rejection> + Clone {
+    warp::method()
+        .and(warp::path::full())
+        .and(warp::header::optional::<String>("if-match"))
+        .and(warp::header::optional::<String>("idempotency-key"))
+        .and(body_bytes(body_limit))
+        .and_then(
+            |method: Method,
+             path: FullPath,
+             if_match: Option<String>,
+             key: Option<String>,
+             body: Bytes| async move {
+                let if_match = match if_match {
+                    Some(raw) => parse_if_match(&raw)?,
+                    None => None,
+                };
+                let idempotency = match key {
+                    Some(key) => Some(IdempotencyKey {
+                        key: parse_idempotency_key(&key)?,
+                        fingerprint: fingerprint(method.as_str(), path.as_str(), &body),
+                    }),
+                    None => None,
+                };
+                Ok::<_, Rejection>((
+                    WriteHeaders {
+                        if_match,
+                        idempotency,
+                    },
+                    body,
+                ))
+            },
+        )
+        .untuple_one()
+}
+
+/// `"12"`, `W/"12"` or `12`; `*` means any version.
+pub fn parse_if_match(raw: &str) -> Result<Option<u64>, ApiError> {
+    let raw = raw.trim();
+    if raw == "*" {
+        return Ok(None);
+    }
+    let tag = raw.strip_prefix("W/").unwrap_or(raw).trim_matches('"');
+    tag.parse::<u64>().map(Some).map_err(|_| ApiError {
+        details: Some(serde_json::json!({ "header": "If-Match" })),
+        ..ApiError::bad_request("If-Match must be a board version in quotes, like \"3\"")
+    })
+}
+
+fn parse_idempotency_key(raw: &str) -> Result<String, ApiError> {
+    let valid = !raw.is_empty() && raw.len() <= 255 && raw.bytes().all(|b| b.is_ascii_graphic());
+    if !valid {
+        return Err(ApiError {
+            details: Some(serde_json::json!({ "header": "Idempotency-Key" })),
+            ..ApiError::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters")
+        });
+    }
+    Ok(raw.to_owned())
+}
+
+/// `?after=&limit=` of a history read, checked with the field named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub after: u64,
+    pub limit: usize,
+}
+
+pub const PAGE_LIMIT_DEFAULT: usize = 100;
+pub const PAGE_LIMIT_MAX: usize = 1000;
+
+impl Page {
+    pub fn parse(query: &HashMap<String, String>) -> Result<Page, ApiError> {
+        for key in query.keys() {
+            if key != "after" && key != "limit" {
+                return Err(ApiError::invalid_field(
+                    key.clone(),
+                    "unknown query parameter",
+                ));
+            }
+        }
+        let after = match query.get("after").map(String::as_str) {
+            None | Some("") => 0,
+            Some(raw) => raw.parse().map_err(|_| {
+                ApiError::invalid_field("after", "must be a version number (0 or more)")
+            })?,
+        };
+        let limit = match query.get("limit").map(String::as_str) {
+            None | Some("") => PAGE_LIMIT_DEFAULT,
+            Some(raw) => match raw.parse::<usize>() {
+                Ok(limit) if (1..=PAGE_LIMIT_MAX).contains(&limit) => limit,
+                _ => {
+                    return Err(ApiError::invalid_field(
+                        "limit",
+                        format!("must be a number from 1 to {PAGE_LIMIT_MAX}"),
+                    ))
+                }
+            },
+        };
+        Ok(Page { after, limit })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        title: String,
+        position: Option<f64>,
+    }
+
+    #[test]
+    fn malformed_json_is_400_and_bad_fields_are_422_named() {
+        assert_eq!(parse_json::<Body>(b"{not json").unwrap_err().status, 400);
+        assert_eq!(parse_json::<Body>(b"").unwrap_err().status, 400);
+        let unknown = parse_json::<Body>(br#"{"title":"a","colour":1}"#).unwrap_err();
+        assert_eq!(
+            (
+                unknown.status.as_u16(),
+                unknown.details.unwrap()["field"].as_str().unwrap()
+            ),
+            (422, "colour")
+        );
+        let wrong = parse_json::<Body>(br#"{"title":"a","position":"x"}"#).unwrap_err();
+        assert_eq!(wrong.details.unwrap()["field"], "position");
+        let missing = parse_json::<Body>(br#"{}"#).unwrap_err();
+        assert_eq!(missing.details.unwrap()["field"], "title");
+        assert_eq!(
+            parse_json::<Body>(br#"[1]"#).unwrap_err().details.unwrap()["field"],
+            "body"
+        );
+        assert_eq!(
+            parse_json::<Body>(br#"{"title":"a"} x"#)
+                .unwrap_err()
+                .status,
+            400
+        );
+    }
+
+    #[test]
+    fn if_match_accepts_quoted_weak_and_bare_versions() {
+        assert_eq!(parse_if_match("\"3\"").unwrap(), Some(3));
+        assert_eq!(parse_if_match("W/\"4\"").unwrap(), Some(4));
+        assert_eq!(parse_if_match("5").unwrap(), Some(5));
+        assert_eq!(parse_if_match("*").unwrap(), None);
+        assert!(parse_if_match("\"abc\"").is_err());
+    }
+
+    #[test]
+    fn page_bounds_are_checked() {
+        let q = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            Page::parse(&q(&[])).unwrap(),
+            Page {
+                after: 0,
+                limit: 100
+            }
+        );
+        assert_eq!(
+            Page::parse(&q(&[("after", "7"), ("limit", "5")])).unwrap(),
+            Page { after: 7, limit: 5 }
+        );
+        assert!(Page::parse(&q(&[("limit", "0")])).is_err());
+        assert!(Page::parse(&q(&[("limit", "1001")])).is_err());
+        assert!(Page::parse(&q(&[("after", "-1")])).is_err());
+        assert!(Page::parse(&q(&[("colour", "red")])).is_err());
+    }
+}

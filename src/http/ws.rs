@@ -1,0 +1,420 @@
+//! The WebSocket gateway, shared by `/quick/ws` and `/ws`.
+//!
+//! Per connection: one task reads client frames and live board frames, one
+//! task writes. Between them an outbox bounded in bytes: a client that does
+//! not read fills it and is closed (1008) instead of slowing anyone else.
+//!
+//! Per subscription the gateway keeps the last version sent. Live frames at
+//! or below it are dropped (duplicates); a jump above it, or a lagging
+//! broadcast receiver, is filled from the store's history first. So every
+//! subscriber sees every version once, in order.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::StreamMap;
+use uuid::Uuid;
+use warp::filters::ws::{Message, WebSocket, Ws};
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use super::boards::Actor;
+use super::error::ApiError;
+use crate::settings::WebSocketSettings;
+use crate::store::{BoardStore, StoreError};
+use crate::views::EventFrame;
+
+/// Subscriptions one connection may hold at once.
+const MAX_SUBSCRIPTIONS: usize = 100;
+/// The largest client frame accepted.
+const MAX_CLIENT_FRAME_BYTES: usize = 64 * 1024;
+/// History is replayed in pages of this many events.
+const REPLAY_PAGE: usize = 1000;
+
+pub mod close {
+    pub const GOING_AWAY: u16 = 1001;
+    pub const POLICY: u16 = 1008;
+}
+
+pub struct Gateway {
+    store: Arc<dyn BoardStore>,
+    limits: Limits,
+    connections: Arc<Semaphore>,
+    shutdown: watch::Receiver<bool>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub outbound_queue_bytes: usize,
+    pub ping_interval: Duration,
+    pub idle_timeout: Duration,
+}
+
+impl From<&WebSocketSettings> for Limits {
+    fn from(settings: &WebSocketSettings) -> Self {
+        Limits {
+            outbound_queue_bytes: settings.outbound_queue_bytes,
+            ping_interval: Duration::from_secs(settings.ping_interval_seconds.max(1)),
+            idle_timeout: Duration::from_secs(settings.idle_timeout_seconds.max(2)),
+        }
+    }
+}
+
+impl Gateway {
+    pub fn new(
+        store: Arc<dyn BoardStore>,
+        limits: Limits,
+        connections: Arc<Semaphore>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Arc<Self> {
+        Arc::new(Gateway {
+            store,
+            limits,
+            connections,
+            shutdown,
+        })
+    }
+
+    /// `GET <prefix>/ws`: upgrades within the connection cap, else 503.
+    pub fn route(self: Arc<Self>, actor: BoxedFilter<(Actor,)>) -> BoxedFilter<(Response,)> {
+        warp::path("ws")
+            .and(warp::path::end())
+            .and(actor)
+            .and(warp::ws())
+            .and_then(move |actor: Actor, upgrade: Ws| {
+                let gateway = Arc::clone(&self);
+                async move {
+                    let permit = Arc::clone(&gateway.connections)
+                        .try_acquire_owned()
+                        .map_err(|_| {
+                            warp::reject::custom(ApiError::unavailable(
+                                "too many WebSocket connections on this server; retry later",
+                            ))
+                        })?;
+                    Ok::<_, Rejection>(
+                        upgrade
+                            .max_message_size(MAX_CLIENT_FRAME_BYTES)
+                            .max_frame_size(MAX_CLIENT_FRAME_BYTES)
+                            .on_upgrade(move |socket| async move {
+                                let _permit = permit;
+                                Session::new(gateway, actor).run(socket).await;
+                            })
+                            .into_response(),
+                    )
+                }
+            })
+            .boxed()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum ClientFrame {
+    Subscribe { board_id: Uuid, since: Option<u64> },
+    Unsubscribe { board_id: Uuid },
+    Ping,
+}
+
+/// Why a session ended, sent as the close frame where the client can read it.
+struct Ending {
+    code: u16,
+    reason: &'static str,
+}
+
+/// Frames waiting for the writer, bounded by their total size.
+struct Outbox {
+    queue: mpsc::UnboundedSender<Message>,
+    queued_bytes: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl Outbox {
+    fn push(&self, message: Message) -> Result<(), Ending> {
+        let size = message.as_bytes().len();
+        let queued = self.queued_bytes.fetch_add(size, Ordering::AcqRel) + size;
+        if queued > self.limit {
+            return Err(Ending {
+                code: close::POLICY,
+                reason: "too slow: outbound queue limit exceeded",
+            });
+        }
+        self.queue.send(message).map_err(|_| Ending {
+            code: close::GOING_AWAY,
+            reason: "connection closed",
+        })
+    }
+
+    fn text(&self, text: impl Into<String>) -> Result<(), Ending> {
+        self.push(Message::text(text))
+    }
+}
+
+struct Session {
+    gateway: Arc<Gateway>,
+    actor: Actor,
+    /// Last version sent per subscribed board.
+    sent: HashMap<Uuid, u64>,
+    live: StreamMap<Uuid, BroadcastStream<Arc<EventFrame>>>,
+}
+
+impl Session {
+    fn new(gateway: Arc<Gateway>, actor: Actor) -> Self {
+        Session {
+            gateway,
+            actor,
+            sent: HashMap::new(),
+            live: StreamMap::new(),
+        }
+    }
+
+    async fn run(mut self, socket: WebSocket) {
+        let (mut sink, mut incoming) = socket.split();
+        let (queue, mut outgoing) = mpsc::unbounded_channel::<Message>();
+        let (close_tx, close_rx) = oneshot::channel::<Ending>();
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
+        let outbox = Outbox {
+            queue,
+            queued_bytes: Arc::clone(&queued_bytes),
+            limit: self.gateway.limits.outbound_queue_bytes,
+        };
+
+        let writer = tokio::spawn(async move {
+            let mut close_rx = close_rx;
+            loop {
+                tokio::select! {
+                    biased;
+                    ending = &mut close_rx => {
+                        if let Ok(ending) = ending {
+                            let frame = Message::close_with(ending.code, ending.reason);
+                            let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(frame)).await;
+                        }
+                        break;
+                    }
+                    message = outgoing.recv() => {
+                        let Some(message) = message else { break };
+                        let size = message.as_bytes().len();
+                        if sink.send(message).await.is_err() {
+                            break;
+                        }
+                        queued_bytes.fetch_sub(size, Ordering::AcqRel);
+                    }
+                }
+            }
+            let _ = sink.close().await;
+        });
+
+        let limits = self.gateway.limits;
+        let mut shutdown = self.gateway.shutdown.clone();
+        let stopping = async move { shutdown.wait_for(|stopping| *stopping).await.map(|_| ()) };
+        let mut stopping = std::pin::pin!(stopping);
+        let mut heartbeat = tokio::time::interval(limits.ping_interval);
+        heartbeat.tick().await;
+        let mut last_heard = Instant::now();
+
+        let ending = loop {
+            let step = tokio::select! {
+                message = incoming.next() => match message {
+                    Some(Ok(message)) => {
+                        last_heard = Instant::now();
+                        self.on_client_message(&outbox, message).await
+                    }
+                    _ => Err(Ending { code: close::GOING_AWAY, reason: "connection closed" }),
+                },
+                Some((board_id, frame)) = self.live.next() => {
+                    self.on_live_frame(&outbox, board_id, frame).await
+                }
+                _ = heartbeat.tick() => {
+                    if last_heard.elapsed() > limits.idle_timeout {
+                        Err(Ending { code: close::GOING_AWAY, reason: "idle timeout: no frames or pongs" })
+                    } else {
+                        outbox.push(Message::ping(Vec::new()))
+                    }
+                }
+                _ = &mut stopping => {
+                    Err(Ending { code: close::GOING_AWAY, reason: "server shutting down" })
+                }
+            };
+            if let Err(ending) = step {
+                break ending;
+            }
+        };
+
+        let _ = close_tx.send(ending);
+        drop(outbox);
+        let _ = writer.await;
+        let boards: Vec<Uuid> = self.live.keys().copied().collect();
+        drop(self.live);
+        for board_id in boards {
+            self.gateway.store.unwatch(board_id);
+        }
+    }
+
+    async fn on_client_message(&mut self, outbox: &Outbox, message: Message) -> Result<(), Ending> {
+        if message.is_close() {
+            return Err(Ending {
+                code: 1000,
+                reason: "bye",
+            });
+        }
+        if message.is_ping() || message.is_pong() {
+            return Ok(());
+        }
+        let Ok(text) = message.to_str() else {
+            return outbox.text(error_frame(None, "bad_request", "frames must be JSON text"));
+        };
+        let frame: ClientFrame = match serde_json::from_str(text) {
+            Ok(frame) => frame,
+            Err(e) => {
+                return outbox.text(error_frame(
+                    None,
+                    "bad_request",
+                    &format!("unrecognised frame: {e}"),
+                ))
+            }
+        };
+        match frame {
+            ClientFrame::Ping => outbox.text(r#"{"type":"pong"}"#),
+            ClientFrame::Unsubscribe { board_id } => {
+                self.unsubscribe(board_id);
+                outbox.text(json!({"type": "unsubscribed", "board_id": board_id}).to_string())
+            }
+            ClientFrame::Subscribe { board_id, since } => {
+                self.subscribe(outbox, board_id, since).await
+            }
+        }
+    }
+
+    fn unsubscribe(&mut self, board_id: Uuid) {
+        if self.sent.remove(&board_id).is_some() {
+            self.live.remove(&board_id);
+            self.gateway.store.unwatch(board_id);
+        }
+    }
+
+    async fn subscribe(
+        &mut self,
+        outbox: &Outbox,
+        board_id: Uuid,
+        since: Option<u64>,
+    ) -> Result<(), Ending> {
+        self.unsubscribe(board_id);
+        if self.sent.len() >= MAX_SUBSCRIPTIONS {
+            return outbox.text(error_frame(
+                Some(board_id),
+                "limit_reached",
+                &format!("at most {MAX_SUBSCRIPTIONS} subscriptions per connection"),
+            ));
+        }
+        let watch = match self.gateway.store.watch(self.actor, board_id).await {
+            Ok(watch) => watch,
+            Err(error) => return outbox.text(store_error_frame(board_id, error)),
+        };
+        if since.is_some_and(|since| since > watch.version) {
+            self.gateway.store.unwatch(board_id);
+            return outbox.text(error_frame(
+                Some(board_id),
+                "invalid_since",
+                &format!("since is ahead of the board's version {}", watch.version),
+            ));
+        }
+        outbox.text(
+            json!({"type": "subscribed", "board_id": board_id, "version": watch.version})
+                .to_string(),
+        )?;
+        self.sent.insert(board_id, since.unwrap_or(watch.version));
+        self.live.insert(board_id, BroadcastStream::new(watch.live));
+        if since.is_some() {
+            self.catch_up(outbox, board_id, watch.version).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_live_frame(
+        &mut self,
+        outbox: &Outbox,
+        board_id: Uuid,
+        frame: Result<Arc<EventFrame>, BroadcastStreamRecvError>,
+    ) -> Result<(), Ending> {
+        let Some(&sent) = self.sent.get(&board_id) else {
+            return Ok(());
+        };
+        match frame {
+            Ok(frame) if frame.version <= sent => Ok(()),
+            Ok(frame) => {
+                if frame.version > sent + 1 {
+                    self.catch_up(outbox, board_id, frame.version - 1).await?;
+                }
+                if self.sent.get(&board_id) == Some(&(frame.version - 1)) {
+                    self.sent.insert(board_id, frame.version);
+                    outbox.text(frame.text.as_ref())?;
+                }
+                Ok(())
+            }
+            // Fell behind the broadcast: read what was missed from history.
+            Err(BroadcastStreamRecvError::Lagged(_)) => {
+                self.catch_up(outbox, board_id, u64::MAX).await
+            }
+        }
+    }
+
+    /// Sends stored events after the last one sent, up to `up_to`.
+    async fn catch_up(
+        &mut self,
+        outbox: &Outbox,
+        board_id: Uuid,
+        up_to: u64,
+    ) -> Result<(), Ending> {
+        loop {
+            let Some(&sent) = self.sent.get(&board_id) else {
+                return Ok(());
+            };
+            if sent >= up_to {
+                return Ok(());
+            }
+            let page = match self
+                .gateway
+                .store
+                .events_after(self.actor, board_id, sent, REPLAY_PAGE)
+                .await
+            {
+                Ok(page) => page,
+                Err(error) => {
+                    self.unsubscribe(board_id);
+                    return outbox.text(store_error_frame(board_id, error));
+                }
+            };
+            let full_page = page.len() == REPLAY_PAGE;
+            let mut last = sent;
+            for event in page.iter().filter(|e| e.version <= up_to) {
+                outbox.text(EventFrame::new(event).text.as_ref())?;
+                last = event.version;
+            }
+            self.sent.insert(board_id, last);
+            if !full_page || last == sent {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn error_frame(board_id: Option<Uuid>, code: &str, message: &str) -> String {
+    let mut frame = json!({"type": "error", "code": code, "message": message});
+    if let Some(board_id) = board_id {
+        frame["board_id"] = json!(board_id);
+    }
+    frame.to_string()
+}
+
+fn store_error_frame(board_id: Uuid, error: StoreError) -> String {
+    let api = ApiError::from(error);
+    error_frame(Some(board_id), api.code, &api.message)
+}

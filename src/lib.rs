@@ -1,0 +1,24 @@
+//! Streamboard: real-time collaborative task boards on event sourcing.
+//!
+//! # Layout
+//! - [`domain`]: boards, tasks, commands, events; `decide` and the fold
+//!   `apply`. Pure, no I/O; everything else adapts it.
+//! - [`store`]: the `BoardStore` port and the write path both modes share
+//!   (`If-Match`, `Idempotency-Key`, decide); [`store::memory`] is the
+//!   quick-win store.
+//! - [`views`]: the contract's JSON shapes, rendered from domain values.
+//! - [`fanout`]: per-board broadcast of event frames inside one process.
+//! - [`http`]: warp routes, request parsing, the error boundary, and the
+//!   WebSocket gateway ([`http::ws`]).
+//! - [`settings`], [`telemetry`], [`dependencies`]: configuration, logs and
+//!   metrics, connection pools.
+//! - [`app`]: `Application::build` / `run_until_stopped`.
+pub mod app;
+pub mod dependencies;
+pub mod domain;
+pub mod fanout;
+pub mod http;
+pub mod settings;
+pub mod store;
+pub mod telemetry;
+pub mod views;

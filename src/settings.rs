@@ -1,0 +1,334 @@
+//! Settings: `config/default.toml` (built in, so the bare binary runs), then
+//! `config/<STREAMBOARD_ENV>.toml`, then the seeds' `.env`, `.db.env` and
+//! `.jwt.env`, then `STREAMBOARD__SECTION__KEY` environment variables.
+//! Secrets are `SecretString`s: they never appear in `Debug` output or logs.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use config::{Config, Environment, File, FileFormat};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+const BUILT_IN_DEFAULTS: &str = include_str!("../config/default.toml");
+const MIN_JWT_SECRET_BYTES: usize = 32;
+
+#[derive(Debug, Deserialize)]
+pub struct Settings {
+    /// The profile these settings were loaded for (`dev`, `test`, `prod`...).
+    #[serde(skip)]
+    pub profile: String,
+    pub server: ServerSettings,
+    pub redis: RedisSettings,
+    pub postgres: PostgresSettings,
+    pub auth: AuthSettings,
+    pub quick: QuickSettings,
+    pub idempotency: IdempotencySettings,
+    pub websocket: WebSocketSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ServerSettings {
+    pub addr: String,
+    pub body_limit_bytes: u64,
+    pub cors_origins: Vec<String>,
+    pub shutdown_grace_seconds: u64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RedisSettings {
+    pub url: SecretString,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PostgresSettings {
+    pub url: SecretString,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AuthSettings {
+    pub jwt_secret: SecretString,
+    pub token_ttl_days: u32,
+    pub cookie_secure: bool,
+}
+
+impl AuthSettings {
+    pub fn jwt_secret_is_empty(&self) -> bool {
+        non_empty(&self.jwt_secret).is_none()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct QuickSettings {
+    pub max_boards: usize,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct IdempotencySettings {
+    pub ttl_hours: u32,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WebSocketSettings {
+    pub max_connections: usize,
+    pub max_connections_per_user: usize,
+    pub outbound_queue_bytes: usize,
+    pub ping_interval_seconds: u64,
+    pub idle_timeout_seconds: u64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A setting that stops start-up; the message names the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration: {setting}: {message}")]
+    Invalid {
+        setting: &'static str,
+        message: String,
+    },
+}
+
+impl Settings {
+    /// Loads settings for the profile named by `STREAMBOARD_ENV` (default
+    /// `dev`) from the config directory (`STREAMBOARD_CONFIG_DIR`, default
+    /// `./config`) and the process environment.
+    pub fn load() -> Result<Settings, SettingsError> {
+        let profile = std::env::var("STREAMBOARD_ENV").unwrap_or_else(|_| "dev".to_owned());
+        let config_dir = std::env::var_os("STREAMBOARD_CONFIG_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("config"));
+        Self::load_from(&profile, &config_dir, Path::new("."))
+    }
+
+    pub fn load_from(
+        profile: &str,
+        config_dir: &Path,
+        seeds_dir: &Path,
+    ) -> Result<Settings, SettingsError> {
+        let config = Config::builder()
+            .add_source(File::from_str(BUILT_IN_DEFAULTS, FileFormat::Toml))
+            .add_source(File::from(config_dir.join("default.toml")).required(false))
+            .add_source(File::from(config_dir.join(format!("{profile}.toml"))).required(false))
+            .add_source(seed_files(seeds_dir)?)
+            .add_source(
+                Environment::with_prefix("STREAMBOARD")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .list_separator(",")
+                    .with_list_parse_key("server.cors_origins")
+                    .try_parsing(true),
+            )
+            .build()?;
+        let mut settings: Settings = config.try_deserialize()?;
+        settings.profile = profile.to_owned();
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        self.server_addr()?;
+        if self.server.body_limit_bytes < 1024 {
+            return Err(SettingsError::Invalid {
+                setting: "server.body_limit_bytes",
+                message: "must be at least 1024".into(),
+            });
+        }
+        let secret = self.auth.jwt_secret.expose_secret();
+        if self.profile != "dev" && secret.len() < MIN_JWT_SECRET_BYTES {
+            return Err(SettingsError::Invalid {
+                setting: "auth.jwt_secret",
+                message: format!(
+                    "must be at least {MIN_JWT_SECRET_BYTES} bytes outside the dev profile \
+                     (set STREAMBOARD__AUTH__JWT_SECRET)"
+                ),
+            });
+        }
+        if self.auth.token_ttl_days == 0 {
+            return Err(SettingsError::Invalid {
+                setting: "auth.token_ttl_days",
+                message: "must be at least 1".into(),
+            });
+        }
+        match self.log.filter.parse::<tracing_subscriber::EnvFilter>() {
+            Ok(_) => Ok(()),
+            Err(e) => Err(SettingsError::Invalid {
+                setting: "log.filter",
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    pub fn server_addr(&self) -> Result<SocketAddr, SettingsError> {
+        self.server
+            .addr
+            .parse()
+            .map_err(|e: std::net::AddrParseError| SettingsError::Invalid {
+                setting: "server.addr",
+                message: format!("'{}' is not a socket address: {e}", self.server.addr),
+            })
+    }
+
+    /// The Redis URL, if one is configured.
+    pub fn redis_url(&self) -> Option<&str> {
+        non_empty(&self.redis.url)
+    }
+
+    /// The PostgreSQL URL, if one is configured.
+    pub fn postgres_url(&self) -> Option<&str> {
+        non_empty(&self.postgres.url)
+    }
+
+    /// The JWT secret; in the dev profile a fixed development secret stands in
+    /// for an empty one, and says so in the log at start-up.
+    pub fn jwt_secret(&self) -> &str {
+        non_empty(&self.auth.jwt_secret).unwrap_or("streamboard-dev-only-secret-do-not-deploy")
+    }
+}
+
+fn non_empty(secret: &SecretString) -> Option<&str> {
+    Some(secret.expose_secret().trim()).filter(|s| !s.is_empty())
+}
+
+/// The seed files' conventional names, mapped onto our settings. They rank
+/// below `STREAMBOARD__...` variables, and process variables beat the files.
+fn seed_files(dir: &Path) -> Result<Config, SettingsError> {
+    let mut vars = std::collections::HashMap::new();
+    for name in [".env", ".db.env", ".jwt.env"] {
+        let path = dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let entries = dotenvy::from_path_iter(&path).map_err(|e| SettingsError::Invalid {
+            setting: "seed files",
+            message: format!("{}: {e}", path.display()),
+        })?;
+        for entry in entries {
+            let (key, value) = entry.map_err(|e| SettingsError::Invalid {
+                setting: "seed files",
+                message: format!("{}: {e}", path.display()),
+            })?;
+            vars.insert(key, value);
+        }
+    }
+    for (key, value) in std::env::vars() {
+        vars.insert(key, value);
+    }
+    let get = |key: &str| vars.get(key).filter(|v| !v.is_empty()).cloned();
+
+    let mut builder = Config::builder();
+    let postgres_url = get("DATABASE_URL")
+        .or_else(|| get("POSTGRES_URL"))
+        .or_else(|| {
+            let db = get("POSTGRES_DB")?;
+            let user = get("POSTGRES_USER").unwrap_or_else(|| "postgres".into());
+            let password = get("POSTGRES_PASSWORD")
+                .map(|p| format!(":{p}"))
+                .unwrap_or_default();
+            let host = get("POSTGRES_HOST").unwrap_or_else(|| "127.0.0.1".into());
+            let port = get("POSTGRES_PORT").unwrap_or_else(|| "5432".into());
+            Some(format!("postgres://{user}{password}@{host}:{port}/{db}"))
+        });
+    let pairs = [
+        ("redis.url", get("REDIS_URL")),
+        ("postgres.url", postgres_url),
+        ("auth.jwt_secret", get("JWT_SECRET")),
+    ];
+    for (setting, value) in pairs {
+        if let Some(value) = value {
+            builder = builder.set_override(setting, value)?;
+        }
+    }
+    Ok(builder.build()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "streamboard-settings-{name}-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn built_in_defaults_load_in_dev() {
+        let dir = temp_dir("defaults");
+        let settings = Settings::load_from("dev", &dir, &dir).unwrap();
+        assert_eq!(settings.server.addr, "127.0.0.1:8080");
+        assert_eq!(settings.auth.token_ttl_days, 30);
+        assert!(settings.redis_url().is_none());
+    }
+
+    #[test]
+    fn profiles_other_than_dev_need_a_long_jwt_secret() {
+        let dir = temp_dir("prod");
+        std::fs::write(dir.join("prod.toml"), "[auth]\njwt_secret = \"short\"\n").unwrap();
+        let err = Settings::load_from("prod", &dir, &dir).unwrap_err();
+        assert!(err.to_string().contains("auth.jwt_secret"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_setting_is_named() {
+        let dir = temp_dir("bad");
+        std::fs::write(dir.join("dev.toml"), "[server]\naddr = \"nonsense\"\n").unwrap();
+        let err = Settings::load_from("dev", &dir, &dir).unwrap_err();
+        assert!(err.to_string().contains("server.addr"), "{err}");
+
+        std::fs::write(
+            dir.join("dev.toml"),
+            "[websocket]\nmax_connections = \"many\"\n",
+        )
+        .unwrap();
+        let err = Settings::load_from("dev", &dir, &dir).unwrap_err();
+        assert!(err.to_string().contains("max_connections"), "{err}");
+    }
+
+    #[test]
+    fn seed_files_fill_urls_and_secret_and_never_print() {
+        let dir = temp_dir("seeds");
+        std::fs::write(
+            dir.join(".db.env"),
+            "POSTGRES_USER=app\nPOSTGRES_PASSWORD=pw\nPOSTGRES_DB=boards\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(".jwt.env"),
+            "JWT_SECRET=a-very-long-secret-from-the-seed-files-123\n",
+        )
+        .unwrap();
+        let settings = Settings::load_from("test", &dir, &dir).unwrap();
+        let url = settings.postgres_url().unwrap();
+        assert!(
+            url.starts_with("postgres://app:pw@") && url.ends_with("/boards"),
+            "{url}"
+        );
+        assert_eq!(
+            settings.jwt_secret(),
+            "a-very-long-secret-from-the-seed-files-123"
+        );
+        let printed = format!("{settings:?}");
+        assert!(
+            !printed.contains("a-very-long-secret") && !printed.contains(":pw@"),
+            "{printed}"
+        );
+    }
+}

@@ -1,0 +1,224 @@
+//! The quick-win store: boards in process memory, gone on restart.
+//!
+//! Each board has its own lock (no global lock on the write path); a write
+//! decides, folds, records and publishes under that lock, so events reach
+//! subscribers in version order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::Utc;
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use uuid::Uuid;
+
+use super::write::{prepare, IdempotencyRecord};
+use super::{BoardStore, Rendered, StoreError, Watch, WriteRequest};
+use crate::domain::{apply, Board, BoardEvent, Command, Context, DomainError};
+use crate::fanout::Hub;
+use crate::views::{self, BoardView, EventFrame, View};
+
+/// Idempotent results a board keeps before the oldest are dropped.
+const IDEMPOTENCY_RECORDS_PER_BOARD: usize = 10_000;
+
+pub struct MemoryStore {
+    boards: DashMap<Uuid, Arc<Mutex<BoardSlot>>>,
+    hub: Hub,
+    max_boards: usize,
+    idempotency_ttl: Duration,
+}
+
+#[derive(Default)]
+struct BoardSlot {
+    board: Option<Board>,
+    events: Vec<Arc<BoardEvent>>,
+    /// Keyed by (actor, Idempotency-Key), next to the board they wrote to.
+    idempotency: HashMap<(Option<Uuid>, String), (Instant, IdempotencyRecord)>,
+}
+
+impl MemoryStore {
+    pub fn new(max_boards: usize, idempotency_ttl: Duration) -> Self {
+        MemoryStore {
+            boards: DashMap::new(),
+            hub: Hub::default(),
+            max_boards,
+            idempotency_ttl,
+        }
+    }
+
+    fn slot(&self, board_id: Uuid) -> Result<Arc<Mutex<BoardSlot>>, StoreError> {
+        self.boards
+            .get(&board_id)
+            .map(|slot| Arc::clone(&slot))
+            .ok_or(StoreError::Domain(DomainError::NotFound("board")))
+    }
+
+    /// The slot a write goes to; a create makes it, within the board limit.
+    fn slot_for_write(
+        &self,
+        board_id: Uuid,
+        command: &Command,
+    ) -> Result<Arc<Mutex<BoardSlot>>, StoreError> {
+        if !matches!(command, Command::CreateBoard { .. }) {
+            return self.slot(board_id);
+        }
+        if self.boards.len() >= self.max_boards && !self.boards.contains_key(&board_id) {
+            return Err(StoreError::LimitReached(format!(
+                "quick-win mode holds at most {} boards",
+                self.max_boards
+            )));
+        }
+        Ok(match self.boards.entry(board_id) {
+            Entry::Occupied(slot) => Arc::clone(slot.get()),
+            Entry::Vacant(vacant) => Arc::clone(&*vacant.insert(Arc::default())),
+        })
+    }
+
+    fn write_locked(
+        &self,
+        slot: &mut BoardSlot,
+        actor: Option<Uuid>,
+        board_id: Uuid,
+        request: &WriteRequest,
+    ) -> Result<Rendered, StoreError> {
+        let key = request.idempotency.as_ref();
+        if let Some(key) = key {
+            let now = Instant::now();
+            let ttl = self.idempotency_ttl;
+            slot.idempotency
+                .retain(|_, (stored_at, _)| now.duration_since(*stored_at) < ttl);
+            if let Some((_, record)) = slot.idempotency.get(&(actor, key.key.clone())) {
+                return record.replay(key);
+            }
+        }
+        let ctx = Context {
+            actor,
+            at: Utc::now(),
+        };
+        let event = prepare(slot.board.as_ref(), board_id, request, &ctx)?;
+        apply(&mut slot.board, &event);
+        let board = slot
+            .board
+            .as_ref()
+            .expect("a board after an accepted event");
+        let rendered = views::render(board, request.reply)?;
+        if let Some(key) = key {
+            if slot.idempotency.len() >= IDEMPOTENCY_RECORDS_PER_BOARD {
+                let oldest = slot
+                    .idempotency
+                    .iter()
+                    .min_by_key(|(_, (at, _))| *at)
+                    .map(|(k, _)| k.clone());
+                if let Some(oldest) = oldest {
+                    slot.idempotency.remove(&oldest);
+                }
+            }
+            slot.idempotency.insert(
+                (actor, key.key.clone()),
+                (Instant::now(), IdempotencyRecord::new(key, &rendered)),
+            );
+        }
+        self.hub.publish(EventFrame::new(&event));
+        slot.events.push(Arc::new(event));
+        Ok(rendered)
+    }
+
+    /// The hub this store publishes to, for the WebSocket gateway.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+}
+
+fn visible(board: Option<&Board>, actor: Option<Uuid>) -> Result<&Board, StoreError> {
+    board
+        .filter(|b| !b.deleted && b.role_of(actor).is_some())
+        .ok_or(StoreError::Domain(DomainError::NotFound("board")))
+}
+
+#[async_trait]
+impl BoardStore for MemoryStore {
+    async fn list_boards(&self, actor: Option<Uuid>) -> Result<Bytes, StoreError> {
+        let slots: Vec<Arc<Mutex<BoardSlot>>> =
+            self.boards.iter().map(|slot| Arc::clone(&slot)).collect();
+        let mut rendered: Vec<(chrono::DateTime<Utc>, Uuid, serde_json::Value)> = Vec::new();
+        for slot in slots {
+            let slot = slot.lock();
+            if let Ok(board) = visible(slot.board.as_ref(), actor) {
+                let view = BoardView::new(board).with_events(&slot.events);
+                let value = serde_json::to_value(&view).map_err(anyhow::Error::from)?;
+                rendered.push((board.created_at, board.id, value));
+            }
+        }
+        rendered.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        let boards: Vec<serde_json::Value> = rendered.into_iter().map(|(_, _, v)| v).collect();
+        Ok(views::to_bytes(&serde_json::json!({ "boards": boards })))
+    }
+
+    async fn read(
+        &self,
+        actor: Option<Uuid>,
+        board_id: Uuid,
+        view: View,
+    ) -> Result<Rendered, StoreError> {
+        let slot = self.slot(board_id)?;
+        let slot = slot.lock();
+        let board = visible(slot.board.as_ref(), actor)?;
+        Ok(views::render(board, view)?)
+    }
+
+    async fn write(
+        &self,
+        actor: Option<Uuid>,
+        board_id: Uuid,
+        request: WriteRequest,
+    ) -> Result<Rendered, StoreError> {
+        let slot = self.slot_for_write(board_id, &request.command)?;
+        let mut guard = slot.lock();
+        let result = self.write_locked(&mut guard, actor, board_id, &request);
+        let refused_create = guard.board.is_none();
+        drop(guard);
+        if refused_create {
+            // A refused create leaves no empty slot behind.
+            self.boards
+                .remove_if(&board_id, |_, s| s.lock().board.is_none());
+        }
+        result
+    }
+
+    async fn events_after(
+        &self,
+        actor: Option<Uuid>,
+        board_id: Uuid,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Arc<BoardEvent>>, StoreError> {
+        let slot = self.slot(board_id)?;
+        let slot = slot.lock();
+        visible(slot.board.as_ref(), actor)?;
+        // Version v is at index v - 1: versions start at 1 with no gaps.
+        let start = usize::try_from(after)
+            .unwrap_or(usize::MAX)
+            .min(slot.events.len());
+        Ok(slot.events[start..].iter().take(limit).cloned().collect())
+    }
+
+    async fn watch(&self, actor: Option<Uuid>, board_id: Uuid) -> Result<Watch, StoreError> {
+        let slot = self.slot(board_id)?;
+        let slot = slot.lock();
+        let board = visible(slot.board.as_ref(), actor)?;
+        // Subscribing under the board's lock: no event falls between the
+        // version returned and the first live frame.
+        Ok(Watch {
+            version: board.version,
+            live: self.hub.subscribe(board_id),
+        })
+    }
+
+    fn unwatch(&self, board_id: Uuid) {
+        self.hub.release(board_id);
+    }
+}

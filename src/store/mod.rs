@@ -1,0 +1,107 @@
+//! The port between the HTTP/WebSocket adapters and board storage.
+//!
+//! `BoardStore` is implemented by the in-memory quick-win store and by the
+//! event-sourced store; both run writes through [`write::prepare`], so
+//! `If-Match`, idempotency and the domain rules behave the same in each.
+
+pub mod memory;
+pub mod write;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use crate::domain::{BoardEvent, Command, DomainError};
+use crate::views::{EventFrame, View};
+
+/// A write: the command plus the HTTP-level conditions that guard it.
+#[derive(Debug, Clone)]
+pub struct WriteRequest {
+    pub command: Command,
+    /// `If-Match`: the board version the client last saw.
+    pub if_match: Option<u64>,
+    pub idempotency: Option<IdempotencyKey>,
+    /// What to render into the response body once the write is done.
+    pub reply: View,
+}
+
+/// An `Idempotency-Key` and the fingerprint of the request that carried it,
+/// so a key reused for a different request is caught.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    pub key: String,
+    pub fingerprint: String,
+}
+
+/// A rendered response: the board version it reflects and the JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    pub version: u64,
+    pub body: Option<Bytes>,
+    /// True when an idempotent retry got the stored first result.
+    pub replayed: bool,
+}
+
+/// A live subscription to a board: its version when the subscription
+/// started, and every event after it.
+pub struct Watch {
+    pub version: u64,
+    pub live: broadcast::Receiver<Arc<EventFrame>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("the board is at version {current}, not the version in If-Match")]
+    PreconditionFailed { current: u64 },
+    #[error("this Idempotency-Key was already used for a different request")]
+    IdempotencyKeyReused,
+    #[error("{0}")]
+    LimitReached(String),
+    /// A dependency (Redis, PostgreSQL) cannot be reached.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+#[async_trait]
+pub trait BoardStore: Send + Sync + 'static {
+    /// Every board the actor may see, rendered as `{"boards": [...]}`.
+    async fn list_boards(&self, actor: Option<Uuid>) -> Result<Bytes, StoreError>;
+
+    /// Renders a board (or one of its tasks) as the actor may see it.
+    async fn read(
+        &self,
+        actor: Option<Uuid>,
+        board_id: Uuid,
+        view: View,
+    ) -> Result<Rendered, StoreError>;
+
+    /// Decides and stores one command; exactly one event on success.
+    async fn write(
+        &self,
+        actor: Option<Uuid>,
+        board_id: Uuid,
+        request: WriteRequest,
+    ) -> Result<Rendered, StoreError>;
+
+    /// Events with versions after `after`, oldest first, at most `limit`.
+    async fn events_after(
+        &self,
+        actor: Option<Uuid>,
+        board_id: Uuid,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Arc<BoardEvent>>, StoreError>;
+
+    /// Starts a live subscription; events after `Watch::version` arrive on it.
+    async fn watch(&self, actor: Option<Uuid>, board_id: Uuid) -> Result<Watch, StoreError>;
+
+    /// Called when a subscriber of the board went away.
+    fn unwatch(&self, board_id: Uuid);
+}

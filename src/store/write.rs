@@ -1,0 +1,88 @@
+//! The write path both stores share: idempotent replay, the `If-Match`
+//! precondition, then the domain's decision.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{IdempotencyKey, Rendered, StoreError, WriteRequest};
+use crate::domain::{decide, Board, BoardEvent, Context};
+
+/// The first result of an idempotent write, kept to answer its retries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    pub fingerprint: String,
+    pub version: u64,
+    pub body: Option<String>,
+}
+
+impl IdempotencyRecord {
+    pub fn new(key: &IdempotencyKey, rendered: &Rendered) -> Self {
+        IdempotencyRecord {
+            fingerprint: key.fingerprint.clone(),
+            version: rendered.version,
+            body: rendered
+                .body
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned()),
+        }
+    }
+
+    /// The stored result for a retry, or an error if the key was reused for
+    /// another request.
+    pub fn replay(&self, key: &IdempotencyKey) -> Result<Rendered, StoreError> {
+        if self.fingerprint != key.fingerprint {
+            return Err(StoreError::IdempotencyKeyReused);
+        }
+        Ok(Rendered {
+            version: self.version,
+            body: self.body.clone().map(Bytes::from),
+            replayed: true,
+        })
+    }
+}
+
+/// Fingerprints a request so a reused key with a different request is caught.
+pub fn fingerprint(method: &str, path: &str, body: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    for part in [method.as_bytes(), path.as_bytes(), body] {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    format!("{:x}", hasher.finalize())
+}
+
+/// The board id a create with an `Idempotency-Key` gets: derived from the
+/// caller and the key, so a retry lands on the same board (and finds the
+/// stored result next to it) instead of creating a second one.
+pub fn board_id_for(actor: Option<Uuid>, key: Option<&IdempotencyKey>) -> Uuid {
+    const NAMESPACE: Uuid = Uuid::from_u128(0x7f3c_61a2_9d0e_4b57_a8c1_52e6_0b9d_4f13);
+    match key {
+        Some(key) => {
+            let actor = actor.map(|a| a.to_string()).unwrap_or_default();
+            Uuid::new_v5(&NAMESPACE, format!("{actor}\n{}", key.key).as_bytes())
+        }
+        None => Uuid::now_v7(),
+    }
+}
+
+/// Checks `If-Match` against the current state and asks the domain for the
+/// command's event. The caller appends it only if the board is still at the
+/// version this saw.
+pub fn prepare(
+    state: Option<&Board>,
+    board_id: Uuid,
+    request: &WriteRequest,
+    ctx: &Context,
+) -> Result<BoardEvent, StoreError> {
+    let current = state.map_or(0, |b| b.version);
+    if let Some(expected) = request.if_match {
+        // A hidden board must look absent, not reveal its version.
+        let visible = state.is_some_and(|b| !b.deleted && b.role_of(ctx.actor).is_some());
+        if visible && expected != current {
+            return Err(StoreError::PreconditionFailed { current });
+        }
+    }
+    Ok(decide(state, board_id, &request.command, ctx)?)
+}

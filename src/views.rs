@@ -1,0 +1,135 @@
+//! The contract's JSON shapes, rendered from domain values. Every response
+//! body, stored idempotent result and WebSocket event frame comes from here.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::domain::{Board, BoardEvent, DomainError, Role, Task};
+
+/// What a read or a write renders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Board,
+    Task(Uuid),
+    /// No body (DELETE answers 204).
+    Nothing,
+}
+
+#[derive(Serialize)]
+struct MemberView {
+    user_id: Uuid,
+    role: Role,
+}
+
+#[derive(Serialize)]
+pub struct BoardView<'a> {
+    id: Uuid,
+    name: &'a str,
+    columns: &'a [String],
+    version: u64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    /// Boards in `/api` have an owner and members; quick-win boards do not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    members: Option<Vec<MemberView>>,
+    tasks: Vec<&'a Task>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    events: Option<&'a [Arc<BoardEvent>]>,
+}
+
+impl<'a> BoardView<'a> {
+    pub fn new(board: &'a Board) -> Self {
+        BoardView {
+            id: board.id,
+            name: &board.name,
+            columns: &board.columns,
+            version: board.version,
+            created_at: board.created_at,
+            updated_at: board.updated_at,
+            owner_id: board.owner_id,
+            members: board.owner_id.map(|_| {
+                board
+                    .members
+                    .iter()
+                    .map(|(user_id, role)| MemberView {
+                        user_id: *user_id,
+                        role: *role,
+                    })
+                    .collect()
+            }),
+            tasks: board.ordered_tasks(),
+            events: None,
+        }
+    }
+
+    /// Adds the board's history (quick-win's `GET /boards` shows it).
+    pub fn with_events(mut self, events: &'a [Arc<BoardEvent>]) -> Self {
+        self.events = Some(events);
+        self
+    }
+}
+
+/// Renders `view` of `board`; a task that is not there is `NotFound`.
+pub fn render(board: &Board, view: View) -> Result<Rendered, DomainError> {
+    let body = match view {
+        View::Board => Some(to_bytes(&BoardView::new(board))),
+        View::Task(task_id) => {
+            let task = board
+                .tasks
+                .get(&task_id)
+                .ok_or(DomainError::NotFound("task"))?;
+            Some(to_bytes(task))
+        }
+        View::Nothing => None,
+    };
+    Ok(Rendered {
+        version: board.version,
+        body,
+        replayed: false,
+    })
+}
+
+use crate::store::Rendered;
+
+pub fn to_bytes<T: Serialize + ?Sized>(value: &T) -> Bytes {
+    // Serialising our own types to a Vec cannot fail: all keys are strings.
+    Bytes::from(serde_json::to_vec(value).expect("views serialise"))
+}
+
+/// An event as sent to WebSocket subscribers, serialised once per event and
+/// shared by every subscriber.
+///
+/// The frame is the envelope with `type: "event"`; the envelope's own `type`
+/// (`task.created`, ...) travels as `event_type`, since one JSON object
+/// cannot hold two `type` keys.
+#[derive(Debug)]
+pub struct EventFrame {
+    pub board_id: Uuid,
+    pub version: u64,
+    pub text: Arc<str>,
+}
+
+impl EventFrame {
+    pub fn new(event: &BoardEvent) -> Arc<EventFrame> {
+        let mut object = match serde_json::to_value(event) {
+            Ok(Value::Object(object)) => object,
+            _ => unreachable!("an event serialises to an object"),
+        };
+        if let Some(event_type) = object.remove("type") {
+            object.insert("event_type".into(), event_type);
+        }
+        object.insert("type".into(), Value::from("event"));
+        Arc::new(EventFrame {
+            board_id: event.board_id,
+            version: event.version,
+            text: Value::Object(object).to_string().into(),
+        })
+    }
+}
