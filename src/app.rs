@@ -10,19 +10,39 @@ use anyhow::Context as _;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::{watch, Semaphore};
 
+use crate::auth::Auth;
 use crate::dependencies::Dependencies;
+use crate::eventlog::EventLog;
+use crate::fanout::Hub;
 use crate::http::{self, ws};
+use crate::postgres;
 use crate::settings::Settings;
+use crate::store::event_sourced::EventSourcedStore;
 use crate::store::memory::MemoryStore;
 use crate::store::BoardStore;
+
+/// Boards whose state the event-sourced store keeps in memory.
+const CACHED_BOARDS: u64 = 10_000;
+/// How long start-up waits for migrations before serving anyway (they are
+/// then retried in the background, and `/api` answers 503 meanwhile).
+const MIGRATION_WAIT: Duration = Duration::from_secs(15);
 
 /// What every request handler may reach.
 pub struct AppState {
     pub settings: Settings,
     pub quick: Arc<dyn BoardStore>,
     pub quick_gateway: Arc<ws::Gateway>,
+    /// The event-sourced mode, when Redis and PostgreSQL are configured.
+    pub api: Option<ApiState>,
     pub dependencies: Dependencies,
     pub metrics: PrometheusHandle,
+}
+
+pub struct ApiState {
+    pub store: Arc<dyn BoardStore>,
+    pub auth: Arc<Auth>,
+    pub users: deadpool_postgres::Pool,
+    pub gateway: Arc<ws::Gateway>,
 }
 
 pub struct Application {
@@ -51,16 +71,38 @@ impl Application {
             Duration::from_secs(u64::from(settings.idempotency.ttl_hours) * 3600),
         ));
         let connections = Arc::new(Semaphore::new(settings.websocket.max_connections));
-        let quick_gateway = ws::Gateway::new(
-            quick.clone(),
-            ws::Limits::from(&settings.websocket),
-            connections,
-            stopping.clone(),
-        );
+        let limits = ws::Limits::from(&settings.websocket);
+        let quick_gateway =
+            ws::Gateway::new(quick.clone(), limits, connections.clone(), stopping.clone());
+        let api = match (&dependencies.redis, &dependencies.postgres) {
+            (Some(redis), Some(users)) => {
+                prepare_schema(users).await;
+                let hub = Arc::new(Hub::default());
+                let store: Arc<dyn BoardStore> = Arc::new(EventSourcedStore::new(
+                    EventLog::new(redis.clone()),
+                    hub,
+                    CACHED_BOARDS,
+                    Duration::from_secs(u64::from(settings.idempotency.ttl_hours) * 3600),
+                ));
+                let gateway =
+                    ws::Gateway::new(store.clone(), limits, connections, stopping.clone());
+                Some(ApiState {
+                    store,
+                    auth: Arc::new(Auth::from_settings(&settings, Some(users.clone()))),
+                    users: users.clone(),
+                    gateway,
+                })
+            }
+            _ => {
+                tracing::warn!("Redis and PostgreSQL are both needed for /api; it answers 503");
+                None
+            }
+        };
         let state = Arc::new(AppState {
             settings,
             quick,
             quick_gateway,
+            api,
             dependencies,
             metrics,
         });
@@ -100,6 +142,21 @@ impl Application {
         shutdown.send_replace(true);
         if tokio::time::timeout(grace, server).await.is_err() {
             tracing::warn!("grace period over; dropping the remaining connections");
+        }
+    }
+}
+
+/// Applies migrations before serving when PostgreSQL answers; otherwise
+/// keeps trying in the background.
+async fn prepare_schema(pool: &deadpool_postgres::Pool) {
+    match tokio::time::timeout(MIGRATION_WAIT, postgres::migrate(pool)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) if !postgres::is_unavailable(&error) => {
+            tracing::error!(error = format!("{error:#}"), "PostgreSQL migrations failed");
+        }
+        _ => {
+            tracing::warn!("PostgreSQL is not reachable yet; migrating in the background");
+            tokio::spawn(postgres::migrate_when_available(pool.clone()));
         }
     }
 }

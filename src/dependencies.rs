@@ -82,3 +82,11 @@ impl Dependencies {
         }
     }
 }
+
+/// The `migrate` command: applies the PostgreSQL migrations and exits.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let pool = Dependencies::connect(settings)?
+        .postgres
+        .context("postgres.url is not set (STREAMBOARD__POSTGRES__URL)")?;
+    crate::postgres::migrate(&pool).await
+}

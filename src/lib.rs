@@ -14,10 +14,13 @@
 //!   metrics, connection pools.
 //! - [`app`]: `Application::build` / `run_until_stopped`.
 pub mod app;
+pub mod auth;
 pub mod dependencies;
 pub mod domain;
+pub mod eventlog;
 pub mod fanout;
 pub mod http;
+pub mod postgres;
 pub mod settings;
 pub mod store;
 pub mod telemetry;

@@ -16,6 +16,10 @@ use crate::domain::{Board, BoardEvent, DomainError, Role, Task};
 pub enum View {
     Board,
     Task(Uuid),
+    /// `{"members": [{user_id, role}]}`.
+    Members,
+    /// One member, `{user_id, role}`.
+    Member(Uuid),
     /// No body (DELETE answers 204).
     Nothing,
 }
@@ -54,16 +58,7 @@ impl<'a> BoardView<'a> {
             created_at: board.created_at,
             updated_at: board.updated_at,
             owner_id: board.owner_id,
-            members: board.owner_id.map(|_| {
-                board
-                    .members
-                    .iter()
-                    .map(|(user_id, role)| MemberView {
-                        user_id: *user_id,
-                        role: *role,
-                    })
-                    .collect()
-            }),
+            members: board.owner_id.map(|_| members(board)),
             tasks: board.ordered_tasks(),
             events: None,
         }
@@ -76,6 +71,17 @@ impl<'a> BoardView<'a> {
     }
 }
 
+fn members(board: &Board) -> Vec<MemberView> {
+    board
+        .members
+        .iter()
+        .map(|(user_id, role)| MemberView {
+            user_id: *user_id,
+            role: *role,
+        })
+        .collect()
+}
+
 /// Renders `view` of `board`; a task that is not there is `NotFound`.
 pub fn render(board: &Board, view: View) -> Result<Rendered, DomainError> {
     let body = match view {
@@ -86,6 +92,17 @@ pub fn render(board: &Board, view: View) -> Result<Rendered, DomainError> {
                 .get(&task_id)
                 .ok_or(DomainError::NotFound("task"))?;
             Some(to_bytes(task))
+        }
+        View::Members => Some(to_bytes(&serde_json::json!({ "members": members(board) }))),
+        View::Member(user_id) => {
+            let role = board
+                .members
+                .get(&user_id)
+                .ok_or(DomainError::NotFound("member"))?;
+            Some(to_bytes(&MemberView {
+                user_id,
+                role: *role,
+            }))
         }
         View::Nothing => None,
     };

@@ -141,7 +141,7 @@ fn update_task(task_id: Uuid, body: UpdateTaskBody) -> Result<Command, DomainErr
 }
 
 /// The response to a read or write: JSON body, `ETag` with the board version.
-fn respond(status: StatusCode, rendered: Rendered) -> Response {
+pub(super) fn respond(status: StatusCode, rendered: Rendered) -> Response {
     let has_body = rendered.body.is_some();
     let mut response = match rendered.body {
         Some(body) => {
@@ -186,8 +186,8 @@ struct Ctx {
     store: Arc<dyn BoardStore>,
 }
 
-async fn run_write(
-    ctx: Ctx,
+pub(super) async fn run_write(
+    store: Arc<dyn BoardStore>,
     actor: Actor,
     board_id: Uuid,
     headers: WriteHeaders,
@@ -204,7 +204,7 @@ async fn run_write(
         idempotency: headers.idempotency,
         reply,
     };
-    let rendered = ctx.store.write(actor, board_id, request).await?;
+    let rendered = store.write(actor, board_id, request).await?;
     Ok(respond(status, rendered))
 }
 
@@ -245,7 +245,7 @@ pub fn routes(
                 let command = create_board(parse(&body)?);
                 let board_id = board_id_for(actor, headers.idempotency.as_ref());
                 let mut response = run_write(
-                    ctx,
+                    ctx.store,
                     actor,
                     board_id,
                     headers,
@@ -280,7 +280,7 @@ pub fn routes(
         .and_then(
             |ctx: Ctx, actor: Actor, board_id: Uuid, headers: WriteHeaders, body: Bytes| async move {
                 let command = update_board(parse(&body)?);
-                run_write(ctx, actor, board_id, headers, command, View::Board, StatusCode::OK).await
+                run_write(ctx.store, actor, board_id, headers, command, View::Board, StatusCode::OK).await
             },
         );
 
@@ -292,7 +292,7 @@ pub fn routes(
         .and_then(
             |ctx: Ctx, actor: Actor, board_id: Uuid, headers: WriteHeaders, _body: Bytes| async move {
                 let command = Ok(Command::DeleteBoard);
-                run_write(ctx, actor, board_id, headers, command, View::Nothing, StatusCode::NO_CONTENT)
+                run_write(ctx.store, actor, board_id, headers, command, View::Nothing, StatusCode::NO_CONTENT)
                     .await
             },
         );
@@ -312,7 +312,7 @@ pub fn routes(
                     _ => Uuid::nil(),
                 };
                 let mut response = run_write(
-                    ctx,
+                    ctx.store,
                     actor,
                     board_id,
                     headers,
@@ -353,7 +353,7 @@ pub fn routes(
          body: Bytes| async move {
             let command = update_task(task_id, parse(&body)?);
             run_write(
-                ctx,
+                ctx.store,
                 actor,
                 board_id,
                 headers,
@@ -374,7 +374,7 @@ pub fn routes(
          _body: Bytes| async move {
             let command = Ok(Command::DeleteTask { task_id });
             run_write(
-                ctx,
+                ctx.store,
                 actor,
                 board_id,
                 headers,

@@ -3,6 +3,7 @@
 
 pub mod boards;
 pub mod error;
+pub mod members;
 pub mod ops;
 pub mod request;
 pub mod ws;
@@ -14,6 +15,7 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use crate::app::AppState;
+use crate::auth;
 use error::ApiError;
 
 /// Every route of the server, with CORS, error recovery and access logs.
@@ -27,20 +29,47 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
             .unify(),
     );
 
-    // The event-sourced mode fills `/api` and `/ws`; until its dependencies
-    // are there they answer 503, saying what is missing.
-    let api_unavailable = warp::path("api")
-        .or(warp::path("ws"))
-        .unify()
-        .and_then(|| async {
-            Err::<Response, _>(warp::reject::custom(ApiError::unavailable(
-                "the event-sourced mode (/api, /ws) needs Redis and PostgreSQL, \
-                 which are not available; /quick works without them",
-            )))
-        });
+    let api = match &state.api {
+        Some(api) => {
+            let user = auth::authenticate(api.auth.clone())
+                .map(|claims: auth::Claims| Some(claims.sub))
+                .boxed();
+            let ws_user = auth::authenticate_ws(api.auth.clone())
+                .map(|claims: auth::Claims| Some(claims.sub))
+                .boxed();
+            warp::path("api")
+                .and(
+                    auth::routes(api.auth.clone(), body_limit)
+                        .or(boards::routes(api.store.clone(), user.clone(), body_limit))
+                        .unify()
+                        .or(members::routes(
+                            api.store.clone(),
+                            api.users.clone(),
+                            user,
+                            body_limit,
+                        ))
+                        .unify(),
+                )
+                .or(api.gateway.clone().route(ws_user))
+                .unify()
+                .boxed()
+        }
+        // Without its dependencies the event-sourced mode answers 503,
+        // saying what is missing.
+        None => warp::path("api")
+            .or(warp::path("ws"))
+            .unify()
+            .and_then(|| async {
+                Err::<Response, _>(warp::reject::custom(ApiError::unavailable(
+                    "the event-sourced mode (/api, /ws) needs Redis and PostgreSQL, \
+                     which are not configured; /quick works without them",
+                )))
+            })
+            .boxed(),
+    };
 
     let all = quick
-        .or(api_unavailable)
+        .or(api)
         .unify()
         .or(ops::routes(state.clone()))
         .unify()

@@ -48,8 +48,11 @@ where
 /// Parses a JSON body strictly: malformed JSON is 400; unknown fields,
 /// missing fields and wrong types are 422 naming the field.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("request body must be a JSON object"));
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Err(ApiError::bad_request("request body must be a JSON object")),
+        // serde would read an array into a struct field by field.
+        Some(b'[') => return Err(ApiError::invalid_field("body", "must be a JSON object")),
+        Some(_) => {}
     }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {

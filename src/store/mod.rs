@@ -4,6 +4,7 @@
 //! event-sourced store; both run writes through [`write::prepare`], so
 //! `If-Match`, idempotency and the domain rules behave the same in each.
 
+pub mod event_sourced;
 pub mod memory;
 pub mod write;
 

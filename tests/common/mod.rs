@@ -2,6 +2,8 @@
 //! and talks to it over HTTP and WebSocket, as a client app would.
 #![allow(dead_code)]
 
+pub mod services;
+
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
@@ -228,4 +230,128 @@ pub async fn error_body(response: reqwest::Response, status: u16) -> Value {
     assert!(error["code"].is_string(), "error.code in {body}");
     assert!(error["message"].is_string(), "error.message in {body}");
     error
+}
+
+// ---------------------------------------------------------------------------
+// Helpers for the quick-win end-to-end suites (quick_http, quick_ws,
+// quick_bad_input).
+
+/// The board version in a response's `ETag: "<version>"`; panics when the
+/// header is missing or is not a quoted version.
+pub fn etag_version(response: &reqwest::Response) -> u64 {
+    let raw = response
+        .headers()
+        .get("etag")
+        .expect("an ETag header")
+        .to_str()
+        .expect("an ASCII ETag");
+    raw.strip_prefix('"')
+        .and_then(|r| r.strip_suffix('"'))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("ETag {raw} is not a quoted version"))
+}
+
+/// The sorted keys of a JSON object (panics on anything else).
+pub fn keys(value: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = value
+        .as_object()
+        .unwrap_or_else(|| panic!("an object, got {value}"))
+        .keys()
+        .cloned()
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// Sorted owned strings, to compare with `keys`.
+pub fn sorted(names: &[&str]) -> Vec<String> {
+    let mut names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    names.sort();
+    names
+}
+
+impl TestServer {
+    /// Any request, with extra headers and an optional raw body.
+    pub async fn send_raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> reqwest::Response {
+        let mut request = self.http.request(method, self.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
+        }
+        request.send().await.expect("sending a request")
+    }
+
+    /// A JSON request with extra headers (`If-Match`, `Idempotency-Key`).
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Value,
+    ) -> reqwest::Response {
+        self.send_raw(method, path, headers, Some(body.to_string().into_bytes()))
+            .await
+    }
+
+    /// GET that must answer 200; returns the JSON body.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.expect("a JSON body")
+    }
+
+    /// GET that must answer 200; returns the raw body bytes.
+    pub async fn get_bytes(&self, path: &str) -> Vec<u8> {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.bytes().await.expect("a body").to_vec()
+    }
+
+    /// A quick-win board's whole history, read page by page.
+    pub async fn quick_history(&self, board_id: &str) -> Vec<Value> {
+        let mut events = Vec::new();
+        let mut after = 0u64;
+        loop {
+            let page = self
+                .get_json(&format!(
+                    "/quick/boards/{board_id}/events?after={after}&limit=1000"
+                ))
+                .await;
+            let batch = page["events"].as_array().expect("events array").clone();
+            if batch.is_empty() {
+                assert!(page["next_after"].is_null(), "{page}");
+                return events;
+            }
+            after = page["next_after"].as_u64().expect("next_after");
+            events.extend(batch);
+        }
+    }
+}
+
+impl WsClient {
+    /// Every JSON frame that arrives within `wait` (stops early on close).
+    pub async fn drain(&mut self, wait: Duration) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut frames = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return frames;
+            }
+            match self.try_next(left).await {
+                Some(frame) => frames.push(frame),
+                None => return frames,
+            }
+        }
+    }
 }

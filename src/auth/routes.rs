@@ -1,0 +1,202 @@
+//! `POST auth/register`, `POST auth/login`, `POST auth/logout`, `GET me`,
+//! relative to where they are mounted (`/api`).
+//!
+//! Once a path and method match, every outcome is rendered here rather than
+//! rejected, so a failed login cannot fall through to other `/api` routes
+//! and come back as their error instead of ours.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::json;
+use warp::filters::BoxedFilter;
+use warp::http::header::{self, HeaderValue};
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+use super::token::rejected_token;
+use super::{presented, users, Auth, Presented};
+use crate::http::error::ApiError;
+use crate::http::request::{body_bytes, parse_json};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Credentials {
+    username: String,
+    password: String,
+}
+
+pub fn routes(auth: Arc<Auth>, body_limit: u64) -> BoxedFilter<(Response,)> {
+    let with_auth = warp::any().map(move || auth.clone());
+
+    let register = warp::path!("auth" / "register")
+        .and(warp::post())
+        .and(with_auth.clone())
+        .and(body_bytes(body_limit))
+        .then(|auth: Arc<Auth>, body: Bytes| async move { render(register(&auth, &body).await) });
+
+    let login = warp::path!("auth" / "login")
+        .and(warp::post())
+        .and(with_auth.clone())
+        .and(body_bytes(body_limit))
+        .then(|auth: Arc<Auth>, body: Bytes| async move { render(login(&auth, &body).await) });
+
+    // Tokens are stateless: logging out clears the cookie; a copy of the
+    // token kept elsewhere stays valid until it expires.
+    let logout = warp::path!("auth" / "logout")
+        .and(warp::post())
+        .and(with_auth.clone())
+        .map(|auth: Arc<Auth>| {
+            let mut response = StatusCode::NO_CONTENT.into_response();
+            set_cookie(&mut response, &auth.clearing_cookie());
+            response
+        });
+
+    let me =
+        warp::path!("me")
+            .and(warp::get())
+            .and(with_auth)
+            .and(presented())
+            .then(|auth: Arc<Auth>, presented: Presented| async move {
+                render(me(&auth, presented).await)
+            });
+
+    register
+        .or(login)
+        .unify()
+        .or(logout)
+        .unify()
+        .or(me)
+        .unify()
+        .boxed()
+}
+
+async fn register(auth: &Auth, body: &[u8]) -> Result<Response, ApiError> {
+    let pool = auth.pool()?;
+    let credentials: Credentials = parse_json(body)?;
+    let user = users::register(pool, &credentials.username, &credentials.password).await?;
+    Ok(session(auth, StatusCode::CREATED, user))
+}
+
+async fn login(auth: &Auth, body: &[u8]) -> Result<Response, ApiError> {
+    let pool = auth.pool()?;
+    let credentials: Credentials = parse_json(body)?;
+    let user = users::authenticate(pool, &credentials.username, &credentials.password).await?;
+    Ok(session(auth, StatusCode::OK, user))
+}
+
+async fn me(auth: &Auth, presented: Presented) -> Result<Response, ApiError> {
+    let claims = auth.identify(presented)?;
+    let pool = auth.pool()?;
+    match users::find(pool, claims.sub).await? {
+        Some(user) => Ok(warp::reply::json(&user).into_response()),
+        None => Err(rejected_token("the account of this token no longer exists")),
+    }
+}
+
+/// `{"token", "user"}` with the token also set as the session cookie.
+fn session(auth: &Auth, status: StatusCode, user: users::User) -> Response {
+    let token = auth.keys().issue(user.id, &user.username);
+    let body = json!({ "token": token, "user": user });
+    let mut response = warp::reply::with_status(warp::reply::json(&body), status).into_response();
+    set_cookie(&mut response, &auth.session_cookie(&token));
+    response
+}
+
+fn set_cookie(response: &mut Response, cookie: &str) {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(cookie).expect("tokens and cookie attributes are visible ASCII"),
+    );
+    // Responses that carry a token must not sit in any cache.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+fn render(result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(ApiError::into_response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::TokenKeys;
+    use std::time::Duration;
+
+    fn routes_without_postgres() -> BoxedFilter<(Response,)> {
+        let keys = TokenKeys::new(
+            "a-test-secret-that-is-long-enough-for-hs256",
+            Duration::from_secs(3600),
+        );
+        routes(Arc::new(Auth::new(keys, None, false)), 1024)
+    }
+
+    fn error_code(response: &warp::http::Response<Bytes>) -> String {
+        let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+        body["error"]["code"].as_str().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn without_postgres_account_routes_answer_503() {
+        let routes = routes_without_postgres();
+        for path in ["/auth/register", "/auth/login"] {
+            let response = warp::test::request()
+                .method("POST")
+                .path(path)
+                .body(r#"{"username":"alice","password":"correct horse"}"#)
+                .reply(&routes)
+                .await;
+            assert_eq!(response.status(), 503, "{path}");
+            assert_eq!(error_code(&response), "service_unavailable");
+            assert!(response.headers().contains_key("retry-after"));
+        }
+    }
+
+    #[tokio::test]
+    async fn logout_clears_the_cookie_even_without_a_token() {
+        let response = warp::test::request()
+            .method("POST")
+            .path("/auth/logout")
+            .reply(&routes_without_postgres())
+            .await;
+        assert_eq!(response.status(), 204);
+        let cookie = response.headers()["set-cookie"].to_str().unwrap();
+        assert!(
+            cookie.starts_with("token=;") && cookie.contains("Max-Age=0"),
+            "{cookie}"
+        );
+    }
+
+    #[tokio::test]
+    async fn me_needs_a_valid_token_and_clears_a_bad_one() {
+        let routes = routes_without_postgres();
+        let missing = warp::test::request().path("/me").reply(&routes).await;
+        assert_eq!(missing.status(), 401);
+        assert!(!missing.headers().contains_key("set-cookie"));
+
+        let forged = warp::test::request()
+            .path("/me")
+            .header("cookie", "token=eyJhbGciOiJub25lIn0.e30.")
+            .reply(&routes)
+            .await;
+        assert_eq!(forged.status(), 401);
+        assert_eq!(error_code(&forged), "unauthorized");
+        let cookie = forged.headers()["set-cookie"].to_str().unwrap();
+        assert!(cookie.contains("Max-Age=0"), "{cookie}");
+    }
+
+    #[tokio::test]
+    async fn wrong_methods_do_not_match() {
+        let routes = routes_without_postgres();
+        for (method, path) in [
+            ("GET", "/auth/login"),
+            ("POST", "/me"),
+            ("GET", "/auth/logout"),
+        ] {
+            let request = warp::test::request().method(method).path(path);
+            assert!(request.filter(&routes).await.is_err(), "{method} {path}");
+        }
+    }
+}

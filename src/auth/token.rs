@@ -1,0 +1,280 @@
+//! Session tokens: JWTs signed with HS256 and nothing else. A token whose
+//! header names any other algorithm (`none`, HS512, RS256...) is refused
+//! before its signature is looked at.
+
+use std::fmt;
+use std::time::Duration;
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+use warp::http::StatusCode;
+
+use crate::http::error::ApiError;
+
+/// Clock skew tolerated on `exp` between the servers that issue and check.
+const LEEWAY_SECONDS: u64 = 5;
+
+/// The scope of read-only analytics tokens.
+pub const ANALYTICS_SCOPE: &str = "analytics";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user's id; the nil UUID for analytics tokens.
+    pub sub: Uuid,
+    pub username: String,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: i64,
+    /// Issued at, seconds since the Unix epoch.
+    pub iat: i64,
+    /// `None` for a user's session; `Some("analytics")` for read-only
+    /// analytics tokens, which user routes refuse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+/// The HS256 key and the lifetime of the tokens it issues.
+#[derive(Clone)]
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl: Duration,
+}
+
+impl fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenKeys")
+            .field("secret", &"[redacted]")
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+impl TokenKeys {
+    pub fn new(secret: &str, ttl: Duration) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = LEEWAY_SECONDS;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        TokenKeys {
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            validation,
+            ttl,
+        }
+    }
+
+    /// How long a user's token is valid; also the cookie's `Max-Age`.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// A session token for a user, valid for [`TokenKeys::ttl`].
+    pub fn issue(&self, user_id: Uuid, username: &str) -> String {
+        self.sign(user_id, username, self.ttl, None)
+    }
+
+    /// A read-only analytics token, valid for `ttl`.
+    pub fn issue_analytics(&self, ttl: Duration) -> String {
+        self.sign(
+            Uuid::nil(),
+            ANALYTICS_SCOPE,
+            ttl,
+            Some(ANALYTICS_SCOPE.to_owned()),
+        )
+    }
+
+    fn sign(&self, sub: Uuid, username: &str, ttl: Duration, scope: Option<String>) -> String {
+        let iat = jsonwebtoken::get_current_timestamp() as i64;
+        let claims = Claims {
+            sub,
+            username: username.to_owned(),
+            exp: iat.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
+            iat,
+            scope,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HMAC signing of plain claims cannot fail")
+    }
+
+    /// The token's claims if it is an HS256 token signed with our secret and
+    /// not expired; otherwise 401 with a cookie-clearing `Set-Cookie`.
+    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|error| match error.kind() {
+                ErrorKind::ExpiredSignature => {
+                    rejected_token("the token has expired; log in again")
+                }
+                _ => rejected_token("the token is invalid; log in again"),
+            })
+    }
+}
+
+/// 401 for a token that was presented and refused.
+pub(crate) fn rejected_token(message: &str) -> ApiError {
+    ApiError {
+        clear_token_cookie: true,
+        ..ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
+
+    fn keys() -> TokenKeys {
+        TokenKeys::new(SECRET, Duration::from_secs(30 * 24 * 3600))
+    }
+
+    fn claims(exp_from_now: i64) -> Claims {
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        Claims {
+            sub: Uuid::new_v4(),
+            username: "alice".into(),
+            exp: now + exp_from_now,
+            iat: now,
+            scope: None,
+        }
+    }
+
+    fn sign(algorithm: Algorithm, claims: &Claims, secret: &str) -> String {
+        jsonwebtoken::encode(
+            &Header::new(algorithm),
+            claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    fn base64url(bytes: &[u8]) -> String {
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+            for i in 0..=chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            }
+        }
+        out
+    }
+
+    fn assert_refused(result: Result<Claims, ApiError>, message_part: &str) {
+        let error = result.unwrap_err();
+        assert_eq!(error.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(error.code, "unauthorized");
+        assert!(error.clear_token_cookie);
+        assert!(error.message.contains(message_part), "{}", error.message);
+    }
+
+    #[test]
+    fn a_token_we_issued_verifies_with_its_claims() {
+        let keys = keys();
+        let user = Uuid::new_v4();
+        let claims = keys.verify(&keys.issue(user, "Alice")).unwrap();
+        assert_eq!((claims.sub, claims.username.as_str()), (user, "Alice"));
+        assert_eq!(claims.exp - claims.iat, 30 * 24 * 3600);
+        assert_eq!(claims.scope, None);
+    }
+
+    #[test]
+    fn analytics_tokens_carry_their_scope() {
+        let keys = keys();
+        let claims = keys
+            .verify(&keys.issue_analytics(Duration::from_secs(60)))
+            .unwrap();
+        assert_eq!(claims.sub, Uuid::nil());
+        assert_eq!(claims.scope.as_deref(), Some(ANALYTICS_SCOPE));
+    }
+
+    #[test]
+    fn an_expired_token_is_refused_as_expired() {
+        let token = sign(Algorithm::HS256, &claims(-3600), SECRET);
+        assert_refused(keys().verify(&token), "expired");
+    }
+
+    #[test]
+    fn expiry_allows_only_a_few_seconds_of_skew() {
+        let just_expired = sign(Algorithm::HS256, &claims(-2), SECRET);
+        assert!(keys().verify(&just_expired).is_ok());
+        let expired = sign(Algorithm::HS256, &claims(-30), SECRET);
+        assert_refused(keys().verify(&expired), "expired");
+    }
+
+    #[test]
+    fn a_token_signed_with_another_secret_is_refused() {
+        let token = sign(
+            Algorithm::HS256,
+            &claims(3600),
+            "another-secret-of-plenty-of-length-123",
+        );
+        assert_refused(keys().verify(&token), "invalid");
+    }
+
+    #[test]
+    fn an_unsigned_alg_none_token_is_refused() {
+        let header = base64url(br#"{"alg":"none","typ":"JWT"}"#);
+        let payload = base64url(&serde_json::to_vec(&claims(3600)).unwrap());
+        assert_refused(keys().verify(&format!("{header}.{payload}.")), "invalid");
+    }
+
+    #[test]
+    fn another_algorithm_with_our_secret_is_refused() {
+        let token = sign(Algorithm::HS512, &claims(3600), SECRET);
+        assert_refused(keys().verify(&token), "invalid");
+    }
+
+    #[test]
+    fn a_tampered_payload_or_garbage_is_refused() {
+        let keys = keys();
+        let token = keys.issue(Uuid::new_v4(), "alice");
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        let mut forged = claims(3600);
+        forged.username = "mallory".into();
+        parts[1] = base64url(&serde_json::to_vec(&forged).unwrap());
+        assert_refused(keys.verify(&parts.join(".")), "invalid");
+        assert_refused(keys.verify("not-a-jwt"), "invalid");
+        assert_refused(keys.verify(""), "invalid");
+    }
+
+    #[test]
+    fn a_token_without_a_uuid_subject_is_refused() {
+        #[derive(Serialize)]
+        struct Loose {
+            sub: &'static str,
+            username: &'static str,
+            exp: i64,
+            iat: i64,
+        }
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        let loose = Loose {
+            sub: "admin",
+            username: "admin",
+            exp: now + 3600,
+            iat: now,
+        };
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &loose,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
+        assert_refused(keys().verify(&token), "invalid");
+    }
+
+    #[test]
+    fn the_base64url_helper_matches_the_rfc_vectors() {
+        assert_eq!(base64url(b"f"), "Zg");
+        assert_eq!(base64url(b"fo"), "Zm8");
+        assert_eq!(base64url(b"foo"), "Zm9v");
+        assert_eq!(base64url(b"foob"), "Zm9vYg");
+        assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
+    }
+}

@@ -1,0 +1,252 @@
+//! The Redis event log: one stream per board, the write-ahead log of the
+//! event-sourced mode.
+//!
+//! Layout (documented for analytics readers in `docs/STREAMS.md`):
+//! - `board:{<board_id>}:events`: the board's events. The entry id is
+//!   `<version>-0`, so ids and versions are the same order and Redis itself
+//!   refuses an id (version) at or below the last one. Fields: `v` (schema
+//!   version), `type`, `version`, `actor` (user id or empty), `at` (RFC 3339),
+//!   `data` (JSON).
+//! - `board:{<board_id>}:idem:<actor>:<key>`: stored results of idempotent
+//!   writes, in the board's hash slot so the append script writes both.
+//! - `boards:registry`: a stream with one entry (`board_id`) per board,
+//!   written before the board's first event; readers find every board here
+//!   without `SCAN`, and follow it with `XREAD` to learn of new ones.
+//! - `user:<user_id>:boards`: a set of the boards a user may belong to. A
+//!   superset: membership is always checked against the board itself.
+
+pub mod entry;
+
+use std::time::Duration;
+
+use deadpool_redis::{Connection, Pool};
+use redis::streams::StreamRangeReply;
+use redis::{AsyncCommands, Script};
+use uuid::Uuid;
+
+use crate::domain::BoardEvent;
+use crate::store::write::IdempotencyRecord;
+pub use entry::{decode_entry, DecodeError};
+
+/// How long one Redis operation may take before the dependency counts as down.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub const REGISTRY: &str = "boards:registry";
+
+pub fn stream_key(board_id: Uuid) -> String {
+    format!("board:{{{board_id}}}:events")
+}
+
+pub fn idempotency_key(board_id: Uuid, actor: Option<Uuid>, key: &str) -> String {
+    let actor = actor.map(|a| a.to_string()).unwrap_or_default();
+    format!("board:{{{board_id}}}:idem:{actor}:{key}")
+}
+
+pub fn user_boards_key(user_id: Uuid) -> String {
+    format!("user:{user_id}:boards")
+}
+
+/// The stream id of a version.
+pub fn entry_id(version: u64) -> String {
+    format!("{version}-0")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("Redis is unavailable: {0}")]
+    Unavailable(String),
+    #[error("a stored event cannot be read: {0}")]
+    Corrupt(#[from] DecodeError),
+}
+
+impl From<redis::RedisError> for LogError {
+    fn from(error: redis::RedisError) -> Self {
+        LogError::Unavailable(error.to_string())
+    }
+}
+
+impl From<deadpool_redis::PoolError> for LogError {
+    fn from(error: deadpool_redis::PoolError) -> Self {
+        LogError::Unavailable(error.to_string())
+    }
+}
+
+/// What an append did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Appended {
+    /// Stored with this stream id.
+    Stored { stream_id: String },
+    /// The board was not at the expected version.
+    Conflict { current: u64 },
+    /// The idempotency key was already used; here is the first result.
+    Replay(IdempotencyRecord),
+}
+
+/// Checks the expected version and appends in one atomic step; also stores
+/// the idempotent result next to the board. Returns `{kind, value}`.
+const APPEND_SCRIPT: &str = r#"
+-- KEYS[1] stream, KEYS[2] idempotency key (or '' when none)
+-- ARGV: expected version, schema v, type, actor, at, data, record, ttl seconds
+if KEYS[2] ~= '' then
+  local stored = redis.call('GET', KEYS[2])
+  if stored then return {'replay', stored} end
+end
+local current = 0
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #last > 0 then current = tonumber(string.match(last[1][1], '^(%d+)')) end
+if current ~= tonumber(ARGV[1]) then return {'conflict', tostring(current)} end
+local version = current + 1
+local id = redis.call('XADD', KEYS[1], version .. '-0',
+  'v', ARGV[2], 'type', ARGV[3], 'version', version,
+  'actor', ARGV[4], 'at', ARGV[5], 'data', ARGV[6])
+if KEYS[2] ~= '' then redis.call('SET', KEYS[2], ARGV[7], 'EX', ARGV[8]) end
+return {'stored', id}
+"#;
+
+#[derive(Clone)]
+pub struct EventLog {
+    pool: Pool,
+    append: Script,
+}
+
+impl EventLog {
+    pub fn new(pool: Pool) -> Self {
+        EventLog {
+            pool,
+            append: Script::new(APPEND_SCRIPT),
+        }
+    }
+
+    async fn connection(&self) -> Result<Connection, LogError> {
+        Ok(within(self.pool.get()).await??)
+    }
+
+    /// Events after `after`, oldest first, at most `count`.
+    pub async fn read_after(
+        &self,
+        board_id: Uuid,
+        after: u64,
+        count: usize,
+    ) -> Result<Vec<BoardEvent>, LogError> {
+        let mut connection = self.connection().await?;
+        let start = format!("({}", entry_id(after));
+        let reply: StreamRangeReply =
+            within(connection.xrange_count(stream_key(board_id), start, "+", count)).await??;
+        reply
+            .ids
+            .into_iter()
+            .map(|entry| decode_entry(board_id, entry).map_err(LogError::from))
+            .collect()
+    }
+
+    /// Appends `event` if the board is still at `event.version - 1`.
+    pub async fn append(
+        &self,
+        event: &BoardEvent,
+        idempotency: Option<(&str, &IdempotencyRecord)>,
+        idempotency_ttl: Duration,
+    ) -> Result<Appended, LogError> {
+        let mut connection = self.connection().await?;
+        let fields = entry::encode(event);
+        let (idem_key, record) = match idempotency {
+            Some((key, record)) => (
+                idempotency_key(event.board_id, event.actor, key),
+                serde_json::to_string(record).expect("a record serialises"),
+            ),
+            None => (String::new(), String::new()),
+        };
+        let mut invocation = self.append.key(stream_key(event.board_id));
+        invocation
+            .key(idem_key)
+            .arg(event.version - 1)
+            .arg(fields.schema)
+            .arg(fields.event_type)
+            .arg(fields.actor)
+            .arg(fields.at)
+            .arg(fields.data)
+            .arg(record)
+            .arg(idempotency_ttl.as_secs().max(1));
+        let (kind, value): (String, String) =
+            within(invocation.invoke_async(&mut connection)).await??;
+        match kind.as_str() {
+            "stored" => Ok(Appended::Stored { stream_id: value }),
+            "conflict" => Ok(Appended::Conflict {
+                current: value.parse().unwrap_or(0),
+            }),
+            _ => Ok(Appended::Replay(serde_json::from_str(&value).map_err(
+                |e| LogError::Corrupt(DecodeError::Field("idempotency record", e.to_string())),
+            )?)),
+        }
+    }
+
+    /// The stored first result of an idempotent write, if any.
+    pub async fn idempotent_result(
+        &self,
+        board_id: Uuid,
+        actor: Option<Uuid>,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, LogError> {
+        let mut connection = self.connection().await?;
+        let stored: Option<String> =
+            within(connection.get(idempotency_key(board_id, actor, key))).await??;
+        Ok(stored.and_then(|s| serde_json::from_str(&s).ok()))
+    }
+
+    /// Adds a board to the registry; called before its first event.
+    pub async fn register(&self, board_id: Uuid) -> Result<(), LogError> {
+        let mut connection = self.connection().await?;
+        let _: String =
+            within(connection.xadd(REGISTRY, "*", &[("board_id", board_id.to_string())])).await??;
+        Ok(())
+    }
+
+    /// Records that `user_id` may belong to `board_id` (or no longer does).
+    pub async fn index_member(
+        &self,
+        user_id: Uuid,
+        board_id: Uuid,
+        member: bool,
+    ) -> Result<(), LogError> {
+        let mut connection = self.connection().await?;
+        let key = user_boards_key(user_id);
+        let board = board_id.to_string();
+        let _: i64 = if member {
+            within(connection.sadd(key, board)).await??
+        } else {
+            within(connection.srem(key, board)).await??
+        };
+        Ok(())
+    }
+
+    /// Boards `user_id` may belong to (a superset; check each board).
+    pub async fn member_boards(&self, user_id: Uuid) -> Result<Vec<Uuid>, LogError> {
+        let mut connection = self.connection().await?;
+        let ids: Vec<String> = within(connection.smembers(user_boards_key(user_id))).await??;
+        Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
+    }
+
+    /// Every board in the registry, in registration order, without duplicates.
+    pub async fn registered_boards(&self) -> Result<Vec<Uuid>, LogError> {
+        let mut connection = self.connection().await?;
+        let reply: StreamRangeReply = within(connection.xrange_all(REGISTRY)).await??;
+        let mut seen = std::collections::HashSet::new();
+        Ok(reply
+            .ids
+            .iter()
+            .filter_map(|entry| entry.get::<String>("board_id"))
+            .filter_map(|id| id.parse::<Uuid>().ok())
+            .filter(|id| seen.insert(*id))
+            .collect())
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+}
+
+/// Bounds a Redis operation so a stalled server reads as unavailable.
+async fn within<T>(operation: impl std::future::Future<Output = T>) -> Result<T, LogError> {
+    tokio::time::timeout(OPERATION_TIMEOUT, operation)
+        .await
+        .map_err(|_| LogError::Unavailable("Redis did not answer in time".into()))
+}

@@ -1,0 +1,137 @@
+//! Board membership routes (`/api` only): list, add or change, remove.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use deadpool_postgres::Pool;
+use serde::Deserialize;
+use uuid::Uuid;
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+use super::boards::{respond, run_write, Actor};
+use super::error::ApiError;
+use super::request::{parse_json, write_headers, WriteHeaders};
+use crate::auth::users;
+use crate::domain::{Command, Role};
+use crate::store::BoardStore;
+use crate::views::View;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddMemberBody {
+    user_id: Option<Uuid>,
+    username: Option<String>,
+    role: Role,
+}
+
+/// Finds the user a body names, by id or by username (any case).
+async fn resolve_user(pool: &Pool, body: &AddMemberBody) -> Result<Uuid, ApiError> {
+    let found = match (body.user_id, body.username.as_deref()) {
+        (Some(id), _) => users::find(pool, id).await?.map(|u| u.id),
+        (None, Some(username)) => users::find_by_username(pool, username).await?.map(|u| u.id),
+        (None, None) => {
+            return Err(ApiError::invalid_field(
+                "user_id",
+                "send user_id or username",
+            ));
+        }
+    };
+    found.ok_or_else(|| {
+        let field = if body.user_id.is_some() {
+            "user_id"
+        } else {
+            "username"
+        };
+        ApiError::invalid_field(field, "no such user")
+    })
+}
+
+pub fn routes(
+    store: Arc<dyn BoardStore>,
+    users_pool: Pool,
+    actor: BoxedFilter<(Actor,)>,
+    body_limit: u64,
+) -> BoxedFilter<(Response,)> {
+    let members = warp::any()
+        .map(move || store.clone())
+        .and(actor)
+        .and(warp::path("boards"))
+        .and(warp::path::param::<Uuid>())
+        .and(warp::path("members"));
+
+    let list = members
+        .clone()
+        .and(warp::path::end())
+        .and(warp::get())
+        .and_then(
+            |store: Arc<dyn BoardStore>, actor: Actor, board_id: Uuid| async move {
+                let rendered = store.read(actor, board_id, View::Members).await?;
+                Ok::<_, Rejection>(respond(StatusCode::OK, rendered))
+            },
+        );
+
+    let add = members
+        .clone()
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(write_headers(body_limit))
+        .and(warp::any().map(move || users_pool.clone()))
+        .and_then(
+            |store: Arc<dyn BoardStore>,
+             actor: Actor,
+             board_id: Uuid,
+             headers: WriteHeaders,
+             body: Bytes,
+             pool: Pool| async move {
+                let body: AddMemberBody = parse_json(&body).map_err(warp::reject::custom)?;
+                let user_id = resolve_user(&pool, &body)
+                    .await
+                    .map_err(warp::reject::custom)?;
+                let command = Ok(Command::AddMember {
+                    user_id,
+                    role: body.role,
+                });
+                run_write(
+                    store,
+                    actor,
+                    board_id,
+                    headers,
+                    command,
+                    View::Member(user_id),
+                    StatusCode::CREATED,
+                )
+                .await
+            },
+        );
+
+    let remove = members
+        .and(warp::path::param::<Uuid>())
+        .and(warp::path::end())
+        .and(warp::delete())
+        .and(write_headers(body_limit))
+        .and_then(
+            |store: Arc<dyn BoardStore>,
+             actor: Actor,
+             board_id: Uuid,
+             user_id: Uuid,
+             headers: WriteHeaders,
+             _body: Bytes| async move {
+                let command = Ok(Command::RemoveMember { user_id });
+                run_write(
+                    store,
+                    actor,
+                    board_id,
+                    headers,
+                    command,
+                    View::Nothing,
+                    StatusCode::NO_CONTENT,
+                )
+                .await
+            },
+        );
+
+    list.or(add).unify().or(remove).unify().boxed()
+}

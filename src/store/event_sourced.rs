@@ -1,0 +1,292 @@
+//! The event-sourced store behind `/api`: every write is decided against
+//! the board's state and appended to its Redis Stream with an atomic
+//! version check (see [`crate::eventlog`]).
+//!
+//! Board state lives in a bounded in-memory cache, one async lock per board
+//! so writes to a board on one instance queue instead of conflicting. Each
+//! command first catches the cached state up from the stream, so a write
+//! made through another instance is seen; a lost race (another instance
+//! appended first) re-reads and retries, or answers 412 under `If-Match`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::Utc;
+use futures_util::future::join_all;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+use uuid::Uuid;
+
+use super::write::{prepare, IdempotencyRecord};
+use super::{BoardStore, Rendered, StoreError, Watch, WriteRequest};
+use crate::domain::{apply, Board, BoardEvent, Context, DomainError, EventData};
+use crate::eventlog::{Appended, EventLog, LogError};
+use crate::fanout::Hub;
+use crate::views::{self, BoardView, View};
+
+/// Attempts at a write that keeps losing races before answering 503.
+const WRITE_ATTEMPTS: usize = 16;
+/// Events read from a stream per round trip while catching up.
+const CATCH_UP_PAGE: usize = 1000;
+
+#[derive(Default)]
+struct CachedBoard {
+    board: Option<Board>,
+}
+
+impl CachedBoard {
+    fn version(&self) -> u64 {
+        self.board.as_ref().map_or(0, |b| b.version)
+    }
+}
+
+pub struct EventSourcedStore {
+    log: EventLog,
+    boards: moka::sync::Cache<Uuid, Arc<Mutex<CachedBoard>>>,
+    hub: Arc<Hub>,
+    idempotency_ttl: Duration,
+}
+
+impl From<LogError> for StoreError {
+    fn from(error: LogError) -> Self {
+        match error {
+            LogError::Unavailable(message) => StoreError::Unavailable(message),
+            LogError::Corrupt(error) => StoreError::Internal(error.into()),
+        }
+    }
+}
+
+impl EventSourcedStore {
+    pub fn new(
+        log: EventLog,
+        hub: Arc<Hub>,
+        cached_boards: u64,
+        idempotency_ttl: Duration,
+    ) -> Self {
+        EventSourcedStore {
+            log,
+            boards: moka::sync::Cache::builder()
+                .max_capacity(cached_boards)
+                .time_to_idle(Duration::from_secs(600))
+                .build(),
+            hub,
+            idempotency_ttl,
+        }
+    }
+
+    /// The board's cached state, locked and caught up with its stream.
+    async fn current(&self, board_id: Uuid) -> Result<OwnedMutexGuard<CachedBoard>, StoreError> {
+        let slot = self.boards.get_with(board_id, Arc::default);
+        let mut cached = slot.lock_owned().await;
+        self.catch_up(board_id, &mut cached).await?;
+        Ok(cached)
+    }
+
+    async fn catch_up(&self, board_id: Uuid, cached: &mut CachedBoard) -> Result<(), StoreError> {
+        loop {
+            let events = self
+                .log
+                .read_after(board_id, cached.version(), CATCH_UP_PAGE)
+                .await
+                .inspect_err(|_| cached.board = None)?;
+            for event in &events {
+                if event.version != cached.version() + 1 {
+                    // Never fold past a gap: start again from the stream.
+                    cached.board = None;
+                    return Err(StoreError::Internal(anyhow::anyhow!(
+                        "board {board_id}: expected version {}, stream has {}",
+                        cached.version() + 1,
+                        event.version
+                    )));
+                }
+                apply(&mut cached.board, event);
+            }
+            if events.len() < CATCH_UP_PAGE {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Keeps `user:<id>:boards` a superset of each user's boards: added
+    /// before the event that grants membership, removed after the one that
+    /// takes it away.
+    async fn index_before(&self, board_id: Uuid, event: &BoardEvent) -> Result<(), StoreError> {
+        match &event.data {
+            EventData::BoardCreated(created) => {
+                self.log.register(board_id).await?;
+                if let Some(owner) = created.owner_id {
+                    self.log.index_member(owner, board_id, true).await?;
+                }
+            }
+            EventData::MemberAdded(added) => {
+                self.log.index_member(added.user_id, board_id, true).await?
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn index_after(&self, board_id: Uuid, event: &BoardEvent) {
+        if let EventData::MemberRemoved(removed) = &event.data {
+            // Best effort: a stale entry is filtered out on read.
+            let _ = self
+                .log
+                .index_member(removed.user_id, board_id, false)
+                .await;
+        }
+    }
+}
+
+fn visible(board: Option<&Board>, actor: Option<Uuid>) -> Result<&Board, StoreError> {
+    board
+        .filter(|b| !b.deleted && b.role_of(actor).is_some())
+        .ok_or(StoreError::Domain(DomainError::NotFound("board")))
+}
+
+#[async_trait]
+impl BoardStore for EventSourcedStore {
+    async fn list_boards(&self, actor: Option<Uuid>) -> Result<Bytes, StoreError> {
+        let Some(user) = actor else {
+            return Ok(views::to_bytes(&serde_json::json!({ "boards": [] })));
+        };
+        let ids = self.log.member_boards(user).await?;
+        let reads = join_all(ids.into_iter().map(|id| async move {
+            let cached = self.current(id).await?;
+            let value = match visible(cached.board.as_ref(), actor) {
+                Ok(board) => Some((
+                    board.created_at,
+                    board.id,
+                    serde_json::to_value(BoardView::new(board)).map_err(anyhow::Error::from)?,
+                )),
+                Err(_) => None,
+            };
+            Ok::<_, StoreError>(value)
+        }))
+        .await;
+        let mut boards = Vec::new();
+        for read in reads {
+            if let Some(board) = read? {
+                boards.push(board);
+            }
+        }
+        boards.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        let boards: Vec<serde_json::Value> = boards.into_iter().map(|(_, _, v)| v).collect();
+        Ok(views::to_bytes(&serde_json::json!({ "boards": boards })))
+    }
+
+    async fn read(
+        &self,
+        actor: Option<Uuid>,
+        board_id: Uuid,
+        view: View,
+    ) -> Result<Rendered, StoreError> {
+        let cached = self.current(board_id).await?;
+        let board = visible(cached.board.as_ref(), actor)?;
+        Ok(views::render(board, view)?)
+    }
+
+    async fn write(
+        &self,
+        actor: Option<Uuid>,
+        board_id: Uuid,
+        request: WriteRequest,
+    ) -> Result<Rendered, StoreError> {
+        let mut cached = self.current(board_id).await?;
+        let key = request.idempotency.as_ref();
+        if let Some(key) = key {
+            if let Some(record) = self
+                .log
+                .idempotent_result(board_id, actor, &key.key)
+                .await?
+            {
+                return record.replay(key);
+            }
+        }
+        for _ in 0..WRITE_ATTEMPTS {
+            let ctx = Context {
+                actor,
+                at: Utc::now(),
+            };
+            let mut event = prepare(cached.board.as_ref(), board_id, &request, &ctx)?;
+            self.index_before(board_id, &event).await?;
+            // Render from the state after the event, so the stored idempotent
+            // result is written in the same atomic step as the event. If the
+            // append does not happen, the cached state is dropped below.
+            apply(&mut cached.board, &event);
+            let board = cached
+                .board
+                .as_ref()
+                .expect("a board after an accepted event");
+            let rendered = views::render(board, request.reply)?;
+            let record = key.map(|key| (key.key.as_str(), IdempotencyRecord::new(key, &rendered)));
+            let appended = self
+                .log
+                .append(
+                    &event,
+                    record.as_ref().map(|(k, r)| (*k, r)),
+                    self.idempotency_ttl,
+                )
+                .await;
+            match appended {
+                Ok(Appended::Stored { stream_id }) => {
+                    event.stream_id = Some(stream_id);
+                    self.index_after(board_id, &event).await;
+                    metrics::counter!("streamboard_events_appended_total").increment(1);
+                    return Ok(rendered);
+                }
+                Ok(Appended::Conflict { current }) => {
+                    metrics::counter!("streamboard_append_conflicts_total").increment(1);
+                    cached.board = None;
+                    self.catch_up(board_id, &mut cached).await?;
+                    if request.if_match.is_some() {
+                        return Err(StoreError::PreconditionFailed { current });
+                    }
+                }
+                Ok(Appended::Replay(record)) => {
+                    cached.board = None;
+                    return match key {
+                        Some(key) => record.replay(key),
+                        None => Err(StoreError::Internal(anyhow::anyhow!("replay without key"))),
+                    };
+                }
+                Err(error) => {
+                    // The append may or may not have happened: re-read next time.
+                    cached.board = None;
+                    return Err(error.into());
+                }
+            }
+        }
+        Err(StoreError::Unavailable(
+            "this board is too busy right now; retry".into(),
+        ))
+    }
+
+    async fn events_after(
+        &self,
+        actor: Option<Uuid>,
+        board_id: Uuid,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Arc<BoardEvent>>, StoreError> {
+        {
+            let cached = self.current(board_id).await?;
+            visible(cached.board.as_ref(), actor)?;
+        }
+        let events = self.log.read_after(board_id, after, limit).await?;
+        Ok(events.into_iter().map(Arc::new).collect())
+    }
+
+    async fn watch(&self, actor: Option<Uuid>, board_id: Uuid) -> Result<Watch, StoreError> {
+        let cached = self.current(board_id).await?;
+        let board = visible(cached.board.as_ref(), actor)?;
+        Ok(Watch {
+            version: board.version,
+            live: self.hub.subscribe(board_id),
+        })
+    }
+
+    fn unwatch(&self, board_id: Uuid) {
+        self.hub.release(board_id);
+    }
+}
