@@ -12,6 +12,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::auth::Auth;
 use crate::dependencies::Dependencies;
+use crate::eventlog::feed::StreamFeed;
 use crate::eventlog::EventLog;
 use crate::fanout::Hub;
 use crate::http::{self, ws};
@@ -78,9 +79,12 @@ impl Application {
             (Some(redis), Some(users)) => {
                 prepare_schema(users).await;
                 let hub = Arc::new(Hub::default());
+                let feed = StreamFeed::new(redis.clone(), hub.clone());
+                tokio::spawn(feed.clone().run(stopping.clone()));
                 let store: Arc<dyn BoardStore> = Arc::new(EventSourcedStore::new(
                     EventLog::new(redis.clone()),
                     hub,
+                    feed,
                     CACHED_BOARDS,
                     Duration::from_secs(u64::from(settings.idempotency.ttl_hours) * 3600),
                 ));

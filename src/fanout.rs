@@ -41,7 +41,7 @@ impl Hub {
     }
 
     /// Boards with at least one subscriber on this instance.
-    pub fn watched_boards(&self) -> usize {
-        self.topics.len()
+    pub fn watched(&self) -> Vec<Uuid> {
+        self.topics.iter().map(|topic| *topic.key()).collect()
     }
 }

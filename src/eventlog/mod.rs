@@ -16,6 +16,7 @@
 //!   superset: membership is always checked against the board itself.
 
 pub mod entry;
+pub mod feed;
 
 use std::time::Duration;
 

@@ -21,6 +21,7 @@ use uuid::Uuid;
 use super::write::{prepare, IdempotencyRecord};
 use super::{BoardStore, Rendered, StoreError, Watch, WriteRequest};
 use crate::domain::{apply, Board, BoardEvent, Context, DomainError, EventData};
+use crate::eventlog::feed::StreamFeed;
 use crate::eventlog::{Appended, EventLog, LogError};
 use crate::fanout::Hub;
 use crate::views::{self, BoardView, View};
@@ -45,6 +46,7 @@ pub struct EventSourcedStore {
     log: EventLog,
     boards: moka::sync::Cache<Uuid, Arc<Mutex<CachedBoard>>>,
     hub: Arc<Hub>,
+    feed: Arc<StreamFeed>,
     idempotency_ttl: Duration,
 }
 
@@ -61,6 +63,7 @@ impl EventSourcedStore {
     pub fn new(
         log: EventLog,
         hub: Arc<Hub>,
+        feed: Arc<StreamFeed>,
         cached_boards: u64,
         idempotency_ttl: Duration,
     ) -> Self {
@@ -71,6 +74,7 @@ impl EventSourcedStore {
                 .time_to_idle(Duration::from_secs(600))
                 .build(),
             hub,
+            feed,
             idempotency_ttl,
         }
     }
@@ -280,6 +284,7 @@ impl BoardStore for EventSourcedStore {
     async fn watch(&self, actor: Option<Uuid>, board_id: Uuid) -> Result<Watch, StoreError> {
         let cached = self.current(board_id).await?;
         let board = visible(cached.board.as_ref(), actor)?;
+        self.feed.watch_from(board_id, board.version);
         Ok(Watch {
             version: board.version,
             live: self.hub.subscribe(board_id),
