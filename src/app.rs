@@ -77,7 +77,7 @@ impl Application {
             ws::Gateway::new(quick.clone(), limits, connections.clone(), stopping.clone());
         let api = match (&dependencies.redis, &dependencies.postgres) {
             (Some(redis), Some(users)) => {
-                prepare_schema(users).await;
+                prepare_schema(users).await?;
                 let hub = Arc::new(Hub::default());
                 let feed = StreamFeed::new(redis.clone(), hub.clone());
                 tokio::spawn(feed.clone().run(stopping.clone()));
@@ -152,15 +152,15 @@ impl Application {
 
 /// Applies migrations before serving when PostgreSQL answers; otherwise
 /// keeps trying in the background.
-async fn prepare_schema(pool: &deadpool_postgres::Pool) {
+/// A broken migration stops start-up: every `/api` call would fail anyway.
+async fn prepare_schema(pool: &deadpool_postgres::Pool) -> anyhow::Result<()> {
     match tokio::time::timeout(MIGRATION_WAIT, postgres::migrate(pool)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) if !postgres::is_unavailable(&error) => {
-            tracing::error!(error = format!("{error:#}"), "PostgreSQL migrations failed");
-        }
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) if !postgres::is_unavailable(&error) => Err(error),
         _ => {
             tracing::warn!("PostgreSQL is not reachable yet; migrating in the background");
             tokio::spawn(postgres::migrate_when_available(pool.clone()));
+            Ok(())
         }
     }
 }

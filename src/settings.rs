@@ -26,6 +26,7 @@ pub struct Settings {
     pub idempotency: IdempotencySettings,
     pub websocket: WebSocketSettings,
     pub log: LogSettings,
+    pub projector: ProjectorSettings,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,6 +90,81 @@ pub struct LogSettings {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// The projector (`projector/`): see `[projector]` in `config/default.toml`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProjectorSettings {
+    /// The Redis consumer group every projector instance joins.
+    pub group: String,
+    /// This instance's consumer name; empty: `<hostname>-<pid>-<random>`.
+    pub consumer: String,
+    /// Events per PostgreSQL transaction, across boards.
+    pub batch_events: usize,
+    /// Board streams named in one XREADGROUP call.
+    pub streams_per_read: usize,
+    /// How long an idle XREADGROUP waits for new entries.
+    pub block_ms: u64,
+    /// Entries pending this long on a consumer are claimed (XAUTOCLAIM).
+    pub claim_idle_ms: u64,
+    /// How often to look for such entries.
+    pub claim_interval_ms: u64,
+    /// Trim archived entries from the streams (XTRIM MINID) after commit.
+    pub trim: bool,
+    /// Archived entries kept in each stream when trimming (at least 1).
+    pub trim_keep: u64,
+    /// Where `/metrics` is served; empty: not served.
+    pub metrics_addr: String,
+    /// How often lag is sampled for `/metrics`.
+    pub lag_interval_ms: u64,
+    /// Boards whose folded state is kept in memory between batches.
+    pub cached_boards: usize,
+}
+
+impl ProjectorSettings {
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let checks: [(&'static str, bool, &str); 6] = [
+            (
+                "projector.group",
+                !self.group.trim().is_empty(),
+                "must not be empty",
+            ),
+            (
+                "projector.batch_events",
+                self.batch_events >= 1,
+                "must be at least 1",
+            ),
+            (
+                "projector.streams_per_read",
+                self.streams_per_read >= 1,
+                "must be at least 1",
+            ),
+            (
+                "projector.trim_keep",
+                self.trim_keep >= 1,
+                "must be at least 1",
+            ),
+            (
+                "projector.claim_idle_ms",
+                self.claim_idle_ms >= 1,
+                "must be at least 1",
+            ),
+            (
+                "projector.claim_interval_ms",
+                self.claim_interval_ms >= 1,
+                "must be at least 1",
+            ),
+        ];
+        for (setting, ok, message) in checks {
+            if !ok {
+                return Err(SettingsError::Invalid {
+                    setting,
+                    message: message.into(),
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A setting that stops start-up; the message names the setting.

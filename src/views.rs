@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::domain::{Board, BoardEvent, DomainError, Role, Task};
+use crate::domain::{Board, BoardEvent, DomainError, EventData, Role, Task};
 
 /// What a read or a write renders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +131,16 @@ pub struct EventFrame {
     pub board_id: Uuid,
     pub version: u64,
     pub text: Arc<str>,
+    /// Whose access this event ends: a removed member, or everyone when the
+    /// board is deleted. Their subscriptions end after this frame.
+    pub ends_access: EndsAccess,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndsAccess {
+    Nobody,
+    Member(Uuid),
+    Everyone,
 }
 
 impl EventFrame {
@@ -143,10 +153,16 @@ impl EventFrame {
             object.insert("event_type".into(), event_type);
         }
         object.insert("type".into(), Value::from("event"));
+        let ends_access = match &event.data {
+            EventData::MemberRemoved(removed) => EndsAccess::Member(removed.user_id),
+            EventData::BoardDeleted(_) => EndsAccess::Everyone,
+            _ => EndsAccess::Nobody,
+        };
         Arc::new(EventFrame {
             board_id: event.board_id,
             version: event.version,
             text: Value::Object(object).to_string().into(),
+            ends_access,
         })
     }
 }

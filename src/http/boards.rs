@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 use warp::filters::BoxedFilter;
 use warp::http::{header, HeaderValue, StatusCode};
+use warp::path::FullPath;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
@@ -167,6 +168,14 @@ pub(super) fn respond(status: StatusCode, rendered: Rendered) -> Response {
     response
 }
 
+/// `Location` of a created resource: the collection's path plus its id.
+fn set_location(response: &mut Response, collection: &FullPath, id: Uuid) {
+    let location = format!("{}/{id}", collection.as_str().trim_end_matches('/'));
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+}
+
 fn etag(version: u64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{version}\"")).expect("digits are a valid header")
 }
@@ -220,13 +229,12 @@ pub fn routes(
 ) -> BoxedFilter<(Response,)> {
     let ctx = Ctx { store };
     let with_ctx = warp::any().map(move || ctx.clone());
-    let base = with_ctx.and(actor);
-    let boards = warp::path("boards");
+    // Authenticate only once the path is ours, so unknown paths stay 404.
+    let base = with_ctx.and(warp::path("boards")).and(actor);
     let writes = move || write_headers(body_limit);
 
     let list = base
         .clone()
-        .and(boards)
         .and(warp::path::end())
         .and(warp::get())
         .and_then(|ctx: Ctx, actor: Actor| async move {
@@ -236,12 +244,12 @@ pub fn routes(
 
     let create = base
         .clone()
-        .and(boards)
         .and(warp::path::end())
         .and(warp::post())
         .and(writes())
+        .and(warp::path::full())
         .and_then(
-            |ctx: Ctx, actor: Actor, headers: WriteHeaders, body: Bytes| async move {
+            |ctx: Ctx, actor: Actor, headers: WriteHeaders, body: Bytes, path: FullPath| async move {
                 let command = create_board(parse(&body)?);
                 let board_id = board_id_for(actor, headers.idempotency.as_ref());
                 let mut response = run_write(
@@ -254,14 +262,12 @@ pub fn routes(
                     StatusCode::CREATED,
                 )
                 .await?;
-                if let Ok(location) = HeaderValue::from_str(&format!("boards/{board_id}")) {
-                    response.headers_mut().insert(header::LOCATION, location);
-                }
+                set_location(&mut response, &path, board_id);
                 Ok::<_, Rejection>(response)
             },
         );
 
-    let board = base.clone().and(boards).and(warp::path::param::<Uuid>());
+    let board = base.clone().and(warp::path::param::<Uuid>());
 
     let read_board = board
         .clone()
@@ -304,8 +310,14 @@ pub fn routes(
         .and(warp::path::end())
         .and(warp::post())
         .and(writes())
+        .and(warp::path::full())
         .and_then(
-            |ctx: Ctx, actor: Actor, board_id: Uuid, headers: WriteHeaders, body: Bytes| async move {
+            |ctx: Ctx,
+             actor: Actor,
+             board_id: Uuid,
+             headers: WriteHeaders,
+             body: Bytes,
+             path: FullPath| async move {
                 let command = create_task(parse(&body)?);
                 let task_id = match &command {
                     Ok(Command::CreateTask(new_task)) => new_task.task_id,
@@ -322,12 +334,8 @@ pub fn routes(
                 )
                 .await?;
                 // A replay carries the first request's task, not this id.
-                let replayed = response.headers().contains_key("idempotent-replayed");
-                if let (false, Ok(location)) = (
-                    replayed,
-                    HeaderValue::from_str(&format!("{board_id}/tasks/{task_id}")),
-                ) {
-                    response.headers_mut().insert(header::LOCATION, location);
+                if !response.headers().contains_key("idempotent-replayed") {
+                    set_location(&mut response, &path, task_id);
                 }
                 Ok::<_, Rejection>(response)
             },

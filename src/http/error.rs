@@ -97,6 +97,13 @@ impl ApiError {
             warp::reply::with_status(warp::reply::json(&json!({ "error": body })), self.status)
                 .into_response();
         let headers = response.headers_mut();
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The unread body is not drained: the connection cannot be reused.
+            headers.insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+        }
         if let Some(seconds) = self.retry_after_seconds {
             headers.insert(header::RETRY_AFTER, seconds.into());
         }

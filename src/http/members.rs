@@ -57,8 +57,8 @@ pub fn routes(
 ) -> BoxedFilter<(Response,)> {
     let members = warp::any()
         .map(move || store.clone())
-        .and(actor)
         .and(warp::path("boards"))
+        .and(actor)
         .and(warp::path::param::<Uuid>())
         .and(warp::path("members"));
 

@@ -54,6 +54,10 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         Some(b'[') => return Err(ApiError::invalid_field("body", "must be a JSON object")),
         Some(_) => {}
     }
+    // Syntax first: a malformed body is 400 even if a field is also wrong.
+    if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+        return Err(ApiError::bad_request(format!("malformed JSON: {error}")));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();

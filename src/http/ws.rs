@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dashmap::DashMap;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
@@ -31,7 +32,7 @@ use super::boards::Actor;
 use super::error::ApiError;
 use crate::settings::WebSocketSettings;
 use crate::store::{BoardStore, StoreError};
-use crate::views::EventFrame;
+use crate::views::{EndsAccess, EventFrame};
 
 /// Subscriptions one connection may hold at once.
 const MAX_SUBSCRIPTIONS: usize = 100;
@@ -49,7 +50,24 @@ pub struct Gateway {
     store: Arc<dyn BoardStore>,
     limits: Limits,
     connections: Arc<Semaphore>,
+    /// Open connections per user, capped at `Limits::connections_per_user`.
+    per_user: Arc<DashMap<Uuid, usize>>,
     shutdown: watch::Receiver<bool>,
+}
+
+/// One user's slot in the per-user connection count, freed on drop.
+struct UserSlot {
+    per_user: Arc<DashMap<Uuid, usize>>,
+    user: Uuid,
+}
+
+impl Drop for UserSlot {
+    fn drop(&mut self) {
+        self.per_user.remove_if_mut(&self.user, |_, count| {
+            *count -= 1;
+            *count == 0
+        });
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -57,6 +75,7 @@ pub struct Limits {
     pub outbound_queue_bytes: usize,
     pub ping_interval: Duration,
     pub idle_timeout: Duration,
+    pub connections_per_user: usize,
 }
 
 impl From<&WebSocketSettings> for Limits {
@@ -65,6 +84,7 @@ impl From<&WebSocketSettings> for Limits {
             outbound_queue_bytes: settings.outbound_queue_bytes,
             ping_interval: Duration::from_secs(settings.ping_interval_seconds.max(1)),
             idle_timeout: Duration::from_secs(settings.idle_timeout_seconds.max(2)),
+            connections_per_user: settings.max_connections_per_user.max(1),
         }
     }
 }
@@ -80,8 +100,30 @@ impl Gateway {
             store,
             limits,
             connections,
+            per_user: Arc::default(),
             shutdown,
         })
+    }
+
+    fn claim_user_slot(&self, actor: Actor) -> Result<Option<UserSlot>, ApiError> {
+        let Some(user) = actor else {
+            return Ok(None);
+        };
+        let mut count = self.per_user.entry(user).or_insert(0);
+        if *count >= self.limits.connections_per_user {
+            return Err(ApiError::too_many_requests(
+                format!(
+                    "at most {} WebSocket connections per user",
+                    self.limits.connections_per_user
+                ),
+                5,
+            ));
+        }
+        *count += 1;
+        Ok(Some(UserSlot {
+            per_user: Arc::clone(&self.per_user),
+            user,
+        }))
     }
 
     /// `GET <prefix>/ws`: upgrades within the connection cap, else 503.
@@ -93,6 +135,9 @@ impl Gateway {
             .and_then(move |actor: Actor, upgrade: Ws| {
                 let gateway = Arc::clone(&self);
                 async move {
+                    let user_slot = gateway
+                        .claim_user_slot(actor)
+                        .map_err(warp::reject::custom)?;
                     let permit = Arc::clone(&gateway.connections)
                         .try_acquire_owned()
                         .map_err(|_| {
@@ -105,7 +150,7 @@ impl Gateway {
                             .max_message_size(MAX_CLIENT_FRAME_BYTES)
                             .max_frame_size(MAX_CLIENT_FRAME_BYTES)
                             .on_upgrade(move |socket| async move {
-                                let _permit = permit;
+                                let _permit = (permit, user_slot);
                                 Session::new(gateway, actor).run(socket).await;
                             })
                             .into_response(),
@@ -283,9 +328,10 @@ impl Session {
         };
         match frame {
             ClientFrame::Ping => outbox.text(r#"{"type":"pong"}"#),
+            // The contract has no reply to unsubscribe: events just stop.
             ClientFrame::Unsubscribe { board_id } => {
                 self.unsubscribe(board_id);
-                outbox.text(json!({"type": "unsubscribed", "board_id": board_id}).to_string())
+                Ok(())
             }
             ClientFrame::Subscribe { board_id, since } => {
                 self.subscribe(outbox, board_id, since).await
@@ -356,6 +402,7 @@ impl Session {
                 if self.sent.get(&board_id) == Some(&(frame.version - 1)) {
                     self.sent.insert(board_id, frame.version);
                     outbox.text(frame.text.as_ref())?;
+                    self.end_if_access_lost(outbox, board_id, frame.ends_access)?;
                 }
                 Ok(())
             }
@@ -364,6 +411,30 @@ impl Session {
                 self.catch_up(outbox, board_id, u64::MAX).await
             }
         }
+    }
+
+    /// Ends the subscription when the event just sent took this client's
+    /// access away (removed from the board, or the board deleted).
+    fn end_if_access_lost(
+        &mut self,
+        outbox: &Outbox,
+        board_id: Uuid,
+        ends: EndsAccess,
+    ) -> Result<bool, Ending> {
+        let lost = match ends {
+            EndsAccess::Nobody => false,
+            EndsAccess::Everyone => true,
+            EndsAccess::Member(user) => self.actor == Some(user),
+        };
+        if lost {
+            self.unsubscribe(board_id);
+            outbox.text(error_frame(
+                Some(board_id),
+                "not_found",
+                "board not found: it was deleted or you are no longer a member",
+            ))?;
+        }
+        Ok(lost)
     }
 
     /// Sends stored events after the last one sent, up to `up_to`.
@@ -395,8 +466,13 @@ impl Session {
             let full_page = page.len() == REPLAY_PAGE;
             let mut last = sent;
             for event in page.iter().filter(|e| e.version <= up_to) {
-                outbox.text(EventFrame::new(event).text.as_ref())?;
+                let frame = EventFrame::new(event);
+                outbox.text(frame.text.as_ref())?;
                 last = event.version;
+                self.sent.insert(board_id, last);
+                if self.end_if_access_lost(outbox, board_id, frame.ends_access)? {
+                    return Ok(());
+                }
             }
             self.sent.insert(board_id, last);
             if !full_page || last == sent {

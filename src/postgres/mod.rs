@@ -16,9 +16,7 @@ use anyhow::Context as _;
 use deadpool_postgres::{Object, Pool, PoolError};
 use tokio_postgres::error::SqlState;
 
-use crate::dependencies::Dependencies;
 use crate::domain::DomainError;
-use crate::settings::Settings;
 use crate::store::StoreError;
 
 mod embedded {
@@ -154,14 +152,6 @@ pub async fn migrate(pool: &Pool) -> anyhow::Result<()> {
         "PostgreSQL schema is up to date"
     );
     Ok(())
-}
-
-/// The `migrate` command: applies the migrations to the configured database.
-pub async fn migrate_from_settings(settings: &Settings) -> anyhow::Result<()> {
-    let pool = Dependencies::connect(settings)?
-        .postgres
-        .context("postgres.url is not set (STREAMBOARD__POSTGRES__URL or DATABASE_URL)")?;
-    migrate(&pool).await
 }
 
 /// True when `error` (from [`migrate`]) means PostgreSQL was unreachable,

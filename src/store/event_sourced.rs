@@ -196,7 +196,17 @@ impl BoardStore for EventSourcedStore {
         board_id: Uuid,
         request: WriteRequest,
     ) -> Result<Rendered, StoreError> {
-        let mut cached = self.current(board_id).await?;
+        // The append script checks the version, so a write need not read the
+        // stream first: the cached state is used as is, and caught up only
+        // when it disagrees (a refused command, a lost race) in case another
+        // instance moved the board on. One round trip in the common case.
+        let slot = self.boards.get_with(board_id, Arc::default);
+        let mut cached = slot.lock_owned().await;
+        let mut fresh = false;
+        if cached.board.is_none() {
+            self.catch_up(board_id, &mut cached).await?;
+            fresh = true;
+        }
         let key = request.idempotency.as_ref();
         if let Some(key) = key {
             if let Some(record) = self
@@ -212,7 +222,15 @@ impl BoardStore for EventSourcedStore {
                 actor,
                 at: Utc::now(),
             };
-            let mut event = prepare(cached.board.as_ref(), board_id, &request, &ctx)?;
+            let mut event = match prepare(cached.board.as_ref(), board_id, &request, &ctx) {
+                Ok(event) => event,
+                Err(_) if !fresh => {
+                    self.catch_up(board_id, &mut cached).await?;
+                    fresh = true;
+                    continue;
+                }
+                Err(refused) => return Err(refused),
+            };
             self.index_before(board_id, &event).await?;
             // Render from the state after the event, so the stored idempotent
             // result is written in the same atomic step as the event. If the
@@ -239,13 +257,13 @@ impl BoardStore for EventSourcedStore {
                     metrics::counter!("streamboard_events_appended_total").increment(1);
                     return Ok(rendered);
                 }
-                Ok(Appended::Conflict { current }) => {
+                Ok(Appended::Conflict { .. }) => {
+                    // Another writer got there first: re-read, then decide
+                    // again (under If-Match, `prepare` now answers 412).
                     metrics::counter!("streamboard_append_conflicts_total").increment(1);
                     cached.board = None;
                     self.catch_up(board_id, &mut cached).await?;
-                    if request.if_match.is_some() {
-                        return Err(StoreError::PreconditionFailed { current });
-                    }
+                    fresh = true;
                 }
                 Ok(Appended::Replay(record)) => {
                     cached.board = None;

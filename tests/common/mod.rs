@@ -355,3 +355,273 @@ impl WsClient {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Helpers for the event-sourced (`/api`) end-to-end suites (api_*).
+
+pub use services::{StreamEntry, TestDb, TestRedis};
+
+/// A username no other test uses: `<prefix>_<8 hex>` (keep `prefix` short;
+/// usernames are 3 to 32 characters).
+pub fn unique_name(prefix: &str) -> String {
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}_{}", &suffix[..8])
+}
+
+/// The Redis Stream key of a board: `board:{<id>}:events`.
+pub fn stream_key(board_id: &str) -> String {
+    format!("board:{{{board_id}}}:events")
+}
+
+/// The password every api_* test user gets.
+pub const PASSWORD: &str = "correct horse battery";
+
+impl TestServer {
+    /// A server in the `test` profile with `/api` on this Redis and database.
+    pub async fn spawn_api(redis: &TestRedis, db: &TestDb) -> TestServer {
+        let redis_url = redis.url();
+        let db_url = db.url();
+        Self::spawn_with(&[
+            ("STREAMBOARD__REDIS__URL", redis_url.as_str()),
+            ("STREAMBOARD__POSTGRES__URL", db_url.as_str()),
+        ])
+        .await
+    }
+
+    /// Registers an account; asserts 201 and returns `(token, user_id)`.
+    pub async fn register(&self, username: &str, password: &str) -> (String, String) {
+        let response = self
+            .post(
+                "/api/auth/register",
+                json!({ "username": username, "password": password }),
+            )
+            .await;
+        let status = response.status();
+        let body: Value = response.json().await.expect("a JSON register body");
+        assert_eq!(status, 201, "registering {username}: {body}");
+        let token = body["token"].as_str().expect("a token").to_owned();
+        let user_id = body["user"]["id"].as_str().expect("a user id").to_owned();
+        (token, user_id)
+    }
+
+    /// Registers a fresh user named `<prefix>_<8 hex>`; returns `(token, user_id)`.
+    pub async fn new_user(&self, prefix: &str) -> (String, String) {
+        self.register(&unique_name(prefix), PASSWORD).await
+    }
+
+    /// Any request with `Authorization: Bearer <token>`, extra headers and an
+    /// optional JSON body.
+    pub async fn send_auth(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .request(method.clone(), self.url(path))
+            .bearer_auth(token);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    pub async fn get_auth(&self, token: &str, path: &str) -> reqwest::Response {
+        self.send_auth(reqwest::Method::GET, path, token, &[], None)
+            .await
+    }
+
+    pub async fn post_auth(&self, token: &str, path: &str, body: Value) -> reqwest::Response {
+        self.send_auth(reqwest::Method::POST, path, token, &[], Some(body))
+            .await
+    }
+
+    pub async fn patch_auth(&self, token: &str, path: &str, body: Value) -> reqwest::Response {
+        self.send_auth(reqwest::Method::PATCH, path, token, &[], Some(body))
+            .await
+    }
+
+    pub async fn delete_auth(&self, token: &str, path: &str) -> reqwest::Response {
+        self.send_auth(reqwest::Method::DELETE, path, token, &[], None)
+            .await
+    }
+
+    /// Authenticated GET that must answer 200; returns the JSON body.
+    pub async fn get_json_auth(&self, token: &str, path: &str) -> Value {
+        let response = self.get_auth(token, path).await;
+        let status = response.status();
+        let body = response.text().await.expect("a body");
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).expect("a JSON body")
+    }
+
+    /// Creates an `/api` board as the token's user; asserts 201.
+    pub async fn api_board(&self, token: &str, name: &str) -> Value {
+        let response = self
+            .post_auth(token, "/api/boards", json!({ "name": name }))
+            .await;
+        let status = response.status();
+        let body: Value = response.json().await.expect("a JSON board");
+        assert_eq!(status, 201, "creating board {name}: {body}");
+        body
+    }
+
+    /// Creates a task on an `/api` board; asserts 201.
+    pub async fn api_task(&self, token: &str, board_id: &str, title: &str) -> Value {
+        let response = self
+            .post_auth(
+                token,
+                &format!("/api/boards/{board_id}/tasks"),
+                json!({ "title": title }),
+            )
+            .await;
+        let status = response.status();
+        let body: Value = response.json().await.expect("a JSON task");
+        assert_eq!(status, 201, "creating task {title}: {body}");
+        body
+    }
+
+    /// The ids of the boards in the token user's `GET /api/boards`.
+    pub async fn api_board_ids(&self, token: &str) -> Vec<String> {
+        let list = self.get_json_auth(token, "/api/boards").await;
+        list["boards"]
+            .as_array()
+            .unwrap_or_else(|| panic!("boards array in {list}"))
+            .iter()
+            .map(|b| b["id"].as_str().expect("board id").to_owned())
+            .collect()
+    }
+
+    /// A board's whole `/api` history, read page by page.
+    pub async fn api_history(&self, token: &str, board_id: &str) -> Vec<Value> {
+        let mut events = Vec::new();
+        let mut after = 0u64;
+        loop {
+            let page = self
+                .get_json_auth(
+                    token,
+                    &format!("/api/boards/{board_id}/events?after={after}&limit=1000"),
+                )
+                .await;
+            let batch = page["events"].as_array().expect("events array").clone();
+            if batch.is_empty() {
+                return events;
+            }
+            after = page["next_after"].as_u64().expect("next_after");
+            events.extend(batch);
+        }
+    }
+}
+
+/// Asserts that a stream holds versions 1..=n with no gap: ids `<v>-0`, the
+/// `version` field equal to the id, and all six contract fields present.
+/// Returns n.
+pub fn assert_contiguous(entries: &[StreamEntry]) -> u64 {
+    for (index, entry) in entries.iter().enumerate() {
+        let expected = index as u64 + 1;
+        assert_eq!(entry.id, format!("{expected}-0"), "entry #{index}");
+        assert_eq!(
+            entry.get("version"),
+            expected.to_string(),
+            "entry {}",
+            entry.id
+        );
+        let mut names = entry.field_names();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            ["actor", "at", "data", "type", "v", "version"],
+            "fields of entry {}",
+            entry.id
+        );
+        let _ = entry.data();
+    }
+    entries.len() as u64
+}
+
+// ---------------------------------------------------------------------------
+// More helpers for the quick-win suites.
+
+impl TestServer {
+    /// Sends raw request bytes on a fresh connection while reading the
+    /// reply, and returns whatever the server answered. Write errors are
+    /// ignored: a server may answer (e.g. 413) and close before reading the
+    /// whole body. Send `Connection: close` so the reply ends with EOF.
+    pub async fn raw_http(&self, request: Vec<u8>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let stream = TcpStream::connect(self.addr).await.expect("connect");
+        let (mut reader, mut writer) = stream.into_split();
+        let writing = tokio::spawn(async move {
+            let _ = writer.write_all(&request).await;
+            let _ = writer.flush().await;
+            writer
+        });
+        let mut reply = Vec::new();
+        let mut buffer = [0u8; 8192];
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, reader.read(&mut buffer)).await {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                Ok(Ok(n)) => reply.extend_from_slice(&buffer[..n]),
+            }
+        }
+        writing.abort();
+        String::from_utf8_lossy(&reply).into_owned()
+    }
+}
+
+/// The status code and the body of a raw HTTP/1.1 reply.
+pub fn raw_status_and_body(reply: &str) -> (u16, &str) {
+    let status = reply
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP/1.1 reply: {reply:?}"));
+    let body = reply.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    (status, body)
+}
+
+/// Where two JSON values first differ (`$.tasks[3].created_at: "a" != "b"`),
+/// or `None` when they are equal. Keeps assertion messages short.
+pub fn first_difference(left: &Value, right: &Value) -> Option<String> {
+    fn walk(path: String, left: &Value, right: &Value) -> Option<String> {
+        match (left, right) {
+            (Value::Object(a), Value::Object(b)) => {
+                for (key, value) in a {
+                    match b.get(key) {
+                        Some(other) => {
+                            if let Some(found) = walk(format!("{path}.{key}"), value, other) {
+                                return Some(found);
+                            }
+                        }
+                        None => return Some(format!("{path}.{key}: only on the left")),
+                    }
+                }
+                b.keys()
+                    .find(|key| !a.contains_key(*key))
+                    .map(|key| format!("{path}.{key}: only on the right"))
+            }
+            (Value::Array(a), Value::Array(b)) => {
+                for (index, (x, y)) in a.iter().zip(b).enumerate() {
+                    if let Some(found) = walk(format!("{path}[{index}]"), x, y) {
+                        return Some(found);
+                    }
+                }
+                (a.len() != b.len())
+                    .then(|| format!("{path}: {} items != {} items", a.len(), b.len()))
+            }
+            (a, b) if a == b => None,
+            (a, b) => Some(format!("{path}: {a} != {b}")),
+        }
+    }
+    walk("$".to_owned(), left, right)
+}

@@ -2,6 +2,7 @@
 //! port and a fresh PostgreSQL database, both gone when the test ends.
 
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,9 @@ fn free_port() -> u16 {
 pub struct TestRedis {
     pub port: u16,
     child: Option<Child>,
+    /// Set by [`TestRedis::start_persistent`]: the append-only file lives
+    /// here, so [`TestRedis::restart`] keeps the data. Removed on drop.
+    dir: Option<PathBuf>,
 }
 
 impl TestRedis {
@@ -23,6 +27,22 @@ impl TestRedis {
         let mut redis = TestRedis {
             port: free_port(),
             child: None,
+            dir: None,
+        };
+        redis.restart();
+        redis
+    }
+
+    /// A Redis that keeps its data across [`TestRedis::stop`] /
+    /// [`TestRedis::restart`]: `--appendonly yes --appendfsync always` in a
+    /// fresh directory of its own (removed on drop).
+    pub fn start_persistent() -> TestRedis {
+        let dir = std::env::temp_dir().join(format!("sb_redis_{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("creating the Redis data directory");
+        let mut redis = TestRedis {
+            port: free_port(),
+            child: None,
+            dir: Some(dir),
         };
         redis.restart();
         redis
@@ -40,12 +60,31 @@ impl TestRedis {
         }
     }
 
-    /// Starts (again) on the same port, empty.
+    /// Starts (again) on the same port: empty, or, when started with
+    /// [`TestRedis::start_persistent`], with everything written before.
     pub fn restart(&mut self) {
         self.stop();
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+        let mut command = Command::new("redis-server");
+        command.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"]);
+        match &self.dir {
+            None => {
+                command.args(["--save", "", "--appendonly", "no", "--protected-mode", "no"]);
+            }
+            Some(dir) => {
+                command
+                    .args([
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "yes",
+                        "--appendfsync",
+                        "always",
+                    ])
+                    .args(["--protected-mode", "no", "--dir"])
+                    .arg(dir);
+            }
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -75,11 +114,79 @@ impl TestRedis {
             .expect("redis-cli");
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
+
+    /// `XRANGE <key> - +` through `redis-cli --json`: every entry with its
+    /// id and fields in stored order.
+    pub fn xrange(&self, key: &str) -> Vec<StreamEntry> {
+        let raw = self.cli(&["--json", "XRANGE", key, "-", "+"]);
+        let parsed: serde_json::Value = serde_json::from_str(&raw)
+            .unwrap_or_else(|e| panic!("XRANGE {key} gave no JSON ({e}): {raw}"));
+        parsed
+            .as_array()
+            .unwrap_or_else(|| panic!("XRANGE {key} is not an array: {raw}"))
+            .iter()
+            .map(|entry| {
+                let id = entry[0].as_str().expect("an entry id").to_owned();
+                let flat: Vec<String> = entry[1]
+                    .as_array()
+                    .expect("entry fields")
+                    .iter()
+                    .map(|f| f.as_str().expect("a string field").to_owned())
+                    .collect();
+                assert!(flat.len() % 2 == 0, "odd field list in {id}: {flat:?}");
+                let fields = flat
+                    .chunks(2)
+                    .map(|pair| (pair[0].clone(), pair[1].clone()))
+                    .collect();
+                StreamEntry { id, fields }
+            })
+            .collect()
+    }
+
+    /// `XLEN <key>`.
+    pub fn xlen(&self, key: &str) -> u64 {
+        let raw = self.cli(&["XLEN", key]);
+        raw.parse()
+            .unwrap_or_else(|_| panic!("XLEN {key} answered {raw:?}"))
+    }
+}
+
+/// One stream entry as `XRANGE` returns it.
+#[derive(Debug, Clone)]
+pub struct StreamEntry {
+    pub id: String,
+    /// Field/value pairs in stored order.
+    pub fields: Vec<(String, String)>,
+}
+
+impl StreamEntry {
+    /// The value of `name`; panics when the entry lacks it.
+    pub fn get(&self, name: &str) -> &str {
+        self.fields
+            .iter()
+            .find(|(field, _)| field == name)
+            .map(|(_, value)| value.as_str())
+            .unwrap_or_else(|| panic!("entry {} has no field {name}: {:?}", self.id, self.fields))
+    }
+
+    /// The names of the fields, in stored order.
+    pub fn field_names(&self) -> Vec<&str> {
+        self.fields.iter().map(|(name, _)| name.as_str()).collect()
+    }
+
+    /// The `data` field parsed as JSON.
+    pub fn data(&self) -> serde_json::Value {
+        serde_json::from_str(self.get("data"))
+            .unwrap_or_else(|e| panic!("entry {} data is not JSON: {e}", self.id))
+    }
 }
 
 impl Drop for TestRedis {
     fn drop(&mut self) {
         self.stop();
+        if let Some(dir) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
