@@ -26,6 +26,35 @@ enum Commands {
     Serve,
     /// Apply the PostgreSQL migrations and exit.
     Migrate,
+    /// Mint a token and print it.
+    Token {
+        /// A read-only analytics token: history and live tails of every
+        /// board, nothing else.
+        #[arg(long, required = true)]
+        analytics: bool,
+        /// Days until the token expires.
+        #[arg(long, default_value_t = 30)]
+        ttl_days: u32,
+    },
+    /// Print board events as JSON lines.
+    Tail {
+        /// One board (default: every board, live).
+        #[arg(long)]
+        board: Option<uuid::Uuid>,
+        /// With --board: print events after this version.
+        #[arg(long, default_value_t = 0, requires = "board")]
+        from: u64,
+        /// Share the work with other tails of this consumer group; resumes
+        /// where the group stopped.
+        #[arg(long, conflicts_with = "board")]
+        group: Option<String>,
+        /// This tail's name within the group.
+        #[arg(long)]
+        consumer: Option<String>,
+        /// Stop after this many events.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
 }
 
 #[tokio::main]
@@ -42,6 +71,40 @@ async fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Commands::Serve) {
         Commands::Serve => serve(settings).await,
         Commands::Migrate => streamboard::dependencies::migrate(&settings).await,
+        Commands::Token {
+            analytics: _,
+            ttl_days,
+        } => {
+            let keys = streamboard::auth::TokenKeys::new(
+                settings.jwt_secret(),
+                std::time::Duration::from_secs(u64::from(ttl_days) * 86_400),
+            );
+            println!("{}", keys.issue_analytics(keys.ttl()));
+            Ok(())
+        }
+        Commands::Tail {
+            board,
+            from,
+            group,
+            consumer,
+            limit,
+        } => {
+            let options = streamboard::eventlog::tail::TailOptions {
+                board,
+                from,
+                group,
+                consumer: consumer.unwrap_or_else(|| format!("tail-{}", std::process::id())),
+                limit,
+            };
+            match streamboard::dependencies::Dependencies::connect(&settings).map(|deps| deps.redis)
+            {
+                Ok(Some(pool)) => streamboard::eventlog::tail::run(pool, options).await,
+                Ok(None) => Err(anyhow::anyhow!(
+                    "redis.url is not set (STREAMBOARD__REDIS__URL)"
+                )),
+                Err(error) => Err(error),
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -131,6 +131,8 @@ pub struct EventFrame {
     pub board_id: Uuid,
     pub version: u64,
     pub text: Arc<str>,
+    /// The event itself, for readers that want the plain envelope (SSE).
+    pub event: Arc<BoardEvent>,
     /// Whose access this event ends: a removed member, or everyone when the
     /// board is deleted. Their subscriptions end after this frame.
     pub ends_access: EndsAccess,
@@ -144,8 +146,8 @@ pub enum EndsAccess {
 }
 
 impl EventFrame {
-    pub fn new(event: &BoardEvent) -> Arc<EventFrame> {
-        let mut object = match serde_json::to_value(event) {
+    pub fn new(event: Arc<BoardEvent>) -> Arc<EventFrame> {
+        let mut object = match serde_json::to_value(&*event) {
             Ok(Value::Object(object)) => object,
             _ => unreachable!("an event serialises to an object"),
         };
@@ -163,6 +165,7 @@ impl EventFrame {
             version: event.version,
             text: Value::Object(object).to_string().into(),
             ends_access,
+            event,
         })
     }
 }

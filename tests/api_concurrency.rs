@@ -346,6 +346,9 @@ async fn writers_split_across_two_instances_never_collide() {
     }
 }
 
+/// What a read must show after one mutation.
+type Check = Box<dyn Fn(&Value) -> Result<(), String>>;
+
 /// After each 2xx mutation, the same client's immediate GET shows it, on
 /// the instance that wrote and on another instance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -365,84 +368,83 @@ async fn every_write_is_visible_to_the_next_read_on_either_instance() {
     for i in 0..50usize {
         let writer = servers[i % 2];
         // Act: one mutation
-        let (response, check): (reqwest::Response, Box<dyn Fn(&Value) -> Result<(), String>>) =
-            match i % 5 {
-                0 | 3 => {
-                    let title = format!("task {i}");
-                    let response = writer
-                        .post_auth(
-                            &token,
-                            &format!("{board_path}/tasks"),
-                            json!({ "title": title }),
-                        )
-                        .await;
-                    (
-                        response,
-                        Box::new(move |board: &Value| {
-                            let found = board["tasks"]
-                                .as_array()
-                                .unwrap()
-                                .iter()
-                                .any(|t| t["title"] == title.as_str());
-                            found.then_some(()).ok_or(format!("task {title:?} missing"))
-                        }),
+        let (response, check): (reqwest::Response, Check) = match i % 5 {
+            0 | 3 => {
+                let title = format!("task {i}");
+                let response = writer
+                    .post_auth(
+                        &token,
+                        &format!("{board_path}/tasks"),
+                        json!({ "title": title }),
                     )
-                }
-                1 => {
-                    let task = live.last().expect("a task").clone();
-                    let title = format!("renamed {i}");
-                    let response = writer
-                        .patch_auth(
-                            &token,
-                            &format!("{board_path}/tasks/{task}"),
-                            json!({ "title": title, "fields": { "step": i } }),
-                        )
-                        .await;
-                    (
-                        response,
-                        Box::new(move |board: &Value| {
-                            let ok = board["tasks"].as_array().unwrap().iter().any(|t| {
-                                t["id"] == task.as_str()
-                                    && t["title"] == title.as_str()
-                                    && t["fields"]["step"] == i
-                            });
-                            ok.then_some(())
-                                .ok_or(format!("task {task} not renamed to {title:?}"))
-                        }),
+                    .await;
+                (
+                    response,
+                    Box::new(move |board: &Value| {
+                        let found = board["tasks"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .any(|t| t["title"] == title.as_str());
+                        found.then_some(()).ok_or(format!("task {title:?} missing"))
+                    }),
+                )
+            }
+            1 => {
+                let task = live.last().expect("a task").clone();
+                let title = format!("renamed {i}");
+                let response = writer
+                    .patch_auth(
+                        &token,
+                        &format!("{board_path}/tasks/{task}"),
+                        json!({ "title": title, "fields": { "step": i } }),
                     )
-                }
-                2 => {
-                    let name = format!("board {i}");
-                    let response = writer
-                        .patch_auth(&token, &board_path, json!({ "name": name }))
-                        .await;
-                    (
-                        response,
-                        Box::new(move |board: &Value| {
-                            (board["name"] == name.as_str())
-                                .then_some(())
-                                .ok_or(format!("name is not {name:?}"))
-                        }),
-                    )
-                }
-                _ => {
-                    let task = live.remove(0);
-                    let response = writer
-                        .delete_auth(&token, &format!("{board_path}/tasks/{task}"))
-                        .await;
-                    (
-                        response,
-                        Box::new(move |board: &Value| {
-                            let gone = !board["tasks"]
-                                .as_array()
-                                .unwrap()
-                                .iter()
-                                .any(|t| t["id"] == task.as_str());
-                            gone.then_some(()).ok_or(format!("task {task} still there"))
-                        }),
-                    )
-                }
-            };
+                    .await;
+                (
+                    response,
+                    Box::new(move |board: &Value| {
+                        let ok = board["tasks"].as_array().unwrap().iter().any(|t| {
+                            t["id"] == task.as_str()
+                                && t["title"] == title.as_str()
+                                && t["fields"]["step"] == i
+                        });
+                        ok.then_some(())
+                            .ok_or(format!("task {task} not renamed to {title:?}"))
+                    }),
+                )
+            }
+            2 => {
+                let name = format!("board {i}");
+                let response = writer
+                    .patch_auth(&token, &board_path, json!({ "name": name }))
+                    .await;
+                (
+                    response,
+                    Box::new(move |board: &Value| {
+                        (board["name"] == name.as_str())
+                            .then_some(())
+                            .ok_or(format!("name is not {name:?}"))
+                    }),
+                )
+            }
+            _ => {
+                let task = live.remove(0);
+                let response = writer
+                    .delete_auth(&token, &format!("{board_path}/tasks/{task}"))
+                    .await;
+                (
+                    response,
+                    Box::new(move |board: &Value| {
+                        let gone = !board["tasks"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .any(|t| t["id"] == task.as_str());
+                        gone.then_some(()).ok_or(format!("task {task} still there"))
+                    }),
+                )
+            }
+        };
         let status = response.status().as_u16();
         let written = etag_version(&response);
         let body = response.text().await.unwrap();
@@ -472,4 +474,49 @@ async fn every_write_is_visible_to_the_next_read_on_either_instance() {
     }
     let entries = redis.xrange(&stream_key(&board_id));
     assert_eq!(assert_contiguous(&entries), 51);
+}
+
+/// The same idempotent request sent 20 times at once, through two
+/// instances: one event, and every answer is the first result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_retries_of_one_idempotent_request_write_once() {
+    // Arrange
+    let redis = TestRedis::start();
+    let db = TestDb::create();
+    let first = TestServer::spawn_api(&redis, &db).await;
+    let second = TestServer::spawn_api(&redis, &db).await;
+    let (token, _) = first.new_user("idc").await;
+    let board = first.api_board(&token, "Retried").await;
+    let board_id = board["id"].as_str().unwrap().to_owned();
+    let bases = [first.url(""), second.url("")];
+    let key = stream_key(&board_id);
+
+    // Act
+    let outcomes = concurrently(20, &token, |i| {
+        (
+            bases[i % 2].clone(),
+            reqwest::Method::POST,
+            format!("/api/boards/{board_id}/tasks"),
+            vec![("idempotency-key".into(), "same-request".into())],
+            json!({ "title": "only once" }),
+        )
+    })
+    .await;
+
+    // Assert
+    assert_eq!(
+        summary(&outcomes).get(&201),
+        Some(&20),
+        "{:?}",
+        first_failures(&outcomes, 201)
+    );
+    let bodies: Vec<&Value> = outcomes.iter().map(|o| &o.body).collect();
+    assert!(
+        bodies.iter().all(|b| *b == bodies[0]),
+        "different answers to one request"
+    );
+    assert!(outcomes.iter().all(|o| o.etag == Some(2)));
+    let entries = redis.xrange(&key);
+    assert_eq!(assert_contiguous(&entries), 2, "exactly one task.created");
+    assert_eq!(entries[1].data()["task_id"], bodies[0]["id"]);
 }

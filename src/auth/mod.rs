@@ -30,6 +30,7 @@ use warp::{Filter, Rejection};
 
 use crate::http::error::ApiError;
 use crate::settings::Settings;
+use crate::store::Caller;
 
 pub use routes::routes;
 pub use token::{Claims, TokenKeys};
@@ -94,7 +95,8 @@ impl Auth {
     }
 
     /// The claims of the token presented, by the precedence in the module doc.
-    fn identify(&self, presented: Presented) -> Result<Claims, ApiError> {
+    /// The verified claims of whatever token the request presents.
+    fn verify_presented(&self, presented: Presented) -> Result<Claims, ApiError> {
         let non_empty = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
         let token = match (
             presented.authorization,
@@ -112,7 +114,12 @@ impl Auth {
                 ))
             }
         };
-        let claims = self.keys.verify(token.trim())?;
+        self.keys.verify(token.trim())
+    }
+
+    /// A signed-in user; analytics tokens cannot act as one (403).
+    fn identify(&self, presented: Presented) -> Result<Claims, ApiError> {
+        let claims = self.verify_presented(presented)?;
         if claims.scope.is_some() {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -122,9 +129,22 @@ impl Auth {
         }
         Ok(claims)
     }
+
+    /// A user, or an analytics token, for the read-only history routes.
+    fn identify_reader(&self, presented: Presented) -> Result<Caller, ApiError> {
+        let claims = self.verify_presented(presented)?;
+        match claims.scope.as_deref() {
+            None => Ok(Caller::User(claims.sub)),
+            Some(token::ANALYTICS_SCOPE) => Ok(Caller::Analytics),
+            Some(_) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this token's scope does not allow reading board history",
+            )),
+        }
+    }
 }
 
-/// The token of an `Authorization: Bearer <token>` header (scheme in any case).
 fn bearer(header: &str) -> Result<String, ApiError> {
     match header.trim().split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
@@ -175,18 +195,24 @@ pub fn authenticate(auth: Arc<Auth>) -> BoxedFilter<(Claims,)> {
         .boxed()
 }
 
-/// Like [`authenticate`], and also takes `?token=` (WebSocket upgrades).
-/// Other query parameters are left for the route.
-pub fn authenticate_ws(auth: Arc<Auth>) -> BoxedFilter<(Claims,)> {
+/// A user or an analytics token (history, live tail, WebSocket); with
+/// `query_token`, also `?token=` (WebSocket upgrades, EventSource).
+pub fn reader(auth: Arc<Auth>, query_token: bool) -> BoxedFilter<(Caller,)> {
+    let query =
+        warp::query::<HashMap<String, String>>().map(move |mut query: HashMap<String, String>| {
+            if query_token {
+                query.remove("token")
+            } else {
+                None
+            }
+        });
     presented()
-        .and(warp::query::<HashMap<String, String>>())
-        .and_then(
-            move |mut presented: Presented, mut query: HashMap<String, String>| {
-                presented.query = query.remove("token");
-                let result = auth.identify(presented);
-                async move { result.map_err(warp::reject::custom) }
-            },
-        )
+        .and(query)
+        .and_then(move |mut presented: Presented, token: Option<String>| {
+            presented.query = token;
+            let result = auth.identify_reader(presented);
+            async move { result.map_err(warp::reject::custom) }
+        })
         .boxed()
 }
 
@@ -286,33 +312,54 @@ mod tests {
         assert_eq!(basic.status.as_u16(), 401);
     }
 
+    async fn caller_of(
+        filter: BoxedFilter<(Caller,)>,
+        request: warp::test::RequestBuilder,
+    ) -> Result<Caller, ApiError> {
+        request
+            .filter(&filter)
+            .await
+            .map_err(|rejection| rejection.find::<ApiError>().expect("an ApiError").clone())
+    }
+
     #[tokio::test]
-    async fn the_query_token_counts_only_on_websocket_upgrades() {
+    async fn the_query_token_counts_only_where_asked_for() {
         let auth = auth();
         let user = Uuid::new_v4();
         let token = auth.keys().issue(user, "alice");
         let path = format!("/ws?since=3&token={token}&other=x");
-        let claims = claims_of(
-            authenticate_ws(auth.clone()),
+        let caller = caller_of(
+            reader(auth.clone(), true),
             warp::test::request().path(&path),
         )
         .await
         .unwrap();
-        assert_eq!(claims.sub, user);
-        let plain = claims_of(
-            authenticate(auth.clone()),
+        assert_eq!(caller, Caller::User(user));
+        let plain = caller_of(
+            reader(auth.clone(), false),
             warp::test::request().path(&path),
         )
         .await
         .unwrap_err();
         assert_eq!(plain.status.as_u16(), 401);
-        let without = claims_of(
-            authenticate_ws(auth),
+        let without = caller_of(
+            reader(auth, true),
             warp::test::request().path("/ws?since=3"),
         )
         .await
         .unwrap_err();
         assert!(without.message.contains("authentication required"));
+    }
+
+    #[tokio::test]
+    async fn readers_may_be_analytics_tokens() {
+        let auth = auth();
+        let token = auth.keys().issue_analytics(Duration::from_secs(60));
+        let request = warp::test::request().header("authorization", format!("Bearer {token}"));
+        assert_eq!(
+            caller_of(reader(auth, false), request).await.unwrap(),
+            Caller::Analytics
+        );
     }
 
     #[tokio::test]

@@ -22,7 +22,7 @@ use redis::AsyncCommands;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{decode_entry, entry_id, stream_key};
+use super::{board_of, decode_entry, entry_id, stream_key};
 use crate::fanout::Hub;
 use crate::views::EventFrame;
 
@@ -50,13 +50,6 @@ fn group_of(instance: &str) -> String {
 
 fn streams_of(instance: &str) -> String {
     format!("ws:instance:{instance}:streams")
-}
-
-/// `board:{<id>}:events` -> the board id.
-fn board_of(key: &str) -> Option<Uuid> {
-    let start = key.find('{')? + 1;
-    let end = key[start..].find('}')? + start;
-    key[start..end].parse().ok()
 }
 
 fn now_ms() -> u64 {
@@ -205,7 +198,7 @@ impl StreamFeed {
                 match decode_entry(board_id, entry) {
                     Ok(event) => {
                         self.positions.lock().insert(board_id, event.version);
-                        self.hub.publish(EventFrame::new(&event));
+                        self.hub.publish(EventFrame::new(Arc::new(event)));
                     }
                     // Subscribers fill the gap from history, which reports
                     // the bad entry to them.

@@ -17,6 +17,7 @@
 
 pub mod entry;
 pub mod feed;
+pub mod tail;
 
 use std::time::Duration;
 
@@ -45,6 +46,13 @@ pub fn idempotency_key(board_id: Uuid, actor: Option<Uuid>, key: &str) -> String
 
 pub fn user_boards_key(user_id: Uuid) -> String {
     format!("user:{user_id}:boards")
+}
+
+/// The board a stream key belongs to: `board:{<id>}:events` -> `<id>`.
+pub fn board_of(key: &str) -> Option<Uuid> {
+    let start = key.find('{')? + 1;
+    let end = key[start..].find('}')? + start;
+    key[start..end].parse().ok()
 }
 
 /// The stream id of a version.

@@ -23,11 +23,8 @@ use crate::domain::values::{
 };
 use crate::domain::{Command, DomainError, NewTask, TaskPatch};
 use crate::store::write::board_id_for;
-use crate::store::{BoardStore, Rendered, WriteRequest};
+use crate::store::{BoardStore, Caller, Rendered, WriteRequest};
 use crate::views::{self, View};
-
-/// Who is asking: a user id in `/api`, nobody in quick-win.
-pub type Actor = Option<Uuid>;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -197,7 +194,7 @@ struct Ctx {
 
 pub(super) async fn run_write(
     store: Arc<dyn BoardStore>,
-    actor: Actor,
+    caller: Caller,
     board_id: Uuid,
     headers: WriteHeaders,
     command: Result<Command, DomainError>,
@@ -213,7 +210,7 @@ pub(super) async fn run_write(
         idempotency: headers.idempotency,
         reply,
     };
-    let rendered = store.write(actor, board_id, request).await?;
+    let rendered = store.write(caller, board_id, request).await?;
     Ok(respond(status, rendered))
 }
 
@@ -221,40 +218,51 @@ fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Rejection> {
     parse_json(body).map_err(warp::reject::custom)
 }
 
-/// The board routes over `store`, with `actor` telling who asks.
+/// The board routes over `store`. `caller` says who asks; `reader` is the
+/// same for the history route, where analytics tokens are welcome too. Both
+/// run only once a route's path and method match, so a request is
+/// authenticated once and unknown paths stay 404.
 pub fn routes(
     store: Arc<dyn BoardStore>,
-    actor: BoxedFilter<(Actor,)>,
+    caller: BoxedFilter<(Caller,)>,
+    reader: BoxedFilter<(Caller,)>,
     body_limit: u64,
 ) -> BoxedFilter<(Response,)> {
     let ctx = Ctx { store };
-    let with_ctx = warp::any().map(move || ctx.clone());
-    // Authenticate only once the path is ours, so unknown paths stay 404.
-    let base = with_ctx.and(warp::path("boards")).and(actor);
+    let boards = warp::any()
+        .map(move || ctx.clone())
+        .and(warp::path("boards"));
+    let board = boards.clone().and(warp::path::param::<Uuid>());
+    let task = board
+        .clone()
+        .and(warp::path("tasks"))
+        .and(warp::path::param::<Uuid>())
+        .and(warp::path::end());
     let writes = move || write_headers(body_limit);
 
-    let list = base
+    let list = boards
         .clone()
         .and(warp::path::end())
         .and(warp::get())
-        .and_then(|ctx: Ctx, actor: Actor| async move {
-            let body = ctx.store.list_boards(actor).await?;
+        .and(caller.clone())
+        .and_then(|ctx: Ctx, caller: Caller| async move {
+            let body = ctx.store.list_boards(caller).await?;
             Ok::<_, Rejection>(json_response(body))
         });
 
-    let create = base
-        .clone()
+    let create = boards
         .and(warp::path::end())
         .and(warp::post())
+        .and(caller.clone())
         .and(writes())
         .and(warp::path::full())
         .and_then(
-            |ctx: Ctx, actor: Actor, headers: WriteHeaders, body: Bytes, path: FullPath| async move {
+            |ctx: Ctx, caller: Caller, headers: WriteHeaders, body: Bytes, path: FullPath| async move {
                 let command = create_board(parse(&body)?);
-                let board_id = board_id_for(actor, headers.idempotency.as_ref());
+                let board_id = board_id_for(caller.user(), headers.idempotency.as_ref());
                 let mut response = run_write(
                     ctx.store,
-                    actor,
+                    caller,
                     board_id,
                     headers,
                     command,
@@ -267,14 +275,13 @@ pub fn routes(
             },
         );
 
-    let board = base.clone().and(warp::path::param::<Uuid>());
-
     let read_board = board
         .clone()
         .and(warp::path::end())
         .and(warp::get())
-        .and_then(|ctx: Ctx, actor: Actor, board_id: Uuid| async move {
-            let rendered = ctx.store.read(actor, board_id, View::Board).await?;
+        .and(caller.clone())
+        .and_then(|ctx: Ctx, board_id: Uuid, caller: Caller| async move {
+            let rendered = ctx.store.read(caller, board_id, View::Board).await?;
             Ok::<_, Rejection>(respond(StatusCode::OK, rendered))
         });
 
@@ -282,11 +289,13 @@ pub fn routes(
         .clone()
         .and(warp::path::end())
         .and(warp::patch())
+        .and(caller.clone())
         .and(writes())
         .and_then(
-            |ctx: Ctx, actor: Actor, board_id: Uuid, headers: WriteHeaders, body: Bytes| async move {
+            |ctx: Ctx, board_id: Uuid, caller: Caller, headers: WriteHeaders, body: Bytes| async move {
                 let command = update_board(parse(&body)?);
-                run_write(ctx.store, actor, board_id, headers, command, View::Board, StatusCode::OK).await
+                run_write(ctx.store, caller, board_id, headers, command, View::Board, StatusCode::OK)
+                    .await
             },
         );
 
@@ -294,27 +303,36 @@ pub fn routes(
         .clone()
         .and(warp::path::end())
         .and(warp::delete())
+        .and(caller.clone())
         .and(writes())
         .and_then(
-            |ctx: Ctx, actor: Actor, board_id: Uuid, headers: WriteHeaders, _body: Bytes| async move {
+            |ctx: Ctx, board_id: Uuid, caller: Caller, headers: WriteHeaders, _body: Bytes| async move {
                 let command = Ok(Command::DeleteBoard);
-                run_write(ctx.store, actor, board_id, headers, command, View::Nothing, StatusCode::NO_CONTENT)
-                    .await
+                run_write(
+                    ctx.store,
+                    caller,
+                    board_id,
+                    headers,
+                    command,
+                    View::Nothing,
+                    StatusCode::NO_CONTENT,
+                )
+                .await
             },
         );
 
-    let tasks = board.clone().and(warp::path("tasks"));
-
-    let create_task_route = tasks
+    let create_task_route = board
         .clone()
+        .and(warp::path("tasks"))
         .and(warp::path::end())
         .and(warp::post())
+        .and(caller.clone())
         .and(writes())
         .and(warp::path::full())
         .and_then(
             |ctx: Ctx,
-             actor: Actor,
              board_id: Uuid,
+             caller: Caller,
              headers: WriteHeaders,
              body: Bytes,
              path: FullPath| async move {
@@ -325,7 +343,7 @@ pub fn routes(
                 };
                 let mut response = run_write(
                     ctx.store,
-                    actor,
+                    caller,
                     board_id,
                     headers,
                     command,
@@ -341,49 +359,53 @@ pub fn routes(
             },
         );
 
-    let task = tasks
-        .and(warp::path::param::<Uuid>())
-        .and(warp::path::end());
-
-    let read_task = task.clone().and(warp::get()).and_then(
-        |ctx: Ctx, actor: Actor, board_id: Uuid, task_id: Uuid| async move {
-            let rendered = ctx.store.read(actor, board_id, View::Task(task_id)).await?;
+    let read_task = task.clone().and(warp::get()).and(caller.clone()).and_then(
+        |ctx: Ctx, board_id: Uuid, task_id: Uuid, caller: Caller| async move {
+            let rendered = ctx
+                .store
+                .read(caller, board_id, View::Task(task_id))
+                .await?;
             Ok::<_, Rejection>(respond(StatusCode::OK, rendered))
         },
     );
 
-    let update_task_route = task.clone().and(warp::patch()).and(writes()).and_then(
-        |ctx: Ctx,
-         actor: Actor,
-         board_id: Uuid,
-         task_id: Uuid,
-         headers: WriteHeaders,
-         body: Bytes| async move {
-            let command = update_task(task_id, parse(&body)?);
-            run_write(
-                ctx.store,
-                actor,
-                board_id,
-                headers,
-                command,
-                View::Task(task_id),
-                StatusCode::OK,
-            )
-            .await
-        },
-    );
+    let update_task_route = task
+        .clone()
+        .and(warp::patch())
+        .and(caller.clone())
+        .and(writes())
+        .and_then(
+            |ctx: Ctx,
+             board_id: Uuid,
+             task_id: Uuid,
+             caller: Caller,
+             headers: WriteHeaders,
+             body: Bytes| async move {
+                let command = update_task(task_id, parse(&body)?);
+                run_write(
+                    ctx.store,
+                    caller,
+                    board_id,
+                    headers,
+                    command,
+                    View::Task(task_id),
+                    StatusCode::OK,
+                )
+                .await
+            },
+        );
 
-    let delete_task = task.and(warp::delete()).and(writes()).and_then(
+    let delete_task = task.and(warp::delete()).and(caller).and(writes()).and_then(
         |ctx: Ctx,
-         actor: Actor,
          board_id: Uuid,
          task_id: Uuid,
+         caller: Caller,
          headers: WriteHeaders,
          _body: Bytes| async move {
             let command = Ok(Command::DeleteTask { task_id });
             run_write(
                 ctx.store,
-                actor,
+                caller,
                 board_id,
                 headers,
                 command,
@@ -398,13 +420,14 @@ pub fn routes(
         .and(warp::path("events"))
         .and(warp::path::end())
         .and(warp::get())
+        .and(reader)
         .and(warp::query::<HashMap<String, String>>())
         .and_then(
-            |ctx: Ctx, actor: Actor, board_id: Uuid, query: HashMap<String, String>| async move {
+            |ctx: Ctx, board_id: Uuid, caller: Caller, query: HashMap<String, String>| async move {
                 let page = Page::parse(&query).map_err(warp::reject::custom)?;
                 let events = ctx
                     .store
-                    .events_after(actor, board_id, page.after, page.limit)
+                    .events_after(caller, board_id, page.after, page.limit)
                     .await?;
                 let next_after = events.last().map(|e| e.version);
                 let body = views::to_bytes(&serde_json::json!({

@@ -11,12 +11,13 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use super::boards::{respond, run_write, Actor};
+use super::boards::{respond, run_write};
 use super::error::ApiError;
 use super::request::{parse_json, write_headers, WriteHeaders};
 use crate::auth::users;
 use crate::domain::{Command, Role};
 use crate::store::BoardStore;
+use crate::store::Caller;
 use crate::views::View;
 
 #[derive(Deserialize)]
@@ -52,23 +53,23 @@ async fn resolve_user(pool: &Pool, body: &AddMemberBody) -> Result<Uuid, ApiErro
 pub fn routes(
     store: Arc<dyn BoardStore>,
     users_pool: Pool,
-    actor: BoxedFilter<(Actor,)>,
+    caller: BoxedFilter<(Caller,)>,
     body_limit: u64,
 ) -> BoxedFilter<(Response,)> {
     let members = warp::any()
         .map(move || store.clone())
         .and(warp::path("boards"))
-        .and(actor)
         .and(warp::path::param::<Uuid>())
-        .and(warp::path("members"));
+        .and(warp::path("members"))
+        .and(caller);
 
     let list = members
         .clone()
         .and(warp::path::end())
         .and(warp::get())
         .and_then(
-            |store: Arc<dyn BoardStore>, actor: Actor, board_id: Uuid| async move {
-                let rendered = store.read(actor, board_id, View::Members).await?;
+            |store: Arc<dyn BoardStore>, board_id: Uuid, caller: Caller| async move {
+                let rendered = store.read(caller, board_id, View::Members).await?;
                 Ok::<_, Rejection>(respond(StatusCode::OK, rendered))
             },
         );
@@ -81,8 +82,8 @@ pub fn routes(
         .and(warp::any().map(move || users_pool.clone()))
         .and_then(
             |store: Arc<dyn BoardStore>,
-             actor: Actor,
              board_id: Uuid,
+             caller: Caller,
              headers: WriteHeaders,
              body: Bytes,
              pool: Pool| async move {
@@ -96,7 +97,7 @@ pub fn routes(
                 });
                 run_write(
                     store,
-                    actor,
+                    caller,
                     board_id,
                     headers,
                     command,
@@ -114,15 +115,15 @@ pub fn routes(
         .and(write_headers(body_limit))
         .and_then(
             |store: Arc<dyn BoardStore>,
-             actor: Actor,
              board_id: Uuid,
+             caller: Caller,
              user_id: Uuid,
              headers: WriteHeaders,
              _body: Bytes| async move {
                 let command = Ok(Command::RemoveMember { user_id });
                 run_write(
                     store,
-                    actor,
+                    caller,
                     board_id,
                     headers,
                     command,

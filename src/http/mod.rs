@@ -3,9 +3,11 @@
 
 pub mod boards;
 pub mod error;
+pub mod live;
 pub mod members;
 pub mod ops;
 pub mod request;
+pub mod subscription;
 pub mod ws;
 
 use std::sync::Arc;
@@ -16,31 +18,45 @@ use warp::{Filter, Reply};
 
 use crate::app::AppState;
 use crate::auth;
+use crate::store::Caller;
 use error::ApiError;
 
 /// Every route of the server, with CORS, error recovery and access logs.
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let body_limit = state.settings.server.body_limit_bytes;
-    let anonymous = warp::any().map(|| None).boxed();
+    let anonymous = warp::any().map(|| Caller::Anonymous).boxed();
 
     let quick = warp::path("quick").and(
-        boards::routes(state.quick.clone(), anonymous.clone(), body_limit)
-            .or(state.quick_gateway.clone().route(anonymous))
-            .unify(),
+        boards::routes(
+            state.quick.clone(),
+            anonymous.clone(),
+            anonymous.clone(),
+            body_limit,
+        )
+        .or(state.quick_gateway.clone().route(anonymous))
+        .unify(),
     );
 
     let api = match &state.api {
         Some(api) => {
             let user = auth::authenticate(api.auth.clone())
-                .map(|claims: auth::Claims| Some(claims.sub))
+                .map(|claims: auth::Claims| Caller::User(claims.sub))
                 .boxed();
-            let ws_user = auth::authenticate_ws(api.auth.clone())
-                .map(|claims: auth::Claims| Some(claims.sub))
-                .boxed();
+            let reader = auth::reader(api.auth.clone(), false);
+            // EventSource and WebSocket clients cannot set headers: they may
+            // pass the token as `?token=` (or use the cookie).
+            let query_reader = auth::reader(api.auth.clone(), true);
             warp::path("api")
                 .and(
                     auth::routes(api.auth.clone(), body_limit)
-                        .or(boards::routes(api.store.clone(), user.clone(), body_limit))
+                        .or(boards::routes(
+                            api.store.clone(),
+                            user.clone(),
+                            reader,
+                            body_limit,
+                        ))
+                        .unify()
+                        .or(live::route(api.store.clone(), query_reader.clone()))
                         .unify()
                         .or(members::routes(
                             api.store.clone(),
@@ -50,7 +66,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
                         ))
                         .unify(),
                 )
-                .or(api.gateway.clone().route(ws_user))
+                .or(api.gateway.clone().route(query_reader))
                 .unify()
                 .boxed()
         }

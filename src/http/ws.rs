@@ -4,23 +4,19 @@
 //! task writes. Between them an outbox bounded in bytes: a client that does
 //! not read fills it and is closed (1008) instead of slowing anyone else.
 //!
-//! Per subscription the gateway keeps the last version sent. Live frames at
-//! or below it are dropped (duplicates); a jump above it, or a lagging
-//! broadcast receiver, is filled from the store's history first. So every
-//! subscriber sees every version once, in order.
+//! Each board a client subscribes to is a [`Subscription`], which delivers
+//! every version once, in order, from history and then live.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
+use futures_util::stream::BoxStream;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
-use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamMap;
 use uuid::Uuid;
 use warp::filters::ws::{Message, WebSocket, Ws};
@@ -28,18 +24,16 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-use super::boards::Actor;
 use super::error::ApiError;
+use super::subscription::{OpenError, Subscription, Update};
 use crate::settings::WebSocketSettings;
+use crate::store::Caller;
 use crate::store::{BoardStore, StoreError};
-use crate::views::{EndsAccess, EventFrame};
 
 /// Subscriptions one connection may hold at once.
 const MAX_SUBSCRIPTIONS: usize = 100;
 /// The largest client frame accepted.
 const MAX_CLIENT_FRAME_BYTES: usize = 64 * 1024;
-/// History is replayed in pages of this many events.
-const REPLAY_PAGE: usize = 1000;
 
 pub mod close {
     pub const GOING_AWAY: u16 = 1001;
@@ -105,8 +99,8 @@ impl Gateway {
         })
     }
 
-    fn claim_user_slot(&self, actor: Actor) -> Result<Option<UserSlot>, ApiError> {
-        let Some(user) = actor else {
+    fn claim_user_slot(&self, caller: Caller) -> Result<Option<UserSlot>, ApiError> {
+        let Some(user) = caller.user() else {
             return Ok(None);
         };
         let mut count = self.per_user.entry(user).or_insert(0);
@@ -127,16 +121,16 @@ impl Gateway {
     }
 
     /// `GET <prefix>/ws`: upgrades within the connection cap, else 503.
-    pub fn route(self: Arc<Self>, actor: BoxedFilter<(Actor,)>) -> BoxedFilter<(Response,)> {
+    pub fn route(self: Arc<Self>, caller: BoxedFilter<(Caller,)>) -> BoxedFilter<(Response,)> {
         warp::path("ws")
             .and(warp::path::end())
-            .and(actor)
+            .and(caller)
             .and(warp::ws())
-            .and_then(move |actor: Actor, upgrade: Ws| {
+            .and_then(move |caller: Caller, upgrade: Ws| {
                 let gateway = Arc::clone(&self);
                 async move {
                     let user_slot = gateway
-                        .claim_user_slot(actor)
+                        .claim_user_slot(caller)
                         .map_err(warp::reject::custom)?;
                     let permit = Arc::clone(&gateway.connections)
                         .try_acquire_owned()
@@ -151,7 +145,7 @@ impl Gateway {
                             .max_frame_size(MAX_CLIENT_FRAME_BYTES)
                             .on_upgrade(move |socket| async move {
                                 let _permit = (permit, user_slot);
-                                Session::new(gateway, actor).run(socket).await;
+                                Session::new(gateway, caller).run(socket).await;
                             })
                             .into_response(),
                     )
@@ -205,19 +199,27 @@ impl Outbox {
 
 struct Session {
     gateway: Arc<Gateway>,
-    actor: Actor,
-    /// Last version sent per subscribed board.
-    sent: HashMap<Uuid, u64>,
-    live: StreamMap<Uuid, BroadcastStream<Arc<EventFrame>>>,
+    caller: Caller,
+    /// One ordered update stream per subscribed board.
+    subscriptions: StreamMap<Uuid, BoxStream<'static, Update>>,
+}
+
+fn updates(subscription: Subscription) -> BoxStream<'static, Update> {
+    futures_util::stream::unfold(subscription, |mut subscription| async move {
+        subscription
+            .next()
+            .await
+            .map(|update| (update, subscription))
+    })
+    .boxed()
 }
 
 impl Session {
-    fn new(gateway: Arc<Gateway>, actor: Actor) -> Self {
+    fn new(gateway: Arc<Gateway>, caller: Caller) -> Self {
         Session {
             gateway,
-            actor,
-            sent: HashMap::new(),
-            live: StreamMap::new(),
+            caller,
+            subscriptions: StreamMap::new(),
         }
     }
 
@@ -274,9 +276,13 @@ impl Session {
                     }
                     _ => Err(Ending { code: close::GOING_AWAY, reason: "connection closed" }),
                 },
-                Some((board_id, frame)) = self.live.next() => {
-                    self.on_live_frame(&outbox, board_id, frame).await
-                }
+                Some((board_id, update)) = self.subscriptions.next() => match update {
+                    Update::Event(frame) => outbox.text(frame.text.as_ref()),
+                    Update::Ended { code, message } => {
+                        self.subscriptions.remove(&board_id);
+                        outbox.text(error_frame(Some(board_id), code, &message))
+                    }
+                },
                 _ = heartbeat.tick() => {
                     if last_heard.elapsed() > limits.idle_timeout {
                         Err(Ending { code: close::GOING_AWAY, reason: "idle timeout: no frames or pongs" })
@@ -296,11 +302,6 @@ impl Session {
         let _ = close_tx.send(ending);
         drop(outbox);
         let _ = writer.await;
-        let boards: Vec<Uuid> = self.live.keys().copied().collect();
-        drop(self.live);
-        for board_id in boards {
-            self.gateway.store.unwatch(board_id);
-        }
     }
 
     async fn on_client_message(&mut self, outbox: &Outbox, message: Message) -> Result<(), Ending> {
@@ -330,19 +331,12 @@ impl Session {
             ClientFrame::Ping => outbox.text(r#"{"type":"pong"}"#),
             // The contract has no reply to unsubscribe: events just stop.
             ClientFrame::Unsubscribe { board_id } => {
-                self.unsubscribe(board_id);
+                self.subscriptions.remove(&board_id);
                 Ok(())
             }
             ClientFrame::Subscribe { board_id, since } => {
                 self.subscribe(outbox, board_id, since).await
             }
-        }
-    }
-
-    fn unsubscribe(&mut self, board_id: Uuid) {
-        if self.sent.remove(&board_id).is_some() {
-            self.live.remove(&board_id);
-            self.gateway.store.unwatch(board_id);
         }
     }
 
@@ -352,132 +346,30 @@ impl Session {
         board_id: Uuid,
         since: Option<u64>,
     ) -> Result<(), Ending> {
-        self.unsubscribe(board_id);
-        if self.sent.len() >= MAX_SUBSCRIPTIONS {
+        self.subscriptions.remove(&board_id);
+        if self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
             return outbox.text(error_frame(
                 Some(board_id),
                 "limit_reached",
                 &format!("at most {MAX_SUBSCRIPTIONS} subscriptions per connection"),
             ));
         }
-        let watch = match self.gateway.store.watch(self.actor, board_id).await {
-            Ok(watch) => watch,
-            Err(error) => return outbox.text(store_error_frame(board_id, error)),
-        };
-        if since.is_some_and(|since| since > watch.version) {
-            self.gateway.store.unwatch(board_id);
-            return outbox.text(error_frame(
-                Some(board_id),
-                "invalid_since",
-                &format!("since is ahead of the board's version {}", watch.version),
-            ));
-        }
-        outbox.text(
-            json!({"type": "subscribed", "board_id": board_id, "version": watch.version})
-                .to_string(),
-        )?;
-        self.sent.insert(board_id, since.unwrap_or(watch.version));
-        self.live.insert(board_id, BroadcastStream::new(watch.live));
-        if since.is_some() {
-            self.catch_up(outbox, board_id, watch.version).await?;
-        }
-        Ok(())
-    }
-
-    async fn on_live_frame(
-        &mut self,
-        outbox: &Outbox,
-        board_id: Uuid,
-        frame: Result<Arc<EventFrame>, BroadcastStreamRecvError>,
-    ) -> Result<(), Ending> {
-        let Some(&sent) = self.sent.get(&board_id) else {
-            return Ok(());
-        };
-        match frame {
-            Ok(frame) if frame.version <= sent => Ok(()),
-            Ok(frame) => {
-                if frame.version > sent + 1 {
-                    self.catch_up(outbox, board_id, frame.version - 1).await?;
-                }
-                if self.sent.get(&board_id) == Some(&(frame.version - 1)) {
-                    self.sent.insert(board_id, frame.version);
-                    outbox.text(frame.text.as_ref())?;
-                    self.end_if_access_lost(outbox, board_id, frame.ends_access)?;
-                }
+        let store = Arc::clone(&self.gateway.store);
+        match Subscription::open(store, self.caller, board_id, since).await {
+            Ok((subscription, version)) => {
+                outbox.text(
+                    json!({"type": "subscribed", "board_id": board_id, "version": version})
+                        .to_string(),
+                )?;
+                self.subscriptions.insert(board_id, updates(subscription));
                 Ok(())
             }
-            // Fell behind the broadcast: read what was missed from history.
-            Err(BroadcastStreamRecvError::Lagged(_)) => {
-                self.catch_up(outbox, board_id, u64::MAX).await
-            }
-        }
-    }
-
-    /// Ends the subscription when the event just sent took this client's
-    /// access away (removed from the board, or the board deleted).
-    fn end_if_access_lost(
-        &mut self,
-        outbox: &Outbox,
-        board_id: Uuid,
-        ends: EndsAccess,
-    ) -> Result<bool, Ending> {
-        let lost = match ends {
-            EndsAccess::Nobody => false,
-            EndsAccess::Everyone => true,
-            EndsAccess::Member(user) => self.actor == Some(user),
-        };
-        if lost {
-            self.unsubscribe(board_id);
-            outbox.text(error_frame(
+            Err(OpenError::SinceAhead { version }) => outbox.text(error_frame(
                 Some(board_id),
-                "not_found",
-                "board not found: it was deleted or you are no longer a member",
-            ))?;
-        }
-        Ok(lost)
-    }
-
-    /// Sends stored events after the last one sent, up to `up_to`.
-    async fn catch_up(
-        &mut self,
-        outbox: &Outbox,
-        board_id: Uuid,
-        up_to: u64,
-    ) -> Result<(), Ending> {
-        loop {
-            let Some(&sent) = self.sent.get(&board_id) else {
-                return Ok(());
-            };
-            if sent >= up_to {
-                return Ok(());
-            }
-            let page = match self
-                .gateway
-                .store
-                .events_after(self.actor, board_id, sent, REPLAY_PAGE)
-                .await
-            {
-                Ok(page) => page,
-                Err(error) => {
-                    self.unsubscribe(board_id);
-                    return outbox.text(store_error_frame(board_id, error));
-                }
-            };
-            let full_page = page.len() == REPLAY_PAGE;
-            let mut last = sent;
-            for event in page.iter().filter(|e| e.version <= up_to) {
-                let frame = EventFrame::new(event);
-                outbox.text(frame.text.as_ref())?;
-                last = event.version;
-                self.sent.insert(board_id, last);
-                if self.end_if_access_lost(outbox, board_id, frame.ends_access)? {
-                    return Ok(());
-                }
-            }
-            self.sent.insert(board_id, last);
-            if !full_page || last == sent {
-                return Ok(());
-            }
+                "invalid_since",
+                &format!("since is ahead of the board's version {version}"),
+            )),
+            Err(OpenError::Store(error)) => outbox.text(store_error_frame(board_id, error)),
         }
     }
 }

@@ -13,14 +13,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use chrono::Utc;
 use futures_util::future::join_all;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use uuid::Uuid;
 
-use super::write::{prepare, IdempotencyRecord};
-use super::{BoardStore, Rendered, StoreError, Watch, WriteRequest};
-use crate::domain::{apply, Board, BoardEvent, Context, DomainError, EventData};
+use super::write::{context, prepare, IdempotencyRecord};
+use super::{
+    history_readable, readable, BoardStore, Caller, Rendered, StoreError, Watch, WriteRequest,
+};
+use crate::domain::{apply, Board, BoardEvent, DomainError, EventData};
 use crate::eventlog::feed::StreamFeed;
 use crate::eventlog::{Appended, EventLog, LogError};
 use crate::fanout::Hub;
@@ -142,22 +143,16 @@ impl EventSourcedStore {
     }
 }
 
-fn visible(board: Option<&Board>, actor: Option<Uuid>) -> Result<&Board, StoreError> {
-    board
-        .filter(|b| !b.deleted && b.role_of(actor).is_some())
-        .ok_or(StoreError::Domain(DomainError::NotFound("board")))
-}
-
 #[async_trait]
 impl BoardStore for EventSourcedStore {
-    async fn list_boards(&self, actor: Option<Uuid>) -> Result<Bytes, StoreError> {
-        let Some(user) = actor else {
+    async fn list_boards(&self, caller: Caller) -> Result<Bytes, StoreError> {
+        let Some(user) = caller.user() else {
             return Ok(views::to_bytes(&serde_json::json!({ "boards": [] })));
         };
         let ids = self.log.member_boards(user).await?;
         let reads = join_all(ids.into_iter().map(|id| async move {
             let cached = self.current(id).await?;
-            let value = match visible(cached.board.as_ref(), actor) {
+            let value = match readable(cached.board.as_ref(), caller) {
                 Ok(board) => Some((
                     board.created_at,
                     board.id,
@@ -181,21 +176,25 @@ impl BoardStore for EventSourcedStore {
 
     async fn read(
         &self,
-        actor: Option<Uuid>,
+        caller: Caller,
         board_id: Uuid,
         view: View,
     ) -> Result<Rendered, StoreError> {
         let cached = self.current(board_id).await?;
-        let board = visible(cached.board.as_ref(), actor)?;
+        let board = readable(cached.board.as_ref(), caller)?;
         Ok(views::render(board, view)?)
     }
 
     async fn write(
         &self,
-        actor: Option<Uuid>,
+        caller: Caller,
         board_id: Uuid,
         request: WriteRequest,
     ) -> Result<Rendered, StoreError> {
+        if caller == Caller::Analytics {
+            return Err(DomainError::Forbidden("analytics tokens are read-only").into());
+        }
+        let actor = caller.user();
         // The append script checks the version, so a write need not read the
         // stream first: the cached state is used as is, and caught up only
         // when it disagrees (a refused command, a lost race) in case another
@@ -218,10 +217,7 @@ impl BoardStore for EventSourcedStore {
             }
         }
         for _ in 0..WRITE_ATTEMPTS {
-            let ctx = Context {
-                actor,
-                at: Utc::now(),
-            };
+            let ctx = context(actor);
             let mut event = match prepare(cached.board.as_ref(), board_id, &request, &ctx) {
                 Ok(event) => event,
                 Err(_) if !fresh => {
@@ -286,22 +282,22 @@ impl BoardStore for EventSourcedStore {
 
     async fn events_after(
         &self,
-        actor: Option<Uuid>,
+        caller: Caller,
         board_id: Uuid,
         after: u64,
         limit: usize,
     ) -> Result<Vec<Arc<BoardEvent>>, StoreError> {
         {
             let cached = self.current(board_id).await?;
-            visible(cached.board.as_ref(), actor)?;
+            history_readable(cached.board.as_ref(), caller)?;
         }
         let events = self.log.read_after(board_id, after, limit).await?;
         Ok(events.into_iter().map(Arc::new).collect())
     }
 
-    async fn watch(&self, actor: Option<Uuid>, board_id: Uuid) -> Result<Watch, StoreError> {
+    async fn watch(&self, caller: Caller, board_id: Uuid) -> Result<Watch, StoreError> {
         let cached = self.current(board_id).await?;
-        let board = visible(cached.board.as_ref(), actor)?;
+        let board = history_readable(cached.board.as_ref(), caller)?;
         self.feed.watch_from(board_id, board.version);
         Ok(Watch {
             version: board.version,

@@ -16,9 +16,11 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 use uuid::Uuid;
 
-use super::write::{prepare, IdempotencyRecord};
-use super::{BoardStore, Rendered, StoreError, Watch, WriteRequest};
-use crate::domain::{apply, Board, BoardEvent, Command, Context, DomainError};
+use super::write::{context, prepare, IdempotencyRecord};
+use super::{
+    history_readable, readable, BoardStore, Caller, Rendered, StoreError, Watch, WriteRequest,
+};
+use crate::domain::{apply, Board, BoardEvent, Command, DomainError};
 use crate::fanout::Hub;
 use crate::views::{self, BoardView, EventFrame, View};
 
@@ -81,11 +83,15 @@ impl MemoryStore {
     fn write_locked(
         &self,
         slot: &mut BoardSlot,
-        actor: Option<Uuid>,
+        caller: Caller,
         board_id: Uuid,
         request: &WriteRequest,
     ) -> Result<Rendered, StoreError> {
         let key = request.idempotency.as_ref();
+        if caller == Caller::Analytics {
+            return Err(DomainError::Forbidden("analytics tokens are read-only").into());
+        }
+        let actor = caller.user();
         if let Some(key) = key {
             let now = Instant::now();
             let ttl = self.idempotency_ttl;
@@ -95,10 +101,7 @@ impl MemoryStore {
                 return record.replay(key);
             }
         }
-        let ctx = Context {
-            actor,
-            at: Utc::now(),
-        };
+        let ctx = context(actor);
         let event = prepare(slot.board.as_ref(), board_id, request, &ctx)?;
         apply(&mut slot.board, &event);
         let board = slot
@@ -122,8 +125,9 @@ impl MemoryStore {
                 (Instant::now(), IdempotencyRecord::new(key, &rendered)),
             );
         }
-        self.hub.publish(EventFrame::new(&event));
-        slot.events.push(Arc::new(event));
+        let event = Arc::new(event);
+        self.hub.publish(EventFrame::new(Arc::clone(&event)));
+        slot.events.push(event);
         Ok(rendered)
     }
 
@@ -133,21 +137,15 @@ impl MemoryStore {
     }
 }
 
-fn visible(board: Option<&Board>, actor: Option<Uuid>) -> Result<&Board, StoreError> {
-    board
-        .filter(|b| !b.deleted && b.role_of(actor).is_some())
-        .ok_or(StoreError::Domain(DomainError::NotFound("board")))
-}
-
 #[async_trait]
 impl BoardStore for MemoryStore {
-    async fn list_boards(&self, actor: Option<Uuid>) -> Result<Bytes, StoreError> {
+    async fn list_boards(&self, caller: Caller) -> Result<Bytes, StoreError> {
         let slots: Vec<Arc<Mutex<BoardSlot>>> =
             self.boards.iter().map(|slot| Arc::clone(&slot)).collect();
         let mut rendered: Vec<(chrono::DateTime<Utc>, Uuid, serde_json::Value)> = Vec::new();
         for slot in slots {
             let slot = slot.lock();
-            if let Ok(board) = visible(slot.board.as_ref(), actor) {
+            if let Ok(board) = readable(slot.board.as_ref(), caller) {
                 let view = BoardView::new(board).with_events(&slot.events);
                 let value = serde_json::to_value(&view).map_err(anyhow::Error::from)?;
                 rendered.push((board.created_at, board.id, value));
@@ -160,25 +158,25 @@ impl BoardStore for MemoryStore {
 
     async fn read(
         &self,
-        actor: Option<Uuid>,
+        caller: Caller,
         board_id: Uuid,
         view: View,
     ) -> Result<Rendered, StoreError> {
         let slot = self.slot(board_id)?;
         let slot = slot.lock();
-        let board = visible(slot.board.as_ref(), actor)?;
+        let board = readable(slot.board.as_ref(), caller)?;
         Ok(views::render(board, view)?)
     }
 
     async fn write(
         &self,
-        actor: Option<Uuid>,
+        caller: Caller,
         board_id: Uuid,
         request: WriteRequest,
     ) -> Result<Rendered, StoreError> {
         let slot = self.slot_for_write(board_id, &request.command)?;
         let mut guard = slot.lock();
-        let result = self.write_locked(&mut guard, actor, board_id, &request);
+        let result = self.write_locked(&mut guard, caller, board_id, &request);
         let refused_create = guard.board.is_none();
         drop(guard);
         if refused_create {
@@ -191,14 +189,14 @@ impl BoardStore for MemoryStore {
 
     async fn events_after(
         &self,
-        actor: Option<Uuid>,
+        caller: Caller,
         board_id: Uuid,
         after: u64,
         limit: usize,
     ) -> Result<Vec<Arc<BoardEvent>>, StoreError> {
         let slot = self.slot(board_id)?;
         let slot = slot.lock();
-        visible(slot.board.as_ref(), actor)?;
+        history_readable(slot.board.as_ref(), caller)?;
         // Version v is at index v - 1: versions start at 1 with no gaps.
         let start = usize::try_from(after)
             .unwrap_or(usize::MAX)
@@ -206,10 +204,10 @@ impl BoardStore for MemoryStore {
         Ok(slot.events[start..].iter().take(limit).cloned().collect())
     }
 
-    async fn watch(&self, actor: Option<Uuid>, board_id: Uuid) -> Result<Watch, StoreError> {
+    async fn watch(&self, caller: Caller, board_id: Uuid) -> Result<Watch, StoreError> {
         let slot = self.slot(board_id)?;
         let slot = slot.lock();
-        let board = visible(slot.board.as_ref(), actor)?;
+        let board = history_readable(slot.board.as_ref(), caller)?;
         // Subscribing under the board's lock: no event falls between the
         // version returned and the first live frame.
         Ok(Watch {

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::domain::{BoardEvent, Command, DomainError};
+use crate::domain::{Board, BoardEvent, Command, DomainError};
 use crate::views::{EventFrame, View};
 
 /// A write: the command plus the HTTP-level conditions that guard it.
@@ -53,6 +53,49 @@ pub struct Watch {
     pub live: broadcast::Receiver<Arc<EventFrame>>,
 }
 
+/// Who is asking, as the stores see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Caller {
+    /// Quick-win: no accounts; boards without an owner are open to all.
+    Anonymous,
+    /// A signed-in user: sees the boards they are a member of.
+    User(Uuid),
+    /// A read-only analytics token: the history and live events of every
+    /// board (deleted ones too), and nothing else.
+    Analytics,
+}
+
+impl Caller {
+    /// The user behind the call, as recorded in events (`actor`).
+    pub fn user(self) -> Option<Uuid> {
+        match self {
+            Caller::User(user) => Some(user),
+            Caller::Anonymous | Caller::Analytics => None,
+        }
+    }
+}
+
+/// The board as `caller` may read it: non-members and deleted boards look
+/// absent (404), analytics tokens may not read board state (403).
+pub fn readable(board: Option<&Board>, caller: Caller) -> Result<&Board, StoreError> {
+    if caller == Caller::Analytics {
+        return Err(DomainError::Forbidden("analytics tokens read board history only").into());
+    }
+    board
+        .filter(|b| !b.deleted && b.role_of(caller.user()).is_some())
+        .ok_or(StoreError::Domain(DomainError::NotFound("board")))
+}
+
+/// Whether `caller` may read the board's events: as [`readable`], except
+/// that analytics tokens read every board's history, deleted or not.
+pub fn history_readable(board: Option<&Board>, caller: Caller) -> Result<&Board, StoreError> {
+    match (caller, board) {
+        (Caller::Analytics, Some(board)) => Ok(board),
+        (Caller::Analytics, None) => Err(StoreError::Domain(DomainError::NotFound("board"))),
+        _ => readable(board, caller),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(transparent)]
@@ -72,13 +115,13 @@ pub enum StoreError {
 
 #[async_trait]
 pub trait BoardStore: Send + Sync + 'static {
-    /// Every board the actor may see, rendered as `{"boards": [...]}`.
-    async fn list_boards(&self, actor: Option<Uuid>) -> Result<Bytes, StoreError>;
+    /// Every board the caller may see, rendered as `{"boards": [...]}`.
+    async fn list_boards(&self, caller: Caller) -> Result<Bytes, StoreError>;
 
-    /// Renders a board (or one of its tasks) as the actor may see it.
+    /// Renders a board (or one of its tasks) as the caller may see it.
     async fn read(
         &self,
-        actor: Option<Uuid>,
+        caller: Caller,
         board_id: Uuid,
         view: View,
     ) -> Result<Rendered, StoreError>;
@@ -86,7 +129,7 @@ pub trait BoardStore: Send + Sync + 'static {
     /// Decides and stores one command; exactly one event on success.
     async fn write(
         &self,
-        actor: Option<Uuid>,
+        caller: Caller,
         board_id: Uuid,
         request: WriteRequest,
     ) -> Result<Rendered, StoreError>;
@@ -94,14 +137,14 @@ pub trait BoardStore: Send + Sync + 'static {
     /// Events with versions after `after`, oldest first, at most `limit`.
     async fn events_after(
         &self,
-        actor: Option<Uuid>,
+        caller: Caller,
         board_id: Uuid,
         after: u64,
         limit: usize,
     ) -> Result<Vec<Arc<BoardEvent>>, StoreError>;
 
     /// Starts a live subscription; events after `Watch::version` arrive on it.
-    async fn watch(&self, actor: Option<Uuid>, board_id: Uuid) -> Result<Watch, StoreError>;
+    async fn watch(&self, caller: Caller, board_id: Uuid) -> Result<Watch, StoreError>;
 
     /// Called when a subscriber of the board went away.
     fn unwatch(&self, board_id: Uuid);

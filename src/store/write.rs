@@ -67,6 +67,17 @@ pub fn board_id_for(actor: Option<Uuid>, key: Option<&IdempotencyKey>) -> Uuid {
     }
 }
 
+/// The context of a write happening now. Time is cut to microseconds, the
+/// precision the stream stores, so a board folded from its stream renders
+/// exactly like the state that answered the write.
+pub fn context(actor: Option<Uuid>) -> Context {
+    use chrono::SubsecRound;
+    Context {
+        actor,
+        at: chrono::Utc::now().trunc_subsecs(6),
+    }
+}
+
 /// Checks `If-Match` against the current state and asks the domain for the
 /// command's event. The caller appends it only if the board is still at the
 /// version this saw.

@@ -133,7 +133,10 @@ impl TestRedis {
                     .iter()
                     .map(|f| f.as_str().expect("a string field").to_owned())
                     .collect();
-                assert!(flat.len() % 2 == 0, "odd field list in {id}: {flat:?}");
+                assert!(
+                    flat.len().is_multiple_of(2),
+                    "odd field list in {id}: {flat:?}"
+                );
                 let fields = flat
                     .chunks(2)
                     .map(|pair| (pair[0].clone(), pair[1].clone()))

@@ -1,0 +1,98 @@
+//! `GET /api/boards/{id}/events/live`: the board's events as Server-Sent
+//! Events, for analytics readers and browsers. Each event's `id` is its
+//! version, its `event` its type, its `data` the envelope. A reconnecting
+//! `EventSource` sends `Last-Event-ID` and resumes right after it (so does
+//! `?after=`); without either, the tail starts at the current version.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::json;
+use uuid::Uuid;
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+use warp::sse::Event;
+use warp::{Filter, Rejection, Reply};
+
+use super::error::ApiError;
+use super::subscription::{OpenError, Subscription, Update};
+use crate::store::{BoardStore, Caller};
+
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+fn resume_point(
+    last_event_id: Option<String>,
+    query: &HashMap<String, String>,
+) -> Result<Option<u64>, ApiError> {
+    let (name, raw) = match (last_event_id, query.get("after")) {
+        (Some(id), _) => ("Last-Event-ID", id),
+        (None, Some(after)) => ("after", after.clone()),
+        (None, None) => return Ok(None),
+    };
+    raw.trim()
+        .parse()
+        .map(Some)
+        .map_err(|_| ApiError::invalid_field(name, "must be a board version (0 or more)"))
+}
+
+fn to_sse(update: Update) -> Event {
+    match update {
+        Update::Event(frame) => Event::default()
+            .id(frame.version.to_string())
+            .event(frame.event.data.type_name())
+            .data(serde_json::to_string(&*frame.event).unwrap_or_default()),
+        Update::Ended { code, message } => Event::default()
+            .event("error")
+            .data(json!({"error": {"code": code, "message": message}}).to_string()),
+    }
+}
+
+pub fn route(
+    store: Arc<dyn BoardStore>,
+    reader: BoxedFilter<(Caller,)>,
+) -> BoxedFilter<(Response,)> {
+    warp::path("boards")
+        .and(warp::path::param::<Uuid>())
+        .and(warp::path("events"))
+        .and(warp::path("live"))
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(reader)
+        .and(warp::header::optional::<String>("last-event-id"))
+        .and(warp::query::<HashMap<String, String>>())
+        .and_then(
+            move |board_id: Uuid,
+                  caller: Caller,
+                  last_event_id: Option<String>,
+                  query: HashMap<String, String>| {
+                let store = Arc::clone(&store);
+                async move {
+                    let since =
+                        resume_point(last_event_id, &query).map_err(warp::reject::custom)?;
+                    let (subscription, _) = Subscription::open(store, caller, board_id, since)
+                        .await
+                        .map_err(|error| match error {
+                            OpenError::Store(error) => warp::reject::custom(ApiError::from(error)),
+                            OpenError::SinceAhead { version } => {
+                                warp::reject::custom(ApiError::invalid_field(
+                                    "Last-Event-ID",
+                                    format!("is ahead of the board's version {version}"),
+                                ))
+                            }
+                        })?;
+                    let events = futures_util::stream::unfold(subscription, |mut s| async move {
+                        s.next().await.map(|update| (update, s))
+                    })
+                    .map(|update| Ok::<_, Infallible>(to_sse(update)));
+                    let reply = warp::sse::reply(
+                        warp::sse::keep_alive().interval(KEEP_ALIVE).stream(events),
+                    );
+                    Ok::<_, Rejection>(reply.into_response())
+                }
+            },
+        )
+        .boxed()
+}

@@ -1,0 +1,186 @@
+//! Poison entries: parked with their error, the rest of their board waits,
+//! other boards go on; `projector parked` shows them, `replay` retries or
+//! skips them.
+
+mod projector_support;
+#[allow(dead_code)]
+#[path = "common/services.rs"]
+mod services;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use streamboard::domain::values::{Description, TaskTitle};
+use streamboard::domain::{Command, NewTask};
+use uuid::Uuid;
+
+use projector_support::*;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+async fn progress(db: &TestDb, board: Uuid) -> (i64, Option<i64>) {
+    let row = pg(db)
+        .await
+        .query_one(
+            "SELECT version, parked_version FROM projector_progress WHERE board_id = $1",
+            &[&board],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+async fn wait_parked(db: &TestDb, board: Uuid, version: i64) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let parked = pg(db)
+            .await
+            .query_opt(
+                "SELECT parked_version FROM projector_progress WHERE board_id = $1",
+                &[&board],
+            )
+            .await
+            .unwrap()
+            .and_then(|row| row.get::<_, Option<i64>>(0));
+        if parked == Some(version) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{board} not parked at {version}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_entry_is_parked_and_other_boards_go_on() {
+    let redis = TestRedis::start();
+    let db = TestDb::create();
+    let mut writer = Writer::new(&redis, 3);
+    let boards = writer.create_boards(20).await;
+    for _ in 0..4 {
+        for board in &boards {
+            writer.step(*board).await;
+        }
+    }
+    // Board `poisoned`: v6 is not an event at all, v7 and v8 are fine.
+    let poisoned = boards[0];
+    xadd_fields(
+        &redis,
+        poisoned,
+        6,
+        &[
+            ("v", "1".into()),
+            ("type", "task.exploded".into()),
+            ("version", "6".into()),
+            ("data", "{not json".into()),
+        ],
+    )
+    .await;
+    for _ in 0..2 {
+        // Decided as v6 and v7, written as v7 and v8.
+        let mut event = writer.step_offline(poisoned);
+        event.version += 1;
+        xadd_event(&redis, &event).await;
+    }
+    // Board `refused`: a valid event PostgreSQL cannot store (NUL in text).
+    let refused = boards[1];
+    writer
+        .append(
+            refused,
+            &Command::CreateTask(NewTask {
+                task_id: Uuid::new_v4(),
+                title: TaskTitle::parse("nul").unwrap(),
+                description: Description::parse("before\u{0}after").unwrap(),
+                status: None,
+                position: None,
+                assigned_to: None,
+                fields: Default::default(),
+            }),
+        )
+        .await;
+    writer.step(refused).await;
+
+    let projector = Projector::start(&redis, &db).await;
+    let healthy: Vec<Uuid> = boards[2..].to_vec();
+    for _ in 0..3 {
+        for board in &healthy {
+            writer.step(*board).await;
+        }
+    }
+    wait_caught_up(&db, &redis, &healthy, WAIT).await;
+    assert_read_model(&db, &stream_events(&redis, &healthy).await).await;
+
+    wait_parked(&db, poisoned, 6).await;
+    assert_eq!(progress(&db, poisoned).await, (5, Some(6)));
+    wait_parked(&db, refused, 6).await;
+    assert_eq!(progress(&db, refused).await, (5, Some(6)));
+    let board_version =
+        |board: Uuid| db.query(&format!("SELECT version FROM boards WHERE id = '{board}'"));
+    assert_eq!(board_version(poisoned), "5");
+    assert_eq!(board_version(refused), "5");
+
+    let output = projector_command(&redis, &db, &["parked"]).await;
+    assert!(output.status.success(), "{output:?}");
+    let parked: Vec<Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(parked.len(), 2, "{parked:?}");
+    let entry = parked
+        .iter()
+        .find(|p| p["board_id"] == poisoned.to_string())
+        .expect("the poisoned board is listed");
+    assert_eq!(entry["version"], 6);
+    assert_eq!(entry["stream_id"], "6-0");
+    assert_eq!(entry["fields"]["type"], "task.exploded");
+    assert!(
+        entry["error"].as_str().unwrap().contains("field"),
+        "{entry}"
+    );
+    let entry = parked
+        .iter()
+        .find(|p| p["board_id"] == refused.to_string())
+        .expect("the refused board is listed");
+    assert!(
+        entry["error"].as_str().unwrap().starts_with("22"),
+        "{entry}"
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        projector
+            .metric("streamboard_projector_parked_events")
+            .await
+            >= 2.0
+    );
+
+    // Retrying a poison entry parks it again.
+    let output = projector_command(&redis, &db, &["replay", &poisoned.to_string()]).await;
+    assert!(!output.status.success(), "{output:?}");
+    assert_eq!(progress(&db, poisoned).await, (5, Some(6)));
+
+    // Skipping it lets the rest of the board through.
+    let output = projector_command(
+        &redis,
+        &db,
+        &["replay", &poisoned.to_string(), "--skip", "6"],
+    )
+    .await;
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(progress(&db, poisoned).await, (8, None));
+    let mut history = stream_events(&redis, &[boards[5]]).await; // any healthy board
+    let pool = deadpool_redis::Config::from_url(redis.url())
+        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+        .unwrap();
+    let log = streamboard::eventlog::EventLog::new(pool);
+    let mut events = log.read_after(poisoned, 0, 5).await.unwrap();
+    events.extend(log.read_after(poisoned, 6, 10).await.unwrap());
+    history.insert(poisoned, events);
+    assert_read_model(&db, &history).await;
+    let skipped = projector_command(&redis, &db, &["parked", "--all"]).await;
+    let skipped = String::from_utf8(skipped.stdout).unwrap();
+    assert!(skipped.contains("skipped_at"), "{skipped}");
+    projector.terminate().await;
+}
