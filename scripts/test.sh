@@ -31,6 +31,10 @@ if [[ ${STRICT:-0} == 1 ]]; then
     cargo clippy --workspace --all-targets -- -D warnings
 fi
 
+# End-to-end tests start the real binaries, the projector's included.
+sb_step "Building the binaries: cargo build --workspace --bins"
+cargo build --workspace --bins
+
 if cargo nextest --version >/dev/null 2>&1; then
     runner=(cargo nextest run --workspace)
 else
