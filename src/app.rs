@@ -17,6 +17,7 @@ use crate::eventlog::EventLog;
 use crate::fanout::Hub;
 use crate::http::{self, ws};
 use crate::postgres;
+use crate::presence::Presence;
 use crate::settings::Settings;
 use crate::store::event_sourced::EventSourcedStore;
 use crate::store::memory::MemoryStore;
@@ -73,8 +74,13 @@ impl Application {
         ));
         let connections = Arc::new(Semaphore::new(settings.websocket.max_connections));
         let limits = ws::Limits::from(&settings.websocket);
-        let quick_gateway =
-            ws::Gateway::new(quick.clone(), limits, connections.clone(), stopping.clone());
+        let quick_gateway = ws::Gateway::new(
+            quick.clone(),
+            None,
+            limits,
+            connections.clone(),
+            stopping.clone(),
+        );
         let api = match (&dependencies.redis, &dependencies.postgres) {
             (Some(redis), Some(users)) => {
                 prepare_schema(users).await?;
@@ -88,8 +94,18 @@ impl Application {
                     CACHED_BOARDS,
                     Duration::from_secs(u64::from(settings.idempotency.ttl_hours) * 3600),
                 ));
-                let gateway =
-                    ws::Gateway::new(store.clone(), limits, connections, stopping.clone());
+                let presence = Presence::new(redis.clone());
+                if let Some(url) = settings.redis_url() {
+                    let client = redis::Client::open(url).context("redis.url")?;
+                    tokio::spawn(presence.clone().run(client, stopping.clone()));
+                }
+                let gateway = ws::Gateway::new(
+                    store.clone(),
+                    Some(presence),
+                    limits,
+                    connections,
+                    stopping.clone(),
+                );
                 Some(ApiState {
                     store,
                     auth: Arc::new(Auth::from_settings(&settings, Some(users.clone()))),

@@ -21,6 +21,7 @@ pub mod eventlog;
 pub mod fanout;
 pub mod http;
 pub mod postgres;
+pub mod presence;
 pub mod projection;
 pub mod settings;
 pub mod store;

@@ -73,3 +73,94 @@ async fn writes_through_either_instance_reach_subscribers_on_both_in_order() {
     assert_eq!(seen_a[0]["event_type"], "task.created");
     assert!(seen_a[0]["stream_id"].is_string());
 }
+
+async fn user_id(server: &TestServer, token: &str) -> String {
+    let me: Value = server
+        .http
+        .get(server.url("/api/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    me["id"].as_str().unwrap().to_owned()
+}
+
+/// The next frame of the given type, skipping others.
+async fn next_of_type(client: &mut WsClient, kind: &str) -> Value {
+    loop {
+        let frame = client.next().await;
+        if frame["type"] == kind {
+            return frame;
+        }
+    }
+}
+
+/// Waits for a `presence` frame listing exactly `users` (frames for earlier
+/// changes may still be on their way).
+async fn presence_of(client: &mut WsClient, users: &[String]) -> Value {
+    loop {
+        let frame = next_of_type(client, "presence").await;
+        if frame["users"] == json!(users) {
+            return frame;
+        }
+    }
+}
+
+#[tokio::test]
+async fn presence_follows_watchers_across_instances() {
+    let redis = TestRedis::start();
+    let db = TestDb::create();
+    let a = api_server(&redis, &db).await;
+    let b = api_server(&redis, &db).await;
+    let owner = register(&a, "presence_owner").await;
+    let guest = register(&a, "presence_guest").await;
+    let (owner_id, guest_id) = (user_id(&a, &owner).await, user_id(&a, &guest).await);
+    let board = authed_post(&a, &owner, "/api/boards", json!({"name": "Watched"})).await;
+    let board_id = board["id"].as_str().unwrap().to_owned();
+    authed_post(
+        &a,
+        &owner,
+        &format!("/api/boards/{board_id}/members"),
+        json!({"user_id": guest_id, "role": "viewer"}),
+    )
+    .await;
+
+    let mut watcher = a.ws(&format!("/ws?token={owner}")).await;
+    watcher
+        .send(json!({"type": "subscribe", "board_id": board_id, "presence": true}))
+        .await;
+    let subscribed = next_of_type(&mut watcher, "subscribed").await;
+    assert_eq!(subscribed["presence"], json!([owner_id]));
+
+    let mut guest_ws = b.ws(&format!("/ws?token={guest}")).await;
+    let guest_subscribed = guest_ws.subscribe(&board_id, None).await;
+    let mut both = vec![owner_id.clone(), guest_id.clone()];
+    both.sort();
+    assert_eq!(guest_subscribed["presence"], json!(both));
+    let joined = presence_of(&mut watcher, &both).await;
+    assert_eq!(
+        joined["board_id"],
+        json!(board_id),
+        "the owner sees the guest join"
+    );
+
+    drop(guest_ws);
+    presence_of(&mut watcher, std::slice::from_ref(&owner_id)).await;
+
+    // Without asking for presence frames, a subscriber only gets events.
+    let mut plain = a.ws(&format!("/ws?token={owner}")).await;
+    plain.subscribe(&board_id, None).await;
+    let mut other = b.ws(&format!("/ws?token={guest}")).await;
+    other.subscribe(&board_id, None).await;
+    authed_post(
+        &a,
+        &owner,
+        &format!("/api/boards/{board_id}/tasks"),
+        json!({"title": "x"}),
+    )
+    .await;
+    assert_eq!(plain.next().await["type"], "event");
+}

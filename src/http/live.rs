@@ -44,6 +44,7 @@ fn to_sse(update: Update) -> Event {
             .id(frame.version.to_string())
             .event(frame.event.data.type_name())
             .data(serde_json::to_string(&*frame.event).unwrap_or_default()),
+        Update::Presence(frame) => Event::default().event("presence").data(frame.as_ref()),
         Update::Ended { code, message } => Event::default()
             .event("error")
             .data(json!({"error": {"code": code, "message": message}}).to_string()),

@@ -25,6 +25,8 @@ const HISTORY_PAGE: usize = 1000;
 /// What a subscriber receives next.
 pub enum Update {
     Event(Arc<EventFrame>),
+    /// Who watches the board now (WebSocket subscriptions that asked).
+    Presence(Arc<str>),
     /// The subscription is over (access lost, or the store failed); the
     /// code and message are in the contract's error vocabulary.
     Ended {

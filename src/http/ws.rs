@@ -26,9 +26,11 @@ use warp::{Filter, Rejection, Reply};
 
 use super::error::ApiError;
 use super::subscription::{OpenError, Subscription, Update};
+use crate::presence::{Presence, Present};
 use crate::settings::WebSocketSettings;
 use crate::store::Caller;
 use crate::store::{BoardStore, StoreError};
+use tokio_stream::wrappers::BroadcastStream;
 
 /// Subscriptions one connection may hold at once.
 const MAX_SUBSCRIPTIONS: usize = 100;
@@ -42,6 +44,8 @@ pub mod close {
 
 pub struct Gateway {
     store: Arc<dyn BoardStore>,
+    /// Who watches which board; `None` in quick-win, which has no users.
+    presence: Option<Arc<Presence>>,
     limits: Limits,
     connections: Arc<Semaphore>,
     /// Open connections per user, capped at `Limits::connections_per_user`.
@@ -86,12 +90,14 @@ impl From<&WebSocketSettings> for Limits {
 impl Gateway {
     pub fn new(
         store: Arc<dyn BoardStore>,
+        presence: Option<Arc<Presence>>,
         limits: Limits,
         connections: Arc<Semaphore>,
         shutdown: watch::Receiver<bool>,
     ) -> Arc<Self> {
         Arc::new(Gateway {
             store,
+            presence,
             limits,
             connections,
             per_user: Arc::default(),
@@ -158,8 +164,16 @@ impl Gateway {
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 enum ClientFrame {
-    Subscribe { board_id: Uuid, since: Option<u64> },
-    Unsubscribe { board_id: Uuid },
+    Subscribe {
+        board_id: Uuid,
+        since: Option<u64>,
+        /// Also send `presence` frames when watchers come and go.
+        #[serde(default)]
+        presence: bool,
+    },
+    Unsubscribe {
+        board_id: Uuid,
+    },
     Ping,
 }
 
@@ -204,13 +218,16 @@ struct Session {
     subscriptions: StreamMap<Uuid, BoxStream<'static, Update>>,
 }
 
-fn updates(subscription: Subscription) -> BoxStream<'static, Update> {
-    futures_util::stream::unfold(subscription, |mut subscription| async move {
-        subscription
-            .next()
-            .await
-            .map(|update| (update, subscription))
-    })
+/// The subscription's updates; `present` (the user's presence on the board)
+/// lives as long as the stream does.
+fn updates(subscription: Subscription, present: Option<Present>) -> BoxStream<'static, Update> {
+    futures_util::stream::unfold(
+        (subscription, present),
+        |(mut subscription, present)| async move {
+            let update = subscription.next().await?;
+            Some((update, (subscription, present)))
+        },
+    )
     .boxed()
 }
 
@@ -278,6 +295,7 @@ impl Session {
                 },
                 Some((board_id, update)) = self.subscriptions.next() => match update {
                     Update::Event(frame) => outbox.text(frame.text.as_ref()),
+                    Update::Presence(frame) => outbox.text(frame.as_ref()),
                     Update::Ended { code, message } => {
                         self.subscriptions.remove(&board_id);
                         outbox.text(error_frame(Some(board_id), code, &message))
@@ -334,9 +352,11 @@ impl Session {
                 self.subscriptions.remove(&board_id);
                 Ok(())
             }
-            ClientFrame::Subscribe { board_id, since } => {
-                self.subscribe(outbox, board_id, since).await
-            }
+            ClientFrame::Subscribe {
+                board_id,
+                since,
+                presence,
+            } => self.subscribe(outbox, board_id, since, presence).await,
         }
     }
 
@@ -345,6 +365,7 @@ impl Session {
         outbox: &Outbox,
         board_id: Uuid,
         since: Option<u64>,
+        wants_presence: bool,
     ) -> Result<(), Ending> {
         self.subscriptions.remove(&board_id);
         if self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
@@ -357,11 +378,24 @@ impl Session {
         let store = Arc::clone(&self.gateway.store);
         match Subscription::open(store, self.caller, board_id, since).await {
             Ok((subscription, version)) => {
-                outbox.text(
-                    json!({"type": "subscribed", "board_id": board_id, "version": version})
-                        .to_string(),
-                )?;
-                self.subscriptions.insert(board_id, updates(subscription));
+                let mut subscribed =
+                    json!({"type": "subscribed", "board_id": board_id, "version": version});
+                let mut present = None;
+                let mut presence_frames = None;
+                if let (Some(presence), Some(user)) = (&self.gateway.presence, self.caller.user()) {
+                    let (here, watchers) = presence.join(board_id, user).await;
+                    subscribed["presence"] = json!(watchers);
+                    present = Some(here);
+                    presence_frames = wants_presence.then(|| presence.frames(board_id));
+                }
+                outbox.text(subscribed.to_string())?;
+                let mut stream = updates(subscription, present);
+                if let Some(frames) = presence_frames {
+                    let frames = BroadcastStream::new(frames)
+                        .filter_map(|frame| async move { frame.ok().map(Update::Presence) });
+                    stream = futures_util::stream::select(stream, frames).boxed();
+                }
+                self.subscriptions.insert(board_id, stream);
                 Ok(())
             }
             Err(OpenError::SinceAhead { version }) => outbox.text(error_frame(
