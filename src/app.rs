@@ -91,6 +91,7 @@ impl Application {
                     EventLog::new(redis.clone()),
                     hub,
                     feed,
+                    Some(users.clone()),
                     CACHED_BOARDS,
                     Duration::from_secs(u64::from(settings.idempotency.ttl_hours) * 3600),
                 ));

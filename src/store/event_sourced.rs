@@ -25,6 +25,7 @@ use crate::domain::{apply, Board, BoardEvent, DomainError, EventData};
 use crate::eventlog::feed::StreamFeed;
 use crate::eventlog::{Appended, EventLog, LogError};
 use crate::fanout::Hub;
+use crate::projection::archive;
 use crate::views::{self, BoardView, View};
 
 /// Attempts at a write that keeps losing races before answering 503.
@@ -48,6 +49,8 @@ pub struct EventSourcedStore {
     boards: moka::sync::Cache<Uuid, Arc<Mutex<CachedBoard>>>,
     hub: Arc<Hub>,
     feed: Arc<StreamFeed>,
+    /// The projector's event archive, for versions trimmed from the stream.
+    archive: Option<deadpool_postgres::Pool>,
     idempotency_ttl: Duration,
 }
 
@@ -65,6 +68,7 @@ impl EventSourcedStore {
         log: EventLog,
         hub: Arc<Hub>,
         feed: Arc<StreamFeed>,
+        archive: Option<deadpool_postgres::Pool>,
         cached_boards: u64,
         idempotency_ttl: Duration,
     ) -> Self {
@@ -76,6 +80,7 @@ impl EventSourcedStore {
                 .build(),
             hub,
             feed,
+            archive,
             idempotency_ttl,
         }
     }
@@ -91,8 +96,7 @@ impl EventSourcedStore {
     async fn catch_up(&self, board_id: Uuid, cached: &mut CachedBoard) -> Result<(), StoreError> {
         loop {
             let events = self
-                .log
-                .read_after(board_id, cached.version(), CATCH_UP_PAGE)
+                .events_from(board_id, cached.version(), CATCH_UP_PAGE)
                 .await
                 .inspect_err(|_| cached.board = None)?;
             for event in &events {
@@ -111,6 +115,36 @@ impl EventSourcedStore {
                 return Ok(());
             }
         }
+    }
+
+    /// Events after `after`, from the stream, or from the PostgreSQL archive
+    /// for versions the stream no longer holds (trimmed after archiving).
+    async fn events_from(
+        &self,
+        board_id: Uuid,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<BoardEvent>, StoreError> {
+        let streamed = self.log.read_after(board_id, after, limit).await?;
+        let trimmed = streamed
+            .first()
+            .is_some_and(|first| first.version > after + 1);
+        let Some(archive) = self.archive.as_ref().filter(|_| trimmed) else {
+            return Ok(streamed);
+        };
+        let client = crate::postgres::client(archive).await?;
+        let mut events = archive::read_after(&**client, board_id, after, limit)
+            .await
+            .map_err(|error| match error {
+                archive::ArchiveError::Db(error) => {
+                    StoreError::from(crate::postgres::DbError::from(error))
+                }
+                other => StoreError::Internal(other.into()),
+            })?;
+        let archived_to = events.last().map_or(after, |e| e.version);
+        events.extend(streamed.into_iter().filter(|e| e.version > archived_to));
+        events.truncate(limit);
+        Ok(events)
     }
 
     /// Keeps `user:<id>:boards` a superset of each user's boards: added
@@ -291,7 +325,7 @@ impl BoardStore for EventSourcedStore {
             let cached = self.current(board_id).await?;
             history_readable(cached.board.as_ref(), caller)?;
         }
-        let events = self.log.read_after(board_id, after, limit).await?;
+        let events = self.events_from(board_id, after, limit).await?;
         Ok(events.into_iter().map(Arc::new).collect())
     }
 
