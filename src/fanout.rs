@@ -40,6 +40,11 @@ impl Hub {
             .remove_if(&board_id, |_, topic| topic.receiver_count() == 0);
     }
 
+    /// Whether the board has a subscriber on this instance.
+    pub fn is_watched(&self, board_id: Uuid) -> bool {
+        self.topics.contains_key(&board_id)
+    }
+
     /// Boards with at least one subscriber on this instance.
     pub fn watched(&self) -> Vec<Uuid> {
         self.topics.iter().map(|topic| *topic.key()).collect()

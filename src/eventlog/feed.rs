@@ -122,19 +122,42 @@ impl StreamFeed {
     /// nobody on this instance watches any more.
     async fn sync_groups(&self, active: &mut HashSet<Uuid>) -> redis::RedisResult<()> {
         let watched: HashSet<Uuid> = self.hub.watched().into_iter().collect();
-        let added: Vec<Uuid> = watched.difference(active).copied().collect();
-        let removed: Vec<Uuid> = active.difference(&watched).copied().collect();
+        // A board joins once its first subscriber has said where it starts
+        // (`watch_from`); starting anywhere else could skip an event.
+        let added: Vec<Uuid> = {
+            let positions = self.positions.lock();
+            watched
+                .difference(active)
+                .filter(|board| positions.contains_key(board))
+                .copied()
+                .collect()
+        };
+        let removed: Vec<Uuid> = {
+            // Decided under the positions lock against the hub as it is now:
+            // a subscriber that arrived since `watched` was read keeps the
+            // board (and the position it recorded).
+            let mut positions = self.positions.lock();
+            // Boards watched only briefly (never read) leave no position.
+            positions.retain(|board, _| active.contains(board) || self.hub.is_watched(*board));
+            active
+                .difference(&watched)
+                .copied()
+                .filter(|board| !self.hub.is_watched(*board))
+                .inspect(|board| {
+                    positions.remove(board);
+                })
+                .collect()
+        };
         if added.is_empty() && removed.is_empty() {
             return Ok(());
         }
         let mut connection = self.connection().await?;
         let group = group_of(&self.instance);
         for board_id in added {
-            let start = self.positions.lock().get(&board_id).copied();
-            let start = match start {
-                Some(version) => entry_id(version),
-                None => "$".to_owned(),
+            let Some(start) = self.positions.lock().get(&board_id).copied() else {
+                continue;
             };
+            let start = entry_id(start);
             let key = stream_key(board_id);
             let created: redis::RedisResult<()> = redis::cmd("XGROUP")
                 .arg("CREATE")
@@ -170,7 +193,6 @@ impl StreamFeed {
                 .await
                 .unwrap_or(0);
             let _: i64 = connection.srem(streams_of(&self.instance), &key).await?;
-            self.positions.lock().remove(&board_id);
             active.remove(&board_id);
         }
         Ok(())

@@ -330,13 +330,25 @@ impl BoardStore for EventSourcedStore {
     }
 
     async fn watch(&self, caller: Caller, board_id: Uuid) -> Result<Watch, StoreError> {
-        let cached = self.current(board_id).await?;
-        let board = history_readable(cached.board.as_ref(), caller)?;
-        self.feed.watch_from(board_id, board.version);
-        Ok(Watch {
-            version: board.version,
-            live: self.hub.subscribe(board_id),
-        })
+        // Subscribe before reading the version: whatever the feed publishes
+        // from here on reaches this subscriber, so nothing falls between the
+        // version returned and the first live frame.
+        let live = self.hub.subscribe(board_id);
+        let version = match self.current(board_id).await {
+            Ok(cached) => history_readable(cached.board.as_ref(), caller).map(|b| b.version),
+            Err(error) => Err(error),
+        };
+        match version {
+            Ok(version) => {
+                self.feed.watch_from(board_id, version);
+                Ok(Watch { version, live })
+            }
+            Err(error) => {
+                drop(live);
+                self.hub.release(board_id);
+                Err(error)
+            }
+        }
     }
 
     fn unwatch(&self, board_id: Uuid) {
