@@ -34,6 +34,8 @@ use tokio_stream::wrappers::BroadcastStream;
 
 /// Subscriptions one connection may hold at once.
 const MAX_SUBSCRIPTIONS: usize = 100;
+/// How long a closing connection may take to flush its close frame.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// The largest client frame accepted.
 const MAX_CLIENT_FRAME_BYTES: usize = 64 * 1024;
 
@@ -253,27 +255,32 @@ impl Session {
 
         let writer = tokio::spawn(async move {
             let mut close_rx = close_rx;
-            loop {
+            // The close signal interrupts even a send that is stuck because
+            // the client stopped reading.
+            let ending = loop {
+                let message = tokio::select! {
+                    biased;
+                    ending = &mut close_rx => break ending.ok(),
+                    message = outgoing.recv() => message,
+                };
+                let Some(message) = message else { break None };
+                let size = message.as_bytes().len();
                 tokio::select! {
                     biased;
-                    ending = &mut close_rx => {
-                        if let Ok(ending) = ending {
-                            let frame = Message::close_with(ending.code, ending.reason);
-                            let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(frame)).await;
-                        }
-                        break;
-                    }
-                    message = outgoing.recv() => {
-                        let Some(message) = message else { break };
-                        let size = message.as_bytes().len();
-                        if sink.send(message).await.is_err() {
-                            break;
+                    ending = &mut close_rx => break ending.ok(),
+                    sent = sink.send(message) => {
+                        if sent.is_err() {
+                            break None;
                         }
                         queued_bytes.fetch_sub(size, Ordering::AcqRel);
                     }
                 }
+            };
+            if let Some(ending) = ending {
+                let frame = Message::close_with(ending.code, ending.reason);
+                let _ = tokio::time::timeout(CLOSE_WAIT, sink.send(frame)).await;
             }
-            let _ = sink.close().await;
+            let _ = tokio::time::timeout(CLOSE_WAIT, sink.close()).await;
         });
 
         let limits = self.gateway.limits;
@@ -319,7 +326,9 @@ impl Session {
 
         let _ = close_tx.send(ending);
         drop(outbox);
-        let _ = writer.await;
+        // The writer gives up on a client that does not read within
+        // CLOSE_WAIT per step; dropping it closes the socket.
+        let _ = tokio::time::timeout(CLOSE_WAIT * 3, writer).await;
     }
 
     async fn on_client_message(&mut self, outbox: &Outbox, message: Message) -> Result<(), Ending> {
