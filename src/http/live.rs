@@ -23,10 +23,11 @@ use crate::store::{BoardStore, Caller};
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
+/// Where to resume, and the name of the header or parameter that said so.
 fn resume_point(
     last_event_id: Option<String>,
     query: &HashMap<String, String>,
-) -> Result<Option<u64>, ApiError> {
+) -> Result<Option<(&'static str, u64)>, ApiError> {
     let (name, raw) = match (last_event_id, query.get("after")) {
         (Some(id), _) => ("Last-Event-ID", id),
         (None, Some(after)) => ("after", after.clone()),
@@ -34,7 +35,7 @@ fn resume_point(
     };
     raw.trim()
         .parse()
-        .map(Some)
+        .map(|version| Some((name, version)))
         .map_err(|_| ApiError::invalid_field(name, "must be a board version (0 or more)"))
 }
 
@@ -71,15 +72,17 @@ pub fn route(
                   query: HashMap<String, String>| {
                 let store = Arc::clone(&store);
                 async move {
-                    let since =
+                    let resume =
                         resume_point(last_event_id, &query).map_err(warp::reject::custom)?;
+                    let since = resume.map(|(_, version)| version);
+                    let field = resume.map_or("after", |(name, _)| name);
                     let (subscription, _) = Subscription::open(store, caller, board_id, since)
                         .await
                         .map_err(|error| match error {
                             OpenError::Store(error) => warp::reject::custom(ApiError::from(error)),
                             OpenError::SinceAhead { version } => {
                                 warp::reject::custom(ApiError::invalid_field(
-                                    "Last-Event-ID",
+                                    field,
                                     format!("is ahead of the board's version {version}"),
                                 ))
                             }

@@ -15,7 +15,7 @@ use super::boards::{respond, run_write};
 use super::error::ApiError;
 use super::request::{parse_json, write_headers, WriteHeaders};
 use crate::auth::users;
-use crate::domain::{Command, Role};
+use crate::domain::{Command, DomainError, Role};
 use crate::store::BoardStore;
 use crate::store::Caller;
 use crate::views::View;
@@ -48,6 +48,30 @@ async fn resolve_user(pool: &Pool, body: &AddMemberBody) -> Result<Uuid, ApiErro
         };
         ApiError::invalid_field(field, "no such user")
     })
+}
+
+/// 404 for non-members (as everywhere), 403 for members who are not the
+/// owner; checked before any user lookup.
+async fn ensure_owner(
+    store: &Arc<dyn BoardStore>,
+    caller: Caller,
+    board_id: Uuid,
+) -> Result<(), Rejection> {
+    let Some(user) = caller.user() else {
+        return Err(warp::reject::custom(ApiError::not_found("board")));
+    };
+    let rendered = store.read(caller, board_id, View::Member(user)).await?;
+    let member: serde_json::Value = rendered
+        .body
+        .as_deref()
+        .and_then(|body| serde_json::from_slice(body).ok())
+        .unwrap_or_default();
+    if member["role"] != "owner" {
+        return Err(warp::reject::custom(ApiError::from(
+            DomainError::Forbidden("only the board's owner may do this"),
+        )));
+    }
+    Ok(())
 }
 
 pub fn routes(
@@ -88,6 +112,8 @@ pub fn routes(
              body: Bytes,
              pool: Pool| async move {
                 let body: AddMemberBody = parse_json(&body).map_err(warp::reject::custom)?;
+                // Only the owner learns whether a username exists.
+                ensure_owner(&store, caller, board_id).await?;
                 let user_id = resolve_user(&pool, &body)
                     .await
                     .map_err(warp::reject::custom)?;

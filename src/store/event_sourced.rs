@@ -57,7 +57,11 @@ pub struct EventSourcedStore {
 impl From<LogError> for StoreError {
     fn from(error: LogError) -> Self {
         match error {
-            LogError::Unavailable(message) => StoreError::Unavailable(message),
+            // The driver's words go to the log, not to clients.
+            LogError::Unavailable(detail) => {
+                tracing::warn!(%detail, "Redis unavailable");
+                StoreError::Unavailable("Redis is unavailable; retry shortly".into())
+            }
             LogError::Corrupt(error) => StoreError::Internal(error.into()),
         }
     }
