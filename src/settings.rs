@@ -52,6 +52,8 @@ pub struct AuthSettings {
     pub jwt_secret: SecretString,
     pub token_ttl_days: u32,
     pub cookie_secure: bool,
+    /// Login and registration attempts per client address per minute.
+    pub attempts_per_minute: u32,
 }
 
 impl AuthSettings {
@@ -119,11 +121,15 @@ pub struct ProjectorSettings {
     pub lag_interval_ms: u64,
     /// Boards whose folded state is kept in memory between batches.
     pub cached_boards: usize,
+    /// Writer lanes per instance, each with its own PostgreSQL connection;
+    /// boards are spread over them by id.
+    pub writers: usize,
 }
 
 impl ProjectorSettings {
     pub fn validate(&self) -> Result<(), SettingsError> {
-        let checks: [(&'static str, bool, &str); 6] = [
+        let checks: [(&'static str, bool, &str); 7] = [
+            ("projector.writers", self.writers >= 1, "must be at least 1"),
             (
                 "projector.group",
                 !self.group.trim().is_empty(),

@@ -567,3 +567,47 @@ async fn malformed_json_is_400_even_when_a_field_is_also_wrong() {
         wrong.join("\n")
     );
 }
+
+#[tokio::test]
+async fn too_many_login_attempts_from_one_address_get_429_with_retry_after() {
+    let redis = TestRedis::start();
+    let db = TestDb::create();
+    let server = TestServer::spawn_with(&[
+        ("STREAMBOARD__REDIS__URL", redis.url().as_str()),
+        ("STREAMBOARD__POSTGRES__URL", db.url().as_str()),
+        ("STREAMBOARD__AUTH__ATTEMPTS_PER_MINUTE", "3"),
+    ])
+    .await;
+    let wrong = json!({"username": "nobody_here", "password": "wrong-password"});
+
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(
+            server
+                .post("/api/auth/login", wrong.clone())
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    let limited = server.post("/api/auth/login", wrong.clone()).await;
+
+    assert_eq!(statuses, vec![401, 401, 401]);
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "Retry-After {retry_after}");
+    let error = error_body(limited, 429).await;
+    assert_eq!(error["code"], "too_many_requests");
+    // Registration shares the quota; other routes do not.
+    let register = server
+        .post(
+            "/api/auth/register",
+            json!({"username": "late_user", "password": "password123"}),
+        )
+        .await;
+    assert_eq!(register.status(), 429);
+    assert_eq!(server.get("/health").await.status(), 200);
+}

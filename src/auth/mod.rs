@@ -44,20 +44,46 @@ pub struct Auth {
     /// while tokens already issued keep verifying.
     pool: Option<Pool>,
     cookie_secure: bool,
+    /// Login and registration attempts per client address.
+    attempts: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
 }
 
 impl Auth {
-    pub fn new(keys: TokenKeys, pool: Option<Pool>, cookie_secure: bool) -> Self {
+    pub fn new(
+        keys: TokenKeys,
+        pool: Option<Pool>,
+        cookie_secure: bool,
+        attempts_per_minute: u32,
+    ) -> Self {
         // The dummy hash for unknown-user logins costs one Argon2 run; make
         // it now rather than during the first such login.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn_blocking(users::prepare);
         }
+        let per_minute = std::num::NonZeroU32::new(attempts_per_minute.max(1)).expect("at least 1");
         Auth {
             keys,
             pool,
             cookie_secure,
+            attempts: governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute)),
         }
+    }
+
+    /// Counts a login or registration attempt from `address`; 429 with
+    /// `Retry-After` once the address is over its quota.
+    fn attempt(&self, address: Option<std::net::SocketAddr>) -> Result<(), ApiError> {
+        let Some(address) = address else {
+            return Ok(());
+        };
+        self.attempts.check_key(&address.ip()).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            ApiError::too_many_requests(
+                "too many login or registration attempts from this address; retry later",
+                wait.as_secs().max(1),
+            )
+        })
     }
 
     /// From `auth.*` settings; `settings.jwt_secret()` already refuses a
@@ -68,6 +94,7 @@ impl Auth {
             TokenKeys::new(settings.jwt_secret(), ttl),
             pool,
             settings.auth.cookie_secure,
+            settings.auth.attempts_per_minute,
         )
     }
 
@@ -229,6 +256,7 @@ mod tests {
             ),
             None,
             true,
+            60,
         ))
     }
 

@@ -5,6 +5,7 @@
 //! rejected, so a failed login cannot fall through to other `/api` routes
 //! and come back as their error instead of ours.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -34,14 +35,24 @@ pub fn routes(auth: Arc<Auth>, body_limit: u64) -> BoxedFilter<(Response,)> {
     let register = warp::path!("auth" / "register")
         .and(warp::post())
         .and(with_auth.clone())
+        .and(warp::addr::remote())
         .and(body_bytes(body_limit))
-        .then(|auth: Arc<Auth>, body: Bytes| async move { render(register(&auth, &body).await) });
+        .then(
+            |auth: Arc<Auth>, from: Option<SocketAddr>, body: Bytes| async move {
+                render(register(&auth, from, &body).await)
+            },
+        );
 
     let login = warp::path!("auth" / "login")
         .and(warp::post())
         .and(with_auth.clone())
+        .and(warp::addr::remote())
         .and(body_bytes(body_limit))
-        .then(|auth: Arc<Auth>, body: Bytes| async move { render(login(&auth, &body).await) });
+        .then(
+            |auth: Arc<Auth>, from: Option<SocketAddr>, body: Bytes| async move {
+                render(login(&auth, from, &body).await)
+            },
+        );
 
     // Tokens are stateless: logging out clears the cookie; a copy of the
     // token kept elsewhere stays valid until it expires.
@@ -73,14 +84,20 @@ pub fn routes(auth: Arc<Auth>, body_limit: u64) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
-async fn register(auth: &Auth, body: &[u8]) -> Result<Response, ApiError> {
+async fn register(
+    auth: &Auth,
+    from: Option<SocketAddr>,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    auth.attempt(from)?;
     let pool = auth.pool()?;
     let credentials: Credentials = parse_json(body)?;
     let user = users::register(pool, &credentials.username, &credentials.password).await?;
     Ok(session(auth, StatusCode::CREATED, user))
 }
 
-async fn login(auth: &Auth, body: &[u8]) -> Result<Response, ApiError> {
+async fn login(auth: &Auth, from: Option<SocketAddr>, body: &[u8]) -> Result<Response, ApiError> {
+    auth.attempt(from)?;
     let pool = auth.pool()?;
     let credentials: Credentials = parse_json(body)?;
     let user = users::authenticate(pool, &credentials.username, &credentials.password).await?;
