@@ -12,7 +12,8 @@ use uuid::Uuid;
 use crate::domain::{Board, BoardEvent, DomainError, EventData, Role, Task};
 
 /// What a read or a write renders.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "view", content = "id", rename_all = "snake_case")]
 pub enum View {
     Board,
     Task(Uuid),

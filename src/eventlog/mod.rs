@@ -44,6 +44,11 @@ pub fn idempotency_key(board_id: Uuid, actor: Option<Uuid>, key: &str) -> String
     format!("board:{{{board_id}}}:idem:{actor}:{key}")
 }
 
+/// The board's fairness turn (see the append script).
+pub fn turn_key(board_id: Uuid) -> String {
+    format!("board:{{{board_id}}}:turn")
+}
+
 pub fn user_boards_key(user_id: Uuid) -> String {
     format!("user:{user_id}:boards")
 }
@@ -93,9 +98,15 @@ pub enum Appended {
 
 /// Checks the expected version and appends in one atomic step; also stores
 /// the idempotent result next to the board. Returns `{kind, value}`.
+///
+/// Fairness: a writer that keeps losing races asks for the board's turn
+/// (`claim`); while another writer holds the turn, appends are refused as
+/// conflicts, so the starved writer gets through. A turn lasts at most
+/// `turn_ms`, in case its holder goes away.
 const APPEND_SCRIPT: &str = r#"
--- KEYS[1] stream, KEYS[2] idempotency key (or '' when none)
--- ARGV: expected version, schema v, type, actor, at, data, record, ttl seconds
+-- KEYS[1] stream, KEYS[2] idempotency key (or '' when none), KEYS[3] turn
+-- ARGV: expected version, schema v, type, actor, at, data, record,
+--       ttl seconds, writer token, claim ('1' or '0'), turn ms
 if KEYS[2] ~= '' then
   local stored = redis.call('GET', KEYS[2])
   if stored then return {'replay', stored} end
@@ -103,14 +114,32 @@ end
 local current = 0
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 if #last > 0 then current = tonumber(string.match(last[1][1], '^(%d+)')) end
-if current ~= tonumber(ARGV[1]) then return {'conflict', tostring(current)} end
+local turn = redis.call('GET', KEYS[3])
+if (turn and turn ~= ARGV[9]) or current ~= tonumber(ARGV[1]) then
+  if ARGV[10] == '1' and not turn then
+    redis.call('SET', KEYS[3], ARGV[9], 'PX', ARGV[11])
+  end
+  return {'conflict', tostring(current)}
+end
 local version = current + 1
 local id = redis.call('XADD', KEYS[1], version .. '-0',
   'v', ARGV[2], 'type', ARGV[3], 'version', version,
   'actor', ARGV[4], 'at', ARGV[5], 'data', ARGV[6])
 if KEYS[2] ~= '' then redis.call('SET', KEYS[2], ARGV[7], 'EX', ARGV[8]) end
+if turn then redis.call('DEL', KEYS[3]) end
 return {'stored', id}
 "#;
+
+/// How long a starved writer's turn on a board lasts at most.
+const TURN: Duration = Duration::from_millis(250);
+
+/// Who is appending, for the fairness turn: one token per write request.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    pub token: String,
+    /// Ask for the board's turn if this attempt loses.
+    pub claim_turn: bool,
+}
 
 #[derive(Clone)]
 pub struct EventLog {
@@ -154,6 +183,7 @@ impl EventLog {
         event: &BoardEvent,
         idempotency: Option<(&str, &IdempotencyRecord)>,
         idempotency_ttl: Duration,
+        writer: &Writer,
     ) -> Result<Appended, LogError> {
         let mut connection = self.connection().await?;
         let fields = entry::encode(event);
@@ -167,6 +197,7 @@ impl EventLog {
         let mut invocation = self.append.key(stream_key(event.board_id));
         invocation
             .key(idem_key)
+            .key(turn_key(event.board_id))
             .arg(event.version - 1)
             .arg(fields.schema)
             .arg(fields.event_type)
@@ -174,7 +205,10 @@ impl EventLog {
             .arg(fields.at)
             .arg(fields.data)
             .arg(record)
-            .arg(idempotency_ttl.as_secs().max(1));
+            .arg(idempotency_ttl.as_secs().max(1))
+            .arg(&writer.token)
+            .arg(if writer.claim_turn { "1" } else { "0" })
+            .arg(TURN.as_millis() as u64);
         let (kind, value): (String, String) =
             within(invocation.invoke_async(&mut connection)).await??;
         match kind.as_str() {

@@ -19,8 +19,9 @@ use super::error::ApiError;
 use crate::store::{BoardStore, Caller, StoreError};
 use crate::views::{EndsAccess, EventFrame};
 
-/// History is read in pages of this many events.
-const HISTORY_PAGE: usize = 1000;
+/// History is read in pages of this many events: what one subscription
+/// holds in memory at most while it catches up.
+const HISTORY_PAGE: usize = 100;
 
 /// What a subscriber receives next.
 pub enum Update {

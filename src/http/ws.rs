@@ -16,7 +16,7 @@ use futures_util::stream::BoxStream;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
 use tokio_stream::StreamMap;
 use uuid::Uuid;
 use warp::filters::ws::{Message, WebSocket, Ws};
@@ -34,6 +34,9 @@ use tokio_stream::wrappers::BroadcastStream;
 
 /// Subscriptions one connection may hold at once.
 const MAX_SUBSCRIPTIONS: usize = 100;
+/// How long the writer may make no progress with a full outbound queue
+/// before the client is disconnected as too slow.
+const STALL_LIMIT: Duration = Duration::from_secs(2);
 /// How long a closing connection may take to flush its close frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// The largest client frame accepted.
@@ -186,22 +189,27 @@ struct Ending {
 }
 
 /// Frames waiting for the writer, bounded by their total size.
+/// Frames waiting for the writer. While more than `limit` bytes wait, the
+/// session takes no more updates from its subscriptions (their history
+/// and the hub hold them meanwhile). If the writer then makes no progress
+/// for `STALL_LIMIT` (the client stopped reading and the socket buffers are
+/// full), the client is disconnected.
 struct Outbox {
     queue: mpsc::UnboundedSender<Message>,
     queued_bytes: Arc<AtomicUsize>,
+    /// Signalled by the writer each time it has sent a frame.
+    drained: Arc<Notify>,
     limit: usize,
 }
 
 impl Outbox {
+    fn has_room(&self) -> bool {
+        self.queued_bytes.load(Ordering::Acquire) < self.limit
+    }
+
     fn push(&self, message: Message) -> Result<(), Ending> {
         let size = message.as_bytes().len();
-        let queued = self.queued_bytes.fetch_add(size, Ordering::AcqRel) + size;
-        if queued > self.limit {
-            return Err(Ending {
-                code: close::POLICY,
-                reason: "too slow: outbound queue limit exceeded",
-            });
-        }
+        self.queued_bytes.fetch_add(size, Ordering::AcqRel);
         self.queue.send(message).map_err(|_| Ending {
             code: close::GOING_AWAY,
             reason: "connection closed",
@@ -247,9 +255,11 @@ impl Session {
         let (queue, mut outgoing) = mpsc::unbounded_channel::<Message>();
         let (close_tx, close_rx) = oneshot::channel::<Ending>();
         let queued_bytes = Arc::new(AtomicUsize::new(0));
+        let drained = Arc::new(Notify::new());
         let outbox = Outbox {
             queue,
             queued_bytes: Arc::clone(&queued_bytes),
+            drained: Arc::clone(&drained),
             limit: self.gateway.limits.outbound_queue_bytes,
         };
 
@@ -273,6 +283,7 @@ impl Session {
                             break None;
                         }
                         queued_bytes.fetch_sub(size, Ordering::AcqRel);
+                        drained.notify_one();
                     }
                 }
             };
@@ -291,7 +302,16 @@ impl Session {
         heartbeat.tick().await;
         let mut last_heard = Instant::now();
 
+        // Since when the outbox is full with the writer making no progress.
+        let mut stalled_since: Option<tokio::time::Instant> = None;
         let ending = loop {
+            let room = outbox.has_room();
+            stalled_since = match (room, stalled_since) {
+                (true, _) => None,
+                (false, None) => Some(tokio::time::Instant::now()),
+                (false, since) => since,
+            };
+            let give_up_at = stalled_since.map(|since| since + STALL_LIMIT);
             let step = tokio::select! {
                 message = incoming.next() => match message {
                     Some(Ok(message)) => {
@@ -300,7 +320,15 @@ impl Session {
                     }
                     _ => Err(Ending { code: close::GOING_AWAY, reason: "connection closed" }),
                 },
-                Some((board_id, update)) = self.subscriptions.next() => match update {
+                _ = outbox.drained.notified(), if !room => {
+                    stalled_since = Some(tokio::time::Instant::now());
+                    Ok(())
+                }
+                _ = tokio::time::sleep_until(give_up_at.unwrap_or_else(tokio::time::Instant::now)),
+                    if give_up_at.is_some() => {
+                    Err(Ending { code: close::POLICY, reason: "too slow: outbound queue limit exceeded" })
+                }
+                Some((board_id, update)) = self.subscriptions.next(), if room => match update {
                     Update::Event(frame) => outbox.text(frame.text.as_ref()),
                     Update::Presence(frame) => outbox.text(frame.as_ref()),
                     Update::Ended { code, message } => {

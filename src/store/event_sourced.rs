@@ -23,7 +23,7 @@ use super::{
 };
 use crate::domain::{apply, Board, BoardEvent, DomainError, EventData};
 use crate::eventlog::feed::StreamFeed;
-use crate::eventlog::{Appended, EventLog, LogError};
+use crate::eventlog::{Appended, EventLog, LogError, Writer};
 use crate::fanout::Hub;
 use crate::projection::archive;
 use crate::views::{self, BoardView, View};
@@ -151,6 +151,27 @@ impl EventSourcedStore {
         Ok(events)
     }
 
+    /// The first result of an idempotent write, rendered from the board's
+    /// history up to the version it wrote.
+    async fn replay(
+        &self,
+        board_id: Uuid,
+        record: &IdempotencyRecord,
+        key: &crate::store::IdempotencyKey,
+    ) -> Result<Rendered, StoreError> {
+        let mut history = Vec::new();
+        while (history.len() as u64) < record.version {
+            let page = self
+                .events_from(board_id, history.len() as u64, CATCH_UP_PAGE)
+                .await?;
+            if page.is_empty() {
+                break;
+            }
+            history.extend(page);
+        }
+        record.replay(key, &history)
+    }
+
     /// Keeps `user:<id>:boards` a superset of each user's boards: added
     /// before the event that grants membership, removed after the one that
     /// takes it away.
@@ -251,10 +272,16 @@ impl BoardStore for EventSourcedStore {
                 .idempotent_result(board_id, actor, &key.key)
                 .await?
             {
-                return record.replay(key);
+                return self.replay(board_id, &record, key).await;
             }
         }
-        for _ in 0..WRITE_ATTEMPTS {
+        let mut writer = Writer {
+            token: Uuid::new_v4().simple().to_string(),
+            claim_turn: false,
+        };
+        for attempt in 0..WRITE_ATTEMPTS {
+            // After two lost races, ask for the board's turn.
+            writer.claim_turn = attempt >= 2;
             let ctx = context(actor);
             let mut event = match prepare(cached.board.as_ref(), board_id, &request, &ctx) {
                 Ok(event) => event,
@@ -266,43 +293,48 @@ impl BoardStore for EventSourcedStore {
                 Err(refused) => return Err(refused),
             };
             self.index_before(board_id, &event).await?;
-            // Render from the state after the event, so the stored idempotent
-            // result is written in the same atomic step as the event. If the
-            // append does not happen, the cached state is dropped below.
-            apply(&mut cached.board, &event);
-            let board = cached
-                .board
-                .as_ref()
-                .expect("a board after an accepted event");
-            let rendered = views::render(board, request.reply)?;
-            let record = key.map(|key| (key.key.as_str(), IdempotencyRecord::new(key, &rendered)));
+            // The record names the version and the view; a retry renders it
+            // from history, so the cached state is only touched once the
+            // event is stored.
+            let record = key.map(|key| IdempotencyRecord::new(key, event.version, request.reply));
             let appended = self
                 .log
                 .append(
                     &event,
-                    record.as_ref().map(|(k, r)| (*k, r)),
+                    key.zip(record.as_ref())
+                        .map(|(key, record)| (key.key.as_str(), record)),
                     self.idempotency_ttl,
+                    &writer,
                 )
                 .await;
             match appended {
                 Ok(Appended::Stored { stream_id }) => {
                     event.stream_id = Some(stream_id);
+                    apply(&mut cached.board, &event);
+                    let board = cached
+                        .board
+                        .as_ref()
+                        .expect("a board after an accepted event");
+                    let rendered = views::render(board, request.reply)?;
                     self.index_after(board_id, &event).await;
                     metrics::counter!("streamboard_events_appended_total").increment(1);
                     return Ok(rendered);
                 }
                 Ok(Appended::Conflict { .. }) => {
-                    // Another writer got there first: re-read, then decide
-                    // again (under If-Match, `prepare` now answers 412).
+                    // Another writer got there first: read what it wrote,
+                    // then decide again (under If-Match, `prepare` now
+                    // answers 412). Spread out retries that keep colliding.
                     metrics::counter!("streamboard_append_conflicts_total").increment(1);
-                    cached.board = None;
                     self.catch_up(board_id, &mut cached).await?;
                     fresh = true;
+                    if attempt >= 1 {
+                        let jitter = fastrand::u64(0..(300 * attempt as u64));
+                        tokio::time::sleep(Duration::from_micros(jitter)).await;
+                    }
                 }
                 Ok(Appended::Replay(record)) => {
-                    cached.board = None;
                     return match key {
-                        Some(key) => record.replay(key),
+                        Some(key) => self.replay(board_id, &record, key).await,
                         None => Err(StoreError::Internal(anyhow::anyhow!("replay without key"))),
                     };
                 }

@@ -98,7 +98,7 @@ impl MemoryStore {
             slot.idempotency
                 .retain(|_, (stored_at, _)| now.duration_since(*stored_at) < ttl);
             if let Some((_, record)) = slot.idempotency.get(&(actor, key.key.clone())) {
-                return record.replay(key);
+                return record.replay(key, slot.events.iter().map(|e| &**e));
             }
         }
         let ctx = context(actor);
@@ -122,7 +122,10 @@ impl MemoryStore {
             }
             slot.idempotency.insert(
                 (actor, key.key.clone()),
-                (Instant::now(), IdempotencyRecord::new(key, &rendered)),
+                (
+                    Instant::now(),
+                    IdempotencyRecord::new(key, event.version, request.reply),
+                ),
             );
         }
         let event = Arc::new(event);

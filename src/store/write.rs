@@ -1,45 +1,59 @@
 //! The write path both stores share: idempotent replay, the `If-Match`
 //! precondition, then the domain's decision.
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{IdempotencyKey, Rendered, StoreError, WriteRequest};
 use crate::domain::{decide, Board, BoardEvent, Context};
+use crate::views::{self, View};
 
-/// The first result of an idempotent write, kept to answer its retries.
+/// What an idempotent write did, kept to answer its retries: the version
+/// its event got and what it rendered. A retry renders that view of the
+/// board as it stood at that version, which is exactly the first response,
+/// so nothing needs rendering before the event is stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IdempotencyRecord {
     pub fingerprint: String,
     pub version: u64,
-    pub body: Option<String>,
+    pub reply: View,
 }
 
 impl IdempotencyRecord {
-    pub fn new(key: &IdempotencyKey, rendered: &Rendered) -> Self {
+    pub fn new(key: &IdempotencyKey, version: u64, reply: View) -> Self {
         IdempotencyRecord {
             fingerprint: key.fingerprint.clone(),
-            version: rendered.version,
-            body: rendered
-                .body
-                .as_ref()
-                .map(|b| String::from_utf8_lossy(b).into_owned()),
+            version,
+            reply,
         }
     }
 
-    /// The stored result for a retry, or an error if the key was reused for
-    /// another request.
-    pub fn replay(&self, key: &IdempotencyKey) -> Result<Rendered, StoreError> {
+    /// The first result again, rendered from the board's history up to the
+    /// recorded version; an error if the key was reused for another request.
+    pub fn replay<'a>(
+        &self,
+        key: &IdempotencyKey,
+        history: impl IntoIterator<Item = &'a BoardEvent>,
+    ) -> Result<Rendered, StoreError> {
         if self.fingerprint != key.fingerprint {
             return Err(StoreError::IdempotencyKeyReused);
         }
-        Ok(Rendered {
-            version: self.version,
-            body: self.body.clone().map(Bytes::from),
-            replayed: true,
-        })
+        let board = Board::from_events(
+            history
+                .into_iter()
+                .take_while(|e| e.version <= self.version),
+        )
+        .filter(|board| board.version == self.version)
+        .ok_or_else(|| {
+            StoreError::Internal(anyhow::anyhow!(
+                "history ends before the idempotent write's version {}",
+                self.version
+            ))
+        })?;
+        let mut rendered = views::render(&board, self.reply)?;
+        rendered.replayed = true;
+        Ok(rendered)
     }
 }
 
