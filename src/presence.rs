@@ -236,12 +236,6 @@ impl Presence {
     }
 
     async fn connection(&self) -> redis::RedisResult<deadpool_redis::Connection> {
-        self.pool.get().await.map_err(|error| {
-            redis::RedisError::from((
-                redis::ErrorKind::Io,
-                "no Redis connection",
-                error.to_string(),
-            ))
-        })
+        crate::eventlog::pooled(&self.pool).await
     }
 }

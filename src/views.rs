@@ -83,6 +83,14 @@ fn members(board: &Board) -> Vec<MemberView> {
         .collect()
 }
 
+/// `{"boards": [...]}`, oldest board first (ties by id); each entry is a
+/// rendered board with its creation time and id.
+pub fn board_list(mut boards: Vec<(DateTime<Utc>, Uuid, Value)>) -> Bytes {
+    boards.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+    let boards: Vec<Value> = boards.into_iter().map(|(_, _, board)| board).collect();
+    to_bytes(&serde_json::json!({ "boards": boards }))
+}
+
 /// Renders `view` of `board`; a task that is not there is `NotFound`.
 pub fn render(board: &Board, view: View) -> Result<Rendered, DomainError> {
     let body = match view {

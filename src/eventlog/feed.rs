@@ -264,13 +264,7 @@ impl StreamFeed {
     }
 
     async fn connection(&self) -> redis::RedisResult<deadpool_redis::Connection> {
-        self.pool.get().await.map_err(|error| {
-            redis::RedisError::from((
-                redis::ErrorKind::Io,
-                "no Redis connection",
-                error.to_string(),
-            ))
-        })
+        super::pooled(&self.pool).await
     }
 }
 

@@ -287,6 +287,18 @@ impl EventLog {
     }
 }
 
+/// A pooled connection, with pool failures as Redis I/O errors, for the
+/// background tasks that speak `RedisResult` (fan-out, presence).
+pub async fn pooled(pool: &Pool) -> redis::RedisResult<Connection> {
+    pool.get().await.map_err(|error| {
+        redis::RedisError::from((
+            redis::ErrorKind::Io,
+            "no Redis connection",
+            error.to_string(),
+        ))
+    })
+}
+
 /// Bounds a Redis operation so a stalled server reads as unavailable.
 async fn within<T>(operation: impl std::future::Future<Output = T>) -> Result<T, LogError> {
     tokio::time::timeout(OPERATION_TIMEOUT, operation)

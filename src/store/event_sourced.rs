@@ -228,9 +228,7 @@ impl BoardStore for EventSourcedStore {
                 boards.push(board);
             }
         }
-        boards.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
-        let boards: Vec<serde_json::Value> = boards.into_iter().map(|(_, _, v)| v).collect();
-        Ok(views::to_bytes(&serde_json::json!({ "boards": boards })))
+        Ok(views::board_list(boards))
     }
 
     async fn read(

@@ -154,9 +154,7 @@ impl BoardStore for MemoryStore {
                 rendered.push((board.created_at, board.id, value));
             }
         }
-        rendered.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
-        let boards: Vec<serde_json::Value> = rendered.into_iter().map(|(_, _, v)| v).collect();
-        Ok(views::to_bytes(&serde_json::json!({ "boards": boards })))
+        Ok(views::board_list(rendered))
     }
 
     async fn read(
