@@ -164,3 +164,56 @@ async fn presence_follows_watchers_across_instances() {
     .await;
     assert_eq!(plain.next().await["type"], "event");
 }
+
+/// XRANGE calls Redis has served so far.
+fn xrange_calls(redis: &TestRedis) -> u64 {
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    stats
+        .lines()
+        .find(|line| line.starts_with("cmdstat_xrange:"))
+        .and_then(|line| line.split("calls=").nth(1))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|calls| calls.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn many_clients_resuming_at_once_share_the_reads_of_a_board() {
+    let redis = TestRedis::start();
+    let db = TestDb::create();
+    let server = api_server(&redis, &db).await;
+    let token = register(&server, "resumer").await;
+    let board = authed_post(&server, &token, "/api/boards", json!({"name": "Busy"})).await;
+    let board_id = board["id"].as_str().unwrap().to_owned();
+    for i in 0..40 {
+        authed_post(
+            &server,
+            &token,
+            &format!("/api/boards/{board_id}/tasks"),
+            json!({"title": format!("t{i}")}),
+        )
+        .await;
+    }
+    let mut clients = Vec::new();
+    for _ in 0..30 {
+        clients.push(server.ws(&format!("/ws?token={token}")).await);
+    }
+
+    let before = xrange_calls(&redis);
+    let resumed = futures_util::future::join_all(clients.iter_mut().map(|client| {
+        let board_id = board_id.clone();
+        async move {
+            client.subscribe(&board_id, Some(21)).await;
+            versions(&client.events(20).await)
+        }
+    }))
+    .await;
+    let reads = xrange_calls(&redis) - before;
+
+    for versions in resumed {
+        assert_eq!(versions, (22..=41).collect::<Vec<u64>>());
+    }
+    // Unshared, each client would read the stream at least twice (catch up,
+    // then its history): 60 reads or more.
+    assert!(reads <= 10, "30 resuming clients cost {reads} stream reads");
+}

@@ -140,10 +140,25 @@ impl Subscription {
     }
 
     async fn read_history(&mut self) -> Result<(), StoreError> {
-        let page = self
-            .store
-            .events_after(self.caller, self.board_id, self.delivered, HISTORY_PAGE)
-            .await?;
+        let page = match self.catch_up_to {
+            // Behind the broadcast: how far is unknown, so ask for fresh.
+            u64::MAX => {
+                self.store
+                    .events_after(self.caller, self.board_id, self.delivered, HISTORY_PAGE)
+                    .await?
+            }
+            through => {
+                self.store
+                    .events_through(
+                        self.caller,
+                        self.board_id,
+                        self.delivered,
+                        through,
+                        HISTORY_PAGE,
+                    )
+                    .await?
+            }
+        };
         let upto = self.catch_up_to;
         self.backlog.extend(
             page.iter()

@@ -8,8 +8,9 @@
 //! made through another instance is seen; a lost race (another instance
 //! appended first) re-reads and retries, or answers 412 under `If-Match`.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -30,17 +31,54 @@ use crate::views::{self, BoardView, View};
 
 /// Attempts at a write that keeps losing races before answering 503.
 const WRITE_ATTEMPTS: usize = 16;
+/// Latest events each cached board keeps in memory.
+const RECENT_EVENTS: usize = 128;
 /// Events read from a stream per round trip while catching up.
 const CATCH_UP_PAGE: usize = 1000;
 
 #[derive(Default)]
 struct CachedBoard {
     board: Option<Board>,
+    /// The board's latest events (up to `RECENT_EVENTS`), so subscribers
+    /// resuming from a recent version share them instead of each reading
+    /// the stream.
+    recent: VecDeque<Arc<BoardEvent>>,
+    /// When the last catch-up read was sent: it saw every event appended
+    /// before that instant.
+    synced_at: Option<Instant>,
 }
 
 impl CachedBoard {
     fn version(&self) -> u64 {
         self.board.as_ref().map_or(0, |b| b.version)
+    }
+
+    fn record(&mut self, event: BoardEvent) {
+        apply(&mut self.board, &event);
+        if self.recent.len() == RECENT_EVENTS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(Arc::new(event));
+    }
+
+    fn reset(&mut self) {
+        *self = CachedBoard::default();
+    }
+
+    /// Events after `after` from memory, if memory reaches back that far.
+    fn recent_after(&self, after: u64, limit: usize) -> Option<Vec<Arc<BoardEvent>>> {
+        let first = self.recent.front()?;
+        if first.version > after + 1 {
+            return None;
+        }
+        Some(
+            self.recent
+                .iter()
+                .filter(|e| e.version > after)
+                .take(limit)
+                .cloned()
+                .collect(),
+        )
     }
 }
 
@@ -90,32 +128,45 @@ impl EventSourcedStore {
     }
 
     /// The board's cached state, locked and caught up with its stream.
+    /// The board's cached state, locked and caught up with its stream as of
+    /// this call. Calls that queue on the lock share one read: a catch-up
+    /// sent after a call arrived already covers every write that completed
+    /// before it, so that call skips its own (read-your-writes holds).
     async fn current(&self, board_id: Uuid) -> Result<OwnedMutexGuard<CachedBoard>, StoreError> {
+        let arrived = Instant::now();
         let slot = self.boards.get_with(board_id, Arc::default);
         let mut cached = slot.lock_owned().await;
-        self.catch_up(board_id, &mut cached).await?;
+        let shared = cached.board.is_some() && cached.synced_at.is_some_and(|at| at >= arrived);
+        if !shared {
+            self.catch_up(board_id, &mut cached).await?;
+        }
         Ok(cached)
     }
 
     async fn catch_up(&self, board_id: Uuid, cached: &mut CachedBoard) -> Result<(), StoreError> {
+        if cached.board.is_none() {
+            cached.reset();
+        }
+        cached.synced_at = Some(Instant::now());
         loop {
             let events = self
                 .events_from(board_id, cached.version(), CATCH_UP_PAGE)
                 .await
-                .inspect_err(|_| cached.board = None)?;
-            for event in &events {
+                .inspect_err(|_| cached.reset())?;
+            let full_page = events.len() == CATCH_UP_PAGE;
+            for event in events {
                 if event.version != cached.version() + 1 {
                     // Never fold past a gap: start again from the stream.
-                    cached.board = None;
+                    let found = event.version;
+                    let expected = cached.version() + 1;
+                    cached.reset();
                     return Err(StoreError::Internal(anyhow::anyhow!(
-                        "board {board_id}: expected version {}, stream has {}",
-                        cached.version() + 1,
-                        event.version
+                        "board {board_id}: expected version {expected}, stream has {found}"
                     )));
                 }
-                apply(&mut cached.board, event);
+                cached.record(event);
             }
-            if events.len() < CATCH_UP_PAGE {
+            if !full_page {
                 return Ok(());
             }
         }
@@ -308,13 +359,13 @@ impl BoardStore for EventSourcedStore {
             match appended {
                 Ok(Appended::Stored { stream_id }) => {
                     event.stream_id = Some(stream_id);
-                    apply(&mut cached.board, &event);
+                    self.index_after(board_id, &event).await;
+                    cached.record(event);
                     let board = cached
                         .board
                         .as_ref()
                         .expect("a board after an accepted event");
                     let rendered = views::render(board, request.reply)?;
-                    self.index_after(board_id, &event).await;
                     metrics::counter!("streamboard_events_appended_total").increment(1);
                     return Ok(rendered);
                 }
@@ -338,7 +389,7 @@ impl BoardStore for EventSourcedStore {
                 }
                 Err(error) => {
                     // The append may or may not have happened: re-read next time.
-                    cached.board = None;
+                    cached.reset();
                     return Err(error.into());
                 }
             }
@@ -358,9 +409,38 @@ impl BoardStore for EventSourcedStore {
         {
             let cached = self.current(board_id).await?;
             history_readable(cached.board.as_ref(), caller)?;
+            if let Some(recent) = cached.recent_after(after, limit) {
+                return Ok(recent);
+            }
         }
         let events = self.events_from(board_id, after, limit).await?;
         Ok(events.into_iter().map(Arc::new).collect())
+    }
+
+    async fn events_through(
+        &self,
+        caller: Caller,
+        board_id: Uuid,
+        after: u64,
+        through: u64,
+        limit: usize,
+    ) -> Result<Vec<Arc<BoardEvent>>, StoreError> {
+        {
+            let slot = self.boards.get_with(board_id, Arc::default);
+            let cached = slot.lock().await;
+            let covered = cached.version() >= through;
+            if let (true, Ok(_)) = (covered, history_readable(cached.board.as_ref(), caller)) {
+                if let Some(recent) = cached.recent_after(after, limit) {
+                    return Ok(recent
+                        .into_iter()
+                        .filter(|e| e.version <= through)
+                        .collect());
+                }
+            }
+        }
+        let mut events = self.events_after(caller, board_id, after, limit).await?;
+        events.retain(|e| e.version <= through);
+        Ok(events)
     }
 
     async fn watch(&self, caller: Caller, board_id: Uuid) -> Result<Watch, StoreError> {
@@ -368,6 +448,8 @@ impl BoardStore for EventSourcedStore {
         // from here on reaches this subscriber, so nothing falls between the
         // version returned and the first live frame.
         let live = self.hub.subscribe(board_id);
+        // Caught up, so the version is the board's own and a removed
+        // member is refused; concurrent subscribers share the read.
         let version = match self.current(board_id).await {
             Ok(cached) => history_readable(cached.board.as_ref(), caller).map(|b| b.version),
             Err(error) => Err(error),

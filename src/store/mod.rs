@@ -143,6 +143,23 @@ pub trait BoardStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Arc<BoardEvent>>, StoreError>;
 
+    /// Events in `(after, through]`, oldest first, at most `limit`. Unlike
+    /// `events_after` this needs no freshness check: versions up to
+    /// `through` are known to exist and never change, so a store may serve
+    /// them from memory. Subscriptions use it to replay and fill gaps.
+    async fn events_through(
+        &self,
+        caller: Caller,
+        board_id: Uuid,
+        after: u64,
+        through: u64,
+        limit: usize,
+    ) -> Result<Vec<Arc<BoardEvent>>, StoreError> {
+        let mut events = self.events_after(caller, board_id, after, limit).await?;
+        events.retain(|e| e.version <= through);
+        Ok(events)
+    }
+
     /// Starts a live subscription; events after `Watch::version` arrive on it.
     async fn watch(&self, caller: Caller, board_id: Uuid) -> Result<Watch, StoreError>;
 
