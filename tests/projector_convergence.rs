@@ -170,3 +170,33 @@ async fn entries_pending_on_a_dead_consumer_are_claimed() {
     );
     projector.terminate().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archived_entries_are_trimmed_keeping_the_last_few() {
+    let redis = TestRedis::start();
+    let db = TestDb::create();
+    let mut writer = Writer::new(&redis, 31);
+    let boards = writer.create_boards(5).await;
+    for _ in 0..19 {
+        for board in &boards {
+            writer.step(*board).await;
+        }
+    }
+    let env = [
+        ("STREAMBOARD__PROJECTOR__TRIM", "true"),
+        ("STREAMBOARD__PROJECTOR__TRIM_KEEP", "3"),
+    ];
+    let projector = Projector::start_with(&redis, &db, &env).await;
+    wait_caught_up(&db, &redis, &boards, WAIT).await;
+    for board in &boards {
+        let key = streamboard::eventlog::stream_key(*board);
+        assert_eq!(redis.cli(&["XLEN", &key]), "3");
+        let first = redis.cli(&["XRANGE", &key, "-", "+", "COUNT", "1"]);
+        assert!(first.starts_with("18-0"), "{first}");
+        let archived = db.query(&format!(
+            "SELECT count(*) FROM events WHERE board_id = '{board}'"
+        ));
+        assert_eq!(archived, "20");
+    }
+    projector.terminate().await;
+}

@@ -22,8 +22,16 @@ use uuid::Uuid;
 
 use projector_support::*;
 
+/// Overridable with `BENCH_BOARDS` and `BENCH_EVENTS_PER_BOARD`.
 const BOARDS: usize = 1_000;
 const EVENTS_PER_BOARD: usize = 100;
+
+fn knob(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 
 async fn write_pipelined(redis: &TestRedis, events: &[BoardEvent]) {
     let client = redis::Client::open(redis.url()).unwrap();
@@ -63,14 +71,32 @@ async fn write_pipelined(redis: &TestRedis, events: &[BoardEvent]) {
     }
 }
 
+/// User + system CPU time of a process so far, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: f64 = fields
+        .get(11..13)
+        .map(|t| t.iter().map(|v| v.parse::<f64>().unwrap_or(0.0)).sum())
+        .unwrap_or(0.0);
+    ticks / 100.0
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement; see the module docs"]
 async fn projector_throughput() {
     let redis = TestRedis::start();
     let db = TestDb::create();
+    let board_count = knob("BENCH_BOARDS", BOARDS);
+    let per_board = knob("BENCH_EVENTS_PER_BOARD", EVENTS_PER_BOARD);
     let mut writer = Writer::new(&redis, 5);
-    let boards: Vec<Uuid> = (0..BOARDS).map(|_| Uuid::new_v4()).collect();
-    let mut events = Vec::with_capacity(BOARDS * EVENTS_PER_BOARD);
+    // Whole-column rebalances would measure event size, not the projector.
+    writer.explicit_positions = false;
+    let boards: Vec<Uuid> = (0..board_count).map(|_| Uuid::new_v4()).collect();
+    let mut events = Vec::with_capacity(board_count * per_board);
     for (i, board) in boards.iter().enumerate() {
         writer.boards.insert(*board, None);
         let create = Command::CreateBoard {
@@ -87,7 +113,7 @@ async fn projector_throughput() {
         events.push(created);
     }
     // Interleaved across boards, as many clients would write.
-    for _ in 1..EVENTS_PER_BOARD {
+    for _ in 1..per_board {
         for board in &boards {
             events.push(writer.step_offline(*board));
         }
@@ -96,7 +122,13 @@ async fn projector_throughput() {
     write_pipelined(&redis, &events).await;
 
     let started = Instant::now();
-    let projector = Projector::start(&redis, &db).await;
+    // Production intervals: the test defaults claim and sample lag often.
+    let env = [
+        ("STREAMBOARD__PROJECTOR__CLAIM_IDLE_MS", "30000"),
+        ("STREAMBOARD__PROJECTOR__CLAIM_INTERVAL_MS", "5000"),
+        ("STREAMBOARD__PROJECTOR__LAG_INTERVAL_MS", "5000"),
+    ];
+    let projector = Projector::start_with(&redis, &db, &env).await;
     let total = events.len() as i64;
     loop {
         let done: i64 = db
@@ -110,14 +142,40 @@ async fn projector_throughput() {
             started.elapsed() < Duration::from_secs(300),
             "{done} of {total}"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let elapsed = started.elapsed();
     eprintln!(
-        "projector throughput: {total} events across {BOARDS} boards in {:.2} s = {:.0} events/s",
+        "projector throughput: {total} events across {board_count} boards in {:.2} s = {:.0} events/s",
         elapsed.as_secs_f64(),
         total as f64 / elapsed.as_secs_f64()
     );
-    assert_read_model(&db, &stream_events(&redis, &boards[..20]).await).await;
+    // CPU spent, to tell the projector's cost from a busy machine's noise.
+    let projector_cpu = cpu_seconds(projector.pid());
+    let backends = db.query(
+        "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    );
+    let postgres_cpu: f64 = backends
+        .split_whitespace()
+        .map(|pid| cpu_seconds(pid.parse().unwrap()))
+        .sum();
+    let info = redis.cli(&["INFO", "cpu"]);
+    let redis_cpu: f64 = info
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("used_cpu_user:")
+                .or(l.strip_prefix("used_cpu_sys:"))
+        })
+        .map(|v| v.trim().parse::<f64>().unwrap())
+        .sum();
+    let cpu = projector_cpu + postgres_cpu + redis_cpu;
+    eprintln!(
+        "CPU seconds: projector {projector_cpu:.2}, PostgreSQL backends {postgres_cpu:.2}, \
+         Redis {redis_cpu:.2} (includes writing the events); {:.0} events per CPU-second",
+        total as f64 / cpu
+    );
+    let sample = &boards[..boards.len().min(20)];
+    assert_read_model(&db, &stream_events(&redis, sample).await).await;
     projector.terminate().await;
 }

@@ -1,1 +1,240 @@
-fn main() {}
+//! The `projector` binary: folds the board streams into PostgreSQL (`run`,
+//! the default) and the operator commands around it. Thin: parse
+//! arguments, load settings, hand over to the modules.
+//!
+//! Layout:
+//! - `run`: the consumer (registry follower, reader, claimer, writer).
+//! - `batch`: one batch into one transaction; acknowledgement after commit.
+//! - `stream`: Redis commands over many streams, entries as read.
+//! - `metrics`: `/metrics` and the lag sampler.
+//! - `commands`: `parked`, `replay`, `rebuild`.
+//!
+//! The read model itself is the library's `streamboard::projection`.
+
+mod batch;
+mod commands;
+mod metrics;
+mod run;
+mod stream;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use streamboard::app::shutdown_signal;
+use streamboard::dependencies::Dependencies;
+use streamboard::settings::Settings;
+use streamboard::telemetry;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::batch::Projector;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use crate::run::Runner;
+
+#[derive(Parser)]
+#[command(
+    name = "projector",
+    version,
+    about = "Folds Streamboard's board streams into PostgreSQL"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Commands>,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Consume the board streams until SIGINT/SIGTERM (the default).
+    Run,
+    /// List parked (poison) entries as JSON lines.
+    Parked {
+        /// Also list entries an operator skipped.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Retry a board's parked entry, or skip it, and catch the board up.
+    Replay {
+        board_id: Uuid,
+        /// Skip this version (the parked one) instead of retrying it.
+        #[arg(long)]
+        skip: Option<u64>,
+    },
+    /// Rebuild boards, board_members and tasks from the archive, then switch.
+    Rebuild {
+        /// Do not apply the stream entries beyond the archive afterwards.
+        #[arg(long)]
+        no_tail: bool,
+    },
+    /// Apply the PostgreSQL migrations and exit.
+    Migrate,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load().and_then(|s| s.projector.validate().map(|()| s)) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("projector: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init_logs(&settings.log);
+    match execute(cli.command.unwrap_or(Commands::Run), settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("projector: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn execute(command: Commands, settings: Settings) -> anyhow::Result<()> {
+    let pool = Dependencies::connect(&settings)?
+        .postgres
+        .context("postgres.url is not set (STREAMBOARD__POSTGRES__URL)")?;
+    migrate(&pool).await?;
+    if let Commands::Migrate = command {
+        return Ok(());
+    }
+    if let Commands::Parked { all } = command {
+        return commands::parked(&pool, all).await;
+    }
+    let redis_url = settings
+        .redis_url()
+        .context("redis.url is not set (STREAMBOARD__REDIS__URL)")?
+        .to_owned();
+    let config = settings.projector.clone();
+    let lanes = match command {
+        Commands::Run => config.writers,
+        _ => 1,
+    };
+    let mut projectors = Vec::with_capacity(lanes);
+    for _ in 0..lanes {
+        projectors.push(Projector::new(
+            pool.clone(),
+            stream::connect(&redis_url, Duration::from_secs(30)).await?,
+            config.group.clone(),
+            config.trim.then_some(config.trim_keep),
+            config.cached_boards / lanes,
+        ));
+    }
+    if let Commands::Run = command {
+        return run(settings, pool, redis_url, projectors).await;
+    }
+    let mut projector = projectors.pop().expect("one lane");
+    match command {
+        Commands::Replay { board_id, skip } => {
+            commands::replay(
+                &mut projector,
+                &config.group,
+                board_id,
+                skip,
+                config.batch_events,
+            )
+            .await
+        }
+        Commands::Rebuild { no_tail } => {
+            commands::rebuild(&mut projector, &config.group, !no_tail, config.batch_events).await
+        }
+        Commands::Run | Commands::Migrate | Commands::Parked { .. } => {
+            unreachable!("handled above")
+        }
+    }
+}
+
+async fn run(
+    settings: Settings,
+    pool: deadpool_postgres::Pool,
+    redis_url: String,
+    projectors: Vec<Projector>,
+) -> anyhow::Result<()> {
+    let config = settings.projector;
+    let handle = telemetry::init_metrics()?;
+    let (boards_tx, boards_rx) = watch::channel(run::Boards::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let lagging = metrics::LaggingBoards::default();
+    if !config.metrics_addr.trim().is_empty() {
+        let addr: SocketAddr = config
+            .metrics_addr
+            .parse()
+            .context("projector.metrics_addr")?;
+        // A second instance on the same host finds the port taken: it runs
+        // on without /metrics rather than not at all.
+        match metrics::serve(addr, handle.clone(), Arc::clone(&lagging), stop_rx.clone()) {
+            Ok(bound) => println!("projector metrics on http://{bound}/metrics"),
+            Err(error) => tracing::warn!(%addr, error = format!("{error:#}"),
+                "cannot serve /metrics (set projector.metrics_addr); running without"),
+        }
+    }
+    tokio::spawn(metrics::sample_lag(
+        stream::connect(&redis_url, Duration::from_secs(30)).await?,
+        pool.clone(),
+        handle,
+        boards_rx,
+        lagging,
+        Duration::from_millis(config.lag_interval_ms),
+        stop_rx,
+    ));
+    let consumer = if config.consumer.trim().is_empty() {
+        consumer_name()
+    } else {
+        config.consumer.clone()
+    };
+    tracing::info!(group = %config.group, %consumer, "projector running");
+    // Scripts and tests wait for this line.
+    println!(
+        "projector running (group {}, consumer {consumer})",
+        config.group
+    );
+    let _ = std::io::stdout().flush();
+    let runner = Runner {
+        settings: config,
+        consumer,
+        redis_url,
+        projectors,
+    };
+    let result = runner.run(boards_tx, shutdown_signal()).await;
+    let _ = stop_tx.send(true);
+    tracing::info!("projector stopped");
+    result
+}
+
+/// Applies the migrations, waiting while PostgreSQL is unreachable.
+async fn migrate(pool: &deadpool_postgres::Pool) -> anyhow::Result<()> {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match streamboard::postgres::migrate(pool).await {
+            Ok(()) => return Ok(()),
+            Err(error) if streamboard::postgres::is_unavailable(&error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "PostgreSQL unavailable; retrying"
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// `<hostname>-<pid>-<random>`: unique per process, recognisable in
+/// XINFO CONSUMERS.
+fn consumer_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "projector".to_owned());
+    let random = Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &random[..6])
+}

@@ -147,7 +147,7 @@ mod tests {
             "a-test-secret-that-is-long-enough-for-hs256",
             Duration::from_secs(3600),
         );
-        routes(Arc::new(Auth::new(keys, None, false)), 1024)
+        routes(Arc::new(Auth::new(keys, None, false, 60)), 1024)
     }
 
     fn error_code(response: &warp::http::Response<Bytes>) -> String {

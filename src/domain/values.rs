@@ -99,6 +99,12 @@ pub struct Description(String);
 
 impl Description {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        if raw.contains('\0') {
+            return Err(DomainError::invalid(
+                "description",
+                "must not contain NUL characters",
+            ));
+        }
         if raw.chars().count() > limits::DESCRIPTION_MAX {
             return Err(DomainError::invalid(
                 "description",
@@ -235,9 +241,15 @@ impl FieldsPatch {
                 ));
             }
             // Serialising measures the value exactly as it will be stored.
-            let size = serde_json::to_vec(value)
-                .map(|v| v.len())
-                .unwrap_or(usize::MAX);
+            let json = serde_json::to_string(value).unwrap_or_default();
+            // PostgreSQL (the read model) cannot store NUL in text or JSON.
+            if key.contains('\0') || json.contains("\\u0000") {
+                return Err(DomainError::invalid(
+                    format!("fields.{key}"),
+                    "must not contain NUL characters",
+                ));
+            }
+            let size = json.len();
             if size > limits::FIELD_VALUE_MAX_BYTES {
                 return Err(DomainError::invalid(
                     format!("fields.{key}"),
@@ -270,6 +282,18 @@ mod tests {
         assert!(TaskTitle::parse(&"é".repeat(200)).is_ok());
         let err = TaskTitle::parse(&"a".repeat(201)).unwrap_err();
         assert_eq!(err.field(), Some("title"));
+    }
+
+    #[test]
+    fn text_with_nul_is_refused_everywhere() {
+        assert!(TaskTitle::parse("a\0b").is_err());
+        assert!(Description::parse("a\0b").is_err());
+        let mut fields = Map::new();
+        fields.insert("k".into(), json!({"nested": "a\u{0}b"}));
+        assert_eq!(
+            FieldsPatch::parse(fields).unwrap_err().field(),
+            Some("fields.k")
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use uuid::Uuid;
 
+use crate::domain::event::Repositioned;
 use crate::domain::{apply, Board, BoardEvent, EventData};
 
 /// Why an event cannot be applied; the projector parks it.
@@ -30,32 +31,23 @@ pub struct Touched {
 
 impl Touched {
     pub fn record(&mut self, data: &EventData) {
-        match data {
-            EventData::BoardCreated(created) => self.members.extend(created.owner_id),
-            EventData::BoardUpdated(_) | EventData::BoardDeleted(_) => {}
-            EventData::MemberAdded(added) => {
-                self.members.insert(added.user_id);
-            }
-            EventData::MemberRemoved(removed) => {
-                self.members.insert(removed.user_id);
-            }
+        let none: &[Repositioned] = &[];
+        let (member, task, rebalanced) = match data {
+            EventData::BoardCreated(created) => (created.owner_id, None, none),
+            EventData::BoardUpdated(_) | EventData::BoardDeleted(_) => (None, None, none),
+            EventData::MemberAdded(added) => (Some(added.user_id), None, none),
+            EventData::MemberRemoved(removed) => (Some(removed.user_id), None, none),
             EventData::TaskCreated(created) => {
-                self.tasks.insert(created.task_id);
-                self.tasks
-                    .extend(created.rebalanced.iter().map(|moved| moved.task_id));
+                (None, Some(created.task_id), created.rebalanced.as_slice())
             }
-            EventData::TaskUpdated(updated) => {
-                self.tasks.insert(updated.task_id);
-            }
-            EventData::TaskMoved(moved) => {
-                self.tasks.insert(moved.task_id);
-                self.tasks
-                    .extend(moved.rebalanced.iter().map(|other| other.task_id));
-            }
-            EventData::TaskDeleted(deleted) => {
-                self.tasks.insert(deleted.task_id);
-            }
-        }
+            EventData::TaskUpdated(updated) => (None, Some(updated.task_id), none),
+            EventData::TaskMoved(moved) => (None, Some(moved.task_id), moved.rebalanced.as_slice()),
+            EventData::TaskDeleted(deleted) => (None, Some(deleted.task_id), none),
+        };
+        self.members.extend(member);
+        self.tasks.extend(task);
+        self.tasks
+            .extend(rebalanced.iter().map(|moved| moved.task_id));
     }
 }
 

@@ -99,6 +99,10 @@ impl Projector {
         Projector { metrics, child }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
     /// SIGKILL: no chance to finish anything.
     pub async fn kill(mut self) {
         let _ = self.child.kill().await;
@@ -174,6 +178,9 @@ pub struct Writer {
     pub boards: BTreeMap<Uuid, Option<Board>>,
     guests: Vec<Uuid>,
     rng: Rng,
+    /// Drop tasks at explicit positions (which now and then rebalances a
+    /// whole column into one large event); off: always the column's end.
+    pub explicit_positions: bool,
 }
 
 impl Writer {
@@ -187,6 +194,7 @@ impl Writer {
             boards: BTreeMap::new(),
             guests: (0..5).map(|_| Uuid::new_v4()).collect(),
             rng: Rng::new(seed),
+            explicit_positions: true,
         }
     }
 
@@ -240,6 +248,20 @@ impl Writer {
             .unwrap_or_else(|| panic!("{command:?} refused on {board}"))
     }
 
+    /// Decides `command` and folds it into this writer's state without
+    /// writing it anywhere, for tests that write a doctored event themselves.
+    pub fn decide_offline(&mut self, board: Uuid, command: &Command) -> BoardEvent {
+        let state = self.boards.get_mut(&board).expect("a known board");
+        let context = Context {
+            actor: Some(self.owner),
+            at: Utc::now(),
+        };
+        let event = decide(state.as_ref(), board, command, &context)
+            .unwrap_or_else(|e| panic!("{command:?} refused on {board}: {e}"));
+        streamboard::domain::apply(state, &event);
+        event
+    }
+
     async fn try_append(&mut self, board: Uuid, command: &Command) -> Option<BoardEvent> {
         let state = self.boards.get_mut(&board).expect("a known board");
         let context = Context {
@@ -247,7 +269,15 @@ impl Writer {
             at: Utc::now(),
         };
         let event = decide(state.as_ref(), board, command, &context).ok()?;
-        match self.log.append(&event, None, Duration::from_secs(60)).await {
+        let appender = streamboard::eventlog::Writer {
+            token: Uuid::new_v4().to_string(),
+            claim_turn: false,
+        };
+        match self
+            .log
+            .append(&event, None, Duration::from_secs(60), &appender)
+            .await
+        {
             Ok(Appended::Stored { .. }) => {}
             other => panic!("append of {board} v{}: {other:?}", event.version),
         }
@@ -267,8 +297,11 @@ impl Writer {
                 title: TaskTitle::parse(&format!("task {n}")).unwrap(),
                 description: Description::parse("some words").unwrap(),
                 status: None,
-                position: (n % 3 == 0).then(|| Position::parse(1.0).unwrap()),
-                assigned_to: (n % 2 == 0).then(|| Assignee::parse("someone").unwrap()),
+                position: (self.explicit_positions && n.is_multiple_of(3))
+                    .then(|| Position::parse(1.0).unwrap()),
+                assigned_to: n
+                    .is_multiple_of(2)
+                    .then(|| Assignee::parse("someone").unwrap()),
                 fields: CustomFields::parse(Map::from_iter([
                     ("points".into(), json!(n % 13)),
                     ("tag".into(), json!(format!("t{}", n % 5))),
@@ -292,13 +325,15 @@ impl Writer {
                 let mut patch = TaskPatch::new(task);
                 let column = Columns::DEFAULT[(n % 3) as usize];
                 patch.status = Some(ColumnName::parse(column).unwrap());
-                patch.position = Some(Position::parse((n % 4) as f64).unwrap());
+                if self.explicit_positions {
+                    patch.position = Some(Position::parse((n % 4) as f64).unwrap());
+                }
                 Command::UpdateTask(patch)
             }
             (80..=89, Some(task)) => Command::DeleteTask { task_id: task },
             (90..=94, _) => Command::AddMember {
                 user_id: self.guests[(n % 5) as usize],
-                role: if n % 2 == 0 {
+                role: if n.is_multiple_of(2) {
                     Role::Editor
                 } else {
                     Role::Viewer

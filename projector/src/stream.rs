@@ -1,0 +1,462 @@
+//! The Redis side: the consumer group on every board stream, the registry,
+//! and stream entries as the projector holds them ([`Entry`]).
+//!
+//! Every call that names many streams is one command or one pipeline, so a
+//! round trip serves thousands of boards.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::streams::{
+    StreamAutoClaimReply, StreamId, StreamInfoConsumersReply, StreamRangeReply, StreamReadReply,
+};
+use redis::{RedisResult, Value};
+use serde_json::json;
+use streamboard::domain::BoardEvent;
+use streamboard::eventlog::{decode_entry, entry, entry_id, stream_key, REGISTRY};
+use uuid::Uuid;
+
+/// Commands per pipeline when a command is sent for each of many streams.
+const PIPELINE: usize = 1_000;
+
+/// A connection that reconnects by itself. Each task that blocks (XREAD,
+/// XREADGROUP with BLOCK) gets its own, so it holds up nobody else.
+pub async fn connect(url: &str, response_timeout: Duration) -> RedisResult<ConnectionManager> {
+    let client = redis::Client::open(url)?;
+    let config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(response_timeout))
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_number_of_retries(3);
+    ConnectionManager::new_with_config(client, config).await
+}
+
+/// One stream entry, decoded once when read.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub id: String,
+    /// The version its id stands for (`<version>-0`).
+    pub version: u64,
+    /// The id's sequence part; anything but 0 is not an entry we wrote.
+    pub seq: u64,
+    pub event: Result<BoardEvent, String>,
+    /// The raw `data` field, archived as it is.
+    pub data: String,
+}
+
+impl Entry {
+    pub fn decode(board_id: Uuid, raw: StreamId) -> Entry {
+        let (version, seq) = parse_id(&raw.id);
+        let id = raw.id.clone();
+        let data = raw.map.get("data").map(text).unwrap_or_default();
+        let event = decode_entry(board_id, raw).map_err(|e| e.to_string());
+        Entry {
+            id,
+            version,
+            seq,
+            event,
+            data,
+        }
+    }
+
+    /// The entry's fields as JSON strings, for a dead letter; `null` for an
+    /// entry that did not decode (see [`raw_fields`]: rare, so not kept).
+    pub fn fields(&self) -> serde_json::Value {
+        match &self.event {
+            Ok(event) => {
+                let encoded = entry::encode(event);
+                json!({
+                    "v": encoded.schema.to_string(),
+                    "type": encoded.event_type,
+                    "version": event.version.to_string(),
+                    "actor": encoded.actor,
+                    "at": encoded.at,
+                    "data": self.data,
+                })
+            }
+            Err(_) => serde_json::Value::Null,
+        }
+    }
+}
+
+/// The raw fields of entries, read again, as JSON objects of strings
+/// (`{}` for an entry that is gone).
+pub async fn raw_fields(
+    conn: &mut ConnectionManager,
+    entries: &[(Uuid, String)],
+) -> RedisResult<Vec<serde_json::Value>> {
+    let mut pipe = redis::pipe();
+    for (board, id) in entries {
+        pipe.cmd("XRANGE").arg(stream_key(*board)).arg(id).arg(id);
+    }
+    let replies: Vec<StreamRangeReply> = pipe.query_async(conn).await?;
+    Ok(replies
+        .into_iter()
+        .map(|reply| {
+            let map = reply
+                .ids
+                .into_iter()
+                .next()
+                .map(|e| e.map)
+                .unwrap_or_default();
+            map.iter()
+                .map(|(name, value)| (name.clone(), json!(text(value))))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        })
+        .collect())
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        Value::SimpleString(text) => text.clone(),
+        Value::Int(n) => n.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// `<ms>-<seq>` as numbers (0 for a part that is not one).
+pub fn parse_id(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+}
+
+/// The board of a stream key `board:{<id>}:events`.
+pub fn board_of(key: &str) -> Option<Uuid> {
+    key.strip_prefix("board:{")?
+        .strip_suffix("}:events")?
+        .parse()
+        .ok()
+}
+
+/// Creates the group on each board's stream (and the stream, if the board
+/// has no event yet), from the start. Existing groups are left as they are.
+pub async fn ensure_groups(
+    conn: &mut ConnectionManager,
+    group: &str,
+    boards: &[Uuid],
+) -> RedisResult<()> {
+    for chunk in boards.chunks(PIPELINE) {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for board in chunk {
+            pipe.cmd("XGROUP")
+                .arg("CREATE")
+                .arg(stream_key(*board))
+                .arg(group)
+                .arg("0")
+                .arg("MKSTREAM");
+        }
+        let replies: Vec<Value> = pipe.query_async(conn).await?;
+        for (board, reply) in chunk.iter().zip(replies) {
+            if let Value::ServerError(error) = reply {
+                if error.code() != "BUSYGROUP" {
+                    tracing::warn!(%board, error = ?error, "cannot create the consumer group");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// True when a read failed because a stream or its group is gone (Redis
+/// restarted empty, or a key was deleted): create the groups again.
+pub fn is_no_group(error: &redis::RedisError) -> bool {
+    error.code() == Some("NOGROUP")
+}
+
+/// New entries for this consumer, at most `count` per stream.
+pub async fn read_group(
+    conn: &mut ConnectionManager,
+    group: &str,
+    consumer: &str,
+    boards: &[Uuid],
+    count: usize,
+    block: Option<Duration>,
+) -> RedisResult<Vec<(Uuid, Vec<StreamId>)>> {
+    let mut cmd = redis::cmd("XREADGROUP");
+    cmd.arg("GROUP")
+        .arg(group)
+        .arg(consumer)
+        .arg("COUNT")
+        .arg(count);
+    if let Some(block) = block {
+        cmd.arg("BLOCK").arg(block.as_millis() as u64);
+    }
+    cmd.arg("STREAMS");
+    for board in boards {
+        cmd.arg(stream_key(*board));
+    }
+    for _ in boards {
+        cmd.arg(">");
+    }
+    let reply: Option<StreamReadReply> = cmd.query_async(conn).await?;
+    Ok(reply
+        .map(|reply| {
+            reply
+                .keys
+                .into_iter()
+                .filter(|key| !key.ids.is_empty())
+                .filter_map(|key| Some((board_of(&key.key)?, key.ids)))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Claims entries idle longer than `min_idle` on any consumer, up to
+/// `count` per stream.
+pub async fn claim(
+    conn: &mut ConnectionManager,
+    group: &str,
+    consumer: &str,
+    min_idle: Duration,
+    boards: &[Uuid],
+    count: usize,
+) -> RedisResult<Vec<(Uuid, Vec<StreamId>)>> {
+    let mut claimed = Vec::new();
+    for chunk in boards.chunks(PIPELINE) {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for board in chunk {
+            pipe.cmd("XAUTOCLAIM")
+                .arg(stream_key(*board))
+                .arg(group)
+                .arg(consumer)
+                .arg(min_idle.as_millis() as u64)
+                .arg("0-0")
+                .arg("COUNT")
+                .arg(count);
+        }
+        let replies: Vec<Value> = pipe.query_async(conn).await?;
+        for (board, reply) in chunk.iter().zip(replies) {
+            if let Value::ServerError(error) = &reply {
+                // NOGROUP: the reader recreates groups; nothing to claim here.
+                tracing::debug!(%board, error = ?error, "XAUTOCLAIM failed");
+                continue;
+            }
+            let reply: StreamAutoClaimReply = redis::from_redis_value(reply)?;
+            if !reply.claimed.is_empty() {
+                claimed.push((*board, reply.claimed));
+            }
+        }
+    }
+    Ok(claimed)
+}
+
+/// For each `(board, after, last)`: the stream's entries after version
+/// `after` up to id `last` (or to the end, at most `count`, when `None`).
+pub async fn ranges(
+    conn: &mut ConnectionManager,
+    requests: &[(Uuid, u64, Option<String>)],
+    count: usize,
+) -> RedisResult<Vec<Vec<StreamId>>> {
+    let mut results = Vec::with_capacity(requests.len());
+    for chunk in requests.chunks(PIPELINE) {
+        let mut pipe = redis::pipe();
+        for (board, after, last) in chunk {
+            let cmd = pipe
+                .cmd("XRANGE")
+                .arg(stream_key(*board))
+                .arg(entry_id(after + 1));
+            match last {
+                Some(last) => cmd.arg(last),
+                None => cmd.arg("+").arg("COUNT").arg(count),
+            };
+        }
+        let replies: Vec<StreamRangeReply> = pipe.query_async(conn).await?;
+        results.extend(replies.into_iter().map(|reply| reply.ids));
+    }
+    Ok(results)
+}
+
+/// Acknowledges entries and trims streams, all in one pipeline.
+pub async fn ack_and_trim(
+    conn: &mut ConnectionManager,
+    group: &str,
+    acks: &[(Uuid, Vec<String>)],
+    trims: &[(Uuid, u64)],
+) -> RedisResult<()> {
+    if acks.is_empty() && trims.is_empty() {
+        return Ok(());
+    }
+    let mut pipe = redis::pipe();
+    for (board, ids) in acks {
+        pipe.cmd("XACK")
+            .arg(stream_key(*board))
+            .arg(group)
+            .arg(ids)
+            .ignore();
+    }
+    for (board, min_version) in trims {
+        pipe.cmd("XTRIM")
+            .arg(stream_key(*board))
+            .arg("MINID")
+            .arg(entry_id(*min_version))
+            .ignore();
+    }
+    pipe.query_async::<()>(conn).await
+}
+
+/// Deletes consumers (other than `me`) that hold no pending entry and have
+/// been idle longer than `idle`: each restart leaves one behind per stream.
+/// A consumer with pending entries is kept, or its entries would be lost.
+pub async fn remove_idle_consumers(
+    conn: &mut ConnectionManager,
+    group: &str,
+    me: &str,
+    idle: Duration,
+    boards: &[Uuid],
+) -> RedisResult<usize> {
+    let mut removed = 0;
+    for chunk in boards.chunks(PIPELINE) {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for board in chunk {
+            pipe.cmd("XINFO")
+                .arg("CONSUMERS")
+                .arg(stream_key(*board))
+                .arg(group);
+        }
+        let replies: Vec<Value> = pipe.query_async(conn).await?;
+        let mut delete = redis::pipe();
+        for (board, reply) in chunk.iter().zip(replies) {
+            if matches!(reply, Value::ServerError(_)) {
+                continue;
+            }
+            let info: StreamInfoConsumersReply = redis::from_redis_value(reply)?;
+            for consumer in info.consumers {
+                if consumer.name != me
+                    && consumer.pending == 0
+                    && consumer.idle as u128 > idle.as_millis()
+                {
+                    delete
+                        .cmd("XGROUP")
+                        .arg("DELCONSUMER")
+                        .arg(stream_key(*board))
+                        .arg(group)
+                        .arg(consumer.name)
+                        .ignore();
+                    removed += 1;
+                }
+            }
+        }
+        delete.query_async::<()>(conn).await?;
+    }
+    Ok(removed)
+}
+
+/// Boards registered after registry entry `after`, and the id to read from
+/// next. Waits up to `block` when there are none.
+pub async fn registered_after(
+    conn: &mut ConnectionManager,
+    after: &str,
+    count: usize,
+    block: Duration,
+) -> RedisResult<(Vec<Uuid>, String)> {
+    let reply: Option<StreamReadReply> = redis::cmd("XREAD")
+        .arg("COUNT")
+        .arg(count)
+        .arg("BLOCK")
+        .arg(block.as_millis() as u64)
+        .arg("STREAMS")
+        .arg(REGISTRY)
+        .arg(after)
+        .query_async(conn)
+        .await?;
+    let mut last = after.to_owned();
+    let mut boards = Vec::new();
+    for key in reply.map(|r| r.keys).unwrap_or_default() {
+        for entry in key.ids {
+            if let Some(board) = entry.get::<String>("board_id").and_then(|b| b.parse().ok()) {
+                boards.push(board);
+            }
+            last = entry.id;
+        }
+    }
+    Ok((boards, last))
+}
+
+/// Every board in the registry, in registration order, without duplicates.
+pub async fn registered_boards(conn: &mut ConnectionManager) -> RedisResult<Vec<Uuid>> {
+    let mut boards = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut start = "-".to_owned();
+    loop {
+        let page: StreamRangeReply = redis::cmd("XRANGE")
+            .arg(REGISTRY)
+            .arg(&start)
+            .arg("+")
+            .arg("COUNT")
+            .arg(PIPELINE)
+            .query_async(conn)
+            .await?;
+        let Some(last) = page.ids.last() else {
+            return Ok(boards);
+        };
+        start = format!("({}", last.id);
+        for entry in &page.ids {
+            if let Some(board) = entry.get::<String>("board_id").and_then(|b| b.parse().ok()) {
+                if seen.insert(board) {
+                    boards.push(board);
+                }
+            }
+        }
+    }
+}
+
+/// The last version in each board's stream (0 when empty).
+pub async fn last_versions(
+    conn: &mut ConnectionManager,
+    boards: &[Uuid],
+) -> RedisResult<HashMap<Uuid, u64>> {
+    let mut versions = HashMap::with_capacity(boards.len());
+    for chunk in boards.chunks(PIPELINE) {
+        let mut pipe = redis::pipe();
+        for board in chunk {
+            pipe.cmd("XREVRANGE")
+                .arg(stream_key(*board))
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1);
+        }
+        let replies: Vec<StreamRangeReply> = pipe.query_async(conn).await?;
+        for (board, reply) in chunk.iter().zip(replies) {
+            let last = reply.ids.first().map_or(0, |entry| parse_id(&entry.id).0);
+            versions.insert(*board, last);
+        }
+    }
+    Ok(versions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_ids_parse_back() {
+        let board = Uuid::new_v4();
+        assert_eq!(board_of(&stream_key(board)), Some(board));
+        assert_eq!(board_of("boards:registry"), None);
+        assert_eq!(parse_id("42-0"), (42, 0));
+        assert_eq!(parse_id("42-7"), (42, 7));
+    }
+
+    #[test]
+    fn an_entry_that_does_not_decode_keeps_its_data() {
+        let raw = StreamId {
+            id: "3-0".into(),
+            map: HashMap::from([
+                ("type".into(), Value::BulkString(b"bogus".to_vec())),
+                ("data".into(), Value::BulkString(b"{".to_vec())),
+            ]),
+            ..Default::default()
+        };
+        let entry = Entry::decode(Uuid::new_v4(), raw);
+        assert_eq!(entry.version, 3);
+        assert!(entry.event.is_err());
+        assert!(entry.fields().is_null());
+        assert_eq!(entry.data, "{");
+    }
+}
