@@ -5,11 +5,19 @@
 //!   `apply`. Pure, no I/O; everything else adapts it.
 //! - [`store`]: the `BoardStore` port and the write path both modes share
 //!   (`If-Match`, `Idempotency-Key`, decide); [`store::memory`] is the
-//!   quick-win store.
+//!   quick-win store, [`store::event_sourced`] the `/api` one.
 //! - [`views`]: the contract's JSON shapes, rendered from domain values.
 //! - [`fanout`]: per-board broadcast of event frames inside one process.
+//! - [`eventlog`]: the Redis layout (one stream per board, the atomic
+//!   append script, the board registry); cross-instance fan-out
+//!   ([`eventlog::feed`]) and `streamboard tail` ([`eventlog::tail`]).
+//! - [`presence`]: who watches which board, across instances (`/ws`).
 //! - [`http`]: warp routes, request parsing, the error boundary, and the
 //!   WebSocket gateway ([`http::ws`]).
+//! - [`auth`]: accounts (Argon2id), JWTs, the auth filters and `/api/auth/*`.
+//! - [`postgres`]: embedded migrations and what driver errors mean.
+//! - [`projection`]: the PostgreSQL read model the `projector` binary
+//!   writes: fold, read rows, archive, progress, rebuild.
 //! - [`settings`], [`telemetry`], [`dependencies`]: configuration, logs and
 //!   metrics, connection pools.
 //! - [`app`]: `Application::build` / `run_until_stopped`.

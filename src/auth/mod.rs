@@ -6,8 +6,8 @@
 //! over the cookie a browser attaches by itself (so a stale cookie cannot
 //! shadow a fresh `Authorization` header):
 //! 1. `Authorization: Bearer <token>`;
-//! 2. `?token=<token>`, on WebSocket upgrades only (browsers cannot set
-//!    headers there);
+//! 2. `?token=<token>`, on WebSocket upgrades and the SSE tail only
+//!    (browsers' WebSocket and EventSource cannot set headers);
 //! 3. the `token` cookie (HttpOnly, SameSite=Lax, Secure when
 //!    `auth.cookie_secure`).
 //!
