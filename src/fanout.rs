@@ -12,7 +12,7 @@ use crate::views::EventFrame;
 
 /// Frames a subscriber may fall behind before it has to catch up from
 /// history (see the WebSocket gateway).
-const TOPIC_CAPACITY: usize = 1024;
+const TOPIC_CAPACITY: usize = 128;
 
 #[derive(Default)]
 pub struct Hub {

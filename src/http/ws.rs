@@ -316,7 +316,9 @@ impl Session {
                 message = incoming.next() => match message {
                     Some(Ok(message)) => {
                         last_heard = Instant::now();
-                        self.on_client_message(&outbox, message).await
+                        // Boxed: the subscribe path is large, and inlining it into
+                        // this loop's state would cost every idle connection.
+                        Box::pin(self.on_client_message(&outbox, message)).await
                     }
                     _ => Err(Ending { code: close::GOING_AWAY, reason: "connection closed" }),
                 },

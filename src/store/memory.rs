@@ -129,7 +129,11 @@ impl MemoryStore {
             );
         }
         let event = Arc::new(event);
-        self.hub.publish(EventFrame::new(Arc::clone(&event)));
+        // Frames are built only for watched boards; `watch` subscribes under
+        // this same lock, so no subscriber can miss one.
+        if self.hub.is_watched(board_id) {
+            self.hub.publish(EventFrame::new(Arc::clone(&event)));
+        }
         slot.events.push(event);
         Ok(rendered)
     }
