@@ -70,6 +70,7 @@ impl Application {
         }
         let quick: Arc<dyn BoardStore> = Arc::new(MemoryStore::new(
             settings.quick.max_boards,
+            settings.quick.max_events_per_board,
             Duration::from_secs(u64::from(settings.idempotency.ttl_hours) * 3600),
         ));
         let connections = Arc::new(Semaphore::new(settings.websocket.max_connections));

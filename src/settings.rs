@@ -65,6 +65,8 @@ impl AuthSettings {
 #[derive(Debug, Deserialize)]
 pub struct QuickSettings {
     pub max_boards: usize,
+    /// Events each quick-win board keeps; older ones are folded away.
+    pub max_events_per_board: usize,
 }
 
 #[derive(Debug, Deserialize)]

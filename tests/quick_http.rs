@@ -1085,3 +1085,98 @@ async fn concurrent_task_creates_get_distinct_contiguous_versions() {
     let board_now = server.get_json(&format!("/quick/boards/{board_id}")).await;
     assert_eq!(board_now["tasks"].as_array().unwrap().len(), 30);
 }
+
+#[tokio::test]
+async fn quick_boards_keep_a_bounded_history_and_say_so_past_it() {
+    let server = TestServer::spawn_with(&[("STREAMBOARD__QUICK__MAX_EVENTS_PER_BOARD", "5")]).await;
+    let board = server.quick_board("Bounded").await;
+    let board_id = board["id"].as_str().unwrap();
+    let tasks = format!("/quick/boards/{board_id}/tasks");
+    let early = server
+        .http
+        .post(server.url(&tasks))
+        .header("idempotency-key", "early")
+        .json(&json!({"title": "first"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(early.status(), 201);
+    for i in 0..8 {
+        server.quick_task(board_id, &format!("t{i}")).await;
+    }
+    let late = || {
+        server
+            .http
+            .post(server.url(&tasks))
+            .header("idempotency-key", "late")
+            .json(&json!({"title": "last"}))
+            .send()
+    };
+    let late_first: Value = late().await.unwrap().json().await.unwrap();
+
+    // 11 events; the last 5 (7..=11) are kept.
+    let gone = server
+        .get(&format!("/quick/boards/{board_id}/events?after=0"))
+        .await;
+    let error = error_body(gone, 410).await;
+    assert_eq!(error["code"], "history_trimmed");
+    assert_eq!(error["details"]["oldest_version"], 7);
+    let kept: Value = server
+        .get(&format!("/quick/boards/{board_id}/events?after=6"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        versions(kept["events"].as_array().unwrap()),
+        vec![7, 8, 9, 10, 11]
+    );
+
+    // The board itself is whole, and the list shows the kept events.
+    let read: Value = server
+        .get(&format!("/quick/boards/{board_id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            read["version"].as_u64(),
+            read["tasks"].as_array().unwrap().len()
+        ),
+        (Some(11), 10)
+    );
+    let list: Value = server.get("/quick/boards").await.json().await.unwrap();
+    assert_eq!(
+        versions(list["boards"][0]["events"].as_array().unwrap()),
+        vec![7, 8, 9, 10, 11]
+    );
+
+    // A recent idempotent result replays; one older than the kept history
+    // cannot be shown again and says so instead of writing twice.
+    let late_again = late().await.unwrap();
+    assert_eq!(late_again.headers()["idempotent-replayed"], "true");
+    assert_eq!(late_again.json::<Value>().await.unwrap(), late_first);
+    let early_again = server
+        .http
+        .post(server.url(&tasks))
+        .header("idempotency-key", "early")
+        .json(&json!({"title": "first"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_body(early_again, 409).await["code"], "limit_reached");
+
+    // WebSocket resumes inside the window work; outside it, an error frame.
+    let mut ws = server.ws("/quick/ws").await;
+    ws.send(json!({"type": "subscribe", "board_id": board_id, "since": 2}))
+        .await;
+    assert_eq!(ws.next().await["type"], "subscribed");
+    let refused = ws.next().await;
+    assert_eq!(
+        (refused["type"].as_str(), refused["code"].as_str()),
+        (Some("error"), Some("history_trimmed"))
+    );
+    ws.subscribe(board_id, Some(8)).await;
+    assert_eq!(versions(&ws.events(3).await), vec![9, 10, 11]);
+}

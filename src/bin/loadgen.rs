@@ -7,6 +7,9 @@
 //!
 //! - `quick-mutations`: closed-loop HTTP/1.1 keep-alive PATCHes through
 //!   `/quick` from many connections over many boards (throughput, latency).
+//! - `api-mutations`: the same closed loop through the event-sourced `/api`
+//!   (one registered user, Bearer token), then a check against Redis that
+//!   every 2xx write appended exactly one stream entry.
 //! - `ws-fanout`: many `/quick/ws` subscribers, a writer at a fixed rate;
 //!   each event carries its send time (`fields.t`, unix microseconds) and the
 //!   subscribers measure delivery latency and count deliveries, gaps and loss.
@@ -62,6 +65,8 @@ struct Cli {
 enum Scenario {
     /// Closed-loop PATCH /quick/boards/{id}/tasks/{task_id} from many keep-alive connections.
     QuickMutations(QuickMutations),
+    /// The same closed loop through the event-sourced `/api` (register, boards, PATCH tasks).
+    ApiMutations(ApiMutations),
     /// Fixed-rate writer, many /quick/ws subscribers: deliveries/s and delivery latency.
     WsFanout(WsFanout),
     /// Server RSS per idle, subscribed /quick/ws connection.
@@ -70,27 +75,21 @@ enum Scenario {
 
 #[derive(clap::Args, Clone)]
 struct QuickMutations {
-    /// Concurrent HTTP/1.1 keep-alive connections (one request in flight each).
-    #[arg(long, default_value_t = 64)]
-    connections: usize,
-    /// Boards the mutations are spread over.
-    #[arg(long, default_value_t = 100)]
-    boards: usize,
-    /// Tasks created per board (mutations PATCH these).
-    #[arg(long, default_value_t = 10)]
-    tasks_per_board: usize,
-    /// Seconds measured, after the warm-up.
-    #[arg(long, default_value_t = 10.0)]
-    duration: f64,
-    /// Seconds of load before measuring.
-    #[arg(long, default_value_t = 2.0)]
-    warmup: f64,
-    /// Upper bound on requests sent (warm-up included).
-    #[arg(long, default_value_t = 5_000_000)]
-    max_requests: u64,
-    /// What each PATCH changes.
-    #[arg(long, value_enum, default_value_t = Op::Title)]
-    op: Op,
+    #[command(flatten)]
+    common: LoopArgs,
+}
+
+#[derive(clap::Args, Clone)]
+struct ApiMutations {
+    #[command(flatten)]
+    common: LoopArgs,
+    /// The server's Redis, for the after-run check that every 2xx write
+    /// appended exactly one stream entry (loopback only).
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+    /// Skip that check.
+    #[arg(long)]
+    no_check: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -165,6 +164,7 @@ fn main() -> anyhow::Result<()> {
     let result = runtime.block_on(async move {
         match cli.scenario {
             Scenario::QuickMutations(args) => quick_mutations(&target, args).await,
+            Scenario::ApiMutations(args) => api_mutations(&target, args).await,
             Scenario::WsFanout(args) => ws_fanout(&target, args).await,
             Scenario::WsIdle(args) => ws_idle(&target, args).await,
         }
@@ -401,6 +401,8 @@ struct Http {
     buffer: Vec<u8>,
     body: Vec<u8>,
     closed: bool,
+    /// `Authorization: Bearer ...` sent with every request, if set.
+    bearer: Option<String>,
 }
 
 impl Http {
@@ -416,7 +418,15 @@ impl Http {
             buffer: Vec::with_capacity(8192),
             body: Vec::with_capacity(4096),
             closed: false,
+            bearer: None,
         })
+    }
+
+    /// A connection that authenticates every request with `token`, if any.
+    async fn connect_as(addr: SocketAddr, token: Option<&str>) -> anyhow::Result<Http> {
+        let mut http = Http::connect(addr).await?;
+        http.bearer = token.map(str::to_owned);
+        Ok(http)
     }
 
     /// Sends a request and reads the response; the body is then in `self.body`.
@@ -431,6 +441,9 @@ impl Http {
             "{method} {path} HTTP/1.1\r\nHost: {}\r\n",
             self.host
         )?;
+        if let Some(token) = &self.bearer {
+            write!(self.request, "Authorization: Bearer {token}\r\n")?;
+        }
         if let Some(body) = body {
             write!(
                 self.request,
@@ -530,9 +543,23 @@ struct BoardFixture {
     tasks: Vec<Uuid>,
 }
 
-/// Creates `boards` boards with `tasks` tasks each, over a few connections.
+/// Creates `boards` boards with `tasks` tasks each through `/quick`, over a
+/// few connections.
 async fn create_boards(
     addr: SocketAddr,
+    boards: usize,
+    tasks: usize,
+    label: &str,
+) -> anyhow::Result<Vec<BoardFixture>> {
+    create_boards_at(addr, "/quick", None, boards, tasks, label).await
+}
+
+/// `create_boards` under `prefix` (`/quick` or `/api`), authenticated with
+/// `token` if given.
+async fn create_boards_at(
+    addr: SocketAddr,
+    prefix: &'static str,
+    token: Option<&str>,
     boards: usize,
     tasks: usize,
     label: &str,
@@ -541,14 +568,15 @@ async fn create_boards(
     let mut handles = Vec::new();
     for lane in 0..lanes {
         let label = label.to_string();
+        let token = token.map(str::to_owned);
         handles.push(tokio::spawn(async move {
-            let mut http = Http::connect(addr).await?;
+            let mut http = Http::connect_as(addr, token.as_deref()).await?;
             let mut made = Vec::new();
             for b in (lane..boards).step_by(lanes) {
                 let board = http
                     .json(
                         "POST",
-                        "/quick/boards",
+                        &format!("{prefix}/boards"),
                         &json!({"name": format!("{label} {b}")}),
                         201,
                     )
@@ -562,7 +590,7 @@ async fn create_boards(
                     let task = http
                         .json(
                             "POST",
-                            &format!("/quick/boards/{id}/tasks"),
+                            &format!("{prefix}/boards/{id}/tasks"),
                             &json!({"title": format!("task {t}")}),
                             201,
                         )
@@ -583,54 +611,137 @@ async fn create_boards(
 }
 
 // ---------------------------------------------------------------------------
-// quick-mutations
+// The HTTP closed loop shared by quick-mutations and api-mutations
 // ---------------------------------------------------------------------------
 
 #[derive(Default)]
 struct WorkerTally {
+    /// 2xx responses in the measured window.
     ok: u64,
+    /// Transport errors in the measured window.
     errors: u64,
+    /// Non-2xx responses in the measured window.
     status_errors: u64,
     total_sent: u64,
     reconnects: u64,
+    /// 2xx responses over the whole run (warm-up included).
+    ok_total: u64,
+    /// Transport errors over the whole run: the server may or may not have
+    /// applied those requests.
+    errors_total: u64,
 }
 
-async fn quick_mutations(target: &Target, args: QuickMutations) -> anyhow::Result<Outcome> {
-    let connections = bounded(args.connections, "connections", MAX_CONNECTIONS)?;
-    let boards = bounded(args.boards, "boards", 10_000)?;
-    let tasks_per_board = bounded(args.tasks_per_board, "tasks-per-board", 1000)?;
-    let duration = secs(args.duration, "duration")?;
-    let warmup = secs(args.warmup, "warmup")?;
-    if duration.is_zero() {
-        bail!("--duration must be positive");
+impl WorkerTally {
+    fn add(&mut self, other: &WorkerTally) {
+        self.ok += other.ok;
+        self.errors += other.errors;
+        self.status_errors += other.status_errors;
+        self.total_sent += other.total_sent;
+        self.reconnects += other.reconnects;
+        self.ok_total += other.ok_total;
+        self.errors_total += other.errors_total;
     }
+}
 
-    let fixtures = create_boards(target.addr, boards, tasks_per_board, "quick-mutations").await?;
-    let rss_before = target.server_pid.and_then(|pid| rss_kib(pid).ok());
-    // Every (board, task) pair, interleaved by board so neighbours differ.
-    let mut targets: Vec<(Uuid, Uuid)> = Vec::with_capacity(boards * tasks_per_board);
-    for t in 0..tasks_per_board {
-        for f in &fixtures {
-            targets.push((f.id, f.tasks[t]));
+/// Flags shared by the closed-loop mutation scenarios.
+#[derive(clap::Args, Clone)]
+struct LoopArgs {
+    /// Concurrent HTTP/1.1 keep-alive connections (one request in flight each).
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Boards the mutations are spread over.
+    #[arg(long, default_value_t = 100)]
+    boards: usize,
+    /// Tasks created per board (mutations PATCH these).
+    #[arg(long, default_value_t = 10)]
+    tasks_per_board: usize,
+    /// Seconds measured, after the warm-up.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds of load before measuring.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Upper bound on requests sent (warm-up included).
+    #[arg(long, default_value_t = 5_000_000)]
+    max_requests: u64,
+    /// What each PATCH changes.
+    #[arg(long, value_enum, default_value_t = Op::Title)]
+    op: Op,
+}
+
+impl LoopArgs {
+    fn op_name(&self) -> &'static str {
+        match self.op {
+            Op::Title => "title",
+            Op::Move => "move",
+            Op::Fields => "fields",
         }
     }
-    let paths: Arc<Vec<String>> = Arc::new(
-        targets
-            .iter()
-            .map(|(b, t)| format!("/quick/boards/{b}/tasks/{t}"))
-            .collect(),
-    );
+}
 
+/// Validated closed-loop parameters.
+struct LoopPlan {
+    connections: usize,
+    boards: usize,
+    tasks_per_board: usize,
+    duration: Duration,
+    warmup: Duration,
+}
+
+fn loop_plan(args: &LoopArgs) -> anyhow::Result<LoopPlan> {
+    let plan = LoopPlan {
+        connections: bounded(args.connections, "connections", MAX_CONNECTIONS)?,
+        boards: bounded(args.boards, "boards", 10_000)?,
+        tasks_per_board: bounded(args.tasks_per_board, "tasks-per-board", 1000)?,
+        duration: secs(args.duration, "duration")?,
+        warmup: secs(args.warmup, "warmup")?,
+    };
+    if plan.duration.is_zero() {
+        bail!("--duration must be positive");
+    }
+    Ok(plan)
+}
+
+/// What one closed-loop run measured.
+struct LoopResult {
+    hist: Histogram<u64>,
+    tally: WorkerTally,
+    cpu: Value,
+}
+
+/// Every (board, task) pair under `prefix`, interleaved by board so that
+/// neighbouring requests go to different boards.
+fn task_paths(prefix: &str, fixtures: &[BoardFixture], tasks_per_board: usize) -> Vec<String> {
+    let mut paths = Vec::with_capacity(fixtures.len() * tasks_per_board);
+    for t in 0..tasks_per_board {
+        for f in fixtures {
+            paths.push(format!("{prefix}/boards/{}/tasks/{}", f.id, f.tasks[t]));
+        }
+    }
+    paths
+}
+
+/// `connections` keep-alive connections, one PATCH in flight on each, round
+/// robin over `paths`, for warm-up + duration. 2xx counts as success.
+async fn closed_loop(
+    target: &Target,
+    token: Option<&str>,
+    paths: Vec<String>,
+    plan: &LoopPlan,
+    args: &LoopArgs,
+) -> anyhow::Result<LoopResult> {
+    let connections = plan.connections;
+    let paths = Arc::new(paths);
     // All connections first, so the measured window has them all.
     let mut conns = Vec::with_capacity(connections);
     for _ in 0..connections {
-        conns.push(Http::connect(target.addr).await?);
+        conns.push(Http::connect_as(target.addr, token).await?);
     }
 
     let sent = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
-    let measure_from = start + warmup;
-    let measure_until = measure_from + duration;
+    let measure_from = start + plan.warmup;
+    let measure_until = measure_from + plan.duration;
     let max_requests = args.max_requests;
     let op = args.op;
     let cpu_at_measure = Arc::new(Mutex::new(None::<CpuWindow>));
@@ -640,6 +751,7 @@ async fn quick_mutations(target: &Target, args: QuickMutations) -> anyhow::Resul
         let paths = Arc::clone(&paths);
         let sent = Arc::clone(&sent);
         let addr = target.addr;
+        let token = token.map(str::to_owned);
         handles.push(tokio::spawn(async move {
             let mut hist = new_histogram();
             let mut tally = WorkerTally::default();
@@ -676,7 +788,8 @@ async fn quick_mutations(target: &Target, args: QuickMutations) -> anyhow::Resul
                 tally.total_sent += 1;
                 let measured = began >= measure_from && finished <= measure_until;
                 match result {
-                    Ok(200) => {
+                    Ok(status) if (200..300).contains(&status) => {
+                        tally.ok_total += 1;
                         if measured {
                             tally.ok += 1;
                             hist.saturating_record((finished - began).as_micros().max(1) as u64);
@@ -688,12 +801,13 @@ async fn quick_mutations(target: &Target, args: QuickMutations) -> anyhow::Resul
                         }
                     }
                     Err(_) => {
+                        tally.errors_total += 1;
                         if measured {
                             tally.errors += 1;
                         }
                         // Reconnect (bounded by the deadline) and go on.
                         tokio::time::sleep(Duration::from_millis(10)).await;
-                        if let Ok(fresh) = Http::connect(addr).await {
+                        if let Ok(fresh) = Http::connect_as(addr, token.as_deref()).await {
                             http = fresh;
                             tally.reconnects += 1;
                         }
@@ -726,12 +840,70 @@ async fn quick_mutations(target: &Target, args: QuickMutations) -> anyhow::Resul
     for handle in handles {
         let (h, t) = handle.await?;
         hist.add(&h).ok();
-        tally.ok += t.ok;
-        tally.errors += t.errors;
-        tally.status_errors += t.status_errors;
-        tally.total_sent += t.total_sent;
-        tally.reconnects += t.reconnects;
+        tally.add(&t);
     }
+    Ok(LoopResult { hist, tally, cpu })
+}
+
+/// The JSON fields and summary lines both mutation scenarios report.
+fn loop_report(
+    scenario: &str,
+    plan: &LoopPlan,
+    args: &LoopArgs,
+    result: &LoopResult,
+) -> (Value, String) {
+    let window = plan.duration.as_secs_f64();
+    let tally = &result.tally;
+    let rps = tally.ok as f64 / window;
+    let json = json!({
+        "scenario": scenario,
+        "params": {
+            "connections": plan.connections, "boards": plan.boards,
+            "tasks_per_board": plan.tasks_per_board, "duration_s": window,
+            "warmup_s": plan.warmup.as_secs_f64(), "op": args.op_name(),
+        },
+        "requests_ok": tally.ok,
+        "errors": tally.errors,
+        "non_200": tally.status_errors,
+        "reconnects": tally.reconnects,
+        "total_sent": tally.total_sent,
+        "ok_total": tally.ok_total,
+        "mutations_per_s": rps.round(),
+        "latency": latency_json(&result.hist),
+        "cpu": result.cpu,
+    });
+    let summary = format!(
+        "{scenario}: {rps:.0} mutations/s ({} ok, {} errors, {} non-2xx in {window:.1} s; \
+         {} connections over {} boards, op {})\n  latency: {}\n  {}",
+        tally.ok,
+        tally.errors,
+        tally.status_errors,
+        plan.connections,
+        plan.boards,
+        args.op_name(),
+        latency_line(&result.hist),
+        cpu_line(&result.cpu),
+    );
+    (json, summary)
+}
+
+// ---------------------------------------------------------------------------
+// quick-mutations
+// ---------------------------------------------------------------------------
+
+async fn quick_mutations(target: &Target, args: QuickMutations) -> anyhow::Result<Outcome> {
+    let args = args.common;
+    let plan = loop_plan(&args)?;
+    let fixtures = create_boards(
+        target.addr,
+        plan.boards,
+        plan.tasks_per_board,
+        "quick-mutations",
+    )
+    .await?;
+    let rss_before = target.server_pid.and_then(|pid| rss_kib(pid).ok());
+    let paths = task_paths("/quick", &fixtures, plan.tasks_per_board);
+    let result = closed_loop(target, None, paths, &plan, &args).await?;
     // Server memory growth per mutation (the quick-win store keeps history).
     let rss_after = target.server_pid.and_then(|pid| rss_kib(pid).ok());
     let memory = match (rss_before, rss_after) {
@@ -739,46 +911,107 @@ async fn quick_mutations(target: &Target, args: QuickMutations) -> anyhow::Resul
             "server_rss_before_kib": before,
             "server_rss_after_kib": after,
             "bytes_per_mutation": (after.saturating_sub(before) as f64 * 1024.0
-                / tally.total_sent.max(1) as f64).round(),
+                / result.tally.total_sent.max(1) as f64).round(),
         }),
         _ => Value::Null,
     };
-    let window = duration.as_secs_f64();
-    let rps = tally.ok as f64 / window;
-    let op_name = match op {
-        Op::Title => "title",
-        Op::Move => "move",
-        Op::Fields => "fields",
-    };
-    let json = json!({
-        "scenario": "quick-mutations",
-        "params": {
-            "connections": connections, "boards": boards, "tasks_per_board": tasks_per_board,
-            "duration_s": window, "warmup_s": warmup.as_secs_f64(), "op": op_name,
-        },
-        "requests_ok": tally.ok,
-        "errors": tally.errors,
-        "non_200": tally.status_errors,
-        "reconnects": tally.reconnects,
-        "total_sent": tally.total_sent,
-        "mutations_per_s": rps.round(),
-        "latency": latency_json(&hist),
-        "cpu": cpu,
-        "memory": memory,
-    });
+    let (mut json, summary) = loop_report("quick-mutations", &plan, &args, &result);
+    json["memory"] = memory.clone();
     let summary = format!(
-        "quick-mutations: {rps:.0} mutations/s ({} ok, {} errors, {} non-200 in {window:.1} s; \
-         {connections} connections over {boards} boards, op {op_name})\n  latency: {}\n  {}\n  \
-         server RSS {} KiB -> {} KiB ({} bytes per mutation sent)",
-        tally.ok,
-        tally.errors,
-        tally.status_errors,
-        latency_line(&hist),
-        cpu_line(&cpu),
+        "{summary}\n  server RSS {} KiB -> {} KiB ({} bytes per mutation sent)",
         memory["server_rss_before_kib"],
         memory["server_rss_after_kib"],
         memory["bytes_per_mutation"],
     );
+    Ok(Outcome { json, summary })
+}
+
+// ---------------------------------------------------------------------------
+// api-mutations
+// ---------------------------------------------------------------------------
+
+async fn api_mutations(target: &Target, args: ApiMutations) -> anyhow::Result<Outcome> {
+    let redis_url = args.redis_url.clone();
+    let check = !args.no_check;
+    let args = args.common;
+    let plan = loop_plan(&args)?;
+    if check {
+        let host = redis_url
+            .strip_prefix("redis://")
+            .and_then(|rest| rest.split(['/', '@']).next())
+            .ok_or_else(|| anyhow!("--redis-url must be redis://HOST:PORT[/DB]"))?;
+        loopback_addr(host).context("--redis-url")?;
+    }
+
+    // One user owns every board.
+    let mut http = Http::connect(target.addr).await?;
+    let username = format!("bench{}", &Uuid::new_v4().simple().to_string()[..12]);
+    let session = http
+        .json(
+            "POST",
+            "/api/auth/register",
+            &json!({"username": username, "password": "bench-password-1234"}),
+            201,
+        )
+        .await?;
+    let token = session["token"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no \"token\" in the register response: {session}"))?
+        .to_owned();
+    drop(http);
+
+    let setup_started = Instant::now();
+    let fixtures = create_boards_at(
+        target.addr,
+        "/api",
+        Some(&token),
+        plan.boards,
+        plan.tasks_per_board,
+        "api-mutations",
+    )
+    .await?;
+    let setup_secs = setup_started.elapsed().as_secs_f64();
+    let paths = task_paths("/api", &fixtures, plan.tasks_per_board);
+    let result = closed_loop(target, Some(&token), paths, &plan, &args).await?;
+    let (mut json, mut summary) = loop_report("api-mutations", &plan, &args, &result);
+    json["setup_s"] = json!((setup_secs * 100.0).round() / 100.0);
+
+    // Every 2xx write appended exactly one entry to its board's stream:
+    // board.created + task.created per task + one per successful PATCH.
+    if check {
+        let client = redis::Client::open(redis_url.as_str())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let mut pipe = redis::pipe();
+        for f in &fixtures {
+            pipe.cmd("XLEN")
+                .arg(streamboard::eventlog::stream_key(f.id));
+        }
+        let lens: Vec<u64> = pipe.query_async(&mut conn).await?;
+        let xlen_sum: u64 = lens.iter().sum();
+        let creates = (plan.boards * (1 + plan.tasks_per_board)) as u64;
+        let expected = creates + result.tally.ok_total;
+        // A request that failed in transport may or may not have been applied.
+        let ambiguous = result.tally.errors_total;
+        let consistent = xlen_sum >= expected && xlen_sum <= expected + ambiguous;
+        json["events_check"] = json!({
+            "xlen_sum": xlen_sum,
+            "boards": plan.boards,
+            "tasks_created": plan.boards * plan.tasks_per_board,
+            "patch_2xx_total": result.tally.ok_total,
+            "expected": expected,
+            "transport_errors_total": ambiguous,
+            "consistent": consistent,
+        });
+        summary.push_str(&format!(
+            "\n  event check: sum of XLEN over {} board streams = {xlen_sum}; expected {} boards \
+             + {} tasks + {} PATCH 2xx = {expected} ({})",
+            plan.boards,
+            plan.boards,
+            plan.boards * plan.tasks_per_board,
+            result.tally.ok_total,
+            if consistent { "OK" } else { "MISMATCH" },
+        ));
+    }
     Ok(Outcome { json, summary })
 }
 

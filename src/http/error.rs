@@ -154,6 +154,18 @@ impl From<StoreError> for ApiError {
             StoreError::LimitReached(message) => {
                 ApiError::new(StatusCode::CONFLICT, "limit_reached", message)
             }
+            StoreError::HistoryTrimmed { oldest } => ApiError {
+                details: Some(json!({ "oldest_version": oldest })),
+                ..ApiError::new(
+                    StatusCode::GONE,
+                    "history_trimmed",
+                    format!(
+                        "events before version {oldest} are no longer kept; \
+                         resume from version {} or later",
+                        oldest - 1
+                    ),
+                )
+            },
             StoreError::Unavailable(message) => ApiError::unavailable(message),
             StoreError::Internal(error) => {
                 tracing::error!(error = format!("{error:#}"), "internal error");

@@ -220,7 +220,7 @@ impl EventSourcedStore {
             }
             history.extend(page);
         }
-        record.replay(key, &history)
+        record.replay(key, None, &history)
     }
 
     /// Keeps `user:<id>:boards` a superset of each user's boards: added

@@ -4,7 +4,7 @@
 //! decides, folds, records and publishes under that lock, so events reach
 //! subscribers in version order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,23 +31,30 @@ pub struct MemoryStore {
     boards: DashMap<Uuid, Arc<Mutex<BoardSlot>>>,
     hub: Hub,
     max_boards: usize,
+    max_events_per_board: usize,
     idempotency_ttl: Duration,
 }
 
 #[derive(Default)]
 struct BoardSlot {
     board: Option<Board>,
-    events: Vec<Arc<BoardEvent>>,
+    /// The board just before the oldest kept event: older events are folded
+    /// into it, so memory stays bounded while every state after it can
+    /// still be rebuilt (idempotent replays).
+    base: Option<Board>,
+    /// The latest events, at most `max_events_per_board`.
+    events: VecDeque<Arc<BoardEvent>>,
     /// Keyed by (actor, Idempotency-Key), next to the board they wrote to.
     idempotency: HashMap<(Option<Uuid>, String), (Instant, IdempotencyRecord)>,
 }
 
 impl MemoryStore {
-    pub fn new(max_boards: usize, idempotency_ttl: Duration) -> Self {
+    pub fn new(max_boards: usize, max_events_per_board: usize, idempotency_ttl: Duration) -> Self {
         MemoryStore {
             boards: DashMap::new(),
             hub: Hub::default(),
             max_boards,
+            max_events_per_board: max_events_per_board.max(1),
             idempotency_ttl,
         }
     }
@@ -98,7 +105,7 @@ impl MemoryStore {
             slot.idempotency
                 .retain(|_, (stored_at, _)| now.duration_since(*stored_at) < ttl);
             if let Some((_, record)) = slot.idempotency.get(&(actor, key.key.clone())) {
-                return record.replay(key, slot.events.iter().map(|e| &**e));
+                return record.replay(key, slot.base.clone(), slot.events.iter().map(|e| &**e));
             }
         }
         let ctx = context(actor);
@@ -134,7 +141,12 @@ impl MemoryStore {
         if self.hub.is_watched(board_id) {
             self.hub.publish(EventFrame::new(Arc::clone(&event)));
         }
-        slot.events.push(event);
+        slot.events.push_back(event);
+        if slot.events.len() > self.max_events_per_board {
+            if let Some(oldest) = slot.events.pop_front() {
+                apply(&mut slot.base, &oldest);
+            }
+        }
         Ok(rendered)
     }
 
@@ -151,9 +163,11 @@ impl BoardStore for MemoryStore {
             self.boards.iter().map(|slot| Arc::clone(&slot)).collect();
         let mut rendered: Vec<(chrono::DateTime<Utc>, Uuid, serde_json::Value)> = Vec::new();
         for slot in slots {
-            let slot = slot.lock();
+            let mut slot = slot.lock();
+            let slot = &mut *slot;
+            let events = slot.events.make_contiguous();
             if let Ok(board) = readable(slot.board.as_ref(), caller) {
-                let view = BoardView::new(board).with_events(&slot.events);
+                let view = BoardView::new(board).with_events(events);
                 let value = serde_json::to_value(&view).map_err(anyhow::Error::from)?;
                 rendered.push((board.created_at, board.id, value));
             }
@@ -201,12 +215,18 @@ impl BoardStore for MemoryStore {
     ) -> Result<Vec<Arc<BoardEvent>>, StoreError> {
         let slot = self.slot(board_id)?;
         let slot = slot.lock();
-        history_readable(slot.board.as_ref(), caller)?;
-        // Version v is at index v - 1: versions start at 1 with no gaps.
-        let start = usize::try_from(after)
+        let board = history_readable(slot.board.as_ref(), caller)?;
+        let oldest_kept = slot.base.as_ref().map_or(1, |base| base.version + 1);
+        if after + 1 < oldest_kept && after < board.version {
+            return Err(StoreError::HistoryTrimmed {
+                oldest: oldest_kept,
+            });
+        }
+        // Versions are contiguous: version v sits at index v - oldest_kept.
+        let start = usize::try_from((after + 1).saturating_sub(oldest_kept))
             .unwrap_or(usize::MAX)
             .min(slot.events.len());
-        Ok(slot.events[start..].iter().take(limit).cloned().collect())
+        Ok(slot.events.range(start..).take(limit).cloned().collect())
     }
 
     async fn watch(&self, caller: Caller, board_id: Uuid) -> Result<Watch, StoreError> {

@@ -106,6 +106,9 @@ pub enum StoreError {
     IdempotencyKeyReused,
     #[error("{0}")]
     LimitReached(String),
+    /// The versions asked for are older than the history this store keeps.
+    #[error("history before version {oldest} is no longer kept")]
+    HistoryTrimmed { oldest: u64 },
     /// A dependency (Redis, PostgreSQL) cannot be reached.
     #[error("{0}")]
     Unavailable(String),

@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{IdempotencyKey, Rendered, StoreError, WriteRequest};
-use crate::domain::{decide, Board, BoardEvent, Context};
+use crate::domain::{apply, decide, Board, BoardEvent, Context};
 use crate::views::{self, View};
 
 /// What an idempotent write did, kept to answer its retries: the version
@@ -34,23 +34,35 @@ impl IdempotencyRecord {
     pub fn replay<'a>(
         &self,
         key: &IdempotencyKey,
+        start: Option<Board>,
         history: impl IntoIterator<Item = &'a BoardEvent>,
     ) -> Result<Rendered, StoreError> {
         if self.fingerprint != key.fingerprint {
             return Err(StoreError::IdempotencyKeyReused);
         }
-        let board = Board::from_events(
-            history
-                .into_iter()
-                .take_while(|e| e.version <= self.version),
-        )
-        .filter(|board| board.version == self.version)
-        .ok_or_else(|| {
-            StoreError::Internal(anyhow::anyhow!(
-                "history ends before the idempotent write's version {}",
-                self.version
-            ))
-        })?;
+        // `start` is the board before the first event of `history` (None
+        // for a whole history); a board already past the version cannot
+        // show what the first request saw.
+        if start.as_ref().is_some_and(|b| b.version > self.version) {
+            return Err(StoreError::LimitReached(
+                "the first result of this idempotent request is no longer kept".into(),
+            ));
+        }
+        let mut state = start;
+        for event in history
+            .into_iter()
+            .take_while(|e| e.version <= self.version)
+        {
+            apply(&mut state, event);
+        }
+        let board = state
+            .filter(|board| board.version == self.version)
+            .ok_or_else(|| {
+                StoreError::Internal(anyhow::anyhow!(
+                    "history ends before the idempotent write's version {}",
+                    self.version
+                ))
+            })?;
         let mut rendered = views::render(&board, self.reply)?;
         rendered.replayed = true;
         Ok(rendered)
