@@ -4,14 +4,23 @@
 #   ./scripts/bench.sh                     build release, run every scenario RUNS
 #                                          times, each on a fresh server, then the
 #                                          Redis XADD baseline; print a markdown table
-#   ./scripts/bench.sh quick xadd          only some: quick, ws-fanout, ws-idle, xadd
+#   ./scripts/bench.sh quick xadd          only some: quick, ws-fanout, ws-idle, api,
+#                                          projector, xadd
+#
+#   api:       loadgen api-mutations against the event-sourced /api; each run
+#              gets a fresh server, a fresh PostgreSQL database (createdb, dropped
+#              afterwards) and the local Redis; the run's Redis keys are deleted.
+#   projector: tests/projector_throughput.rs (its own throwaway Redis and
+#              database), RUNS times.
 #
 # Knobs (environment):
 #   RUNS=3            runs per scenario; the table shows medians
 #   PORT=18090        loopback port of the server under test
 #   OUT=target/bench  where results (JSON lines, logs, table) go
 #   SKIP_BUILD=1      use the binaries already in target/release
-#   QUICK_ARGS / FANOUT_ARGS / IDLE_ARGS   extra loadgen flags per scenario
+#   QUICK_ARGS / FANOUT_ARGS / IDLE_ARGS / API_ARGS   extra loadgen flags per scenario
+#   PG_HOST=127.0.0.1 PG_PORT=5432 PG_USER=postgres   PostgreSQL for api
+#   BENCH_BOARDS=1000 BENCH_EVENTS_PER_BOARD=100       projector test size
 #   REDIS_HOST=127.0.0.1 REDIS_PORT=6379 XADD_N=200000 XADD_C=50
 #   QUIET_CORES=0.3 QUIET_MAX=120   before each run, wait up to QUIET_MAX s
 #                     for the machine's other work to drop below QUIET_CORES
@@ -34,17 +43,27 @@ XADD_C=${XADD_C:-50}
 QUICK_ARGS=${QUICK_ARGS:-}
 FANOUT_ARGS=${FANOUT_ARGS:-}
 IDLE_ARGS=${IDLE_ARGS:-}
+API_ARGS=${API_ARGS:-}
+PG_HOST=${PG_HOST:-127.0.0.1}
+PG_PORT=${PG_PORT:-5432}
+PG_USER=${PG_USER:-postgres}
+export BENCH_BOARDS=${BENCH_BOARDS:-1000} BENCH_EVENTS_PER_BOARD=${BENCH_EVENTS_PER_BOARD:-100}
 
 # Targets (docs/BENCHMARKS.md).
 QUICK_TARGET=50000       # mutations/s through /quick
 FANOUT_TARGET=100000     # WebSocket deliveries/s ...
 FANOUT_P99_TARGET=25     # ... with p99 delivery latency <= 25 ms
 IDLE_TARGET=10           # KiB of server RSS per idle WebSocket connection
+API_TARGET=10000         # mutations/s through /api ...
+API_P99_TARGET=10        # ... with p99 latency <= 10 ms
+PROJECTOR_TARGET=25000   # events/s folded into PostgreSQL by one projector
 
 SCENARIOS=("$@")
-[[ ${#SCENARIOS[@]} -gt 0 ]] || SCENARIOS=(quick ws-fanout ws-idle xadd)
+[[ ${#SCENARIOS[@]} -gt 0 ]] || SCENARIOS=(quick ws-fanout ws-idle api projector xadd)
 for s in "${SCENARIOS[@]}"; do
-    case $s in quick | ws-fanout | ws-idle | xadd) ;; *) sb_die "unknown scenario '$s' (quick, ws-fanout, ws-idle, xadd)" ;; esac
+    case $s in quick | ws-fanout | ws-idle | api | projector | xadd) ;;
+    *) sb_die "unknown scenario '$s' (quick, ws-fanout, ws-idle, api, projector, xadd)" ;;
+    esac
 done
 wants() { local s; for s in "${SCENARIOS[@]}"; do [[ $s == "$1" ]] && return 0; done; return 1; }
 
@@ -60,12 +79,18 @@ rm -f "$OUT"/*.jsonl "$OUT"/*.csv "$OUT"/*.log "$OUT"/*.txt "$OUT"/table.md
 
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
     sb_step "Building release binaries (streamboard, loadgen)"
-    cargo build --release --bin streamboard --bin loadgen
+    cargo build --release -p streamboard --bin streamboard --bin loadgen
+    if wants projector; then
+        sb_step "Building the projector and the throughput test (release)"
+        cargo build --release -p projector
+        cargo test --release --test projector_throughput --no-run
+    fi
 fi
 # Copies, so a rebuild during the run cannot swap the binaries under it.
 BIN=$OUT/bin
 mkdir -p "$BIN"
 cp target/release/streamboard target/release/loadgen "$BIN/"
+if wants projector; then cp target/release/projector "$BIN/"; fi
 
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -79,6 +104,7 @@ cp target/release/streamboard target/release/loadgen "$BIN/"
 sed 's/^/    /' "$OUT/env.txt"
 
 SERVER_PID=
+SERVER_ENV=() # extra NAME=VALUE settings for the next start_server
 start_server() { # $1: log name
     local log=$OUT/server-$1.log i
     if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
@@ -88,6 +114,7 @@ start_server() { # $1: log name
         exec env STREAMBOARD__SERVER__ADDR="127.0.0.1:$PORT" \
             STREAMBOARD__LOG__FILTER=warn \
             STREAMBOARD__WEBSOCKET__MAX_CONNECTIONS=20000 \
+            ${SERVER_ENV[@]+"${SERVER_ENV[@]}"} \
             "$BIN/streamboard"
     ) >"$log" 2>&1 &
     SERVER_PID=$!
@@ -105,7 +132,29 @@ stop_server() {
     wait "$SERVER_PID" 2>/dev/null || true
     SERVER_PID=
 }
-trap stop_server EXIT
+API_DB=
+drop_api_db() {
+    [[ -n $API_DB ]] || return 0
+    dropdb -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" --if-exists "$API_DB" || true
+    API_DB=
+}
+# The keys an api run leaves in Redis: board streams and their side keys,
+# the registry, users' board sets, WebSocket bookkeeping.
+clean_api_redis() {
+    local pattern
+    for pattern in 'board:{*' 'boards:registry' 'user:*:boards' 'ws:*'; do
+        redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" --scan --pattern "$pattern" |
+            xargs -r -n 500 redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" DEL >/dev/null
+    done
+}
+cleanup() {
+    stop_server
+    if [[ -n $API_DB ]]; then
+        drop_api_db
+        clean_api_redis
+    fi
+}
+trap cleanup EXIT
 
 # busy_cores: cores the machine keeps busy over one second (from /proc/stat).
 busy_cores() {
@@ -138,11 +187,20 @@ wait_quiet() {
 }
 
 # run_scenario NAME LOADGEN-ARGS...: RUNS runs, each on a fresh server.
+# With API_MODE=1, each run also gets a fresh PostgreSQL database, and the
+# server uses it and the local Redis (the event-sourced /api).
 run_scenario() {
     local name=$1 run
     shift
     for ((run = 1; run <= RUNS; run++)); do
         sb_step "$name: run $run of $RUNS"
+        SERVER_ENV=()
+        if [[ ${API_MODE:-0} == 1 ]]; then
+            API_DB=sb_bench_$$_$run
+            createdb -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" "$API_DB"
+            SERVER_ENV=("STREAMBOARD__REDIS__URL=redis://$REDIS_HOST:$REDIS_PORT"
+                "STREAMBOARD__POSTGRES__URL=postgres://$PG_USER@$PG_HOST:$PG_PORT/$API_DB")
+        fi
         start_server "$name-$run"
         wait_quiet
         # timeout: a last guard; every scenario is bounded by its own flags.
@@ -154,6 +212,10 @@ run_scenario() {
         fi
         sed 's/^/    /' "$OUT/$name-$run.txt"
         stop_server
+        if [[ ${API_MODE:-0} == 1 ]]; then
+            drop_api_db
+            clean_api_redis
+        fi
         sleep 1
     done
 }
@@ -172,6 +234,32 @@ if wants quick; then run_scenario quick quick-mutations $QUICK_ARGS; fi
 if wants ws-fanout; then run_scenario ws-fanout ws-fanout $FANOUT_ARGS; fi
 # shellcheck disable=SC2086
 if wants ws-idle; then run_scenario ws-idle ws-idle $IDLE_ARGS; fi
+if wants api; then
+    sb_have createdb || sb_die "api needs createdb/dropdb (PostgreSQL client tools)"
+    [[ $(redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]] ||
+        sb_die "api needs Redis on $REDIS_HOST:$REDIS_PORT"
+    # shellcheck disable=SC2086
+    API_MODE=1 run_scenario api api-mutations --redis-url "redis://$REDIS_HOST:$REDIS_PORT" $API_ARGS
+fi
+if wants projector; then
+    for ((run = 1; run <= RUNS; run++)); do
+        sb_step "projector: run $run of $RUNS ($BENCH_BOARDS boards x $BENCH_EVENTS_PER_BOARD events)"
+        wait_quiet
+        if ! STREAMBOARD_PROJECTOR_BIN="$BIN/projector" timeout 600 \
+            cargo test --release --test projector_throughput -- --ignored --nocapture \
+            >"$OUT/projector-$run.txt" 2>&1; then
+            tail -30 "$OUT/projector-$run.txt" >&2
+            sb_die "projector run $run failed"
+        fi
+        grep -E '^(projector throughput|CPU seconds)' "$OUT/projector-$run.txt" | sed 's/^/    /'
+        # "... in 3.21 s = 31234 events/s" and "CPU seconds: projector 1.2, PostgreSQL backends 2.3, Redis 0.4 ..."
+        awk '
+            /^projector throughput:/ { for (i = 1; i <= NF; i++) { if ($i == "s" && $(i+1) == "=") secs = $(i-1); if ($i == "events/s") eps = $(i-1) } }
+            /^CPU seconds:/ { gsub(",", ""); for (i = 1; i <= NF; i++) { if ($i == "projector") p = $(i+1); if ($i == "backends") pg = $(i+1); if ($i == "Redis") r = $(i+1); if ($i == "events" && $(i+1) == "per") epc = $(i-1) } }
+            END { printf "{\"events_per_s\":%s,\"seconds\":%s,\"cpu_projector_s\":%s,\"cpu_postgres_s\":%s,\"cpu_redis_s\":%s,\"events_per_cpu_s\":%s}\n", eps, secs, p, pg, r, epc }
+        ' "$OUT/projector-$run.txt" >>"$OUT/projector.jsonl"
+    done
+fi
 
 XADD=
 if wants xadd; then
@@ -238,6 +326,25 @@ sb_step "Results (medians of $RUNS runs)"
         echo "| ws-idle | server RSS KiB per idle connection | $m | $(runs "$f" .kib_per_connection) | <= $IDLE_TARGET | $(pass "$(jq -n "$m <= $IDLE_TARGET")") | |"
         echo "| ws-idle | same, as the slope of RSS over open connections | $(median "$f" .kib_per_connection_slope) | $(runs "$f" .kib_per_connection_slope) | | | |"
         echo "| ws-idle | connections opened | $(median "$f" .opened) | $(runs "$f" .opened) | | | |"
+    fi
+    if [[ -s $OUT/api.jsonl ]]; then
+        f=$OUT/api.jsonl
+        m=$(median "$f" .mutations_per_s)
+        p=$(median "$f" .latency.p99_ms)
+        echo "| api-mutations | mutations/s | $m | $(runs "$f" .mutations_per_s) | >= $API_TARGET | $(pass "$(jq -n "$m >= $API_TARGET")") | $(ratio "$m") |"
+        echo "| api-mutations | p99 latency (ms) | $p | $(runs "$f" .latency.p99_ms) | <= $API_P99_TARGET | $(pass "$(jq -n "$p <= $API_P99_TARGET")") | |"
+        echo "| api-mutations | p50 latency (ms) | $(median "$f" .latency.p50_ms) | $(runs "$f" .latency.p50_ms) | | | |"
+        echo "| api-mutations | errors + non-2xx | $(median "$f" '.errors + .non_200') | $(runs "$f" '.errors + .non_200') | 0 | | |"
+        echo "| api-mutations | stream entries = boards + tasks + 2xx PATCHes | | $(runs "$f" '"\(.events_check.xlen_sum) = \(.events_check.expected): \(.events_check.consistent)"') | exact | $(pass "$(jq -s 'all(.[]; .events_check.consistent == true)' "$f")") | |"
+        echo "| api-mutations | CPU cores: server / loadgen / other processes | $(median "$f" .cpu.server_cores) / $(median "$f" .cpu.loadgen_cores) / $(median "$f" .cpu.other_cores) | $(runs "$f" '"\(.cpu.server_cores)/\(.cpu.loadgen_cores)/\(.cpu.other_cores)"') | | | |"
+        echo "| api-mutations | mutations per server CPU-second | $(median "$f" "$PER_CORE_Q") | $(runs "$f" "$PER_CORE_Q") | | | |"
+    fi
+    if [[ -s $OUT/projector.jsonl ]]; then
+        f=$OUT/projector.jsonl
+        m=$(median "$f" .events_per_s)
+        echo "| projector ($BENCH_BOARDS boards x $BENCH_EVENTS_PER_BOARD) | events/s | $m | $(runs "$f" .events_per_s) | >= $PROJECTOR_TARGET | $(pass "$(jq -n "$m >= $PROJECTOR_TARGET")") | $(ratio "$m") |"
+        echo "| projector | CPU s: projector / PostgreSQL / Redis | $(median "$f" .cpu_projector_s) / $(median "$f" .cpu_postgres_s) / $(median "$f" .cpu_redis_s) | $(runs "$f" '"\(.cpu_projector_s)/\(.cpu_postgres_s)/\(.cpu_redis_s)"') | | | |"
+        echo "| projector | events per CPU-second (all three) | $(median "$f" .events_per_cpu_s) | $(runs "$f" .events_per_cpu_s) | | | |"
     fi
     if [[ -s $OUT/xadd.jsonl ]]; then
         f=$OUT/xadd.jsonl
