@@ -52,7 +52,13 @@ pub struct Application {
     server: Pin<Box<dyn Future<Output = ()> + Send>>,
     shutdown: watch::Sender<bool>,
     grace: Duration,
+    /// Fan-out and presence: they clean up after themselves (consumer
+    /// groups, heartbeats) once told to stop, so shutdown waits for them.
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
+
+/// How long shutdown waits for background tasks to clean up.
+const BACKGROUND_CLEANUP: Duration = Duration::from_secs(3);
 
 impl Application {
     /// Binds the listener and wires the stores; serving starts in
@@ -82,12 +88,13 @@ impl Application {
             connections.clone(),
             stopping.clone(),
         );
+        let mut background = Vec::new();
         let api = match (&dependencies.redis, &dependencies.postgres) {
             (Some(redis), Some(users)) => {
                 prepare_schema(users).await?;
                 let hub = Arc::new(Hub::default());
                 let feed = StreamFeed::new(redis.clone(), hub.clone());
-                tokio::spawn(feed.clone().run(stopping.clone()));
+                background.push(tokio::spawn(feed.clone().run(stopping.clone())));
                 let store: Arc<dyn BoardStore> = Arc::new(EventSourcedStore::new(
                     EventLog::new(redis.clone()),
                     hub,
@@ -99,7 +106,7 @@ impl Application {
                 let presence = Presence::new(redis.clone());
                 if let Some(url) = settings.redis_url() {
                     let client = redis::Client::open(url).context("redis.url")?;
-                    tokio::spawn(presence.clone().run(client, stopping.clone()));
+                    background.push(tokio::spawn(presence.clone().run(client, stopping.clone())));
                 }
                 let gateway = ws::Gateway::new(
                     store.clone(),
@@ -140,6 +147,7 @@ impl Application {
             server: Box::pin(server),
             shutdown,
             grace,
+            background,
         })
     }
 
@@ -154,6 +162,7 @@ impl Application {
             mut server,
             shutdown,
             grace,
+            background,
             ..
         } = self;
         tokio::select! {
@@ -164,6 +173,13 @@ impl Application {
         shutdown.send_replace(true);
         if tokio::time::timeout(grace, server).await.is_err() {
             tracing::warn!("grace period over; dropping the remaining connections");
+        }
+        let cleanup = futures_util::future::join_all(background);
+        if tokio::time::timeout(BACKGROUND_CLEANUP, cleanup)
+            .await
+            .is_err()
+        {
+            tracing::warn!("background tasks did not finish cleaning up in time");
         }
     }
 }

@@ -217,3 +217,39 @@ async fn many_clients_resuming_at_once_share_the_reads_of_a_board() {
     // then its history): 60 reads or more.
     assert!(reads <= 10, "30 resuming clients cost {reads} stream reads");
 }
+
+#[tokio::test]
+async fn a_graceful_shutdown_leaves_no_fan_out_state_in_redis() {
+    let redis = TestRedis::start();
+    let db = TestDb::create();
+    let server = api_server(&redis, &db).await;
+    let token = register(&server, "tidy_user").await;
+    let board = authed_post(&server, &token, "/api/boards", json!({"name": "Tidy"})).await;
+    let board_id = board["id"].as_str().unwrap().to_owned();
+    let mut client = server.ws(&format!("/ws?token={token}")).await;
+    client.subscribe(&board_id, None).await;
+    authed_post(
+        &server,
+        &token,
+        &format!("/api/boards/{board_id}/tasks"),
+        json!({"title": "x"}),
+    )
+    .await;
+    client.events(1).await; // the instance's group exists and has delivered
+    let stream = format!("board:{{{board_id}}}:events");
+    assert!(redis.cli(&["XINFO", "GROUPS", &stream]).contains("ws:"));
+
+    let status = server.terminate().await;
+
+    assert!(status.success(), "{status}");
+    assert_eq!(
+        redis.cli(&["EXISTS", "ws:instances"]),
+        "0",
+        "heartbeat left behind"
+    );
+    let groups = redis.cli(&["XINFO", "GROUPS", &stream]);
+    assert!(
+        !groups.contains("ws:"),
+        "fan-out group left behind: {groups}"
+    );
+}
