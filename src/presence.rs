@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use dashmap::DashMap;
 use deadpool_redis::Pool;
@@ -21,19 +21,14 @@ use serde_json::json;
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
+use crate::eventlog::unix_millis;
+
 const CHANNEL_PREFIX: &str = "presence:";
 const HEARTBEAT: Duration = Duration::from_secs(15);
 const STALE: Duration = Duration::from_secs(45);
 
 fn presence_key(board_id: Uuid) -> String {
     format!("board:{{{board_id}}}:presence")
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 pub struct Presence {
@@ -124,7 +119,9 @@ impl Presence {
         let mut connection = self.connection().await?;
         let key = presence_key(board_id);
         if here {
-            let _: i64 = connection.hset(&key, self.field(user), now_ms()).await?;
+            let _: i64 = connection
+                .hset(&key, self.field(user), unix_millis())
+                .await?;
         } else {
             let _: i64 = connection.hdel(&key, self.field(user)).await?;
         }
@@ -139,7 +136,7 @@ impl Presence {
         let mut connection = self.connection().await?;
         let key = presence_key(board_id);
         let fields: HashMap<String, u64> = connection.hgetall(&key).await?;
-        let cutoff = now_ms().saturating_sub(STALE.as_millis() as u64);
+        let cutoff = unix_millis().saturating_sub(STALE.as_millis() as u64);
         let mut users = BTreeSet::new();
         let mut stale = Vec::new();
         for (field, heartbeat) in fields {
@@ -226,7 +223,7 @@ impl Presence {
             return Ok(());
         }
         let mut connection = self.connection().await?;
-        let now = now_ms();
+        let now = unix_millis();
         for (board_id, user) in mine {
             let _: i64 = connection
                 .hset(presence_key(board_id), self.field(user), now)

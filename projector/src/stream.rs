@@ -14,7 +14,7 @@ use redis::streams::{
 use redis::{RedisResult, Value};
 use serde_json::json;
 use streamboard::domain::BoardEvent;
-use streamboard::eventlog::{decode_entry, entry, entry_id, stream_key, REGISTRY};
+use streamboard::eventlog::{board_of, decode_entry, entry, entry_id, stream_key, REGISTRY};
 use uuid::Uuid;
 
 /// Commands per pipeline when a command is sent for each of many streams.
@@ -120,14 +120,6 @@ fn text(value: &Value) -> String {
 pub fn parse_id(id: &str) -> (u64, u64) {
     let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
     (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
-}
-
-/// The board of a stream key `board:{<id>}:events`.
-pub fn board_of(key: &str) -> Option<Uuid> {
-    key.strip_prefix("board:{")?
-        .strip_suffix("}:events")?
-        .parse()
-        .ok()
 }
 
 /// Creates the group on each board's stream (and the stream, if the board

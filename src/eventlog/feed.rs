@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use deadpool_redis::Pool;
 use parking_lot::Mutex;
@@ -22,7 +22,7 @@ use redis::AsyncCommands;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{board_of, decode_entry, entry_id, stream_key};
+use super::{board_of, decode_entry, entry_id, stream_key, unix_millis};
 use crate::fanout::Hub;
 use crate::views::EventFrame;
 
@@ -50,13 +50,6 @@ fn group_of(instance: &str) -> String {
 
 fn streams_of(instance: &str) -> String {
     format!("ws:instance:{instance}:streams")
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl StreamFeed {
@@ -233,7 +226,7 @@ impl StreamFeed {
 
     async fn heartbeat_and_reap(&self) -> redis::RedisResult<()> {
         let mut connection = self.connection().await?;
-        let now = now_ms();
+        let now = unix_millis();
         let _: i64 = connection.zadd(INSTANCES, &self.instance, now).await?;
         let cutoff = now.saturating_sub(INSTANCE_EXPIRY.as_millis() as u64);
         let gone: Vec<String> = connection
@@ -277,5 +270,7 @@ mod tests {
         let id = Uuid::new_v4();
         assert_eq!(board_of(&stream_key(id)), Some(id));
         assert_eq!(board_of("board:nope:events"), None);
+        assert_eq!(board_of(&format!("board:{{{id}}}:presence")), None);
+        assert_eq!(board_of("boards:registry"), None);
     }
 }

@@ -55,9 +55,18 @@ pub fn user_boards_key(user_id: Uuid) -> String {
 
 /// The board a stream key belongs to: `board:{<id>}:events` -> `<id>`.
 pub fn board_of(key: &str) -> Option<Uuid> {
-    let start = key.find('{')? + 1;
-    let end = key[start..].find('}')? + start;
-    key[start..end].parse().ok()
+    key.strip_prefix("board:{")?
+        .strip_suffix("}:events")?
+        .parse()
+        .ok()
+}
+
+/// Milliseconds since the Unix epoch, for heartbeats kept in Redis.
+pub(crate) fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// The stream id of a version.
@@ -266,24 +275,6 @@ impl EventLog {
         let mut connection = self.connection().await?;
         let ids: Vec<String> = within(connection.smembers(user_boards_key(user_id))).await??;
         Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
-    }
-
-    /// Every board in the registry, in registration order, without duplicates.
-    pub async fn registered_boards(&self) -> Result<Vec<Uuid>, LogError> {
-        let mut connection = self.connection().await?;
-        let reply: StreamRangeReply = within(connection.xrange_all(REGISTRY)).await??;
-        let mut seen = std::collections::HashSet::new();
-        Ok(reply
-            .ids
-            .iter()
-            .filter_map(|entry| entry.get::<String>("board_id"))
-            .filter_map(|id| id.parse::<Uuid>().ok())
-            .filter(|id| seen.insert(*id))
-            .collect())
-    }
-
-    pub fn pool(&self) -> &Pool {
-        &self.pool
     }
 }
 

@@ -149,11 +149,6 @@ impl MemoryStore {
         }
         Ok(rendered)
     }
-
-    /// The hub this store publishes to, for the WebSocket gateway.
-    pub fn hub(&self) -> &Hub {
-        &self.hub
-    }
 }
 
 #[async_trait]
