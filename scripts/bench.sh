@@ -79,7 +79,7 @@ rm -f "$OUT"/*.jsonl "$OUT"/*.csv "$OUT"/*.log "$OUT"/*.txt "$OUT"/table.md
 
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
     sb_step "Building release binaries (streamboard, loadgen)"
-    cargo build --release -p streamboard --bin streamboard --bin loadgen
+    cargo build --release -p streamboard -p loadgen --bins
     if wants projector; then
         sb_step "Building the projector and the throughput test (release)"
         cargo build --release -p projector
