@@ -15,7 +15,7 @@ use crate::dependencies::Dependencies;
 use crate::eventlog::feed::StreamFeed;
 use crate::eventlog::EventLog;
 use crate::fanout::Hub;
-use crate::http::{self, ws};
+use crate::http::{self, ws, ApiState, AppState};
 use crate::postgres;
 use crate::presence::Presence;
 use crate::settings::Settings;
@@ -28,24 +28,6 @@ const CACHED_BOARDS: u64 = 10_000;
 /// How long start-up waits for migrations before serving anyway (they are
 /// then retried in the background, and `/api` answers 503 meanwhile).
 const MIGRATION_WAIT: Duration = Duration::from_secs(15);
-
-/// What every request handler may reach.
-pub struct AppState {
-    pub settings: Settings,
-    pub quick: Arc<dyn BoardStore>,
-    pub quick_gateway: Arc<ws::Gateway>,
-    /// The event-sourced mode, when Redis and PostgreSQL are configured.
-    pub api: Option<ApiState>,
-    pub dependencies: Dependencies,
-    pub metrics: PrometheusHandle,
-}
-
-pub struct ApiState {
-    pub store: Arc<dyn BoardStore>,
-    pub auth: Arc<Auth>,
-    pub users: deadpool_postgres::Pool,
-    pub gateway: Arc<ws::Gateway>,
-}
 
 pub struct Application {
     addr: SocketAddr,
@@ -136,12 +118,17 @@ impl Application {
             metrics,
         });
 
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        let addr = listener.local_addr().context("reading the bound address")?;
         let mut stopped = stopping;
-        let (addr, server) = warp::serve(http::routes(state))
-            .try_bind_with_graceful_shutdown(addr, async move {
+        let server = warp::serve(http::routes(state))
+            .incoming(listener)
+            .graceful(async move {
                 let _ = stopped.wait_for(|stopping| *stopping).await;
             })
-            .with_context(|| format!("binding {addr}"))?;
+            .run();
         Ok(Application {
             addr,
             server: Box::pin(server),

@@ -91,6 +91,15 @@ pub fn board_list(mut boards: Vec<(DateTime<Utc>, Uuid, Value)>) -> Bytes {
     to_bytes(&serde_json::json!({ "boards": boards }))
 }
 
+/// A rendered response: the board version it reflects and the JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    pub version: u64,
+    pub body: Option<Bytes>,
+    /// True when an idempotent retry got the stored first result.
+    pub replayed: bool,
+}
+
 /// Renders `view` of `board`; a task that is not there is `NotFound`.
 pub fn render(board: &Board, view: View) -> Result<Rendered, DomainError> {
     let body = match view {
@@ -121,8 +130,6 @@ pub fn render(board: &Board, view: View) -> Result<Rendered, DomainError> {
         replayed: false,
     })
 }
-
-use crate::store::Rendered;
 
 pub fn to_bytes<T: Serialize + ?Sized>(value: &T) -> Bytes {
     // Serialising our own types to a Vec cannot fail: all keys are strings.

@@ -298,7 +298,7 @@ async fn the_token_lifetime_and_secure_cookie_come_from_settings() {
     let body: Value = response.json().await.unwrap();
     let claims = jsonwebtoken::decode::<Claims>(
         body["token"].as_str().unwrap(),
-        &DecodingKey::from_secret(SECRET.as_bytes()),
+        &DecodingKey::from_secret(SECRET.as_bytes()).unwrap(),
         &Validation::new(Algorithm::HS256),
     )
     .unwrap()

@@ -49,7 +49,7 @@ fn sign(algorithm: Algorithm, claims: &Claims, secret: &str) -> String {
     jsonwebtoken::encode(
         &Header::new(algorithm),
         claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
+        &EncodingKey::from_secret(secret.as_bytes()).unwrap(),
     )
     .expect("signing")
 }

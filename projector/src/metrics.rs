@@ -54,9 +54,15 @@ pub fn serve(
         }
         warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4")
     });
-    let (bound, server) = warp::serve(route).try_bind_with_graceful_shutdown(addr, async move {
-        let _ = stop.wait_for(|stop| *stop).await;
-    })?;
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    let bound = listener.local_addr()?;
+    let server = warp::serve(route)
+        .incoming(tokio::net::TcpListener::from_std(listener)?)
+        .graceful(async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        })
+        .run();
     tokio::spawn(server);
     Ok(bound)
 }

@@ -57,9 +57,11 @@ impl TokenKeys {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = LEEWAY_SECONDS;
         validation.set_required_spec_claims(&["exp", "sub"]);
+        // Settings never hand over an empty secret (`Settings::jwt_secret`).
+        let key = secret.as_bytes();
         TokenKeys {
-            encoding: EncodingKey::from_secret(secret.as_bytes()),
-            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            encoding: EncodingKey::from_secret(key).expect("a non-empty HMAC secret"),
+            decoding: DecodingKey::from_secret(key).expect("a non-empty HMAC secret"),
             validation,
             ttl,
         }
@@ -145,7 +147,7 @@ mod tests {
         jsonwebtoken::encode(
             &Header::new(algorithm),
             claims,
-            &EncodingKey::from_secret(secret.as_bytes()),
+            &EncodingKey::from_secret(secret.as_bytes()).expect("a non-empty HMAC secret"),
         )
         .unwrap()
     }
@@ -263,7 +265,7 @@ mod tests {
         let token = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             &loose,
-            &EncodingKey::from_secret(SECRET.as_bytes()),
+            &EncodingKey::from_secret(SECRET.as_bytes()).unwrap(),
         )
         .unwrap();
         assert_refused(keys().verify(&token), "invalid");

@@ -10,8 +10,8 @@
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::Argon2;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
@@ -221,9 +221,9 @@ async fn on_hashing_pool<T: Send + 'static>(
 
 async fn hash(password: String) -> Result<String, ApiError> {
     on_hashing_pool(move || {
-        let salt = SaltString::generate(&mut OsRng);
+        // A random salt from the OS (the `getrandom` feature).
         Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
+            .hash_password(password.as_bytes())
             .map(|hash| hash.to_string())
     })
     .await?
@@ -246,7 +246,7 @@ async fn verify(password: String, stored: Option<String>) -> Result<bool, ApiErr
         let parsed = PasswordHash::new(&stored)?;
         match Argon2::default().verify_password(password.as_bytes(), &parsed) {
             Ok(()) => Ok(true),
-            Err(argon2::password_hash::Error::Password) => Ok(false),
+            Err(argon2::password_hash::Error::PasswordInvalid) => Ok(false),
             Err(error) => Err(error),
         }
     })
@@ -262,10 +262,9 @@ async fn verify(password: String, stored: Option<String>) -> Result<bool, ApiErr
 fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
     DUMMY.get_or_init(|| {
-        let salt = SaltString::generate(&mut OsRng);
         let password = Uuid::new_v4().to_string();
         Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
+            .hash_password(password.as_bytes())
             .expect("Argon2 with default parameters hashes any short password")
             .to_string()
     })

@@ -27,7 +27,6 @@ use redis::{AsyncCommands, Script};
 use uuid::Uuid;
 
 use crate::domain::BoardEvent;
-use crate::store::write::IdempotencyRecord;
 pub use entry::{decode_entry, DecodeError};
 
 /// How long one Redis operation may take before the dependency counts as down.
@@ -101,8 +100,9 @@ pub enum Appended {
     Stored { stream_id: String },
     /// The board was not at the expected version.
     Conflict { current: u64 },
-    /// The idempotency key was already used; here is the first result.
-    Replay(IdempotencyRecord),
+    /// The idempotency key was already used; here is the record stored
+    /// with the first append (opaque to the log: the store's JSON).
+    Replay(String),
 }
 
 /// Checks the expected version and appends in one atomic step; also stores
@@ -190,17 +190,14 @@ impl EventLog {
     pub async fn append(
         &self,
         event: &BoardEvent,
-        idempotency: Option<(&str, &IdempotencyRecord)>,
+        idempotency: Option<(&str, String)>,
         idempotency_ttl: Duration,
         writer: &Writer,
     ) -> Result<Appended, LogError> {
         let mut connection = self.connection().await?;
         let fields = entry::encode(event);
         let (idem_key, record) = match idempotency {
-            Some((key, record)) => (
-                idempotency_key(event.board_id, event.actor, key),
-                serde_json::to_string(record).expect("a record serialises"),
-            ),
+            Some((key, record)) => (idempotency_key(event.board_id, event.actor, key), record),
             None => (String::new(), String::new()),
         };
         let mut invocation = self.append.key(stream_key(event.board_id));
@@ -225,9 +222,7 @@ impl EventLog {
             "conflict" => Ok(Appended::Conflict {
                 current: value.parse().unwrap_or(0),
             }),
-            _ => Ok(Appended::Replay(serde_json::from_str(&value).map_err(
-                |e| LogError::Corrupt(DecodeError::Field("idempotency record", e.to_string())),
-            )?)),
+            _ => Ok(Appended::Replay(value)),
         }
     }
 
@@ -237,11 +232,10 @@ impl EventLog {
         board_id: Uuid,
         actor: Option<Uuid>,
         key: &str,
-    ) -> Result<Option<IdempotencyRecord>, LogError> {
+    ) -> Result<Option<String>, LogError> {
         let mut connection = self.connection().await?;
-        let stored: Option<String> =
-            within(connection.get(idempotency_key(board_id, actor, key))).await??;
-        Ok(stored.and_then(|s| serde_json::from_str(&s).ok()))
+        within(connection.get(idempotency_key(board_id, actor, key))).await?
+            .map_err(LogError::from)
     }
 
     /// Adds a board to the registry; called before its first event.

@@ -150,7 +150,7 @@ pub(super) fn respond(status: StatusCode, rendered: Rendered) -> Response {
             );
             response
         }
-        None => Response::new(warp::hyper::Body::empty()),
+        None => Response::default(),
     };
     *response.status_mut() = if !has_body && status == StatusCode::OK {
         StatusCode::NO_CONTENT

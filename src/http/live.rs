@@ -91,6 +91,9 @@ pub fn route(
                         s.next().await.map(|update| (update, s))
                     })
                     .map(|update| Ok::<_, Infallible>(to_sse(update)));
+                    // warp 0.4 bodies must be `Sync`; the subscription's
+                    // futures are only `Send`, and are polled by one task.
+                    let events = sync_wrapper::SyncStream::new(events);
                     let reply = warp::sse::reply(
                         warp::sse::keep_alive().interval(KEEP_ALIVE).stream(events),
                     );

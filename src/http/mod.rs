@@ -7,6 +7,7 @@ pub mod live;
 pub mod members;
 pub mod ops;
 pub mod request;
+mod state;
 pub mod subscription;
 pub mod ws;
 
@@ -16,10 +17,10 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
-use crate::app::AppState;
 use crate::auth;
 use crate::store::Caller;
 use error::ApiError;
+pub use state::{ApiState, AppState};
 
 /// Every route of the server, with CORS, error recovery and access logs.
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {

@@ -16,8 +16,6 @@ use anyhow::Context as _;
 use deadpool_postgres::{Object, Pool, PoolError};
 use tokio_postgres::error::SqlState;
 
-use crate::domain::DomainError;
-use crate::store::StoreError;
 
 mod embedded {
     refinery::embed_migrations!("src/postgres/migrations");
@@ -76,22 +74,6 @@ impl From<PoolError> for DbError {
             PoolError::NoRuntimeSpecified => DbError::Internal(anyhow::anyhow!("{error}")),
             // Timeouts, a closed pool, and failures to open a connection.
             other => DbError::Unavailable(other.to_string()),
-        }
-    }
-}
-
-impl From<DbError> for StoreError {
-    fn from(error: DbError) -> Self {
-        match error {
-            DbError::Unavailable(detail) => {
-                tracing::warn!(%detail, "PostgreSQL unavailable");
-                StoreError::Unavailable("PostgreSQL is unavailable; retry shortly".into())
-            }
-            // Callers that know which field clashed map this themselves.
-            DbError::UniqueViolation { .. } => StoreError::Domain(DomainError::conflict(
-                "a record with these values already exists",
-            )),
-            DbError::Internal(error) => StoreError::Internal(error),
         }
     }
 }
@@ -207,22 +189,6 @@ mod tests {
         for code in ["23505", "42601", "22P02", "40001"] {
             assert!(!means_unavailable(code), "{code}");
         }
-    }
-
-    #[test]
-    fn unavailable_maps_to_503_without_the_detail() {
-        let store = StoreError::from(DbError::Unavailable("10.0.0.7:5432 refused".into()));
-        match store {
-            StoreError::Unavailable(message) => assert!(!message.contains("10.0.0.7"), "{message}"),
-            other => panic!("{other:?}"),
-        }
-        let unique = StoreError::from(DbError::UniqueViolation {
-            constraint: "users_username_lower".into(),
-        });
-        assert!(matches!(
-            unique,
-            StoreError::Domain(DomainError::Conflict(_))
-        ));
     }
 
     #[test]

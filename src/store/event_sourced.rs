@@ -316,11 +316,8 @@ impl BoardStore for EventSourcedStore {
         }
         let key = request.idempotency.as_ref();
         if let Some(key) = key {
-            if let Some(record) = self
-                .log
-                .idempotent_result(board_id, actor, &key.key)
-                .await?
-            {
+            let stored = self.log.idempotent_result(board_id, actor, &key.key).await?;
+            if let Some(record) = stored.and_then(|json| IdempotencyRecord::from_json(&json).ok()) {
                 return self.replay(board_id, &record, key).await;
             }
         }
@@ -345,13 +342,15 @@ impl BoardStore for EventSourcedStore {
             // The record names the version and the view; a retry renders it
             // from history, so the cached state is only touched once the
             // event is stored.
-            let record = key.map(|key| IdempotencyRecord::new(key, event.version, request.reply));
+            let record = key.map(|key| {
+                let record = IdempotencyRecord::new(key, event.version, request.reply);
+                (key.key.as_str(), record.to_json())
+            });
             let appended = self
                 .log
                 .append(
                     &event,
-                    key.zip(record.as_ref())
-                        .map(|(key, record)| (key.key.as_str(), record)),
+                    record,
                     self.idempotency_ttl,
                     &writer,
                 )
@@ -381,9 +380,12 @@ impl BoardStore for EventSourcedStore {
                         tokio::time::sleep(Duration::from_micros(jitter)).await;
                     }
                 }
-                Ok(Appended::Replay(record)) => {
+                Ok(Appended::Replay(json)) => {
                     return match key {
-                        Some(key) => self.replay(board_id, &record, key).await,
+                        Some(key) => {
+                            let record = IdempotencyRecord::from_json(&json)?;
+                            self.replay(board_id, &record, key).await
+                        }
                         None => Err(StoreError::Internal(anyhow::anyhow!("replay without key"))),
                     };
                 }

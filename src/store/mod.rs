@@ -16,7 +16,9 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use crate::domain::{Board, BoardEvent, Command, DomainError};
+use crate::postgres::DbError;
 use crate::views::{EventFrame, View};
+pub use crate::views::Rendered;
 
 /// A write: the command plus the HTTP-level conditions that guard it.
 #[derive(Debug, Clone)]
@@ -35,15 +37,6 @@ pub struct WriteRequest {
 pub struct IdempotencyKey {
     pub key: String,
     pub fingerprint: String,
-}
-
-/// A rendered response: the board version it reflects and the JSON body.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rendered {
-    pub version: u64,
-    pub body: Option<Bytes>,
-    /// True when an idempotent retry got the stored first result.
-    pub replayed: bool,
 }
 
 /// A live subscription to a board: its version when the subscription
@@ -116,6 +109,22 @@ pub enum StoreError {
     Internal(#[from] anyhow::Error),
 }
 
+impl From<DbError> for StoreError {
+    fn from(error: DbError) -> Self {
+        match error {
+            DbError::Unavailable(detail) => {
+                tracing::warn!(%detail, "PostgreSQL unavailable");
+                StoreError::Unavailable("PostgreSQL is unavailable; retry shortly".into())
+            }
+            // Callers that know which field clashed map this themselves.
+            DbError::UniqueViolation { .. } => StoreError::Domain(DomainError::conflict(
+                "a record with these values already exists",
+            )),
+            DbError::Internal(error) => StoreError::Internal(error),
+        }
+    }
+}
+
 #[async_trait]
 pub trait BoardStore: Send + Sync + 'static {
     /// Every board the caller may see, rendered as `{"boards": [...]}`.
@@ -168,4 +177,25 @@ pub trait BoardStore: Send + Sync + 'static {
 
     /// Called when a subscriber of the board went away.
     fn unwatch(&self, board_id: Uuid);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unavailable_maps_to_503_without_the_detail() {
+        let store = StoreError::from(DbError::Unavailable("10.0.0.7:5432 refused".into()));
+        match store {
+            StoreError::Unavailable(message) => assert!(!message.contains("10.0.0.7"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        let unique = StoreError::from(DbError::UniqueViolation {
+            constraint: "users_username_lower".into(),
+        });
+        assert!(matches!(
+            unique,
+            StoreError::Domain(DomainError::Conflict(_))
+        ));
+    }
 }

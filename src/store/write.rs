@@ -29,6 +29,17 @@ impl IdempotencyRecord {
         }
     }
 
+    /// The record as the event log stores it.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a record serialises")
+    }
+
+    pub fn from_json(json: &str) -> Result<Self, StoreError> {
+        serde_json::from_str(json).map_err(|error| {
+            StoreError::Internal(anyhow::anyhow!("a stored idempotency record: {error}"))
+        })
+    }
+
     /// The first result again, rendered from the board's history up to the
     /// recorded version; an error if the key was reused for another request.
     pub fn replay<'a>(

@@ -1,0 +1,29 @@
+//! What every request handler may reach: the stores, auth, settings and
+//! dependencies, built by [`crate::app::Application::build`].
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use super::ws;
+use crate::auth::Auth;
+use crate::dependencies::Dependencies;
+use crate::settings::Settings;
+use crate::store::BoardStore;
+
+pub struct AppState {
+    pub settings: Settings,
+    pub quick: Arc<dyn BoardStore>,
+    pub quick_gateway: Arc<ws::Gateway>,
+    /// The event-sourced mode, when Redis and PostgreSQL are configured.
+    pub api: Option<ApiState>,
+    pub dependencies: Dependencies,
+    pub metrics: PrometheusHandle,
+}
+
+pub struct ApiState {
+    pub store: Arc<dyn BoardStore>,
+    pub auth: Arc<Auth>,
+    pub users: deadpool_postgres::Pool,
+    pub gateway: Arc<ws::Gateway>,
+}
