@@ -1,6 +1,8 @@
 //! Authentication for the event-sourced mode: accounts ([`users`]), session
-//! tokens ([`token`]), the warp filters that tell who is asking, and the
-//! `/api` auth routes ([`routes()`]).
+//! tokens ([`token`]), and [`Auth`], which tells who is asking from the
+//! credentials a request presents. No HTTP here: the warp filters and the
+//! `/api/auth/*` routes are in `http::auth` and `http::accounts`, and
+//! [`AuthError`] becomes a response in `http::error`.
 //!
 //! A request presents its token in one of these, and the explicit ones win
 //! over the cookie a browser attaches by itself (so a stale cookie cannot
@@ -15,24 +17,18 @@
 //! (expired, forged, another algorithm or secret): 401 with a `Set-Cookie`
 //! that clears `token`. Analytics tokens are refused (403) by user routes.
 
-pub mod routes;
+mod error;
 pub mod token;
 pub mod users;
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use warp::filters::BoxedFilter;
-use warp::http::StatusCode;
-use warp::{Filter, Rejection};
 
-use crate::http::error::ApiError;
 use crate::settings::Settings;
 use crate::store::Caller;
 
-pub use routes::routes;
+pub use error::AuthError;
 pub use token::{Claims, TokenKeys};
 
 pub const TOKEN_COOKIE: &str = "token";
@@ -71,7 +67,7 @@ impl Auth {
 
     /// Counts a login or registration attempt from `address`; 429 with
     /// `Retry-After` once the address is over its quota.
-    fn attempt(&self, address: Option<std::net::SocketAddr>) -> Result<(), ApiError> {
+    pub fn attempt(&self, address: Option<std::net::SocketAddr>) -> Result<(), AuthError> {
         let Some(address) = address else {
             return Ok(());
         };
@@ -79,10 +75,9 @@ impl Auth {
             let wait = not_until.wait_time_from(governor::clock::Clock::now(
                 &governor::clock::DefaultClock::default(),
             ));
-            ApiError::too_many_requests(
-                "too many login or registration attempts from this address; retry later",
-                wait.as_secs().max(1),
-            )
+            AuthError::TooManyAttempts {
+                retry_after_seconds: wait.as_secs().max(1),
+            }
         })
     }
 
@@ -102,13 +97,8 @@ impl Auth {
         &self.keys
     }
 
-    fn pool(&self) -> Result<&Pool, ApiError> {
-        self.pool.as_ref().ok_or_else(|| {
-            ApiError::unavailable(
-                "accounts need PostgreSQL, which is not configured on this server \
-                 (set STREAMBOARD__POSTGRES__URL); /quick works without it",
-            )
-        })
+    pub fn pool(&self) -> Result<&Pool, AuthError> {
+        self.pool.as_ref().ok_or(AuthError::NoAccounts)
     }
 
     /// `Set-Cookie` value carrying a freshly issued session token.
@@ -121,9 +111,9 @@ impl Auth {
         token_cookie("", 0, self.cookie_secure)
     }
 
-    /// The claims of the token presented, by the precedence in the module doc.
-    /// The verified claims of whatever token the request presents.
-    fn verify_presented(&self, presented: Presented) -> Result<Claims, ApiError> {
+    /// The verified claims of the token presented, by the precedence in the
+    /// module doc.
+    fn verify_presented(&self, presented: Presented) -> Result<Claims, AuthError> {
         let non_empty = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
         let token = match (
             presented.authorization,
@@ -132,25 +122,16 @@ impl Auth {
         ) {
             (Some(header), _, _) => bearer(&header)?,
             (None, Some(token), _) | (None, None, Some(token)) => token,
-            (None, None, None) => {
-                return Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "authentication required: log in, then send the token as \
-                     `Authorization: Bearer <token>` or the `token` cookie",
-                ))
-            }
+            (None, None, None) => return Err(AuthError::Missing),
         };
         self.keys.verify(token.trim())
     }
 
     /// A signed-in user; analytics tokens cannot act as one (403).
-    fn identify(&self, presented: Presented) -> Result<Claims, ApiError> {
+    pub fn identify(&self, presented: Presented) -> Result<Claims, AuthError> {
         let claims = self.verify_presented(presented)?;
         if claims.scope.is_some() {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
+            return Err(AuthError::Forbidden(
                 "this token is for read-only analytics and cannot act as a user",
             ));
         }
@@ -158,30 +139,24 @@ impl Auth {
     }
 
     /// A user, or an analytics token, for the read-only history routes.
-    fn identify_reader(&self, presented: Presented) -> Result<Caller, ApiError> {
+    pub fn identify_reader(&self, presented: Presented) -> Result<Caller, AuthError> {
         let claims = self.verify_presented(presented)?;
         match claims.scope.as_deref() {
             None => Ok(Caller::User(claims.sub)),
             Some(token::ANALYTICS_SCOPE) => Ok(Caller::Analytics),
-            Some(_) => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
+            Some(_) => Err(AuthError::Forbidden(
                 "this token's scope does not allow reading board history",
             )),
         }
     }
 }
 
-fn bearer(header: &str) -> Result<String, ApiError> {
+fn bearer(header: &str) -> Result<String, AuthError> {
     match header.trim().split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
             Ok(token.trim().to_owned())
         }
-        _ => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "the Authorization header must be `Bearer <token>`",
-        )),
+        _ => Err(AuthError::NotBearer),
     }
 }
 
@@ -194,53 +169,12 @@ pub fn token_cookie(token: &str, max_age_secs: u64, secure: bool) -> String {
 }
 
 /// Credentials as the request carries them, before any is checked.
-#[derive(Default)]
-struct Presented {
-    authorization: Option<String>,
-    query: Option<String>,
-    cookie: Option<String>,
-}
-
-fn presented() -> impl Filter<Extract = (Presented,), Error = Rejection> + Clone {
-    warp::header::optional::<String>("authorization")
-        .and(warp::cookie::optional::<String>(TOKEN_COOKIE))
-        .map(|authorization, cookie| Presented {
-            authorization,
-            cookie,
-            query: None,
-        })
-}
-
-/// The caller's claims from the `Authorization: Bearer` header or the
-/// `token` cookie; rejects with 401 (or 403 for analytics tokens).
-pub fn authenticate(auth: Arc<Auth>) -> BoxedFilter<(Claims,)> {
-    presented()
-        .and_then(move |presented| {
-            let result = auth.identify(presented);
-            async move { result.map_err(warp::reject::custom) }
-        })
-        .boxed()
-}
-
-/// A user or an analytics token (history, live tail, WebSocket); with
-/// `query_token`, also `?token=` (WebSocket upgrades, EventSource).
-pub fn reader(auth: Arc<Auth>, query_token: bool) -> BoxedFilter<(Caller,)> {
-    let query =
-        warp::query::<HashMap<String, String>>().map(move |mut query: HashMap<String, String>| {
-            if query_token {
-                query.remove("token")
-            } else {
-                None
-            }
-        });
-    presented()
-        .and(query)
-        .and_then(move |mut presented: Presented, token: Option<String>| {
-            presented.query = token;
-            let result = auth.identify_reader(presented);
-            async move { result.map_err(warp::reject::custom) }
-        })
-        .boxed()
+#[derive(Debug, Default)]
+pub struct Presented {
+    pub authorization: Option<String>,
+    /// `?token=`, where the route accepts it.
+    pub query: Option<String>,
+    pub cookie: Option<String>,
 }
 
 #[cfg(test)]
@@ -248,8 +182,8 @@ mod tests {
     use super::*;
     use uuid::Uuid;
 
-    fn auth() -> Arc<Auth> {
-        Arc::new(Auth::new(
+    fn auth() -> Auth {
+        Auth::new(
             TokenKeys::new(
                 "a-test-secret-that-is-long-enough-for-hs256",
                 Duration::from_secs(3600),
@@ -257,17 +191,7 @@ mod tests {
             None,
             true,
             60,
-        ))
-    }
-
-    async fn claims_of(
-        filter: BoxedFilter<(Claims,)>,
-        request: warp::test::RequestBuilder,
-    ) -> Result<Claims, ApiError> {
-        request
-            .filter(&filter)
-            .await
-            .map_err(|rejection| rejection.find::<ApiError>().expect("an ApiError").clone())
+        )
     }
 
     #[test]
@@ -283,123 +207,38 @@ mod tests {
         assert!(auth().session_cookie("t").contains("Max-Age=3600; Secure"));
     }
 
-    #[tokio::test]
-    async fn bearer_header_and_cookie_are_accepted() {
+    #[test]
+    fn the_header_wins_over_the_query_and_the_query_over_the_cookie() {
         let auth = auth();
-        let user = Uuid::new_v4();
-        let token = auth.keys().issue(user, "alice");
-        let by_header = warp::test::request().header("authorization", format!("bearer {token}"));
-        let by_cookie =
-            warp::test::request().header("cookie", format!("theme=dark; token={token}"));
-        for request in [by_header, by_cookie] {
-            let claims = claims_of(authenticate(auth.clone()), request)
-                .await
-                .unwrap();
-            assert_eq!(claims.sub, user);
-        }
-    }
-
-    #[tokio::test]
-    async fn an_explicit_header_wins_over_a_stale_cookie() {
-        let auth = auth();
-        let token = auth.keys().issue(Uuid::new_v4(), "alice");
-        let request = warp::test::request()
-            .header("authorization", format!("Bearer {token}"))
-            .header("cookie", "token=stale.garbage.token");
-        assert!(claims_of(authenticate(auth), request).await.is_ok());
-    }
-
-    #[tokio::test]
-    async fn no_token_is_401_without_clearing_and_a_bad_one_clears() {
-        let auth = auth();
-        let missing = claims_of(authenticate(auth.clone()), warp::test::request())
-            .await
-            .unwrap_err();
-        assert_eq!(
-            (missing.status.as_u16(), missing.code),
-            (401, "unauthorized")
+        let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());
+        let (a, b) = (
+            auth.keys().issue(alice, "alice"),
+            auth.keys().issue(bob, "bob"),
         );
-        assert!(!missing.clear_token_cookie);
-        assert!(missing.message.contains("authentication required"));
-
-        let bad = claims_of(
-            authenticate(auth.clone()),
-            warp::test::request().header("cookie", "token=not.a.jwt"),
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(bad.status.as_u16(), 401);
-        assert!(bad.clear_token_cookie);
-
-        let basic = claims_of(
-            authenticate(auth),
-            warp::test::request().header("authorization", "Basic YWxpY2U6cHc="),
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(basic.status.as_u16(), 401);
+        let presented = Presented {
+            authorization: Some(format!("Bearer {a}")),
+            query: Some(b.clone()),
+            cookie: Some(b.clone()),
+        };
+        assert_eq!(auth.identify(presented).unwrap().sub, alice);
+        let presented = Presented {
+            authorization: None,
+            query: Some(a),
+            cookie: Some(b),
+        };
+        assert_eq!(auth.identify(presented).unwrap().sub, alice);
     }
 
-    async fn caller_of(
-        filter: BoxedFilter<(Caller,)>,
-        request: warp::test::RequestBuilder,
-    ) -> Result<Caller, ApiError> {
-        request
-            .filter(&filter)
-            .await
-            .map_err(|rejection| rejection.find::<ApiError>().expect("an ApiError").clone())
-    }
-
-    #[tokio::test]
-    async fn the_query_token_counts_only_where_asked_for() {
-        let auth = auth();
-        let user = Uuid::new_v4();
-        let token = auth.keys().issue(user, "alice");
-        let path = format!("/ws?since=3&token={token}&other=x");
-        let caller = caller_of(
-            reader(auth.clone(), true),
-            warp::test::request().path(&path),
-        )
-        .await
-        .unwrap();
-        assert_eq!(caller, Caller::User(user));
-        let plain = caller_of(
-            reader(auth.clone(), false),
-            warp::test::request().path(&path),
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(plain.status.as_u16(), 401);
-        let without = caller_of(
-            reader(auth, true),
-            warp::test::request().path("/ws?since=3"),
-        )
-        .await
-        .unwrap_err();
-        assert!(without.message.contains("authentication required"));
-    }
-
-    #[tokio::test]
-    async fn readers_may_be_analytics_tokens() {
-        let auth = auth();
-        let token = auth.keys().issue_analytics(Duration::from_secs(60));
-        let request = warp::test::request().header("authorization", format!("Bearer {token}"));
-        assert_eq!(
-            caller_of(reader(auth, false), request).await.unwrap(),
-            Caller::Analytics
-        );
-    }
-
-    #[tokio::test]
-    async fn analytics_tokens_cannot_act_as_users() {
-        let auth = auth();
-        let token = auth.keys().issue_analytics(Duration::from_secs(60));
-        let error = claims_of(
-            authenticate(auth),
-            warp::test::request().header("authorization", format!("Bearer {token}")),
-        )
-        .await
-        .unwrap_err();
-        assert_eq!((error.status.as_u16(), error.code), (403, "forbidden"));
+    #[test]
+    fn blank_credentials_count_as_none() {
+        let presented = Presented {
+            authorization: None,
+            query: Some("  ".into()),
+            cookie: Some(String::new()),
+        };
+        assert!(matches!(
+            auth().identify(presented),
+            Err(AuthError::Missing)
+        ));
     }
 }

@@ -9,9 +9,8 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-use warp::http::StatusCode;
 
-use crate::http::error::ApiError;
+use super::AuthError;
 
 /// Clock skew tolerated on `exp` between the servers that issue and check.
 const LEEWAY_SECONDS: u64 = 5;
@@ -102,23 +101,15 @@ impl TokenKeys {
 
     /// The token's claims if it is an HS256 token signed with our secret and
     /// not expired; otherwise 401 with a cookie-clearing `Set-Cookie`.
-    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
             .map_err(|error| match error.kind() {
                 ErrorKind::ExpiredSignature => {
-                    rejected_token("the token has expired; log in again")
+                    AuthError::TokenRefused("the token has expired; log in again")
                 }
-                _ => rejected_token("the token is invalid; log in again"),
+                _ => AuthError::TokenRefused("the token is invalid; log in again"),
             })
-    }
-}
-
-/// 401 for a token that was presented and refused.
-pub(crate) fn rejected_token(message: &str) -> ApiError {
-    ApiError {
-        clear_token_cookie: true,
-        ..ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
 }
 
@@ -168,12 +159,13 @@ mod tests {
         out
     }
 
-    fn assert_refused(result: Result<Claims, ApiError>, message_part: &str) {
-        let error = result.unwrap_err();
-        assert_eq!(error.status, StatusCode::UNAUTHORIZED);
-        assert_eq!(error.code, "unauthorized");
-        assert!(error.clear_token_cookie);
-        assert!(error.message.contains(message_part), "{}", error.message);
+    fn assert_refused(result: Result<Claims, AuthError>, message_part: &str) {
+        match result.unwrap_err() {
+            AuthError::TokenRefused(message) => {
+                assert!(message.contains(message_part), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -16,15 +16,14 @@ use argon2::Argon2;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde::Serialize;
-use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio_postgres::Row;
 use uuid::Uuid;
-use warp::http::StatusCode;
 
-use crate::http::error::ApiError;
 use crate::postgres::{self, DbError};
 use crate::store::StoreError;
+
+use super::AuthError;
 
 const USERNAME_CHARS: std::ops::RangeInclusive<usize> = 3..=32;
 const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 8..=128;
@@ -43,14 +42,14 @@ pub struct User {
 pub struct Username(String);
 
 impl Username {
-    pub fn parse(raw: &str) -> Result<Username, ApiError> {
+    pub fn parse(raw: &str) -> Result<Username, AuthError> {
         let name = raw.trim();
         let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
         if !USERNAME_CHARS.contains(&name.chars().count()) || !name.chars().all(allowed) {
-            return Err(ApiError::invalid_field(
-                "username",
-                "must be 3 to 32 characters: letters, digits, '_', '.' or '-'",
-            ));
+            return Err(AuthError::Invalid {
+                field: "username",
+                reason: "must be 3 to 32 characters: letters, digits, '_', '.' or '-'",
+            });
         }
         Ok(Username(name.to_owned()))
     }
@@ -64,12 +63,12 @@ impl Username {
 pub struct Password(String);
 
 impl Password {
-    pub fn parse(raw: &str) -> Result<Password, ApiError> {
+    pub fn parse(raw: &str) -> Result<Password, AuthError> {
         if !PASSWORD_CHARS.contains(&raw.chars().count()) {
-            return Err(ApiError::invalid_field(
-                "password",
-                "must be 8 to 128 characters",
-            ));
+            return Err(AuthError::Invalid {
+                field: "password",
+                reason: "must be 8 to 128 characters",
+            });
         }
         Ok(Password(raw.to_owned()))
     }
@@ -83,7 +82,7 @@ impl fmt::Debug for Password {
 
 /// Creates an account. 422 names a bad field; 409 when the username is
 /// taken in any case.
-pub async fn register(pool: &Pool, username: &str, password: &str) -> Result<User, ApiError> {
+pub async fn register(pool: &Pool, username: &str, password: &str) -> Result<User, AuthError> {
     let username = Username::parse(username)?;
     let password = Password::parse(password)?;
     let password_hash = hash(password.0).await?;
@@ -97,7 +96,7 @@ pub async fn register(pool: &Pool, username: &str, password: &str) -> Result<Use
         )
         .await
         .map_err(|error| match DbError::from(error) {
-            DbError::UniqueViolation { .. } => username_taken(),
+            DbError::UniqueViolation { .. } => AuthError::UsernameTaken,
             other => db(other),
         })?;
     Ok(User {
@@ -109,7 +108,7 @@ pub async fn register(pool: &Pool, username: &str, password: &str) -> Result<Use
 
 /// The user whose username (in any case) and password match. Unknown users
 /// and wrong passwords get the same 401 after the same work.
-pub async fn authenticate(pool: &Pool, username: &str, password: &str) -> Result<User, ApiError> {
+pub async fn authenticate(pool: &Pool, username: &str, password: &str) -> Result<User, AuthError> {
     let (user, stored_hash) = match row_by_username(pool, username).await? {
         Some(row) => (
             Some(user_from(&row)?),
@@ -123,16 +122,12 @@ pub async fn authenticate(pool: &Pool, username: &str, password: &str) -> Result
     let matches = verify(password.to_owned(), stored_hash).await?;
     match user {
         Some(user) if matches => Ok(user),
-        _ => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "invalid username or password",
-        )),
+        _ => Err(AuthError::BadCredentials),
     }
 }
 
 /// The user with this id, if the account still exists.
-pub async fn find(pool: &Pool, id: Uuid) -> Result<Option<User>, ApiError> {
+pub async fn find(pool: &Pool, id: Uuid) -> Result<Option<User>, AuthError> {
     let client = postgres::client(pool).await.map_err(db)?;
     let row = client
         .query_opt(
@@ -145,7 +140,7 @@ pub async fn find(pool: &Pool, id: Uuid) -> Result<Option<User>, ApiError> {
 }
 
 /// The user with this username in any case (surrounding spaces ignored).
-pub async fn find_by_username(pool: &Pool, username: &str) -> Result<Option<User>, ApiError> {
+pub async fn find_by_username(pool: &Pool, username: &str) -> Result<Option<User>, AuthError> {
     row_by_username(pool, username)
         .await?
         .as_ref()
@@ -154,7 +149,7 @@ pub async fn find_by_username(pool: &Pool, username: &str) -> Result<Option<User
 }
 
 /// Looks up through the `lower(username)` unique index.
-async fn row_by_username(pool: &Pool, username: &str) -> Result<Option<Row>, ApiError> {
+async fn row_by_username(pool: &Pool, username: &str) -> Result<Option<Row>, AuthError> {
     let client = postgres::client(pool).await.map_err(db)?;
     client
         .query_opt(
@@ -166,7 +161,7 @@ async fn row_by_username(pool: &Pool, username: &str) -> Result<Option<Row>, Api
         .map_err(|e| db(e.into()))
 }
 
-fn user_from(row: &Row) -> Result<User, ApiError> {
+fn user_from(row: &Row) -> Result<User, AuthError> {
     let get = || -> Result<User, tokio_postgres::Error> {
         Ok(User {
             id: row.try_get("id")?,
@@ -177,15 +172,13 @@ fn user_from(row: &Row) -> Result<User, ApiError> {
     get().map_err(|e| db(e.into()))
 }
 
-fn db(error: DbError) -> ApiError {
+fn db(error: DbError) -> AuthError {
     StoreError::from(error).into()
 }
 
-fn username_taken() -> ApiError {
-    ApiError {
-        details: Some(json!({ "field": "username", "reason": "already taken" })),
-        ..ApiError::new(StatusCode::CONFLICT, "conflict", "username: already taken")
-    }
+/// An internal failure, logged where it happened.
+fn internal(what: &str) -> AuthError {
+    StoreError::Internal(anyhow::anyhow!("{what}")).into()
 }
 
 /// Limits concurrent Argon2 runs (each holds 19 MiB for tens of ms).
@@ -203,23 +196,20 @@ fn hashing_slots() -> Arc<Semaphore> {
 /// slot goes with the work, so a cancelled request does not free it early.
 async fn on_hashing_pool<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
+) -> Result<T, AuthError> {
     let slot = hashing_slots()
         .acquire_owned()
         .await
-        .map_err(|_| ApiError::internal())?;
+        .map_err(|_| internal("the hashing slots are closed"))?;
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
         work()
     })
     .await
-    .map_err(|error| {
-        tracing::error!(%error, "password hashing task failed");
-        ApiError::internal()
-    })
+    .map_err(|error| internal(&format!("password hashing task failed: {error}")))
 }
 
-async fn hash(password: String) -> Result<String, ApiError> {
+async fn hash(password: String) -> Result<String, AuthError> {
     on_hashing_pool(move || {
         // A random salt from the OS (the `getrandom` feature).
         Argon2::default()
@@ -227,16 +217,13 @@ async fn hash(password: String) -> Result<String, ApiError> {
             .map(|hash| hash.to_string())
     })
     .await?
-    .map_err(|error| {
-        tracing::error!(%error, "hashing a password");
-        ApiError::internal()
-    })
+    .map_err(|error| internal(&format!("hashing a password: {error}")))
 }
 
 /// Whether `password` matches `stored` (a PHC string; its own parameters
 /// are used, so hashes made with older parameters keep working). Without a
 /// stored hash it checks against the dummy hash and answers false.
-async fn verify(password: String, stored: Option<String>) -> Result<bool, ApiError> {
+async fn verify(password: String, stored: Option<String>) -> Result<bool, AuthError> {
     on_hashing_pool(move || {
         let Some(stored) = stored else {
             let parsed = PasswordHash::new(dummy_hash())?;
@@ -252,8 +239,9 @@ async fn verify(password: String, stored: Option<String>) -> Result<bool, ApiErr
     })
     .await?
     .map_err(|error| {
-        tracing::error!(%error, "verifying a password against a stored hash");
-        ApiError::internal()
+        internal(&format!(
+            "verifying a password against a stored hash: {error}"
+        ))
     })
 }
 
@@ -296,8 +284,16 @@ mod tests {
             &"x".repeat(33),
         ] {
             let error = Username::parse(bad).unwrap_err();
-            assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
-            assert_eq!(error.details.unwrap()["field"], "username");
+            assert!(
+                matches!(
+                    error,
+                    AuthError::Invalid {
+                        field: "username",
+                        ..
+                    }
+                ),
+                "{bad}: {error:?}"
+            );
         }
         assert!(Username::parse(&"x".repeat(32)).is_ok());
     }
@@ -308,7 +304,13 @@ mod tests {
         assert!(Password::parse(&"é".repeat(8)).is_ok());
         assert!(Password::parse(&"p".repeat(129)).is_err());
         let error = Password::parse("short").unwrap_err();
-        assert_eq!(error.details.unwrap()["field"], "password");
+        assert!(matches!(
+            error,
+            AuthError::Invalid {
+                field: "password",
+                ..
+            }
+        ));
         let password = Password::parse("correct horse").unwrap();
         assert!(!format!("{password:?}").contains("horse"));
     }

@@ -234,7 +234,8 @@ impl EventLog {
         key: &str,
     ) -> Result<Option<String>, LogError> {
         let mut connection = self.connection().await?;
-        within(connection.get(idempotency_key(board_id, actor, key))).await?
+        within(connection.get(idempotency_key(board_id, actor, key)))
+            .await?
             .map_err(LogError::from)
     }
 

@@ -192,26 +192,62 @@ struct Ctx {
     store: Arc<dyn BoardStore>,
 }
 
-pub(super) async fn run_write(
-    store: Arc<dyn BoardStore>,
-    caller: Caller,
-    board_id: Uuid,
-    headers: WriteHeaders,
+/// One write as a route states it: the command, what its response shows,
+/// and the status it answers with on success.
+pub(super) struct Write {
     command: Result<Command, DomainError>,
     reply: View,
     status: StatusCode,
+}
+
+impl Write {
+    pub(super) fn created(command: Result<Command, DomainError>, reply: View) -> Self {
+        Write {
+            command,
+            reply,
+            status: StatusCode::CREATED,
+        }
+    }
+
+    pub(super) fn ok(command: Result<Command, DomainError>, reply: View) -> Self {
+        Write {
+            command,
+            reply,
+            status: StatusCode::OK,
+        }
+    }
+
+    /// A deletion: 204, no body.
+    pub(super) fn deleted(command: Command) -> Self {
+        Write {
+            command: Ok(command),
+            reply: View::Nothing,
+            status: StatusCode::NO_CONTENT,
+        }
+    }
+}
+
+/// Runs `write` on the board under the request's `If-Match` and
+/// `Idempotency-Key`.
+pub(super) async fn run_write(
+    store: &dyn BoardStore,
+    caller: Caller,
+    board_id: Uuid,
+    headers: WriteHeaders,
+    write: Write,
 ) -> Result<Response, Rejection> {
-    let command = command
+    let command = write
+        .command
         .map_err(ApiError::from)
         .map_err(warp::reject::custom)?;
     let request = WriteRequest {
         command,
         if_match: headers.if_match,
         idempotency: headers.idempotency,
-        reply,
+        reply: write.reply,
     };
     let rendered = store.write(caller, board_id, request).await?;
-    Ok(respond(status, rendered))
+    Ok(respond(write.status, rendered))
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Rejection> {
@@ -260,15 +296,7 @@ pub fn routes(
             |ctx: Ctx, caller: Caller, headers: WriteHeaders, body: Bytes, path: FullPath| async move {
                 let command = create_board(parse(&body)?);
                 let board_id = board_id_for(caller.user(), headers.idempotency.as_ref());
-                let mut response = run_write(
-                    ctx.store,
-                    caller,
-                    board_id,
-                    headers,
-                    command,
-                    View::Board,
-                    StatusCode::CREATED,
-                )
+                let mut response = run_write(&*ctx.store, caller, board_id, headers, Write::created(command, View::Board))
                 .await?;
                 set_location(&mut response, &path, board_id);
                 Ok::<_, Rejection>(response)
@@ -294,7 +322,7 @@ pub fn routes(
         .and_then(
             |ctx: Ctx, board_id: Uuid, caller: Caller, headers: WriteHeaders, body: Bytes| async move {
                 let command = update_board(parse(&body)?);
-                run_write(ctx.store, caller, board_id, headers, command, View::Board, StatusCode::OK)
+                run_write(&*ctx.store, caller, board_id, headers, Write::ok(command, View::Board))
                     .await
             },
         );
@@ -307,16 +335,8 @@ pub fn routes(
         .and(writes())
         .and_then(
             |ctx: Ctx, board_id: Uuid, caller: Caller, headers: WriteHeaders, _body: Bytes| async move {
-                let command = Ok(Command::DeleteBoard);
-                run_write(
-                    ctx.store,
-                    caller,
-                    board_id,
-                    headers,
-                    command,
-                    View::Nothing,
-                    StatusCode::NO_CONTENT,
-                )
+                let command = Command::DeleteBoard;
+                run_write(&*ctx.store, caller, board_id, headers, Write::deleted(command))
                 .await
             },
         );
@@ -342,13 +362,11 @@ pub fn routes(
                     _ => Uuid::nil(),
                 };
                 let mut response = run_write(
-                    ctx.store,
+                    &*ctx.store,
                     caller,
                     board_id,
                     headers,
-                    command,
-                    View::Task(task_id),
-                    StatusCode::CREATED,
+                    Write::created(command, View::Task(task_id)),
                 )
                 .await?;
                 // A replay carries the first request's task, not this id.
@@ -383,13 +401,11 @@ pub fn routes(
              body: Bytes| async move {
                 let command = update_task(task_id, parse(&body)?);
                 run_write(
-                    ctx.store,
+                    &*ctx.store,
                     caller,
                     board_id,
                     headers,
-                    command,
-                    View::Task(task_id),
-                    StatusCode::OK,
+                    Write::ok(command, View::Task(task_id)),
                 )
                 .await
             },
@@ -402,15 +418,13 @@ pub fn routes(
          caller: Caller,
          headers: WriteHeaders,
          _body: Bytes| async move {
-            let command = Ok(Command::DeleteTask { task_id });
+            let command = Command::DeleteTask { task_id };
             run_write(
-                ctx.store,
+                &*ctx.store,
                 caller,
                 board_id,
                 headers,
-                command,
-                View::Nothing,
-                StatusCode::NO_CONTENT,
+                Write::deleted(command),
             )
             .await
         },

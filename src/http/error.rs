@@ -8,6 +8,7 @@ use warp::http::{header, StatusCode};
 use warp::reply::Response;
 use warp::{Rejection, Reply};
 
+use crate::auth::AuthError;
 use crate::domain::DomainError;
 use crate::store::StoreError;
 
@@ -171,6 +172,32 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = format!("{error:#}"), "internal error");
                 ApiError::internal()
             }
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        let message = error.to_string();
+        match error {
+            AuthError::Missing | AuthError::NotBearer | AuthError::BadCredentials => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+            }
+            AuthError::TokenRefused(_) => ApiError {
+                clear_token_cookie: true,
+                ..ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+            },
+            AuthError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
+            AuthError::Invalid { field, reason } => ApiError::invalid_field(field, reason),
+            AuthError::UsernameTaken => ApiError {
+                details: Some(json!({ "field": "username", "reason": "already taken" })),
+                ..ApiError::new(StatusCode::CONFLICT, "conflict", message)
+            },
+            AuthError::TooManyAttempts {
+                retry_after_seconds,
+            } => ApiError::too_many_requests(message, retry_after_seconds),
+            AuthError::NoAccounts => ApiError::unavailable(message),
+            AuthError::Store(error) => error.into(),
         }
     }
 }

@@ -11,7 +11,7 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use super::boards::{respond, run_write};
+use super::boards::{respond, run_write, Write};
 use super::error::ApiError;
 use super::request::{parse_json, write_headers, WriteHeaders};
 use crate::auth::users;
@@ -122,13 +122,11 @@ pub fn routes(
                     role: body.role,
                 });
                 run_write(
-                    store,
+                    &*store,
                     caller,
                     board_id,
                     headers,
-                    command,
-                    View::Member(user_id),
-                    StatusCode::CREATED,
+                    Write::created(command, View::Member(user_id)),
                 )
                 .await
             },
@@ -146,17 +144,8 @@ pub fn routes(
              user_id: Uuid,
              headers: WriteHeaders,
              _body: Bytes| async move {
-                let command = Ok(Command::RemoveMember { user_id });
-                run_write(
-                    store,
-                    caller,
-                    board_id,
-                    headers,
-                    command,
-                    View::Nothing,
-                    StatusCode::NO_CONTENT,
-                )
-                .await
+                let command = Command::RemoveMember { user_id };
+                run_write(&*store, caller, board_id, headers, Write::deleted(command)).await
             },
         );
 

@@ -1,6 +1,8 @@
 //! The HTTP adapter: routes, request parsing, the error boundary, and the
 //! WebSocket gateway. Handlers stay thin: parse, call the store, render.
 
+pub mod accounts;
+pub mod auth;
 pub mod boards;
 pub mod error;
 pub mod live;
@@ -17,7 +19,6 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
-use crate::auth;
 use crate::store::Caller;
 use error::ApiError;
 pub use state::{ApiState, AppState};
@@ -41,7 +42,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let api = match &state.api {
         Some(api) => {
             let user = auth::authenticate(api.auth.clone())
-                .map(|claims: auth::Claims| Caller::User(claims.sub))
+                .map(|claims: crate::auth::Claims| Caller::User(claims.sub))
                 .boxed();
             let reader = auth::reader(api.auth.clone(), false);
             // EventSource and WebSocket clients cannot set headers: they may
@@ -49,7 +50,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
             let query_reader = auth::reader(api.auth.clone(), true);
             warp::path("api")
                 .and(
-                    auth::routes(api.auth.clone(), body_limit)
+                    accounts::routes(api.auth.clone(), body_limit)
                         .or(boards::routes(
                             api.store.clone(),
                             user.clone(),

@@ -16,7 +16,6 @@ use anyhow::Context as _;
 use deadpool_postgres::{Object, Pool, PoolError};
 use tokio_postgres::error::SqlState;
 
-
 mod embedded {
     refinery::embed_migrations!("src/postgres/migrations");
 }

@@ -316,7 +316,10 @@ impl BoardStore for EventSourcedStore {
         }
         let key = request.idempotency.as_ref();
         if let Some(key) = key {
-            let stored = self.log.idempotent_result(board_id, actor, &key.key).await?;
+            let stored = self
+                .log
+                .idempotent_result(board_id, actor, &key.key)
+                .await?;
             if let Some(record) = stored.and_then(|json| IdempotencyRecord::from_json(&json).ok()) {
                 return self.replay(board_id, &record, key).await;
             }
@@ -348,12 +351,7 @@ impl BoardStore for EventSourcedStore {
             });
             let appended = self
                 .log
-                .append(
-                    &event,
-                    record,
-                    self.idempotency_ttl,
-                    &writer,
-                )
+                .append(&event, record, self.idempotency_ttl, &writer)
                 .await;
             match appended {
                 Ok(Appended::Stored { stream_id }) => {

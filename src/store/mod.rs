@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use crate::domain::{Board, BoardEvent, Command, DomainError};
 use crate::postgres::DbError;
-use crate::views::{EventFrame, View};
 pub use crate::views::Rendered;
+use crate::views::{EventFrame, View};
 
 /// A write: the command plus the HTTP-level conditions that guard it.
 #[derive(Debug, Clone)]

@@ -87,7 +87,7 @@ pub fn fingerprint(method: &str, path: &str, body: &[u8]) -> String {
         hasher.update((part.len() as u64).to_le_bytes());
         hasher.update(part);
     }
-    format!("{:x}", hasher.finalize())
+    hex::encode(hasher.finalize())
 }
 
 /// The board id a create with an `Idempotency-Key` gets: derived from the

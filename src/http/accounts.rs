@@ -17,10 +17,10 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
-use super::token::rejected_token;
-use super::{presented, users, Auth, Presented};
-use crate::http::error::ApiError;
-use crate::http::request::{body_bytes, parse_json};
+use super::auth::presented;
+use super::error::ApiError;
+use super::request::{body_bytes, parse_json};
+use crate::auth::{users, Auth, AuthError, Presented};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,27 +32,20 @@ struct Credentials {
 pub fn routes(auth: Arc<Auth>, body_limit: u64) -> BoxedFilter<(Response,)> {
     let with_auth = warp::any().map(move || auth.clone());
 
-    let register = warp::path!("auth" / "register")
-        .and(warp::post())
-        .and(with_auth.clone())
-        .and(warp::addr::remote())
-        .and(body_bytes(body_limit))
-        .then(
-            |auth: Arc<Auth>, from: Option<SocketAddr>, body: Bytes| async move {
-                render(register(&auth, from, &body).await)
-            },
-        );
-
-    let login = warp::path!("auth" / "login")
-        .and(warp::post())
-        .and(with_auth.clone())
-        .and(warp::addr::remote())
-        .and(body_bytes(body_limit))
-        .then(
-            |auth: Arc<Auth>, from: Option<SocketAddr>, body: Bytes| async move {
-                render(login(&auth, from, &body).await)
-            },
-        );
+    let sign_in = |action: &'static str, entry: Entry| {
+        warp::path("auth")
+            .and(warp::path(action))
+            .and(warp::path::end())
+            .and(warp::post())
+            .and(with_auth.clone())
+            .and(warp::addr::remote())
+            .and(body_bytes(body_limit))
+            .then(
+                move |auth: Arc<Auth>, from: Option<SocketAddr>, body: Bytes| async move {
+                    render(enter(&auth, entry, from, &body).await)
+                },
+            )
+    };
 
     // Tokens are stateless: logging out clears the cookie; a copy of the
     // token kept elsewhere stays valid until it expires.
@@ -68,14 +61,14 @@ pub fn routes(auth: Arc<Auth>, body_limit: u64) -> BoxedFilter<(Response,)> {
     let me =
         warp::path!("me")
             .and(warp::get())
-            .and(with_auth)
+            .and(with_auth.clone())
             .and(presented())
             .then(|auth: Arc<Auth>, presented: Presented| async move {
                 render(me(&auth, presented).await)
             });
 
-    register
-        .or(login)
+    sign_in("register", Entry::Register)
+        .or(sign_in("login", Entry::Login))
         .unify()
         .or(logout)
         .unify()
@@ -84,24 +77,34 @@ pub fn routes(auth: Arc<Auth>, body_limit: u64) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
-async fn register(
+/// The two ways to get a session from a username and a password.
+#[derive(Debug, Clone, Copy)]
+enum Entry {
+    Register,
+    Login,
+}
+
+async fn enter(
     auth: &Auth,
+    entry: Entry,
     from: Option<SocketAddr>,
     body: &[u8],
 ) -> Result<Response, ApiError> {
     auth.attempt(from)?;
     let pool = auth.pool()?;
     let credentials: Credentials = parse_json(body)?;
-    let user = users::register(pool, &credentials.username, &credentials.password).await?;
-    Ok(session(auth, StatusCode::CREATED, user))
-}
-
-async fn login(auth: &Auth, from: Option<SocketAddr>, body: &[u8]) -> Result<Response, ApiError> {
-    auth.attempt(from)?;
-    let pool = auth.pool()?;
-    let credentials: Credentials = parse_json(body)?;
-    let user = users::authenticate(pool, &credentials.username, &credentials.password).await?;
-    Ok(session(auth, StatusCode::OK, user))
+    let (username, password) = (&credentials.username, &credentials.password);
+    let (status, user) = match entry {
+        Entry::Register => (
+            StatusCode::CREATED,
+            users::register(pool, username, password).await?,
+        ),
+        Entry::Login => (
+            StatusCode::OK,
+            users::authenticate(pool, username, password).await?,
+        ),
+    };
+    Ok(session(auth, status, user))
 }
 
 async fn me(auth: &Auth, presented: Presented) -> Result<Response, ApiError> {
@@ -109,7 +112,7 @@ async fn me(auth: &Auth, presented: Presented) -> Result<Response, ApiError> {
     let pool = auth.pool()?;
     match users::find(pool, claims.sub).await? {
         Some(user) => Ok(warp::reply::json(&user).into_response()),
-        None => Err(rejected_token("the account of this token no longer exists")),
+        None => Err(AuthError::TokenRefused("the account of this token no longer exists").into()),
     }
 }
 
