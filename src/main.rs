@@ -13,7 +13,8 @@ use streamboard::telemetry;
 #[command(
     name = "streamboard",
     version,
-    about = "Real-time collaborative task boards"
+    about = "Real-time collaborative task boards",
+    after_help = Settings::SOURCES_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -67,8 +68,14 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init_logs(&settings.log);
-    let result = match cli.command.unwrap_or(Commands::Serve) {
+    let command = cli.command.unwrap_or(Commands::Serve);
+    match command {
+        Commands::Serve | Commands::Migrate => telemetry::init_logs(&settings.log),
+        Commands::Token { .. } | Commands::Tail { .. } => {
+            telemetry::init_command_logs(&settings.log)
+        }
+    }
+    let result = match command {
         Commands::Serve => serve(settings).await,
         Commands::Migrate => streamboard::dependencies::migrate(&settings).await,
         Commands::Token {

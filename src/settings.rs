@@ -191,6 +191,22 @@ impl Settings {
     /// Loads settings for the profile named by `STREAMBOARD_ENV` (default
     /// `dev`) from the config directory (`STREAMBOARD_CONFIG_DIR`, default
     /// `./config`) and the process environment.
+    /// Where settings come from, for the binaries' `--help`.
+    pub const SOURCES_HELP: &'static str = "\
+Settings, each layer overriding the one before:
+  1. built-in defaults;
+  2. config/default.toml, then config/$STREAMBOARD_ENV.toml (profile: dev,
+     test or prod; default dev), read from $STREAMBOARD_CONFIG_DIR (default
+     ./config);
+  3. the seed files .env, .db.env and .jwt.env in the working directory;
+  4. environment variables STREAMBOARD__<SECTION>__<KEY>, for example
+     STREAMBOARD__REDIS__URL, STREAMBOARD__POSTGRES__URL,
+     STREAMBOARD__AUTH__JWT_SECRET, STREAMBOARD__SERVER__ADDR.
+./Run.sh writes .run/env: `source .run/env` gives a second terminal the
+same settings. Every setting: docs/CONFIGURATION.md.
+Logs: RUST_LOG overrides log.filter (commands other than the server log
+warnings only).";
+
     pub fn load() -> Result<Settings, SettingsError> {
         let profile = std::env::var("STREAMBOARD_ENV").unwrap_or_else(|_| "dev".to_owned());
         let config_dir = std::env::var_os("STREAMBOARD_CONFIG_DIR")

@@ -1,21 +1,45 @@
 //! Logs (tracing, text or JSON) and the Prometheus metrics recorder.
 
+use std::io::IsTerminal as _;
+
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 use crate::settings::{LogFormat, LogSettings};
 
-/// Installs the global log subscriber; `RUST_LOG` overrides the filter.
+/// Installs the global log subscriber for a long-running process (the
+/// server, the projector); `RUST_LOG` overrides the filter.
 pub fn init_logs(settings: &LogSettings) {
+    install(settings, &settings.filter);
+}
+
+/// Logs for a one-shot command (`token`, `tail`, `parked`, ...): warnings
+/// and errors only, so its output is what it was asked for, not start-up
+/// chatter such as migrations. `RUST_LOG` still overrides.
+pub fn init_command_logs(settings: &LogSettings) {
+    install(settings, "warn");
+}
+
+fn install(settings: &LogSettings, default_filter: &str) {
     let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.filter));
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    // Colour codes only for a person at a terminal, never into log files.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _already_set = match settings.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+/// The server's metric names (docs/OPERATIONS.md lists them).
+pub mod names {
+    pub const HTTP_REQUESTS: &str = "streamboard_http_requests_total";
+    pub const HTTP_REQUEST_DURATION: &str = "streamboard_http_request_duration_seconds";
+    pub const EVENTS_APPENDED: &str = "streamboard_events_appended_total";
+    pub const APPEND_CONFLICTS: &str = "streamboard_append_conflicts_total";
 }
 
 /// Installs the global metrics recorder and returns the handle `/metrics`
@@ -26,5 +50,53 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
             0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
         ])?
         .install_recorder()?;
+    register_metrics();
     Ok(handle)
+}
+
+/// Describes every metric and registers the unlabelled counters at 0, so a
+/// scrape right after start-up already lists them (a counter that first
+/// appears at 1 hides its first increment from `rate()`).
+fn register_metrics() {
+    use metrics::{counter, describe_counter, describe_histogram};
+    describe_counter!(
+        names::HTTP_REQUESTS,
+        "Requests answered, by method and status."
+    );
+    describe_histogram!(
+        names::HTTP_REQUEST_DURATION,
+        metrics::Unit::Seconds,
+        "Request latency, by method."
+    );
+    describe_counter!(
+        names::EVENTS_APPENDED,
+        "Events appended to board streams by this instance."
+    );
+    describe_counter!(
+        names::APPEND_CONFLICTS,
+        "Appends that lost the race to another writer and were decided again."
+    );
+    for name in [names::EVENTS_APPENDED, names::APPEND_CONFLICTS] {
+        counter!(name).increment(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_exist_at_zero_before_their_first_increment() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, register_metrics);
+        let text = handle.render();
+        for name in [names::EVENTS_APPENDED, names::APPEND_CONFLICTS] {
+            assert!(
+                text.contains(&format!("{name} 0")),
+                "{name} missing:\n{text}"
+            );
+            assert!(text.contains(&format!("# HELP {name} ")), "{text}");
+        }
+    }
 }

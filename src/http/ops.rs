@@ -11,6 +11,7 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use super::AppState;
+use crate::telemetry::names;
 
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let health = warp::path("health")
@@ -71,10 +72,10 @@ async fn readiness(state: &AppState) -> Response {
 pub fn record_request(info: warp::log::Info<'_>) {
     let status = info.status().as_u16();
     let elapsed = info.elapsed();
-    metrics::counter!("streamboard_http_requests_total",
+    metrics::counter!(names::HTTP_REQUESTS,
         "method" => info.method().to_string(), "status" => status.to_string())
     .increment(1);
-    metrics::histogram!("streamboard_http_request_duration_seconds",
+    metrics::histogram!(names::HTTP_REQUEST_DURATION,
         "method" => info.method().to_string())
     .record(elapsed.as_secs_f64());
     tracing::debug!(

@@ -27,6 +27,7 @@ use crate::eventlog::feed::StreamFeed;
 use crate::eventlog::{Appended, EventLog, LogError, Writer};
 use crate::fanout::Hub;
 use crate::projection::archive;
+use crate::telemetry::names;
 use crate::views::{self, BoardView, View};
 
 /// Attempts at a write that keeps losing races before answering 503.
@@ -363,14 +364,14 @@ impl BoardStore for EventSourcedStore {
                         .as_ref()
                         .expect("a board after an accepted event");
                     let rendered = views::render(board, request.reply)?;
-                    metrics::counter!("streamboard_events_appended_total").increment(1);
+                    metrics::counter!(names::EVENTS_APPENDED).increment(1);
                     return Ok(rendered);
                 }
                 Ok(Appended::Conflict { .. }) => {
                     // Another writer got there first: read what it wrote,
                     // then decide again (under If-Match, `prepare` now
                     // answers 412). Spread out retries that keep colliding.
-                    metrics::counter!("streamboard_append_conflicts_total").increment(1);
+                    metrics::counter!(names::APPEND_CONFLICTS).increment(1);
                     self.catch_up(board_id, &mut cached).await?;
                     fresh = true;
                     if attempt >= 1 {
