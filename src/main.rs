@@ -127,6 +127,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         tracing::warn!("dev profile without auth.jwt_secret: using a development-only secret");
     }
     let metrics = telemetry::init_metrics()?;
+    telemetry::register_server_metrics();
     let app = Application::build(settings, metrics).await?;
     // Scripts and tests read this line to learn the bound port.
     println!("streamboard listening on http://{}", app.local_addr());

@@ -50,14 +50,13 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
             0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
         ])?
         .install_recorder()?;
-    register_metrics();
     Ok(handle)
 }
 
-/// Describes every metric and registers the unlabelled counters at 0, so a
-/// scrape right after start-up already lists them (a counter that first
-/// appears at 1 hides its first increment from `rate()`).
-fn register_metrics() {
+/// Describes every server metric and registers the unlabelled counters at
+/// 0, so a scrape right after start-up already lists them (a counter that
+/// first appears at 1 hides its first increment from `rate()`).
+pub fn register_server_metrics() {
     use metrics::{counter, describe_counter, describe_histogram};
     describe_counter!(
         names::HTTP_REQUESTS,
@@ -89,7 +88,7 @@ mod tests {
     fn counters_exist_at_zero_before_their_first_increment() {
         let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
-        metrics::with_local_recorder(&recorder, register_metrics);
+        metrics::with_local_recorder(&recorder, register_server_metrics);
         let text = handle.render();
         for name in [names::EVENTS_APPENDED, names::APPEND_CONFLICTS] {
             assert!(

@@ -21,6 +21,10 @@ use streamboard::projection::{
 };
 use uuid::Uuid;
 
+use crate::metrics::{
+    APPLIED, BATCHES_TOTAL, BATCH_DURATION_SECONDS, DUPLICATES_TOTAL, EVENTS_TOTAL,
+    GAP_FILLED_TOTAL, PARKED_TOTAL,
+};
 use crate::stream::{self, Entry};
 
 /// The entries of one board, in stream order.
@@ -231,7 +235,7 @@ impl Projector {
         txn.commit().await?;
         self.cache.boards.remove(&board_id);
         tracing::error!(%board_id, version = entry.version, %error, "parked a poison entry");
-        metrics::counter!("streamboard_projector_parked_total").increment(1);
+        metrics::counter!(PARKED_TOTAL).increment(1);
         Ok(1)
     }
 
@@ -491,15 +495,13 @@ fn dead_letter(board_id: Uuid, entry: &Entry, error: String) -> DeadLetter {
 
 fn record(outcome: &Outcome, started: Instant) {
     let elapsed = started.elapsed();
-    crate::metrics::APPLIED.fetch_add(outcome.applied as u64, std::sync::atomic::Ordering::Relaxed);
-    metrics::counter!("streamboard_projector_events_total").increment(outcome.applied as u64);
-    metrics::counter!("streamboard_projector_duplicates_total")
-        .increment(outcome.duplicates as u64);
-    metrics::counter!("streamboard_projector_parked_total").increment(outcome.parked as u64);
-    metrics::counter!("streamboard_projector_gap_filled_total").increment(outcome.filled as u64);
-    metrics::counter!("streamboard_projector_batches_total").increment(1);
-    metrics::histogram!("streamboard_projector_batch_duration_seconds")
-        .record(elapsed.as_secs_f64());
+    APPLIED.fetch_add(outcome.applied as u64, std::sync::atomic::Ordering::Relaxed);
+    metrics::counter!(EVENTS_TOTAL).increment(outcome.applied as u64);
+    metrics::counter!(DUPLICATES_TOTAL).increment(outcome.duplicates as u64);
+    metrics::counter!(PARKED_TOTAL).increment(outcome.parked as u64);
+    metrics::counter!(GAP_FILLED_TOTAL).increment(outcome.filled as u64);
+    metrics::counter!(BATCHES_TOTAL).increment(1);
+    metrics::histogram!(BATCH_DURATION_SECONDS).record(elapsed.as_secs_f64());
     tracing::debug!(
         boards = outcome.boards,
         applied = outcome.applied,

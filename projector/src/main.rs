@@ -2,12 +2,13 @@
 //! the default) and the operator commands around it. Thin: parse
 //! arguments, load settings, hand over to the modules.
 //!
-//! Layout:
+//! Layout, each module using only those below it:
 //! - `run`: the consumer (registry follower, reader, claimer, writer).
-//! - `batch`: one batch into one transaction; acknowledgement after commit.
-//! - `stream`: Redis commands over many streams, entries as read.
-//! - `metrics`: `/metrics` and the lag sampler.
 //! - `commands`: `parked`, `replay`, `rebuild`.
+//! - `batch`: one batch into one transaction; acknowledgement after commit.
+//! - `metrics`: the metric names, `/metrics` and the lag sampler.
+//! - `stream`: Redis commands over many streams, entries as read, the list
+//!   of known boards.
 //!
 //! The read model itself is the library's `streamboard::projection`.
 
@@ -33,10 +34,10 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::batch::Projector;
+use crate::run::Runner;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use crate::run::Runner;
 
 #[derive(Parser)]
 #[command(
@@ -158,7 +159,8 @@ async fn run(
 ) -> anyhow::Result<()> {
     let config = settings.projector;
     let handle = telemetry::init_metrics()?;
-    let (boards_tx, boards_rx) = watch::channel(run::Boards::default());
+    metrics::register();
+    let (boards_tx, boards_rx) = watch::channel(stream::Boards::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let lagging = metrics::LaggingBoards::default();
     if !config.metrics_addr.trim().is_empty() {

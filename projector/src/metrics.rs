@@ -1,11 +1,16 @@
-//! `/metrics` for the projector, and the lag sampler behind its gauges.
+//! The projector's metrics: their names, their registration at start-up,
+//! `/metrics`, and the lag sampler behind the gauges.
 //!
-//! Counters and the batch histogram are recorded where things happen
-//! ([`crate::batch`]); lag is sampled every `lag_interval_ms`: per board, the
-//! stream's last version less the projected version. Overall lag, the
-//! largest, and the parked count are gauges; the most lagging boards are
-//! rendered as `streamboard_projector_board_lag_events{board_id=...}` (at
-//! most [`TOP_BOARDS`], so the label set stays small).
+//! Every name docs/OPERATIONS.md lists is a constant here, and [`register`]
+//! registers each one at start-up, so a scrape right after start already
+//! shows the counters at 0 (an alert on `rate()` or `increase()` needs the
+//! series before its first increment). Counters and the batch histogram are
+//! recorded where things happen (the batch and the writer lanes); lag is
+//! sampled every `lag_interval_ms`: per board, the stream's last version less
+//! the projected version. Overall lag, the largest, and the parked count are
+//! gauges; the most lagging boards are rendered as
+//! `streamboard_projector_board_lag_events{board_id=...}` (at most
+//! [`TOP_BOARDS`], so the label set stays small).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,8 +26,70 @@ use tokio::sync::watch;
 use uuid::Uuid;
 use warp::Filter;
 
-use crate::run::Boards;
-use crate::stream;
+use crate::stream::{self, Boards};
+
+pub const EVENTS_TOTAL: &str = "streamboard_projector_events_total";
+pub const DUPLICATES_TOTAL: &str = "streamboard_projector_duplicates_total";
+pub const GAP_FILLED_TOTAL: &str = "streamboard_projector_gap_filled_total";
+pub const PARKED_TOTAL: &str = "streamboard_projector_parked_total";
+pub const CLAIMED_TOTAL: &str = "streamboard_projector_claimed_total";
+pub const BATCHES_TOTAL: &str = "streamboard_projector_batches_total";
+pub const BATCH_FAILURES_TOTAL: &str = "streamboard_projector_batch_failures_total";
+pub const BATCH_DURATION_SECONDS: &str = "streamboard_projector_batch_duration_seconds";
+pub const BOARDS: &str = "streamboard_projector_boards";
+pub const EVENTS_PER_SECOND: &str = "streamboard_projector_events_per_second";
+pub const LAG_EVENTS: &str = "streamboard_projector_lag_events";
+pub const LAG_MAX_EVENTS: &str = "streamboard_projector_lag_max_events";
+pub const PARKED_EVENTS: &str = "streamboard_projector_parked_events";
+
+const COUNTERS: [(&str, &str); 7] = [
+    (EVENTS_TOTAL, "Events applied and archived."),
+    (
+        DUPLICATES_TOTAL,
+        "Entries already applied (redelivered, or filled by another consumer); skipped.",
+    ),
+    (GAP_FILLED_TOTAL, "Entries read with XRANGE to fill gaps."),
+    (PARKED_TOTAL, "Entries parked as poison."),
+    (
+        CLAIMED_TOTAL,
+        "Entries claimed from idle consumers (XAUTOCLAIM).",
+    ),
+    (BATCHES_TOTAL, "Committed batches."),
+    (
+        BATCH_FAILURES_TOTAL,
+        "Batches that failed and were retried.",
+    ),
+];
+
+const GAUGES: [(&str, &str); 5] = [
+    (BOARDS, "Board streams this instance knows."),
+    (
+        EVENTS_PER_SECOND,
+        "Applied by this instance, over the last lag interval.",
+    ),
+    (
+        LAG_EVENTS,
+        "Sum over boards of (last version in the stream - projected version).",
+    ),
+    (LAG_MAX_EVENTS, "The largest single board's lag."),
+    (PARKED_EVENTS, "Parked entries not skipped (all instances)."),
+];
+
+/// Describes every metric to the installed recorder and registers it, at 0
+/// (adding 0 registers without moving a value already there).
+pub fn register() {
+    for (name, help) in COUNTERS {
+        metrics::describe_counter!(name, help);
+        metrics::counter!(name).increment(0);
+    }
+    for (name, help) in GAUGES {
+        metrics::describe_gauge!(name, help);
+        metrics::gauge!(name).increment(0.0);
+    }
+    metrics::describe_histogram!(BATCH_DURATION_SECONDS, "Time per batch.");
+    // Registered without a sample, it renders with a count and sum of 0.
+    let _ = metrics::histogram!(BATCH_DURATION_SECONDS);
+}
 
 /// Events applied by this process, for the events/s gauge.
 pub static APPLIED: AtomicU64 = AtomicU64::new(0);
@@ -87,14 +154,14 @@ pub async fn sample_lag(
         let applied = APPLIED.load(Ordering::Relaxed);
         let rate = (applied - last_applied) as f64 / last_at.elapsed().as_secs_f64();
         (last_applied, last_at) = (applied, Instant::now());
-        metrics::gauge!("streamboard_projector_events_per_second").set(rate);
+        metrics::gauge!(EVENTS_PER_SECOND).set(rate);
 
         let known = boards.borrow().clone();
         match sample(&mut conn, &pool, &known).await {
             Ok(sample) => {
-                metrics::gauge!("streamboard_projector_lag_events").set(sample.total as f64);
-                metrics::gauge!("streamboard_projector_lag_max_events").set(sample.max as f64);
-                metrics::gauge!("streamboard_projector_parked_events").set(sample.parked as f64);
+                metrics::gauge!(LAG_EVENTS).set(sample.total as f64);
+                metrics::gauge!(LAG_MAX_EVENTS).set(sample.max as f64);
+                metrics::gauge!(PARKED_EVENTS).set(sample.parked as f64);
                 if let Ok(mut top) = lagging.lock() {
                     *top = sample.top;
                 }
@@ -146,4 +213,51 @@ async fn sample(
         parked,
         top: lags.into_iter().take(TOP_BOARDS).collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use metrics_exporter_prometheus::PrometheusBuilder;
+
+    use super::*;
+
+    /// The names in docs/OPERATIONS.md's metrics table, but the labelled
+    /// ones (rendered by [`serve`] itself).
+    fn documented_names() -> Vec<String> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/OPERATIONS.md");
+        let docs = std::fs::read_to_string(path).expect("docs/OPERATIONS.md");
+        docs.lines()
+            .filter_map(|line| line.strip_prefix("| `streamboard_projector_"))
+            .filter_map(|rest| rest.split_once('`'))
+            .map(|(name, _)| format!("streamboard_projector_{name}"))
+            .filter(|name| !name.contains('{'))
+            .collect()
+    }
+
+    #[test]
+    fn every_documented_metric_is_rendered_at_zero_from_the_start() {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&[0.001, 0.01, 0.1, 1.0])
+            .expect("buckets")
+            .build_recorder();
+        metrics::with_local_recorder(&recorder, register);
+        let text = recorder.handle().render();
+
+        let names = documented_names();
+        assert!(
+            names.len() >= 13,
+            "the docs' table was not found: {names:?}"
+        );
+        for name in names {
+            let zero = [format!("{name} 0"), format!("{name}_count 0")];
+            assert!(
+                text.lines().any(|line| zero.iter().any(|z| line == z)),
+                "{name} is not at 0 after register():\n{text}"
+            );
+            assert!(
+                text.contains(&format!("# HELP {name} ")),
+                "{name} has no help"
+            );
+        }
+    }
 }

@@ -30,10 +30,8 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::batch::{pack, BoardEntries, Projector};
-use crate::stream;
-
-/// Known board streams, in registration order.
-pub type Boards = Arc<Vec<Uuid>>;
+use crate::metrics::{BATCH_FAILURES_TOTAL, BOARDS, CLAIMED_TOTAL};
+use crate::stream::{self, Boards};
 
 /// Batches read but not yet applied, per instance. Small, so an instance
 /// never holds much more than it is about to write.
@@ -115,22 +113,17 @@ impl Runner {
             boards_tx.clone(),
             stop_rx.clone(),
         ));
-        let reader = tokio::spawn(read(
-            stream::connect(&redis_url, timeout).await?,
-            settings.clone(),
-            consumer.clone(),
-            boards_tx.subscribe(),
-            lanes.clone(),
-            stop_rx.clone(),
-        ));
-        let claimer = tokio::spawn(claim(
-            stream::connect(&redis_url, timeout).await?,
-            settings.clone(),
-            consumer,
-            boards_tx.subscribe(),
+        let member = Member {
+            settings,
+            name: consumer,
+            boards: boards_tx.subscribe(),
             lanes,
-            stop_rx.clone(),
-        ));
+            stop: stop_rx.clone(),
+        };
+        let conn = stream::connect(&redis_url, timeout).await?;
+        let reader = tokio::spawn(member.clone().read(conn));
+        let conn = stream::connect(&redis_url, timeout).await?;
+        let claimer = tokio::spawn(member.claim(conn));
         let writers: Vec<_> = writers.into_iter().map(tokio::spawn).collect();
         let stopper = async {
             shutdown.await;
@@ -165,7 +158,7 @@ async fn write(
                     break;
                 }
                 Err(error) => {
-                    metrics::counter!("streamboard_projector_batch_failures_total").increment(1);
+                    metrics::counter!(BATCH_FAILURES_TOTAL).increment(1);
                     if *stop.borrow() {
                         tracing::warn!(
                             error = format!("{error:#}"),
@@ -224,7 +217,7 @@ async fn follow_registry(
                 continue;
             }
             boards_tx.send_modify(|boards| Arc::make_mut(boards).extend(new));
-            metrics::gauge!("streamboard_projector_boards").set(boards_tx.borrow().len() as f64);
+            metrics::gauge!(BOARDS).set(boards_tx.borrow().len() as f64);
         }
         after = last;
     }
@@ -236,84 +229,152 @@ fn read_budget(settings: &ProjectorSettings, lanes: usize) -> usize {
     settings.batch_events * (lanes + 1)
 }
 
-async fn read(
-    mut conn: ConnectionManager,
+/// This instance as a consumer of the group, as the reader and the claimer
+/// both act: its name, the boards it knows, where what it takes goes.
+#[derive(Clone)]
+struct Member {
     settings: ProjectorSettings,
-    consumer: String,
+    name: String,
     boards: watch::Receiver<Boards>,
     lanes: Lanes,
-    mut stop: watch::Receiver<bool>,
-) {
-    let group = settings.group.as_str();
-    let block = Duration::from_millis(settings.block_ms);
-    let budget = read_budget(&settings, lanes.queues.len());
-    let mut cursor = 0usize;
-    while !*stop.borrow() {
-        let known = boards.borrow().clone();
-        if known.is_empty() {
-            tokio::select! {
-                () = tokio::time::sleep(block) => continue,
-                () = stopped(&mut stop) => return,
+    stop: watch::Receiver<bool>,
+}
+
+impl Member {
+    /// The reader: new entries, across the known streams, in chunks.
+    async fn read(mut self, mut conn: ConnectionManager) {
+        let group = self.settings.group.as_str();
+        let block = Duration::from_millis(self.settings.block_ms);
+        let budget = read_budget(&self.settings, self.lanes.queues.len());
+        let mut cursor = 0usize;
+        while !*self.stop.borrow() {
+            let known = self.boards.borrow().clone();
+            if known.is_empty() {
+                tokio::select! {
+                    () = tokio::time::sleep(block) => continue,
+                    () = stopped(&mut self.stop) => return,
+                }
             }
-        }
-        let chunks: Vec<&[Uuid]> = known.chunks(settings.streams_per_read).collect();
-        let mut read = Vec::new();
-        let mut total = 0;
-        let mut result = Ok(());
-        for step in 0..chunks.len() {
-            let chunk = chunks[(cursor + step) % chunks.len()];
-            match read_chunk(
-                &mut conn,
-                group,
-                &consumer,
-                chunk,
-                budget - total,
-                &mut read,
-            )
-            .await
-            {
-                Ok(n) => total += n,
-                Err(error) => {
-                    result = Err(error);
+            let chunks: Vec<&[Uuid]> = known.chunks(self.settings.streams_per_read).collect();
+            let mut read = Vec::new();
+            let mut total = 0;
+            let mut result = Ok(());
+            for step in 0..chunks.len() {
+                let chunk = chunks[(cursor + step) % chunks.len()];
+                match read_chunk(
+                    &mut conn,
+                    group,
+                    &self.name,
+                    chunk,
+                    budget - total,
+                    &mut read,
+                )
+                .await
+                {
+                    Ok(n) => total += n,
+                    Err(error) => {
+                        result = Err(error);
+                        break;
+                    }
+                }
+                if total >= budget {
+                    cursor = (cursor + step + 1) % chunks.len();
                     break;
                 }
             }
-            if total >= budget {
-                cursor = (cursor + step + 1) % chunks.len();
-                break;
-            }
-        }
-        if result.is_ok() && total == 0 {
-            // Nothing anywhere: wait on one chunk (the others are looked at
-            // again after `block` at the latest).
-            cursor = (cursor + 1) % chunks.len();
-            let chunk = chunks[cursor];
-            let count = (budget / chunk.len()).max(1);
-            tokio::select! {
-                reply = stream::read_group(&mut conn, group, &consumer, chunk, count, Some(block)) => {
-                    match reply {
-                        Ok(reply) => read.extend(reply),
-                        Err(error) => result = Err(error),
+            if result.is_ok() && total == 0 {
+                // Nothing anywhere: wait on one chunk (the others are looked at
+                // again after `block` at the latest).
+                cursor = (cursor + 1) % chunks.len();
+                let chunk = chunks[cursor];
+                let count = (budget / chunk.len()).max(1);
+                tokio::select! {
+                    reply = stream::read_group(&mut conn, group, &self.name, chunk, count, Some(block)) => {
+                        match reply {
+                            Ok(reply) => read.extend(reply),
+                            Err(error) => result = Err(error),
+                        }
                     }
+                    () = stopped(&mut self.stop) => return,
                 }
-                () = stopped(&mut stop) => return,
+            }
+            if let Err(error) = result {
+                if stream::is_no_group(&error) {
+                    tracing::warn!(
+                        "a consumer group is missing (Redis restarted?); creating groups again"
+                    );
+                    if let Err(error) = stream::ensure_groups(&mut conn, group, &known).await {
+                        tracing::warn!(%error, "creating consumer groups failed");
+                    }
+                } else {
+                    tracing::warn!(%error, "XREADGROUP failed; retrying");
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            if !read.is_empty() && !self.lanes.send(read).await {
+                return;
             }
         }
-        if let Err(error) = result {
-            if stream::is_no_group(&error) {
-                tracing::warn!(
-                    "a consumer group is missing (Redis restarted?); creating groups again"
-                );
-                if let Err(error) = stream::ensure_groups(&mut conn, group, &known).await {
-                    tracing::warn!(%error, "creating consumer groups failed");
-                }
-            } else {
-                tracing::warn!(%error, "XREADGROUP failed; retrying");
+    }
+
+    /// The claimer: entries left idle on another (likely dead) consumer.
+    async fn claim(mut self, mut conn: ConnectionManager) {
+        let idle = Duration::from_millis(self.settings.claim_idle_ms);
+        let mut tick =
+            tokio::time::interval(Duration::from_millis(self.settings.claim_interval_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_sweep = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stopped(&mut self.stop) => return,
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        if !read.is_empty() && !lanes.send(read).await {
-            return;
+            let known = self.boards.borrow().clone();
+            if last_sweep.elapsed() >= CONSUMER_SWEEP {
+                last_sweep = tokio::time::Instant::now();
+                let idle_for = CONSUMER_SWEEP.max(idle * 10);
+                match stream::remove_idle_consumers(
+                    &mut conn,
+                    &self.settings.group,
+                    &self.name,
+                    idle_for,
+                    &known,
+                )
+                .await
+                {
+                    Ok(0) => {}
+                    Ok(removed) => {
+                        tracing::info!(removed, "removed idle consumers without pending entries")
+                    }
+                    Err(error) => tracing::warn!(%error, "removing idle consumers failed"),
+                }
+            }
+            let claimed = match stream::claim(
+                &mut conn,
+                &self.settings.group,
+                &self.name,
+                idle,
+                &known,
+                self.settings.batch_events,
+            )
+            .await
+            {
+                Ok(claimed) => claimed,
+                Err(error) => {
+                    tracing::warn!(%error, "XAUTOCLAIM failed");
+                    continue;
+                }
+            };
+            let count: usize = claimed.iter().map(|(_, entries)| entries.len()).sum();
+            if count == 0 {
+                continue;
+            }
+            // Debug: entries of a parked board come back here every round.
+            tracing::debug!(entries = count, "claimed idle pending entries");
+            metrics::counter!(CLAIMED_TOTAL).increment(count as u64);
+            if !self.lanes.send(claimed).await {
+                return;
+            }
         }
     }
 }
@@ -351,71 +412,5 @@ async fn read_chunk(
         streams = full;
         streams.truncate(left);
         count = (left / streams.len()).max(1);
-    }
-}
-
-async fn claim(
-    mut conn: ConnectionManager,
-    settings: ProjectorSettings,
-    consumer: String,
-    boards: watch::Receiver<Boards>,
-    lanes: Lanes,
-    mut stop: watch::Receiver<bool>,
-) {
-    let idle = Duration::from_millis(settings.claim_idle_ms);
-    let mut tick = tokio::time::interval(Duration::from_millis(settings.claim_interval_ms));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_sweep = tokio::time::Instant::now();
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = stopped(&mut stop) => return,
-        }
-        let known = boards.borrow().clone();
-        if last_sweep.elapsed() >= CONSUMER_SWEEP {
-            last_sweep = tokio::time::Instant::now();
-            let idle_for = CONSUMER_SWEEP.max(idle * 10);
-            match stream::remove_idle_consumers(
-                &mut conn,
-                &settings.group,
-                &consumer,
-                idle_for,
-                &known,
-            )
-            .await
-            {
-                Ok(0) => {}
-                Ok(removed) => {
-                    tracing::info!(removed, "removed idle consumers without pending entries")
-                }
-                Err(error) => tracing::warn!(%error, "removing idle consumers failed"),
-            }
-        }
-        let claimed = match stream::claim(
-            &mut conn,
-            &settings.group,
-            &consumer,
-            idle,
-            &known,
-            settings.batch_events,
-        )
-        .await
-        {
-            Ok(claimed) => claimed,
-            Err(error) => {
-                tracing::warn!(%error, "XAUTOCLAIM failed");
-                continue;
-            }
-        };
-        let count: usize = claimed.iter().map(|(_, entries)| entries.len()).sum();
-        if count == 0 {
-            continue;
-        }
-        // Debug: entries of a parked board come back here every round.
-        tracing::debug!(entries = count, "claimed idle pending entries");
-        metrics::counter!("streamboard_projector_claimed_total").increment(count as u64);
-        if !lanes.send(claimed).await {
-            return;
-        }
     }
 }

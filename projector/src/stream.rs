@@ -5,6 +5,7 @@
 //! round trip serves thousands of boards.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -16,6 +17,10 @@ use serde_json::json;
 use streamboard::domain::BoardEvent;
 use streamboard::eventlog::{board_of, decode_entry, entry, entry_id, stream_key, REGISTRY};
 use uuid::Uuid;
+
+/// Known board streams, in registration order: what the registry follower
+/// publishes and the reader, claimer and lag sampler go through.
+pub type Boards = Arc<Vec<Uuid>>;
 
 /// Commands per pipeline when a command is sent for each of many streams.
 const PIPELINE: usize = 1_000;
@@ -122,6 +127,22 @@ pub fn parse_id(id: &str) -> (u64, u64) {
     (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
 }
 
+/// One command per board (`add` queues it), in one pipeline: a reply per
+/// board, in order. A command that fails on its stream (no stream, no group)
+/// is that board's `Value::ServerError` and does not fail the others.
+async fn each_board(
+    conn: &mut ConnectionManager,
+    boards: &[Uuid],
+    add: impl Fn(&mut redis::Pipeline, Uuid),
+) -> RedisResult<Vec<Value>> {
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    for board in boards {
+        add(&mut pipe, *board);
+    }
+    pipe.query_async(conn).await
+}
+
 /// Creates the group on each board's stream (and the stream, if the board
 /// has no event yet), from the start. Existing groups are left as they are.
 pub async fn ensure_groups(
@@ -130,17 +151,15 @@ pub async fn ensure_groups(
     boards: &[Uuid],
 ) -> RedisResult<()> {
     for chunk in boards.chunks(PIPELINE) {
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        for board in chunk {
+        let replies = each_board(conn, chunk, |pipe, board| {
             pipe.cmd("XGROUP")
                 .arg("CREATE")
-                .arg(stream_key(*board))
+                .arg(stream_key(board))
                 .arg(group)
                 .arg("0")
                 .arg("MKSTREAM");
-        }
-        let replies: Vec<Value> = pipe.query_async(conn).await?;
+        })
+        .await?;
         for (board, reply) in chunk.iter().zip(replies) {
             if let Value::ServerError(error) = reply {
                 if error.code() != "BUSYGROUP" {
@@ -208,19 +227,17 @@ pub async fn claim(
 ) -> RedisResult<Vec<(Uuid, Vec<StreamId>)>> {
     let mut claimed = Vec::new();
     for chunk in boards.chunks(PIPELINE) {
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        for board in chunk {
+        let replies = each_board(conn, chunk, |pipe, board| {
             pipe.cmd("XAUTOCLAIM")
-                .arg(stream_key(*board))
+                .arg(stream_key(board))
                 .arg(group)
                 .arg(consumer)
                 .arg(min_idle.as_millis() as u64)
                 .arg("0-0")
                 .arg("COUNT")
                 .arg(count);
-        }
-        let replies: Vec<Value> = pipe.query_async(conn).await?;
+        })
+        .await?;
         for (board, reply) in chunk.iter().zip(replies) {
             if let Value::ServerError(error) = &reply {
                 // NOGROUP: the reader recreates groups; nothing to claim here.
@@ -302,15 +319,13 @@ pub async fn remove_idle_consumers(
 ) -> RedisResult<usize> {
     let mut removed = 0;
     for chunk in boards.chunks(PIPELINE) {
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        for board in chunk {
+        let replies = each_board(conn, chunk, |pipe, board| {
             pipe.cmd("XINFO")
                 .arg("CONSUMERS")
-                .arg(stream_key(*board))
+                .arg(stream_key(board))
                 .arg(group);
-        }
-        let replies: Vec<Value> = pipe.query_async(conn).await?;
+        })
+        .await?;
         let mut delete = redis::pipe();
         for (board, reply) in chunk.iter().zip(replies) {
             if matches!(reply, Value::ServerError(_)) {
