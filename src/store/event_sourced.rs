@@ -193,8 +193,10 @@ impl EventSourcedStore {
             }
             let known = archived.max(cached.version());
             if head.last_version >= known {
+                // Catching up may start the cache afresh: mark it after.
+                self.catch_up(board_id, cached).await?;
                 cached.verified_run = Some(head.run_id);
-                return self.catch_up(board_id, cached).await;
+                return Ok(());
             }
             let mut missing = if archived > head.last_version {
                 self.archived_after(board_id, head.last_version, archived).await?
