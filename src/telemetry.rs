@@ -40,6 +40,8 @@ pub mod names {
     pub const HTTP_REQUEST_DURATION: &str = "streamboard_http_request_duration_seconds";
     pub const EVENTS_APPENDED: &str = "streamboard_events_appended_total";
     pub const APPEND_CONFLICTS: &str = "streamboard_append_conflicts_total";
+    pub const EVENTS_RESTORED: &str = "streamboard_events_restored_total";
+    pub const CACHE_DIVERGED: &str = "streamboard_cache_diverged_total";
 }
 
 /// Installs the global metrics recorder and returns the handle `/metrics`
@@ -75,7 +77,22 @@ pub fn register_server_metrics() {
         names::APPEND_CONFLICTS,
         "Appends that lost the race to another writer and were decided again."
     );
-    for name in [names::EVENTS_APPENDED, names::APPEND_CONFLICTS] {
+    describe_counter!(
+        names::EVENTS_RESTORED,
+        "Events a restarted or rolled-back Redis had lost, put back into their stream \
+         from the archive or this instance's cache."
+    );
+    describe_counter!(
+        names::CACHE_DIVERGED,
+        "Boards whose cached history no longer matched their stream: acknowledged events \
+         were lost before the projector archived them."
+    );
+    for name in [
+        names::EVENTS_APPENDED,
+        names::APPEND_CONFLICTS,
+        names::EVENTS_RESTORED,
+        names::CACHE_DIVERGED,
+    ] {
         counter!(name).increment(0);
     }
 }

@@ -103,7 +103,46 @@ pub enum Appended {
     /// The idempotency key was already used; here is the record stored
     /// with the first append (opaque to the log: the store's JSON).
     Replay(String),
+    /// The Redis process is not the one the board was checked against
+    /// (restarted, or failed over): its stream may have lost acknowledged
+    /// events. Nothing was written; check the board, then retry.
+    NewRedis { run_id: String },
 }
+
+/// A stream's last version, and which Redis process holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamHead {
+    /// `run_id` from `INFO server`: a new one after every restart or
+    /// failover, the moment a stream may have rolled back.
+    pub run_id: String,
+    pub last_version: u64,
+}
+
+/// The Redis process's identity, readable inside a script.
+const RUN_ID_LUA: &str = "string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')";
+
+const HEAD_SCRIPT: &str = r#"
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local version = 0
+if #last > 0 then version = tonumber(string.match(last[1][1], '^(%d+)')) end
+return {RUN_ID, tostring(version)}
+"#;
+
+/// Puts back events a stream lost, if it is still as the caller saw it.
+/// KEYS[1] stream; ARGV: run id, last version seen, then six fields per
+/// event (version, v, type, actor, at, data).
+const RESTORE_SCRIPT: &str = r#"
+local run = RUN_ID
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local version = 0
+if #last > 0 then version = tonumber(string.match(last[1][1], '^(%d+)')) end
+if run ~= ARGV[1] or version ~= tonumber(ARGV[2]) then return {'moved', run} end
+for i = 3, #ARGV, 6 do
+  redis.call('XADD', KEYS[1], ARGV[i] .. '-0', 'v', ARGV[i + 1], 'type', ARGV[i + 2],
+    'version', ARGV[i], 'actor', ARGV[i + 3], 'at', ARGV[i + 4], 'data', ARGV[i + 5])
+end
+return {'restored', run}
+"#;
 
 /// Checks the expected version and appends in one atomic step; also stores
 /// the idempotent result next to the board. Returns `{kind, value}`.
@@ -115,7 +154,9 @@ pub enum Appended {
 const APPEND_SCRIPT: &str = r#"
 -- KEYS[1] stream, KEYS[2] idempotency key (or '' when none), KEYS[3] turn
 -- ARGV: expected version, schema v, type, actor, at, data, record,
---       ttl seconds, writer token, claim ('1' or '0'), turn ms
+--       ttl seconds, writer token, claim ('1' or '0'), turn ms, run id
+local run = RUN_ID
+if run ~= ARGV[12] then return {'new-redis', run} end
 if KEYS[2] ~= '' then
   local stored = redis.call('GET', KEYS[2])
   if stored then return {'replay', stored} end
@@ -154,14 +195,58 @@ pub struct Writer {
 pub struct EventLog {
     pool: Pool,
     append: Script,
+    head: Script,
+    restore: Script,
 }
 
 impl EventLog {
     pub fn new(pool: Pool) -> Self {
+        let script = |source: &str| Script::new(&source.replace("RUN_ID", RUN_ID_LUA));
         EventLog {
             pool,
-            append: Script::new(APPEND_SCRIPT),
+            append: script(APPEND_SCRIPT),
+            head: script(HEAD_SCRIPT),
+            restore: script(RESTORE_SCRIPT),
         }
+    }
+
+    /// The stream's last version and the Redis process that holds it.
+    pub async fn head(&self, board_id: Uuid) -> Result<StreamHead, LogError> {
+        let mut connection = self.connection().await?;
+        let (run_id, last): (String, String) =
+            within(self.head.key(stream_key(board_id)).invoke_async(&mut connection)).await??;
+        Ok(StreamHead {
+            run_id,
+            last_version: last.parse().unwrap_or(0),
+        })
+    }
+
+    /// Appends `events` (consecutive, from `head.last_version + 1`) with
+    /// their own versions, if the stream is still at `head`. False when it
+    /// moved meanwhile (another writer or restorer): read the head again.
+    pub async fn restore(
+        &self,
+        board_id: Uuid,
+        head: &StreamHead,
+        events: &[impl std::borrow::Borrow<BoardEvent>],
+    ) -> Result<bool, LogError> {
+        let mut connection = self.connection().await?;
+        let mut invocation = self.restore.key(stream_key(board_id));
+        invocation.arg(&head.run_id).arg(head.last_version);
+        for event in events {
+            let event = event.borrow();
+            let fields = entry::encode(event);
+            invocation
+                .arg(event.version)
+                .arg(fields.schema)
+                .arg(fields.event_type)
+                .arg(fields.actor)
+                .arg(fields.at)
+                .arg(fields.data);
+        }
+        let (outcome, _run): (String, String) =
+            within(invocation.invoke_async(&mut connection)).await??;
+        Ok(outcome == "restored")
     }
 
     async fn connection(&self) -> Result<Connection, LogError> {
@@ -193,6 +278,7 @@ impl EventLog {
         idempotency: Option<(&str, String)>,
         idempotency_ttl: Duration,
         writer: &Writer,
+        run_id: &str,
     ) -> Result<Appended, LogError> {
         let mut connection = self.connection().await?;
         let fields = entry::encode(event);
@@ -214,7 +300,8 @@ impl EventLog {
             .arg(idempotency_ttl.as_secs().max(1))
             .arg(&writer.token)
             .arg(if writer.claim_turn { "1" } else { "0" })
-            .arg(TURN.as_millis() as u64);
+            .arg(TURN.as_millis() as u64)
+            .arg(run_id);
         let (kind, value): (String, String) =
             within(invocation.invoke_async(&mut connection)).await??;
         match kind.as_str() {
@@ -222,6 +309,7 @@ impl EventLog {
             "conflict" => Ok(Appended::Conflict {
                 current: value.parse().unwrap_or(0),
             }),
+            "new-redis" => Ok(Appended::NewRedis { run_id: value }),
             _ => Ok(Appended::Replay(value)),
         }
     }

@@ -105,6 +105,29 @@ pub fn event_from_row(row: &Row) -> Result<BoardEvent, ArchiveError> {
     })
 }
 
+/// The board's last archived version (0 when none).
+pub async fn last_version(client: &impl GenericClient, board_id: Uuid) -> Result<u64, Error> {
+    let row = client
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM events WHERE board_id = $1",
+            &[&board_id],
+        )
+        .await?;
+    Ok(row.get::<_, i64>(0) as u64)
+}
+
+/// Boards whose archived membership names `user_id` (the read model's
+/// `board_members`, as of the projector's last batch).
+pub async fn member_boards(client: &impl GenericClient, user_id: Uuid) -> Result<Vec<Uuid>, Error> {
+    let rows = client
+        .query(
+            "SELECT board_id FROM board_members WHERE user_id = $1",
+            &[&user_id],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
 /// A board's archived events after version `after`, oldest first, at most
 /// `limit`.
 pub async fn read_after(

@@ -7,6 +7,15 @@
 //! command first catches the cached state up from the stream, so a write
 //! made through another instance is seen; a lost race (another instance
 //! appended first) re-reads and retries, or answers 412 under `If-Match`.
+//!
+//! PostgreSQL is the durable copy. Before its first write (and first read)
+//! of a board, and again whenever Redis is a new process (the append script
+//! compares Redis's `run_id` with the one the board was checked under), the
+//! store makes sure the stream holds every event the archive or its own
+//! cache has, putting back what a restarted or rolled-back Redis lost.
+//! Versions are thereby never handed out twice, except for events that
+//! were lost from Redis before the projector archived them and that no
+//! instance still holds (docs/OPERATIONS.md, "Durability").
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -47,6 +56,10 @@ struct CachedBoard {
     /// When the last catch-up read was sent: it saw every event appended
     /// before that instant.
     synced_at: Option<Instant>,
+    /// The Redis process (`run_id`) whose stream was last checked against
+    /// the archive and this cache; appends name it, and Redis refuses them
+    /// once another process holds the stream.
+    verified_run: Option<String>,
 }
 
 impl CachedBoard {
@@ -64,6 +77,12 @@ impl CachedBoard {
 
     fn reset(&mut self) {
         *self = CachedBoard::default();
+    }
+
+    /// The cached event at `version`, if still among the recent ones.
+    fn recent_at(&self, version: u64) -> Option<&Arc<BoardEvent>> {
+        let first = self.recent.front()?.version;
+        self.recent.get(version.checked_sub(first)? as usize)
     }
 
     /// Events after `after` from memory, if memory reaches back that far.
@@ -137,11 +156,137 @@ impl EventSourcedStore {
         let arrived = Instant::now();
         let slot = self.boards.get_with(board_id, Arc::default);
         let mut cached = slot.lock_owned().await;
+        if cached.verified_run.is_none() {
+            self.verify(board_id, &mut cached).await?;
+            return Ok(cached);
+        }
         let shared = cached.board.is_some() && cached.synced_at.is_some_and(|at| at >= arrived);
         if !shared {
             self.catch_up(board_id, &mut cached).await?;
         }
         Ok(cached)
+    }
+
+    /// Makes the board's stream hold at least every event the archive and
+    /// this cache know of, then catches the cache up with it.
+    ///
+    /// A stream behind them lost acknowledged events (Redis restarted
+    /// empty, or rolled back). They are put back from the archive, then
+    /// from this cache, atomically and only if the stream has not moved
+    /// meanwhile. A cache whose events no longer match the stream (another
+    /// instance reused versions this one had seen) is dropped for the
+    /// stream's history.
+    async fn verify(&self, board_id: Uuid, cached: &mut CachedBoard) -> Result<(), StoreError> {
+        for _ in 0..WRITE_ATTEMPTS {
+            let head = self.log.head(board_id).await?;
+            let archived = self.archived_version(board_id).await?;
+            if !self.cache_matches_stream(board_id, cached, head.last_version).await? {
+                tracing::error!(
+                    %board_id,
+                    cached_version = cached.version(),
+                    stream_version = head.last_version,
+                    "the stream no longer matches this instance's cache: acknowledged events \
+                     were lost from Redis before they were archived; serving the stream's history"
+                );
+                metrics::counter!(names::CACHE_DIVERGED).increment(1);
+                cached.reset();
+            }
+            let known = archived.max(cached.version());
+            if head.last_version >= known {
+                // Catching up may start the cache afresh: mark it after.
+                self.catch_up(board_id, cached).await?;
+                cached.verified_run = Some(head.run_id);
+                return Ok(());
+            }
+            let mut missing = if archived > head.last_version {
+                self.archived_after(board_id, head.last_version, archived).await?
+            } else {
+                Vec::new()
+            };
+            let restored_to = archived.max(head.last_version);
+            if cached.version() > restored_to {
+                missing.extend(
+                    cached
+                        .recent
+                        .iter()
+                        .filter(|e| e.version > restored_to)
+                        .map(|e| (**e).clone()),
+                );
+            }
+            let contiguous = missing
+                .iter()
+                .zip(head.last_version + 1..)
+                .all(|(event, version)| event.version == version);
+            if !contiguous || missing.is_empty() {
+                // The cache cannot bridge the gap to the archive: keep
+                // what the archive has and reload from it.
+                cached.reset();
+                continue;
+            }
+            if self.log.restore(board_id, &head, &missing).await? {
+                tracing::warn!(
+                    %board_id,
+                    from = head.last_version + 1,
+                    to = missing.last().map_or(0, |e| e.version),
+                    "Redis had lost acknowledged events of this board; restored them"
+                );
+                metrics::counter!(names::EVENTS_RESTORED).increment(missing.len() as u64);
+                if head.last_version == 0 {
+                    // The registry may have gone with the stream.
+                    self.log.register(board_id).await?;
+                }
+            }
+            // Restored or moved meanwhile: look again.
+        }
+        Err(StoreError::Unavailable(
+            "this board is being restored from the archive; retry".into(),
+        ))
+    }
+
+    /// Whether the cached history agrees with the stream at the last
+    /// version both hold (nothing to compare, or a version trimmed from the
+    /// stream, counts as agreeing).
+    async fn cache_matches_stream(
+        &self,
+        board_id: Uuid,
+        cached: &CachedBoard,
+        stream_version: u64,
+    ) -> Result<bool, StoreError> {
+        let version = stream_version.min(cached.version());
+        let Some(mine) = cached.recent_at(version) else {
+            return Ok(true);
+        };
+        let theirs = self.log.read_after(board_id, version - 1, 1).await?;
+        Ok(theirs.first().is_none_or(|e| {
+            e.version != version || (e.data == mine.data && e.at == mine.at)
+        }))
+    }
+
+    /// The board's last archived version; 0 without an archive.
+    async fn archived_version(&self, board_id: Uuid) -> Result<u64, StoreError> {
+        let Some(archive) = &self.archive else {
+            return Ok(0);
+        };
+        let client = crate::postgres::client(archive).await?;
+        archive::last_version(&**client, board_id)
+            .await
+            .map_err(|error| archive_error(error.into()))
+    }
+
+    /// Archived events in `(after, through]`.
+    async fn archived_after(
+        &self,
+        board_id: Uuid,
+        after: u64,
+        through: u64,
+    ) -> Result<Vec<BoardEvent>, StoreError> {
+        let Some(archive) = &self.archive else {
+            return Ok(Vec::new());
+        };
+        let client = crate::postgres::client(archive).await?;
+        archive::read_after(&**client, board_id, after, (through - after) as usize)
+            .await
+            .map_err(archive_error)
     }
 
     async fn catch_up(&self, board_id: Uuid, cached: &mut CachedBoard) -> Result<(), StoreError> {
@@ -191,12 +336,7 @@ impl EventSourcedStore {
         let client = crate::postgres::client(archive).await?;
         let mut events = archive::read_after(&**client, board_id, after, limit)
             .await
-            .map_err(|error| match error {
-                archive::ArchiveError::Db(error) => {
-                    StoreError::from(crate::postgres::DbError::from(error))
-                }
-                other => StoreError::Internal(other.into()),
-            })?;
+            .map_err(archive_error)?;
         let archived_to = events.last().map_or(after, |e| e.version);
         events.extend(streamed.into_iter().filter(|e| e.version > archived_to));
         events.truncate(limit);
@@ -254,13 +394,32 @@ impl EventSourcedStore {
     }
 }
 
+fn archive_error(error: archive::ArchiveError) -> StoreError {
+    match error {
+        archive::ArchiveError::Db(error) => StoreError::from(crate::postgres::DbError::from(error)),
+        other => StoreError::Internal(other.into()),
+    }
+}
+
 #[async_trait]
 impl BoardStore for EventSourcedStore {
     async fn list_boards(&self, caller: Caller) -> Result<Bytes, StoreError> {
         let Some(user) = caller.user() else {
             return Ok(views::to_bytes(&serde_json::json!({ "boards": [] })));
         };
-        let ids = self.log.member_boards(user).await?;
+        // Redis's index, and the read model's memberships for boards whose
+        // index entries a Redis restart lost.
+        let mut ids = self.log.member_boards(user).await?;
+        if let Some(archive) = &self.archive {
+            let client = crate::postgres::client(archive).await?;
+            ids.extend(
+                archive::member_boards(&**client, user)
+                    .await
+                    .map_err(|error| archive_error(error.into()))?,
+            );
+            ids.sort_unstable();
+            ids.dedup();
+        }
         let reads = join_all(ids.into_iter().map(|id| async move {
             let cached = self.current(id).await?;
             let value = match readable(cached.board.as_ref(), caller) {
@@ -311,7 +470,10 @@ impl BoardStore for EventSourcedStore {
         let slot = self.boards.get_with(board_id, Arc::default);
         let mut cached = slot.lock_owned().await;
         let mut fresh = false;
-        if cached.board.is_none() {
+        if cached.verified_run.is_none() {
+            self.verify(board_id, &mut cached).await?;
+            fresh = true;
+        } else if cached.board.is_none() {
             self.catch_up(board_id, &mut cached).await?;
             fresh = true;
         }
@@ -352,7 +514,13 @@ impl BoardStore for EventSourcedStore {
             });
             let appended = self
                 .log
-                .append(&event, record, self.idempotency_ttl, &writer)
+                .append(
+                    &event,
+                    record,
+                    self.idempotency_ttl,
+                    &writer,
+                    cached.verified_run.as_deref().unwrap_or_default(),
+                )
                 .await;
             match appended {
                 Ok(Appended::Stored { stream_id }) => {
@@ -366,6 +534,18 @@ impl BoardStore for EventSourcedStore {
                     let rendered = views::render(board, request.reply)?;
                     metrics::counter!(names::EVENTS_APPENDED).increment(1);
                     return Ok(rendered);
+                }
+                Ok(Appended::NewRedis { run_id }) => {
+                    tracing::warn!(%board_id, %run_id, "Redis is a new process; checking the board");
+                    self.verify(board_id, &mut cached).await?;
+                    fresh = true;
+                }
+                Ok(Appended::Conflict { current }) if current < cached.version() => {
+                    // The stream is behind what this instance saw without
+                    // Redis restarting (trimmed or rewritten by hand).
+                    cached.verified_run = None;
+                    self.verify(board_id, &mut cached).await?;
+                    fresh = true;
                 }
                 Ok(Appended::Conflict { .. }) => {
                     // Another writer got there first: read what it wrote,
