@@ -1,5 +1,5 @@
 //! Accounts and tokens against a real PostgreSQL. Each test gets a fresh
-//! database (`common::services::TestDb`, on the server at
+//! database (`common::TestEnv`, on the server at
 //! `STREAMBOARD_TEST_POSTGRES_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`), dropped afterwards.
 //! These tests call `users` and `postgres` directly; the HTTP flow (register,
@@ -10,7 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestDb, TestRedis, TestServer, PASSWORD};
+use common::{spawn_api, TestDb, TestEnv, PASSWORD};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};
@@ -65,8 +65,9 @@ fn migration_files() -> String {
 
 #[tokio::test]
 async fn migrations_create_the_users_table_and_run_again_harmlessly() {
-    let db = TestDb::create();
-    let pool = migrated(&db).await;
+    let env = TestEnv::builder().postgres().spawn().await;
+    let db = env.db();
+    let pool = migrated(db).await;
 
     postgres::migrate(&pool).await.expect("second run");
     postgres::migrate(&pool).await.expect("third run");
@@ -86,7 +87,8 @@ async fn migrations_create_the_users_table_and_run_again_harmlessly() {
 
 #[tokio::test]
 async fn migrations_from_several_processes_at_once_do_not_collide() {
-    let db = TestDb::create();
+    let env = TestEnv::builder().postgres().spawn().await;
+    let db = env.db();
     let pool = pool_for(&db.url());
 
     let runs = (0..4).map(|_| {
@@ -105,8 +107,9 @@ async fn migrations_from_several_processes_at_once_do_not_collide() {
 
 #[tokio::test]
 async fn register_stores_an_argon2id_hash_and_the_user_can_be_found() {
-    let db = TestDb::create();
-    let pool = migrated(&db).await;
+    let env = TestEnv::builder().postgres().spawn().await;
+    let db = env.db();
+    let pool = migrated(db).await;
 
     let user = users::register(&pool, "  Alice ", PASSWORD).await.unwrap();
 
@@ -131,12 +134,16 @@ async fn register_stores_an_argon2id_hash_and_the_user_can_be_found() {
 
 #[tokio::test]
 async fn usernames_are_unique_regardless_of_case() {
-    let db = TestDb::create();
-    let pool = migrated(&db).await;
+    let env = TestEnv::builder().postgres().spawn().await;
+    let db = env.db();
+    let pool = migrated(db).await;
     users::register(&pool, "Alice", PASSWORD).await.unwrap();
 
     for again in ["alice", "ALICE", " aLiCe "] {
-        let error = users::register(&pool, again, PASSWORD).await.unwrap_err();
+        let error = users::register(&pool, again, PASSWORD)
+            .await
+            .map_err(ApiError::from)
+            .unwrap_err();
         assert_eq!(status_and_code(&error), (409, "conflict"), "{again}");
         assert_eq!(error.details.unwrap()["field"], "username");
     }
@@ -144,12 +151,17 @@ async fn usernames_are_unique_regardless_of_case() {
 
 #[tokio::test]
 async fn racing_registrations_of_one_name_let_exactly_one_win() {
-    let db = TestDb::create();
-    let pool = migrated(&db).await;
+    let env = TestEnv::builder().postgres().spawn().await;
+    let db = env.db();
+    let pool = migrated(db).await;
 
     let attempts = ["bob", "Bob", "BOB", "boB"].map(|name| {
         let pool = pool.clone();
-        tokio::spawn(async move { users::register(&pool, name, PASSWORD).await })
+        tokio::spawn(async move {
+            users::register(&pool, name, PASSWORD)
+                .await
+                .map_err(ApiError::from)
+        })
     });
     let results: Vec<_> = futures_util::future::join_all(attempts)
         .await
@@ -165,8 +177,9 @@ async fn racing_registrations_of_one_name_let_exactly_one_win() {
 
 #[tokio::test]
 async fn invalid_usernames_and_passwords_are_422_naming_the_field() {
-    let db = TestDb::create();
-    let pool = migrated(&db).await;
+    let env = TestEnv::builder().postgres().spawn().await;
+    let db = env.db();
+    let pool = migrated(db).await;
     let cases = [
         ("ab", PASSWORD, "username"),
         ("with space", PASSWORD, "username"),
@@ -178,6 +191,7 @@ async fn invalid_usernames_and_passwords_are_422_naming_the_field() {
     for (username, password, field) in cases {
         let error = users::register(&pool, username, password)
             .await
+            .map_err(ApiError::from)
             .unwrap_err();
         assert_eq!(status_and_code(&error), (422, "validation_failed"));
         assert_eq!(error.details.unwrap()["field"], field, "{username}");
@@ -186,16 +200,19 @@ async fn invalid_usernames_and_passwords_are_422_naming_the_field() {
 
 #[tokio::test]
 async fn login_accepts_any_case_and_refuses_unknown_users_and_wrong_passwords_alike() {
-    let db = TestDb::create();
-    let pool = migrated(&db).await;
+    let env = TestEnv::builder().postgres().spawn().await;
+    let db = env.db();
+    let pool = migrated(db).await;
     let alice = users::register(&pool, "Alice", PASSWORD).await.unwrap();
 
     let logged_in = users::authenticate(&pool, "aLICE", PASSWORD).await.unwrap();
     let wrong = users::authenticate(&pool, "alice", "not the password")
         .await
+        .map_err(ApiError::from)
         .unwrap_err();
     let unknown = users::authenticate(&pool, "nobody", PASSWORD)
         .await
+        .map_err(ApiError::from)
         .unwrap_err();
 
     assert_eq!(logged_in, alice);
@@ -214,8 +231,9 @@ async fn login_accepts_any_case_and_refuses_unknown_users_and_wrong_passwords_al
 
 #[tokio::test]
 async fn login_takes_as_long_for_unknown_users_as_for_wrong_passwords() {
-    let db = TestDb::create();
-    let pool = migrated(&db).await;
+    let env = TestEnv::builder().postgres().spawn().await;
+    let db = env.db();
+    let pool = migrated(db).await;
     users::register(&pool, "alice", PASSWORD).await.unwrap();
     async fn timed(pool: &Pool, username: &str) -> Duration {
         let start = Instant::now();
@@ -250,11 +268,18 @@ async fn an_unreachable_postgres_is_503_not_500() {
     // Port 1 on loopback: nothing listens, connections are refused at once.
     let pool = pool_for("postgres://postgres@127.0.0.1:1/none");
 
-    let register = users::register(&pool, "dave", PASSWORD).await.unwrap_err();
+    let register = users::register(&pool, "dave", PASSWORD)
+        .await
+        .map_err(ApiError::from)
+        .unwrap_err();
     let login = users::authenticate(&pool, "dave", PASSWORD)
         .await
+        .map_err(ApiError::from)
         .unwrap_err();
-    let find = users::find(&pool, Uuid::new_v4()).await.unwrap_err();
+    let find = users::find(&pool, Uuid::new_v4())
+        .await
+        .map_err(ApiError::from)
+        .unwrap_err();
     let migrate = postgres::migrate(&pool).await.unwrap_err();
 
     for error in [&register, &login, &find] {
@@ -268,16 +293,13 @@ async fn an_unreachable_postgres_is_503_not_500() {
 
 #[tokio::test]
 async fn the_token_lifetime_and_secure_cookie_come_from_settings() {
-    let (redis, db) = (TestRedis::start(), TestDb::create());
-    let (redis_url, db_url) = (redis.url(), db.url());
-    let server = TestServer::spawn_with(&[
-        ("STREAMBOARD__REDIS__URL", redis_url.as_str()),
-        ("STREAMBOARD__POSTGRES__URL", db_url.as_str()),
-        ("STREAMBOARD__AUTH__JWT_SECRET", SECRET),
-        ("STREAMBOARD__AUTH__TOKEN_TTL_DAYS", "2"),
-        ("STREAMBOARD__AUTH__COOKIE_SECURE", "true"),
-    ])
-    .await;
+    let env = TestEnv::api()
+        .setting("STREAMBOARD__AUTH__JWT_SECRET", SECRET)
+        .setting("STREAMBOARD__AUTH__TOKEN_TTL_DAYS", "2")
+        .setting("STREAMBOARD__AUTH__COOKIE_SECURE", "true")
+        .spawn()
+        .await;
+    let server = env.server();
 
     let response = server
         .post(
@@ -310,8 +332,8 @@ async fn the_token_lifetime_and_secure_cookie_come_from_settings() {
 
 #[tokio::test]
 async fn websocket_upgrades_take_the_token_from_the_query() {
-    let (redis, db) = (TestRedis::start(), TestDb::create());
-    let server = TestServer::spawn_api(&redis, &db).await;
+    let env = spawn_api().await;
+    let server = env.server();
     let (token, _) = server.register("dora", PASSWORD).await;
 
     let mut ws = server.ws(&format!("/ws?token={token}")).await;

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{error_body, unique_name, TestDb, TestRedis, TestServer, PASSWORD};
+use common::{error_body, spawn_api, unique_name, TestEnv, PASSWORD};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use streamboard::auth::Claims;
@@ -135,29 +135,11 @@ fn assert_clears_token(cookies: &[String], case: &str) {
     );
 }
 
-struct Env {
-    // Field order: the server goes first, then its dependencies.
-    server: TestServer,
-    _db: TestDb,
-    _redis: TestRedis,
-}
-
-async fn env() -> Env {
-    let redis = TestRedis::start();
-    let db = TestDb::create();
-    let server = TestServer::spawn_api(&redis, &db).await;
-    Env {
-        server,
-        _db: db,
-        _redis: redis,
-    }
-}
-
 #[tokio::test]
 async fn register_login_me_and_logout_follow_the_contract() {
     // Arrange
-    let env = env().await;
-    let server = &env.server;
+    let env = spawn_api().await;
+    let server = env.server();
     let username = unique_name("Alice");
 
     // Act: register
@@ -284,20 +266,20 @@ async fn register_login_me_and_logout_follow_the_contract() {
 #[tokio::test]
 async fn a_username_taken_in_another_case_is_409() {
     // Arrange
-    let env = env().await;
+    let env = spawn_api().await;
     let username = unique_name("Bob");
-    env.server.register(&username, PASSWORD).await;
+    env.server().register(&username, PASSWORD).await;
 
     // Act
     let again = env
-        .server
+        .server()
         .post(
             "/api/auth/register",
             json!({ "username": username.to_lowercase(), "password": "another password" }),
         )
         .await;
     let upper = env
-        .server
+        .server()
         .post(
             "/api/auth/register",
             json!({ "username": format!("  {}  ", username.to_uppercase()), "password": PASSWORD }),
@@ -309,7 +291,7 @@ async fn a_username_taken_in_another_case_is_409() {
     error_body(upper, 409).await;
     // The first account still logs in with its own password.
     let login = env
-        .server
+        .server()
         .post(
             "/api/auth/login",
             json!({ "username": username, "password": PASSWORD }),
@@ -321,7 +303,7 @@ async fn a_username_taken_in_another_case_is_409() {
 #[tokio::test]
 async fn bad_registration_input_is_422_naming_the_field_and_malformed_json_is_400() {
     // Arrange
-    let env = env().await;
+    let env = spawn_api().await;
     let good = unique_name("carol");
     let cases = [
         (
@@ -350,7 +332,7 @@ async fn bad_registration_input_is_422_naming_the_field_and_malformed_json_is_40
 
     for (body, field) in cases {
         // Act
-        let response = env.server.post("/api/auth/register", body.clone()).await;
+        let response = env.server().post("/api/auth/register", body.clone()).await;
 
         // Assert
         let error = error_body(response, 422).await;
@@ -365,7 +347,7 @@ async fn bad_registration_input_is_422_naming_the_field_and_malformed_json_is_40
         trailing.as_bytes(),
     ] {
         let response = env
-            .server
+            .server()
             .send_raw(
                 reqwest::Method::POST,
                 "/api/auth/register",
@@ -380,7 +362,7 @@ async fn bad_registration_input_is_422_naming_the_field_and_malformed_json_is_40
 
     // Nothing was registered by the refused requests.
     let login = env
-        .server
+        .server()
         .post(
             "/api/auth/login",
             json!({ "username": good, "password": "short" }),
@@ -392,8 +374,8 @@ async fn bad_registration_input_is_422_naming_the_field_and_malformed_json_is_40
 #[tokio::test]
 async fn every_bad_token_gets_401_and_a_cookie_that_clears_it() {
     // Arrange
-    let env = env().await;
-    let server = &env.server;
+    let env = spawn_api().await;
+    let server = env.server();
     let username = unique_name("dave");
     let (token, user_id) = server.register(&username, PASSWORD).await;
     let secret = test_secret();
@@ -503,18 +485,18 @@ async fn every_bad_token_gets_401_and_a_cookie_that_clears_it() {
 #[tokio::test]
 async fn a_missing_token_is_401_in_the_error_shape() {
     // Arrange
-    let env = env().await;
+    let env = spawn_api().await;
 
     for path in ["/api/me", "/api/boards"] {
         // Act
-        let response = env.server.get(path).await;
+        let response = env.server().get(path).await;
 
         // Assert
         let error = error_body(response, 401).await;
         assert_eq!(error["code"], "unauthorized", "{path}");
     }
     let bad_scheme = env
-        .server
+        .server()
         .send_raw(
             reqwest::Method::GET,
             "/api/me",
@@ -531,7 +513,7 @@ async fn a_missing_token_is_401_in_the_error_shape() {
 #[tokio::test]
 async fn malformed_json_is_400_even_when_a_field_is_also_wrong() {
     // Arrange
-    let env = env().await;
+    let env = spawn_api().await;
     let cases: [&[u8]; 3] = [
         br#"{"username":"abc_def"} trailing"#,
         br#"{"username": 42, "password": "#,
@@ -542,7 +524,7 @@ async fn malformed_json_is_400_even_when_a_field_is_also_wrong() {
     for raw in cases {
         // Act
         let response = env
-            .server
+            .server()
             .send_raw(
                 reqwest::Method::POST,
                 "/api/auth/register",
@@ -570,14 +552,11 @@ async fn malformed_json_is_400_even_when_a_field_is_also_wrong() {
 
 #[tokio::test]
 async fn too_many_login_attempts_from_one_address_get_429_with_retry_after() {
-    let redis = TestRedis::start();
-    let db = TestDb::create();
-    let server = TestServer::spawn_with(&[
-        ("STREAMBOARD__REDIS__URL", redis.url().as_str()),
-        ("STREAMBOARD__POSTGRES__URL", db.url().as_str()),
-        ("STREAMBOARD__AUTH__ATTEMPTS_PER_MINUTE", "3"),
-    ])
-    .await;
+    let env = TestEnv::api()
+        .setting("STREAMBOARD__AUTH__ATTEMPTS_PER_MINUTE", "3")
+        .spawn()
+        .await;
+    let server = env.server();
     let wrong = json!({"username": "nobody_here", "password": "wrong-password"});
 
     let mut statuses = Vec::new();

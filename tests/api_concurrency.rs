@@ -7,23 +7,13 @@ mod common;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::{
-    assert_contiguous, error_body, etag_version, stream_key, TestDb, TestRedis, TestServer,
+    assert_contiguous, bounded_http, error_body, etag_version, spawn_api_with_board, stream_key,
+    BoardOwner,
 };
 use serde_json::{json, Value};
 use tokio::sync::Barrier;
-
-/// A request that takes longer than this counts as hung.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .expect("a reqwest client")
-}
 
 struct Outcome {
     status: u16,
@@ -69,7 +59,7 @@ where
         let barrier = barrier.clone();
         let token = token.to_owned();
         handles.push(tokio::spawn(async move {
-            let client = client();
+            let client = bounded_http();
             let mut builder = client
                 .request(method, format!("{base}{path}"))
                 .bearer_auth(token)
@@ -129,12 +119,13 @@ fn assert_one_entry_per_task(entries: &[common::StreamEntry], task_ids: &[String
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_concurrent_writers_each_get_exactly_one_event() {
     // Arrange
-    let redis = TestRedis::start();
-    let db = TestDb::create();
-    let server = TestServer::spawn_api(&redis, &db).await;
-    let (token, user_id) = server.new_user("w").await;
-    let board = server.api_board(&token, "Busy").await;
-    let board_id = board["id"].as_str().unwrap().to_owned();
+    let env = spawn_api_with_board(1, "w", "Busy").await;
+    let (server, redis) = (env.server(), env.redis());
+    let BoardOwner {
+        token,
+        user_id,
+        board_id,
+    } = env.owner().clone();
     let base = server.url("");
 
     // Act
@@ -189,12 +180,9 @@ async fn fifty_concurrent_writers_each_get_exactly_one_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_if_match_race_has_exactly_one_winner() {
     // Arrange
-    let redis = TestRedis::start();
-    let db = TestDb::create();
-    let server = TestServer::spawn_api(&redis, &db).await;
-    let (token, _) = server.new_user("r").await;
-    let board = server.api_board(&token, "Contested").await;
-    let board_id = board["id"].as_str().unwrap().to_owned();
+    let env = spawn_api_with_board(1, "r", "Contested").await;
+    let (server, redis) = (env.server(), env.redis());
+    let (token, board_id) = (env.owner().token.clone(), env.owner().board_id.clone());
     server.api_task(&token, &board_id, "a").await;
     let response = server
         .get_auth(&token, &format!("/api/boards/{board_id}"))
@@ -264,13 +252,9 @@ async fn an_if_match_race_has_exactly_one_winner() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writers_split_across_two_instances_never_collide() {
     // Arrange
-    let redis = TestRedis::start();
-    let db = TestDb::create();
-    let first = TestServer::spawn_api(&redis, &db).await;
-    let second = TestServer::spawn_api(&redis, &db).await;
-    let (token, _) = first.new_user("two").await;
-    let board = first.api_board(&token, "Shared by two").await;
-    let board_id = board["id"].as_str().unwrap().to_owned();
+    let env = spawn_api_with_board(2, "two", "Shared by two").await;
+    let (first, second, redis) = (&env.servers[0], &env.servers[1], env.redis());
+    let (token, board_id) = (env.owner().token.clone(), env.owner().board_id.clone());
     let bases = [first.url(""), second.url("")];
     let key = stream_key(&board_id);
 
@@ -338,7 +322,7 @@ async fn writers_split_across_two_instances_never_collide() {
     // checked in api_resilience).
     let path = format!("/api/boards/{board_id}");
     let winner = outcomes.iter().find(|o| o.status == 200).unwrap();
-    for server in [&first, &second] {
+    for server in [first, second] {
         let shown = server.get_json_auth(&token, &path).await;
         assert_eq!(shown["version"], version + 1);
         assert_eq!(shown["name"], winner.body["name"]);
@@ -354,14 +338,10 @@ type Check = Box<dyn Fn(&Value) -> Result<(), String>>;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_write_is_visible_to_the_next_read_on_either_instance() {
     // Arrange
-    let redis = TestRedis::start();
-    let db = TestDb::create();
-    let first = TestServer::spawn_api(&redis, &db).await;
-    let second = TestServer::spawn_api(&redis, &db).await;
-    let servers = [&first, &second];
-    let (token, _) = first.new_user("ryw").await;
-    let board = first.api_board(&token, "Mine").await;
-    let board_id = board["id"].as_str().unwrap().to_owned();
+    let env = spawn_api_with_board(2, "ryw", "Mine").await;
+    let (first, second, redis) = (&env.servers[0], &env.servers[1], env.redis());
+    let servers = [first, second];
+    let (token, board_id) = (env.owner().token.clone(), env.owner().board_id.clone());
     let board_path = format!("/api/boards/{board_id}");
     let mut live: Vec<String> = Vec::new();
 
@@ -481,13 +461,9 @@ async fn every_write_is_visible_to_the_next_read_on_either_instance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_retries_of_one_idempotent_request_write_once() {
     // Arrange
-    let redis = TestRedis::start();
-    let db = TestDb::create();
-    let first = TestServer::spawn_api(&redis, &db).await;
-    let second = TestServer::spawn_api(&redis, &db).await;
-    let (token, _) = first.new_user("idc").await;
-    let board = first.api_board(&token, "Retried").await;
-    let board_id = board["id"].as_str().unwrap().to_owned();
+    let env = spawn_api_with_board(2, "idc", "Retried").await;
+    let (first, second, redis) = (&env.servers[0], &env.servers[1], env.redis());
+    let (token, board_id) = (env.owner().token.clone(), env.owner().board_id.clone());
     let bases = [first.url(""), second.url("")];
     let key = stream_key(&board_id);
 

@@ -5,27 +5,10 @@
 
 mod common;
 
-use common::{assert_contiguous, error_body, stream_key, TestDb, TestRedis, TestServer};
+use common::{assert_contiguous, error_body, spawn_api, stream_key, TestServer};
 use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
-
-struct Env {
-    server: TestServer,
-    _db: TestDb,
-    redis: TestRedis,
-}
-
-async fn env() -> Env {
-    let redis = TestRedis::start();
-    let db = TestDb::create();
-    let server = TestServer::spawn_api(&redis, &db).await;
-    Env {
-        server,
-        _db: db,
-        redis,
-    }
-}
 
 /// Status and JSON body (or `Null` for an empty body).
 async fn status_and_body(response: reqwest::Response) -> (u16, Value) {
@@ -137,8 +120,9 @@ fn every_board_request(
 #[tokio::test]
 async fn a_stranger_gets_404_for_everything_and_changes_nothing() {
     // Arrange
-    let env = env().await;
-    let server = &env.server;
+    let env = spawn_api().await;
+    let server = env.server();
+    let redis = env.redis();
     let (owner, owner_id) = server.new_user("own").await;
     let (stranger, stranger_id) = server.new_user("str").await;
     let board = server.api_board(&owner, "Secret plans").await;
@@ -149,7 +133,7 @@ async fn a_stranger_gets_404_for_everything_and_changes_nothing() {
         .get_json_auth(&owner, &format!("/api/boards/{board_id}"))
         .await;
     let key = stream_key(&board_id);
-    let stream_before = env.redis.xlen(&key);
+    let stream_before = redis.xlen(&key);
     assert_eq!(stream_before, 2);
 
     // What a board that does not exist looks like to the stranger.
@@ -204,19 +188,16 @@ async fn a_stranger_gets_404_for_everything_and_changes_nothing() {
         .get_json_auth(&owner, &format!("/api/boards/{board_id}"))
         .await;
     assert_eq!(after, before, "the stranger changed the board");
-    assert_eq!(
-        env.redis.xlen(&key),
-        stream_before,
-        "the stranger wrote events"
-    );
+    assert_eq!(redis.xlen(&key), stream_before, "the stranger wrote events");
     assert_eq!(server.api_board_ids(&owner).await, vec![board_id.clone()]);
 }
 
 #[tokio::test]
 async fn viewer_reads_editor_edits_tasks_and_only_the_owner_manages_the_board() {
     // Arrange
-    let env = env().await;
-    let server = &env.server;
+    let env = spawn_api().await;
+    let server = env.server();
+    let redis = env.redis();
     let (owner, owner_id) = server.new_user("own").await;
     let (member, member_id) = server.new_user("mem").await;
     let (_third, third_id) = server.new_user("thd").await;
@@ -267,7 +248,7 @@ async fn viewer_reads_editor_edits_tasks_and_only_the_owner_manages_the_board() 
     assert!(server.api_board_ids(&member).await.contains(&board_id));
 
     // ...and nothing else: 403 (a member may know the board exists)
-    let length = env.redis.xlen(&key);
+    let length = redis.xlen(&key);
     let viewer_refused = [
         (
             Method::POST,
@@ -302,11 +283,7 @@ async fn viewer_reads_editor_edits_tasks_and_only_the_owner_manages_the_board() 
         let error = expect(server, &member, method, &path, body, 403).await;
         assert_eq!(error["code"], "forbidden");
     }
-    assert_eq!(
-        env.redis.xlen(&key),
-        length,
-        "a refused request wrote an event"
-    );
+    assert_eq!(redis.xlen(&key), length, "a refused request wrote an event");
 
     // Act: the owner makes the member an editor
     let response = server
@@ -367,7 +344,7 @@ async fn viewer_reads_editor_edits_tasks_and_only_the_owner_manages_the_board() 
     expect(server, &member, Method::GET, &own_task, None, 404).await;
 
     // ...but not the board or its members
-    let length = env.redis.xlen(&key);
+    let length = redis.xlen(&key);
     let editor_refused = [
         (
             Method::PATCH,
@@ -391,11 +368,7 @@ async fn viewer_reads_editor_edits_tasks_and_only_the_owner_manages_the_board() 
         let error = expect(server, &member, method, &path, body, 403).await;
         assert_eq!(error["code"], "forbidden");
     }
-    assert_eq!(
-        env.redis.xlen(&key),
-        length,
-        "a refused request wrote an event"
-    );
+    assert_eq!(redis.xlen(&key), length, "a refused request wrote an event");
     let board_now = expect(server, &owner, Method::GET, &board_path, None, 200).await;
     assert_eq!(board_now["name"], "Shared");
 
@@ -434,8 +407,8 @@ async fn viewer_reads_editor_edits_tasks_and_only_the_owner_manages_the_board() 
 #[tokio::test]
 async fn the_owner_cannot_be_demoted_or_removed_and_unknown_users_are_422() {
     // Arrange
-    let env = env().await;
-    let server = &env.server;
+    let env = spawn_api().await;
+    let server = env.server();
     let (owner, owner_id) = server.new_user("own").await;
     let board = server.api_board(&owner, "Mine").await;
     let members_path = format!("/api/boards/{}/members", board["id"].as_str().unwrap());
@@ -499,8 +472,9 @@ async fn the_owner_cannot_be_demoted_or_removed_and_unknown_users_are_422() {
 #[tokio::test]
 async fn a_deleted_board_is_gone_for_everyone_but_its_stream_keeps_the_history() {
     // Arrange
-    let env = env().await;
-    let server = &env.server;
+    let env = spawn_api().await;
+    let server = env.server();
+    let redis = env.redis();
     let (owner, owner_id) = server.new_user("own").await;
     let (member, member_id) = server.new_user("mem").await;
     let board = server.api_board(&owner, "Doomed").await;
@@ -577,7 +551,7 @@ async fn a_deleted_board_is_gone_for_everyone_but_its_stream_keeps_the_history()
     }
 
     // Assert: the stream holds the whole history, ending in board.deleted
-    let entries = env.redis.xrange(&stream_key(&board_id));
+    let entries = redis.xrange(&stream_key(&board_id));
     assert_eq!(assert_contiguous(&entries), 6);
     let types: Vec<&str> = entries.iter().map(|e| e.get("type")).collect();
     assert_eq!(
@@ -603,7 +577,7 @@ async fn a_deleted_board_is_gone_for_everyone_but_its_stream_keeps_the_history()
     }
     assert!(entries.iter().all(|e| e.get("v") == "1"));
     // Readers discover the board through the registry.
-    let registry = env.redis.xrange("boards:registry");
+    let registry = redis.xrange("boards:registry");
     assert!(
         registry.iter().any(|e| e.get("board_id") == board_id),
         "{registry:?}"

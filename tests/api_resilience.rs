@@ -8,19 +8,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{assert_contiguous, first_difference, stream_key, TestDb, TestRedis, TestServer};
+use common::{assert_contiguous, bounded_http, first_difference, stream_key, TestEnv, TestServer};
 use reqwest::Method;
 use serde_json::{json, Value};
-
-/// Any single request taking longer than this counts as a hang.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .expect("a reqwest client")
-}
 
 /// One bounded request; panics on a hang or a connection error.
 async fn send(
@@ -31,7 +21,7 @@ async fn send(
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> reqwest::Response {
-    let mut request = client().request(method.clone(), server.url(path));
+    let mut request = bounded_http().request(method.clone(), server.url(path));
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
@@ -84,9 +74,9 @@ async fn assert_unavailable(response: reqwest::Response, what: &str) {
 #[tokio::test]
 async fn an_idempotent_retry_after_a_server_restart_replays_the_first_result() {
     // Arrange
-    let redis = TestRedis::start();
-    let db = TestDb::create();
-    let first = TestServer::spawn_api(&redis, &db).await;
+    let env = TestEnv::stores().spawn().await;
+    let redis = env.redis();
+    let first = env.spawn_server().await;
     let (token, _) = first.new_user("idem").await;
     let board_body = br#"{"name":"Retried board"}"#.to_vec();
     let created_board = send(
@@ -124,7 +114,7 @@ async fn an_idempotent_retry_after_a_server_restart_replays_the_first_result() {
 
     // Act: the server dies; a new one serves the retries
     first.kill().await;
-    let second = TestServer::spawn_api(&redis, &db).await;
+    let second = env.spawn_server().await;
     let retried = send(
         &second,
         Method::POST,
@@ -199,9 +189,9 @@ async fn server_board_count(server: &TestServer, token: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_server_killed_mid_write_leaves_every_board_whole() {
     // Arrange
-    let redis = TestRedis::start();
-    let db = TestDb::create();
-    let first = TestServer::spawn_api(&redis, &db).await;
+    let env = TestEnv::stores().spawn().await;
+    let redis = env.redis();
+    let first = env.spawn_server().await;
     let (token, _) = first.new_user("kill").await;
     let board = first.api_board(&token, "Interrupted").await;
     let board_id = board["id"].as_str().unwrap().to_owned();
@@ -212,7 +202,7 @@ async fn a_server_killed_mid_write_leaves_every_board_whole() {
             let token = token.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(i * 5)).await;
-                let response = client()
+                let response = bounded_http()
                     .post(url)
                     .bearer_auth(token)
                     .json(&json!({ "title": format!("task {i}") }))
@@ -237,7 +227,7 @@ async fn a_server_killed_mid_write_leaves_every_board_whole() {
             acknowledged.push(id);
         }
     }
-    let second = TestServer::spawn_api(&redis, &db).await;
+    let second = env.spawn_server().await;
 
     // Assert: the stream is whole, every acknowledged write is in it
     let entries = redis.xrange(&stream_key(&board_id));
@@ -268,9 +258,8 @@ async fn a_server_killed_mid_write_leaves_every_board_whole() {
 #[tokio::test]
 async fn redis_down_means_503_and_redis_back_means_business_as_usual() {
     // Arrange
-    let mut redis = TestRedis::start_persistent();
-    let db = TestDb::create();
-    let server = TestServer::spawn_api(&redis, &db).await;
+    let env = TestEnv::api().persistent_redis().spawn().await;
+    let (server, redis) = (env.server(), env.redis());
     let (token, _) = server.new_user("rds").await;
     let board = server.api_board(&token, "Survivor").await;
     let board_id = board["id"].as_str().unwrap().to_owned();
@@ -289,7 +278,7 @@ async fn redis_down_means_503_and_redis_back_means_business_as_usual() {
     // Assert: 503 in the contract's shape, quickly, for writes and reads
     let started = Instant::now();
     let write = send(
-        &server,
+        server,
         Method::POST,
         &tasks_path,
         Some(&token),
@@ -303,11 +292,11 @@ async fn redis_down_means_503_and_redis_back_means_business_as_usual() {
         format!("{board_path}/events"),
         "/api/boards".into(),
     ] {
-        let read = send(&server, Method::GET, &path, Some(&token), &[], None).await;
+        let read = send(server, Method::GET, &path, Some(&token), &[], None).await;
         assert_unavailable(read, &format!("GET {path} with Redis down")).await;
     }
     let rename = send(
-        &server,
+        server,
         Method::PATCH,
         &board_path,
         Some(&token),
@@ -322,16 +311,16 @@ async fn redis_down_means_503_and_redis_back_means_business_as_usual() {
         started.elapsed()
     );
     let (status, _, ready) =
-        parts(send(&server, Method::GET, "/ready", None, &[], None).await).await;
+        parts(send(server, Method::GET, "/ready", None, &[], None).await).await;
     assert_eq!(status, 503, "{ready}");
     let ready: Value = serde_json::from_str(&ready).unwrap();
     assert_eq!(ready["dependencies"]["redis"], "down", "{ready}");
     assert_eq!(ready["dependencies"]["postgres"], "up", "{ready}");
     // The process is still up and quick-win still works.
-    let (status, _, _) = parts(send(&server, Method::GET, "/health", None, &[], None).await).await;
+    let (status, _, _) = parts(send(server, Method::GET, "/health", None, &[], None).await).await;
     assert_eq!(status, 200);
     let quick = send(
-        &server,
+        server,
         Method::POST,
         "/quick/boards",
         None,
@@ -348,7 +337,7 @@ async fn redis_down_means_503_and_redis_back_means_business_as_usual() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let recovered = loop {
         let response = send(
-            &server,
+            server,
             Method::POST,
             &tasks_path,
             Some(&token),
@@ -368,7 +357,7 @@ async fn redis_down_means_503_and_redis_back_means_business_as_usual() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let (status, _, ready) =
-        parts(send(&server, Method::GET, "/ready", None, &[], None).await).await;
+        parts(send(server, Method::GET, "/ready", None, &[], None).await).await;
     assert_eq!(status, 200, "{ready}");
 
     // Assert: the board is intact: earlier tasks, contiguous versions, whole entries
@@ -401,9 +390,8 @@ async fn redis_down_means_503_and_redis_back_means_business_as_usual() {
 #[tokio::test]
 async fn a_board_reads_the_same_from_any_instance_and_after_a_restart() {
     // Arrange
-    let redis = TestRedis::start();
-    let db = TestDb::create();
-    let writer = TestServer::spawn_api(&redis, &db).await;
+    let env = TestEnv::stores().spawn().await;
+    let writer = env.spawn_server().await;
     let (token, _) = writer.new_user("same").await;
     let board = writer.api_board(&token, "Stable").await;
     let board_id = board["id"].as_str().unwrap().to_owned();
@@ -427,11 +415,11 @@ async fn a_board_reads_the_same_from_any_instance_and_after_a_restart() {
 
     // Act
     let on_writer = writer.get_json_auth(&token, &board_path).await;
-    let other = TestServer::spawn_api(&redis, &db).await;
+    let other = env.spawn_server().await;
     let on_other = other.get_json_auth(&token, &board_path).await;
     let task_on_other = other.get_json_auth(&token, &task_path).await;
     writer.kill().await;
-    let restarted = TestServer::spawn_api(&redis, &db).await;
+    let restarted = env.spawn_server().await;
     let on_restarted = restarted.get_json_auth(&token, &board_path).await;
 
     // Assert

@@ -1,31 +1,29 @@
 //! The projector against real Redis and PostgreSQL: convergence to the
-//! fold, several instances at once, rebuild. Needs `cargo build --workspace
-//! --bins` first (the projector binary is a workspace member).
+//! fold, several instances at once, rebuild, and stream retention (archived
+//! entries trimmed, then served from the archive by the server). Needs
+//! `cargo build --workspace --bins` first (the projector binary is a
+//! workspace member).
 
+mod common;
 mod projector_support;
-#[allow(dead_code)]
-#[path = "common/services.rs"]
-mod services;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use common::{spawn_api, versions, TestEnv};
 use projector_support::*;
+use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(120);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_across_many_boards_converges_to_the_fold() {
-    let redis = TestRedis::start();
-    let db = TestDb::create();
-    let mut writer = Writer::new(&redis, 1);
+    let env = TestEnv::stores().spawn().await;
+    let (redis, db) = (env.redis(), env.db());
+    let mut writer = Writer::new(redis, 1);
     let boards = writer.create_boards(200).await;
-    for _ in 0..19 {
-        for board in &boards {
-            writer.step(*board).await;
-        }
-    }
+    writer.step_all(&boards, 19).await;
 
-    let projector = Projector::start(&redis, &db).await;
+    let projector = env.spawn_projector().await;
     // More boards and events while it runs.
     let late = writer.create_boards(10).await;
     for board in &late {
@@ -34,35 +32,31 @@ async fn a_burst_across_many_boards_converges_to_the_fold() {
         }
     }
     let all: Vec<_> = boards.iter().chain(&late).copied().collect();
-    wait_caught_up(&db, &redis, &all, WAIT).await;
+    wait_caught_up(db, redis, &all, WAIT).await;
 
-    assert_read_model(&db, &stream_events(&redis, &all).await).await;
+    assert_read_model(db, &stream_events(redis, &all).await).await;
     assert_eq!(
         projector.metric("streamboard_projector_events_total").await,
         (200 * 20 + 10 * 6) as f64
     );
-    wait_no_pending(&redis, &all, WAIT).await;
+    wait_no_pending(redis, &all, WAIT).await;
     projector.terminate().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_projectors_share_the_work_and_apply_each_event_once() {
-    let redis = TestRedis::start();
-    let db = TestDb::create();
-    let first = Projector::start(&redis, &db).await;
-    let second = Projector::start(&redis, &db).await;
+    let env = TestEnv::stores().spawn().await;
+    let (redis, db) = (env.redis(), env.db());
+    let first = env.spawn_projector().await;
+    let second = env.spawn_projector().await;
 
     let mut writers = Vec::new();
     for seed in 0..4 {
-        let redis_url_owner = Writer::new(&redis, 100 + seed);
+        let redis_url_owner = Writer::new(redis, 100 + seed);
         writers.push(tokio::spawn(async move {
             let mut writer = redis_url_owner;
             let boards = writer.create_boards(25).await;
-            for _ in 0..39 {
-                for board in &boards {
-                    writer.step(*board).await;
-                }
-            }
+            writer.step_all(&boards, 39).await;
             boards
         }));
     }
@@ -70,9 +64,9 @@ async fn two_projectors_share_the_work_and_apply_each_event_once() {
     for writer in writers {
         boards.extend(writer.await.unwrap());
     }
-    wait_caught_up(&db, &redis, &boards, WAIT).await;
+    wait_caught_up(db, redis, &boards, WAIT).await;
 
-    assert_read_model(&db, &stream_events(&redis, &boards).await).await;
+    assert_read_model(db, &stream_events(redis, &boards).await).await;
     let a = first.metric("streamboard_projector_events_total").await;
     let b = second.metric("streamboard_projector_events_total").await;
     assert!(
@@ -80,47 +74,39 @@ async fn two_projectors_share_the_work_and_apply_each_event_once() {
         "both projectors applied events: {a} and {b}"
     );
     assert_eq!(a + b, (100 * 40) as f64, "each event applied exactly once");
-    wait_no_pending(&redis, &boards, WAIT).await;
+    wait_no_pending(redis, &boards, WAIT).await;
     first.terminate().await;
     second.terminate().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebuild_gives_identical_tables_while_writes_go_on() {
-    let redis = TestRedis::start();
-    let db = TestDb::create();
-    let mut writer = Writer::new(&redis, 7);
+    let env = TestEnv::stores().spawn().await;
+    let (redis, db) = (env.redis(), env.db());
+    let mut writer = Writer::new(redis, 7);
     let boards = writer.create_boards(50).await;
-    for _ in 0..20 {
-        for board in &boards {
-            writer.step(*board).await;
-        }
-    }
-    let projector = Projector::start(&redis, &db).await;
-    wait_caught_up(&db, &redis, &boards, WAIT).await;
-    let before = dump_read_tables(&db);
+    writer.step_all(&boards, 20).await;
+    let projector = env.spawn_projector().await;
+    wait_caught_up(db, redis, &boards, WAIT).await;
+    let before = dump_read_tables(db);
 
     // Drift that only a rebuild repairs.
     db.query("UPDATE tasks SET title = 'drifted'; DELETE FROM board_members");
-    assert_ne!(dump_read_tables(&db), before);
-    let output = projector_command(&redis, &db, &["rebuild"]).await;
+    assert_ne!(dump_read_tables(db), before);
+    let output = env.projector_command(&["rebuild"]).await;
     assert!(output.status.success(), "rebuild: {output:?}");
-    assert_eq!(dump_read_tables(&db), before);
+    assert_eq!(dump_read_tables(db), before);
 
     // Again, with writes going on and the projector applying them.
     let busy = boards[..10].to_vec();
     let writes = tokio::spawn(async move {
-        for _ in 0..30 {
-            for board in &busy {
-                writer.step(*board).await;
-            }
-        }
+        writer.step_all(&busy, 30).await;
     });
-    let output = projector_command(&redis, &db, &["rebuild"]).await;
+    let output = env.projector_command(&["rebuild"]).await;
     assert!(output.status.success(), "rebuild: {output:?}");
     writes.await.unwrap();
-    wait_caught_up(&db, &redis, &boards, WAIT).await;
-    assert_read_model(&db, &stream_events(&redis, &boards).await).await;
+    wait_caught_up(db, redis, &boards, WAIT).await;
+    assert_read_model(db, &stream_events(redis, &boards).await).await;
     let indexes = db.query(
         "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes \
          WHERE tablename IN ('boards', 'board_members', 'tasks')",
@@ -133,61 +119,18 @@ async fn rebuild_gives_identical_tables_while_writes_go_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn entries_pending_on_a_dead_consumer_are_claimed() {
-    let redis = TestRedis::start();
-    let db = TestDb::create();
-    let mut writer = Writer::new(&redis, 21);
-    let boards = writer.create_boards(30).await;
-    for _ in 0..9 {
-        for board in &boards {
-            writer.step(*board).await;
-        }
-    }
-    // A consumer that reads everything and dies without acknowledging.
-    for board in &boards {
-        let key = streamboard::eventlog::stream_key(*board);
-        redis.cli(&["XGROUP", "CREATE", &key, "projector", "0"]);
-        redis.cli(&[
-            "XREADGROUP",
-            "GROUP",
-            "projector",
-            "ghost",
-            "STREAMS",
-            &key,
-            ">",
-        ]);
-    }
-
-    let projector = Projector::start(&redis, &db).await;
-    wait_caught_up(&db, &redis, &boards, WAIT).await;
-    assert_read_model(&db, &stream_events(&redis, &boards).await).await;
-    wait_no_pending(&redis, &boards, WAIT).await;
-    assert_eq!(
-        projector
-            .metric("streamboard_projector_claimed_total")
-            .await,
-        300.0
-    );
-    projector.terminate().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn archived_entries_are_trimmed_keeping_the_last_few() {
-    let redis = TestRedis::start();
-    let db = TestDb::create();
-    let mut writer = Writer::new(&redis, 31);
+    let env = TestEnv::stores().spawn().await;
+    let (redis, db) = (env.redis(), env.db());
+    let mut writer = Writer::new(redis, 31);
     let boards = writer.create_boards(5).await;
-    for _ in 0..19 {
-        for board in &boards {
-            writer.step(*board).await;
-        }
-    }
-    let env = [
+    writer.step_all(&boards, 19).await;
+    let settings = [
         ("STREAMBOARD__PROJECTOR__TRIM", "true"),
         ("STREAMBOARD__PROJECTOR__TRIM_KEEP", "3"),
     ];
-    let projector = Projector::start_with(&redis, &db, &env).await;
-    wait_caught_up(&db, &redis, &boards, WAIT).await;
+    let projector = env.spawn_projector_with(&settings).await;
+    wait_caught_up(db, redis, &boards, WAIT).await;
     for board in &boards {
         let key = streamboard::eventlog::stream_key(*board);
         assert_eq!(redis.cli(&["XLEN", &key]), "3");
@@ -199,4 +142,58 @@ async fn archived_entries_are_trimmed_keeping_the_last_few() {
         assert_eq!(archived, "20");
     }
     projector.terminate().await;
+}
+
+#[tokio::test]
+async fn versions_trimmed_from_the_stream_are_served_from_the_archive() {
+    let env = spawn_api().await;
+    let (server, redis) = (env.server(), env.redis());
+    let (token, _) = server.register("archivist", "password123").await;
+    let board = server.api_board(&token, "Long history").await;
+    let board_id = board["id"].as_str().unwrap().to_owned();
+    server.api_tasks(&token, &board_id, 40, "t").await;
+
+    let _projector = env
+        .spawn_projector_with(&[
+            ("STREAMBOARD__PROJECTOR__TRIM", "true"),
+            ("STREAMBOARD__PROJECTOR__TRIM_KEEP", "5"),
+        ])
+        .await;
+    let stream = format!("board:{{{board_id}}}:events");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while redis
+        .cli(&["XLEN", &stream])
+        .parse::<u64>()
+        .unwrap_or(u64::MAX)
+        > 5
+    {
+        assert!(Instant::now() < deadline, "the stream was not trimmed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // History after version 0 comes from the archive, then the stream.
+    let history: Value = server
+        .get_json_auth(
+            &token,
+            &format!("/api/boards/{board_id}/events?after=0&limit=1000"),
+        )
+        .await;
+    let events = history["events"].as_array().unwrap().clone();
+    assert_eq!(versions(&events), (1..=41).collect::<Vec<u64>>());
+
+    // A fresh instance, with nothing cached, folds the board from both.
+    let cold = env.spawn_server().await;
+    let read: Value = cold
+        .get_json_auth(&token, &format!("/api/boards/{board_id}"))
+        .await;
+    assert_eq!(read["version"], 41);
+    assert_eq!(read["tasks"].as_array().unwrap().len(), 40);
+
+    // And a WebSocket client replays the whole history.
+    let mut client = cold.ws(&format!("/ws?token={token}")).await;
+    client.subscribe(&board_id, Some(0)).await;
+    assert_eq!(
+        versions(&client.events(41).await),
+        (1..=41).collect::<Vec<u64>>()
+    );
 }

@@ -8,13 +8,12 @@
 //!   cargo test --release --test projector_throughput -- --ignored --nocapture
 //! ```
 
+mod common;
 mod projector_support;
-#[allow(dead_code)]
-#[path = "common/services.rs"]
-mod services;
 
 use std::time::{Duration, Instant};
 
+use common::TestEnv;
 use streamboard::domain::values::{BoardName, Columns};
 use streamboard::domain::{BoardEvent, Command};
 use streamboard::eventlog::{entry, stream_key, REGISTRY};
@@ -88,11 +87,11 @@ fn cpu_seconds(pid: u32) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement; see the module docs"]
 async fn projector_throughput() {
-    let redis = TestRedis::start();
-    let db = TestDb::create();
+    let env = TestEnv::stores().spawn().await;
+    let (redis, db) = (env.redis(), env.db());
     let board_count = knob("BENCH_BOARDS", BOARDS);
     let per_board = knob("BENCH_EVENTS_PER_BOARD", EVENTS_PER_BOARD);
-    let mut writer = Writer::new(&redis, 5);
+    let mut writer = Writer::new(redis, 5);
     // Whole-column rebalances would measure event size, not the projector.
     writer.explicit_positions = false;
     let boards: Vec<Uuid> = (0..board_count).map(|_| Uuid::new_v4()).collect();
@@ -119,16 +118,16 @@ async fn projector_throughput() {
         }
     }
     events.sort_by_key(|e| e.version);
-    write_pipelined(&redis, &events).await;
+    write_pipelined(redis, &events).await;
 
     let started = Instant::now();
     // Production intervals: the test defaults claim and sample lag often.
-    let env = [
+    let settings = [
         ("STREAMBOARD__PROJECTOR__CLAIM_IDLE_MS", "30000"),
         ("STREAMBOARD__PROJECTOR__CLAIM_INTERVAL_MS", "5000"),
         ("STREAMBOARD__PROJECTOR__LAG_INTERVAL_MS", "5000"),
     ];
-    let projector = Projector::start_with(&redis, &db, &env).await;
+    let projector = env.spawn_projector_with(&settings).await;
     let total = events.len() as i64;
     loop {
         let done: i64 = db
@@ -176,6 +175,6 @@ async fn projector_throughput() {
         total as f64 / cpu
     );
     let sample = &boards[..boards.len().min(20)];
-    assert_read_model(&db, &stream_events(&redis, sample).await).await;
+    assert_read_model(db, &stream_events(redis, sample).await).await;
     projector.terminate().await;
 }

@@ -1,6 +1,7 @@
-//! End-to-end tests of the quick-win WebSocket gateway (`/quick/ws`):
-//! fan-out under concurrent writes, resuming with `since`, control frames,
-//! errors, unsubscribe, and closing on graceful shutdown.
+//! End-to-end tests of the quick-win WebSocket gateway (`/quick/ws`): the
+//! smoke test (a board written over HTTP reaches a subscriber), fan-out
+//! under concurrent writes, resuming with `since`, control frames, errors,
+//! unsubscribe, and closing on graceful shutdown.
 
 mod common;
 
@@ -11,24 +12,29 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-/// An event frame turned back into the history envelope it carries.
-fn as_envelope(frame: &Value) -> Value {
-    let mut envelope = frame.as_object().expect("an object frame").clone();
-    assert_eq!(envelope.remove("type"), Some(json!("event")), "{frame}");
-    let event_type = envelope.remove("event_type").expect("event_type");
-    envelope.insert("type".into(), event_type);
-    Value::Object(envelope)
-}
+#[tokio::test]
+async fn a_board_created_over_http_reaches_a_websocket_subscriber() {
+    let app = spawn_app().await;
+    let server = app.server();
+    let board = server.quick_board("Smoke").await;
+    let board_id = board["id"].as_str().unwrap();
 
-async fn add_tasks(server: &TestServer, board_id: &str, count: usize, prefix: &str) {
-    for i in 0..count {
-        server.quick_task(board_id, &format!("{prefix}{i}")).await;
-    }
+    let mut ws = server.ws("/quick/ws").await;
+    let subscribed = ws.subscribe(board_id, None).await;
+    assert_eq!(subscribed["version"], 1);
+
+    server.quick_task(board_id, "first").await;
+    let frame = ws.next().await;
+    assert_eq!(frame["type"], "event");
+    assert_eq!(frame["event_type"], "task.created");
+    assert_eq!(frame["version"], 2);
+    assert_eq!(frame["data"]["title"], json!("first"));
 }
 
 #[tokio::test]
 async fn two_subscribers_see_the_same_events_in_the_same_order_under_concurrent_writers() {
-    let server = TestServer::spawn().await;
+    let app = spawn_app().await;
+    let server = app.server();
     let board = server.quick_board("Shared").await;
     let board_id = board["id"].as_str().unwrap();
     let mut alice = server.ws("/quick/ws").await;
@@ -41,7 +47,7 @@ async fn two_subscribers_see_the_same_events_in_the_same_order_under_concurrent_
     );
 
     // Three writers, ten tasks each, at the same time.
-    let writers = ["a", "b", "c"].map(|prefix| add_tasks(&server, board_id, 10, prefix));
+    let writers = ["a", "b", "c"].map(|prefix| server.quick_tasks(board_id, 10, prefix));
     futures_util::future::join_all(writers).await;
 
     let seen_by_alice = alice.events(30).await;
@@ -68,21 +74,22 @@ async fn two_subscribers_see_the_same_events_in_the_same_order_under_concurrent_
 
 #[tokio::test]
 async fn reconnecting_with_since_delivers_exactly_the_missed_events_then_live_ones() {
-    let server = TestServer::spawn().await;
+    let app = spawn_app().await;
+    let server = app.server();
     let board = server.quick_board("Resume").await;
     let board_id = board["id"].as_str().unwrap();
 
     // A client subscribes and reads only part of what is written.
     let mut client = server.ws("/quick/ws").await;
     client.subscribe(board_id, None).await;
-    add_tasks(&server, board_id, 5, "early").await; // versions 2..=6
+    server.quick_tasks(board_id, 5, "early").await; // versions 2..=6
     let read = client.events(3).await;
     assert_eq!(versions(&read), [2, 3, 4]);
     let last_seen = *versions(&read).last().unwrap();
     drop(client);
 
     // 50 more events while it is away.
-    add_tasks(&server, board_id, 50, "away").await; // versions 7..=56
+    server.quick_tasks(board_id, 50, "away").await; // versions 7..=56
 
     let mut client = server.ws("/quick/ws").await;
     let subscribed = client.subscribe(board_id, Some(last_seen)).await;
@@ -104,10 +111,11 @@ async fn reconnecting_with_since_delivers_exactly_the_missed_events_then_live_on
 
 #[tokio::test]
 async fn since_zero_replays_the_whole_history_from_version_one() {
-    let server = TestServer::spawn().await;
+    let app = spawn_app().await;
+    let server = app.server();
     let board = server.quick_board("Replay").await;
     let board_id = board["id"].as_str().unwrap();
-    add_tasks(&server, board_id, 3, "t").await;
+    server.quick_tasks(board_id, 3, "t").await;
     let renamed = server
         .patch(
             &format!("/quick/boards/{board_id}"),
@@ -145,10 +153,11 @@ async fn since_zero_replays_the_whole_history_from_version_one() {
 
 #[tokio::test]
 async fn a_client_that_saw_nothing_recovers_from_its_subscribed_version() {
-    let server = TestServer::spawn().await;
+    let app = spawn_app().await;
+    let server = app.server();
     let board = server.quick_board("Quiet").await;
     let board_id = board["id"].as_str().unwrap();
-    add_tasks(&server, board_id, 2, "before").await; // version 3
+    server.quick_tasks(board_id, 2, "before").await; // version 3
 
     let mut client = server.ws("/quick/ws").await;
     let subscribed = client.subscribe(board_id, None).await;
@@ -161,7 +170,7 @@ async fn a_client_that_saw_nothing_recovers_from_its_subscribed_version() {
     );
     drop(client);
 
-    add_tasks(&server, board_id, 4, "after").await; // versions 4..=7
+    server.quick_tasks(board_id, 4, "after").await; // versions 4..=7
 
     let mut client = server.ws("/quick/ws").await;
     client.subscribe(board_id, Some(version)).await;
@@ -184,7 +193,8 @@ async fn a_client_that_saw_nothing_recovers_from_its_subscribed_version() {
 
 #[tokio::test]
 async fn a_subscriber_gets_every_version_once_through_a_long_concurrent_burst() {
-    let server = TestServer::spawn().await;
+    let app = spawn_app().await;
+    let server = app.server();
     let board = server.quick_board("Flood").await;
     let board_id = board["id"].as_str().unwrap();
     let mut client = server.ws("/quick/ws").await;
@@ -194,7 +204,7 @@ async fn a_subscriber_gets_every_version_once_through_a_long_concurrent_burst() 
     let prefixes: Vec<String> = (0..8).map(|w| format!("w{w}-")).collect();
     let writers = prefixes
         .iter()
-        .map(|p| add_tasks(&server, board_id, 160, p));
+        .map(|p| server.quick_tasks(board_id, 160, p));
     futures_util::future::join_all(writers).await;
 
     let events = client.events(1280).await;
@@ -204,7 +214,8 @@ async fn a_subscriber_gets_every_version_once_through_a_long_concurrent_burst() 
 
 #[tokio::test]
 async fn ping_gets_pong() {
-    let server = TestServer::spawn().await;
+    let app = spawn_app().await;
+    let server = app.server();
     let mut client = server.ws("/quick/ws").await;
     client.send(json!({"type": "ping"})).await;
     assert_eq!(client.next().await, json!({"type": "pong"}));
@@ -214,7 +225,8 @@ async fn ping_gets_pong() {
 
 #[tokio::test]
 async fn subscribing_to_an_unknown_or_deleted_board_is_a_not_found_error_frame() {
-    let server = TestServer::spawn().await;
+    let app = spawn_app().await;
+    let server = app.server();
     let mut client = server.ws("/quick/ws").await;
     let unknown = uuid::Uuid::new_v4().to_string();
     client
@@ -250,7 +262,8 @@ async fn subscribing_to_an_unknown_or_deleted_board_is_a_not_found_error_frame()
 
 #[tokio::test]
 async fn malformed_frames_get_bad_request_and_the_connection_stays_usable() {
-    let server = TestServer::spawn().await;
+    let app = spawn_app().await;
+    let server = app.server();
     let board = server.quick_board("Sturdy").await;
     let board_id = board["id"].as_str().unwrap();
     let mut client = server.ws("/quick/ws").await;
@@ -303,7 +316,8 @@ async fn malformed_frames_get_bad_request_and_the_connection_stays_usable() {
 
 #[tokio::test]
 async fn unsubscribe_stops_delivery() {
-    let server = TestServer::spawn().await;
+    let app = spawn_app().await;
+    let server = app.server();
     let board = server.quick_board("Muted").await;
     let other = server.quick_board("Still heard").await;
     let board_id = board["id"].as_str().unwrap();
@@ -347,7 +361,8 @@ async fn unsubscribe_stops_delivery() {
 
 #[tokio::test]
 async fn since_ahead_of_the_board_is_invalid_since() {
-    let server = TestServer::spawn().await;
+    let app = spawn_app().await;
+    let server = app.server();
     let board = server.quick_board("Future").await;
     let board_id = board["id"].as_str().unwrap();
     server.quick_task(board_id, "t").await; // version 2
@@ -373,7 +388,8 @@ async fn since_ahead_of_the_board_is_invalid_since() {
 
 #[tokio::test]
 async fn sigterm_closes_websocket_clients_and_exits_within_the_grace_period() {
-    let server = TestServer::spawn().await;
+    let app = TestEnv::builder().spawn().await;
+    let server = app.spawn_server().await;
     let board = server.quick_board("Shutdown").await;
     let board_id = board["id"].as_str().unwrap();
     let mut client = server.ws("/quick/ws").await;

@@ -136,34 +136,7 @@ fn parse_block(block: &str) -> Option<SseEvent> {
 }
 
 // ---------------------------------------------------------------------------
-// Setup.
-
-struct Env {
-    _redis: TestRedis,
-    _db: TestDb,
-    a: TestServer,
-    b: TestServer,
-    token: String,
-    board_id: String,
-}
-
-async fn env() -> Env {
-    let redis = TestRedis::start();
-    let db = TestDb::create();
-    let a = TestServer::spawn_api(&redis, &db).await;
-    let b = TestServer::spawn_api(&redis, &db).await;
-    let (token, _) = a.new_user("sse").await;
-    let board = a.api_board(&token, "Tail").await;
-    let board_id = board["id"].as_str().unwrap().to_owned();
-    Env {
-        _redis: redis,
-        _db: db,
-        a,
-        b,
-        token,
-        board_id,
-    }
-}
+// Helpers.
 
 fn live_path(board_id: &str) -> String {
     format!("/api/boards/{board_id}/events/live")
@@ -222,21 +195,14 @@ fn ids(events: &[SseEvent]) -> Vec<u64> {
         .collect()
 }
 
-async fn add_tasks(server: &TestServer, token: &str, board_id: &str, count: usize, prefix: &str) {
-    for i in 0..count {
-        server
-            .api_task(token, board_id, &format!("{prefix}{i}"))
-            .await;
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Tests.
 
 #[tokio::test]
 async fn a_member_reads_live_events_of_every_type_as_they_are_written_through_another_instance() {
-    let env = env().await;
-    let (a, b, token, board_id) = (&env.a, &env.b, env.token.as_str(), env.board_id.as_str());
+    let env = spawn_api_with_board(2, "sse", "Tail").await;
+    let (a, b) = (&env.servers[0], &env.servers[1]);
+    let (token, board_id) = (env.owner().token.as_str(), env.owner().board_id.as_str());
     // The tail on B starts at the board's present (version 1).
     let mut tail = open(b, token, &live_path(board_id), &[]).await;
     tail.assert_quiet(Duration::from_millis(300)).await;
@@ -289,18 +255,19 @@ async fn a_member_reads_live_events_of_every_type_as_they_are_written_through_an
 
 #[tokio::test]
 async fn reconnecting_with_last_event_id_resumes_right_after_it() {
-    let env = env().await;
-    let (a, b, token, board_id) = (&env.a, &env.b, env.token.as_str(), env.board_id.as_str());
+    let env = spawn_api_with_board(2, "sse", "Tail").await;
+    let (a, b) = (&env.servers[0], &env.servers[1]);
+    let (token, board_id) = (env.owner().token.as_str(), env.owner().board_id.as_str());
     let mut tail = open(a, token, &live_path(board_id), &[]).await;
-    add_tasks(a, token, board_id, 5, "first").await;
+    a.api_tasks(token, board_id, 5, "first").await;
     let first = tail.events(5).await;
     assert_eq!(ids(&first), vec![2, 3, 4, 5, 6]);
     let last = first.last().unwrap().id.clone().unwrap();
     drop(tail);
 
     // Written while disconnected, through both instances.
-    add_tasks(a, token, board_id, 4, "away-a").await;
-    add_tasks(b, token, board_id, 4, "away-b").await;
+    a.api_tasks(token, board_id, 4, "away-a").await;
+    b.api_tasks(token, board_id, 4, "away-b").await;
 
     // Reconnect (to the other instance) as an EventSource would.
     let mut tail = open(b, token, &live_path(board_id), &[("Last-Event-ID", &last)]).await;
@@ -310,7 +277,7 @@ async fn reconnecting_with_last_event_id_resumes_right_after_it() {
         (7..=14).collect::<Vec<u64>>(),
         "n+1 first, no gap"
     );
-    add_tasks(a, token, board_id, 2, "live").await;
+    a.api_tasks(token, board_id, 2, "live").await;
     let live = tail.events(2).await;
     assert_eq!(ids(&live), vec![15, 16]);
     tail.assert_quiet(Duration::from_millis(300)).await;
@@ -330,14 +297,15 @@ async fn reconnecting_with_last_event_id_resumes_right_after_it() {
 
 #[tokio::test]
 async fn after_in_the_query_resumes_the_same_way() {
-    let env = env().await;
-    let (a, b, token, board_id) = (&env.a, &env.b, env.token.as_str(), env.board_id.as_str());
-    add_tasks(a, token, board_id, 10, "t").await;
+    let env = spawn_api_with_board(2, "sse", "Tail").await;
+    let (a, b) = (&env.servers[0], &env.servers[1]);
+    let (token, board_id) = (env.owner().token.as_str(), env.owner().board_id.as_str());
+    a.api_tasks(token, board_id, 10, "t").await;
     let path = format!("{}?after=7", live_path(board_id));
     let mut tail = open(b, token, &path, &[]).await;
     let events = tail.events(4).await;
     assert_eq!(ids(&events), vec![8, 9, 10, 11]);
-    add_tasks(b, token, board_id, 1, "live").await;
+    b.api_tasks(token, board_id, 1, "live").await;
     let mut all = events;
     all.push(tail.next().await);
     assert_eq!(ids(&all[4..]), vec![12]);
@@ -349,14 +317,15 @@ async fn after_in_the_query_resumes_the_same_way() {
     let path = format!("{}?after=12", live_path(board_id));
     let mut tail = open(a, token, &path, &[]).await;
     tail.assert_quiet(Duration::from_millis(300)).await;
-    add_tasks(a, token, board_id, 1, "next").await;
+    a.api_tasks(token, board_id, 1, "next").await;
     assert_eq!(ids(&[tail.next().await]), vec![13]);
 }
 
 #[tokio::test]
 async fn non_members_unknown_boards_and_missing_tokens_are_refused_in_the_contract_shape() {
-    let env = env().await;
-    let (a, token, board_id) = (&env.a, env.token.as_str(), env.board_id.as_str());
+    let env = spawn_api_with_board(1, "sse", "Tail").await;
+    let a = env.server();
+    let (token, board_id) = (env.owner().token.as_str(), env.owner().board_id.as_str());
     let (stranger, _) = a.new_user("stranger").await;
     let error = error_body(a.get_auth(&stranger, &live_path(board_id)).await, 404).await;
     assert_eq!(error["code"], "not_found", "{error}");
@@ -371,9 +340,10 @@ async fn non_members_unknown_boards_and_missing_tokens_are_refused_in_the_contra
 
 #[tokio::test]
 async fn a_resume_point_ahead_of_the_board_or_not_a_version_is_422() {
-    let env = env().await;
-    let (a, token, board_id) = (&env.a, env.token.as_str(), env.board_id.as_str());
-    add_tasks(a, token, board_id, 2, "t").await; // version 3
+    let env = spawn_api_with_board(1, "sse", "Tail").await;
+    let a = env.server();
+    let (token, board_id) = (env.owner().token.as_str(), env.owner().board_id.as_str());
+    a.api_tasks(token, board_id, 2, "t").await; // version 3
     let path = live_path(board_id);
     let ahead = a
         .send_auth(
@@ -420,8 +390,9 @@ async fn a_resume_point_ahead_of_the_board_or_not_a_version_is_422() {
 async fn an_after_ahead_of_the_board_is_422_naming_the_after_field() {
     // "422 invalid field (details name the field)": the client sent
     // `?after=`, not `Last-Event-ID`.
-    let env = env().await;
-    let (a, token, board_id) = (&env.a, env.token.as_str(), env.board_id.as_str());
+    let env = spawn_api_with_board(1, "sse", "Tail").await;
+    let a = env.server();
+    let (token, board_id) = (env.owner().token.as_str(), env.owner().board_id.as_str());
     let path = format!("{}?after=5", live_path(board_id));
     let error = error_body(a.get_auth(token, &path).await, 422).await;
     assert_eq!(error["code"], "validation_failed", "{error}");
@@ -430,15 +401,16 @@ async fn an_after_ahead_of_the_board_is_422_naming_the_after_field() {
 
 #[tokio::test]
 async fn the_token_may_come_in_the_query_as_for_eventsource() {
-    let env = env().await;
-    let (a, b, token, board_id) = (&env.a, &env.b, env.token.as_str(), env.board_id.as_str());
+    let env = spawn_api_with_board(2, "sse", "Tail").await;
+    let (a, b) = (&env.servers[0], &env.servers[1]);
+    let (token, board_id) = (env.owner().token.as_str(), env.owner().board_id.as_str());
     let path = format!("{}?token={token}&after=0", live_path(board_id));
     let response = b.get(&path).await; // no Authorization header, no cookie
     let mut tail = Sse::new(response);
     let first = tail.next().await;
     assert_eq!(first.event.as_deref(), Some("board.created"));
     assert_eq!(first.id.as_deref(), Some("1"));
-    add_tasks(a, token, board_id, 1, "t").await;
+    a.api_tasks(token, board_id, 1, "t").await;
     let second = tail.next().await;
     assert_eq!(
         (second.id.as_deref(), second.event.as_deref()),
@@ -448,8 +420,9 @@ async fn the_token_may_come_in_the_query_as_for_eventsource() {
 
 #[tokio::test]
 async fn the_tail_ends_with_an_error_event_when_the_member_is_removed() {
-    let env = env().await;
-    let (a, b, token, board_id) = (&env.a, &env.b, env.token.as_str(), env.board_id.as_str());
+    let env = spawn_api_with_board(2, "sse", "Tail").await;
+    let (a, b) = (&env.servers[0], &env.servers[1]);
+    let (token, board_id) = (env.owner().token.as_str(), env.owner().board_id.as_str());
     let (viewer, viewer_id) = a.new_user("viewer").await;
     let members = format!("/api/boards/{board_id}/members");
     let added = a
@@ -471,7 +444,7 @@ async fn the_tail_ends_with_an_error_event_when_the_member_is_removed() {
     let ended = tail.next().await;
     assert_eq!(ended.event.as_deref(), Some("error"), "{ended:?}");
     assert_eq!(ended.json()["error"]["code"], "not_found", "{ended:?}");
-    add_tasks(a, token, board_id, 2, "after").await;
+    a.api_tasks(token, board_id, 2, "after").await;
     match tail.next_within(Duration::from_secs(3)).await {
         Next::End => {}
         Next::Event(event) => panic!("an event after the error: {event:?}"),

@@ -4,6 +4,7 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 fn free_port() -> u16 {
@@ -16,7 +17,9 @@ fn free_port() -> u16 {
 /// A private Redis for one test; killed on drop.
 pub struct TestRedis {
     pub port: u16,
-    child: Option<Child>,
+    /// Behind a lock so that a test can stop and restart the Redis its
+    /// servers share while it holds them.
+    child: Mutex<Option<Child>>,
     /// Set by [`TestRedis::start_persistent`]: the append-only file lives
     /// here, so [`TestRedis::restart`] keeps the data. Removed on drop.
     dir: Option<PathBuf>,
@@ -24,9 +27,9 @@ pub struct TestRedis {
 
 impl TestRedis {
     pub fn start() -> TestRedis {
-        let mut redis = TestRedis {
+        let redis = TestRedis {
             port: free_port(),
-            child: None,
+            child: Mutex::new(None),
             dir: None,
         };
         redis.restart();
@@ -39,9 +42,9 @@ impl TestRedis {
     pub fn start_persistent() -> TestRedis {
         let dir = std::env::temp_dir().join(format!("sb_redis_{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("creating the Redis data directory");
-        let mut redis = TestRedis {
+        let redis = TestRedis {
             port: free_port(),
-            child: None,
+            child: Mutex::new(None),
             dir: Some(dir),
         };
         redis.restart();
@@ -53,8 +56,10 @@ impl TestRedis {
     }
 
     /// Stops the server (SIGKILL): everything in it is lost.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
+    pub fn stop(&self) {
+        // Also from `drop` while a failed test unwinds: never panic here.
+        let child = self.child.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(mut child) = child {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -62,7 +67,7 @@ impl TestRedis {
 
     /// Starts (again) on the same port: empty, or, when started with
     /// [`TestRedis::start_persistent`], with everything written before.
-    pub fn restart(&mut self) {
+    pub fn restart(&self) {
         self.stop();
         let mut command = Command::new("redis-server");
         command.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"]);
@@ -89,7 +94,7 @@ impl TestRedis {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server on PATH (scripts/test.sh installs it)");
-        self.child = Some(child);
+        *self.child.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             let pong = Command::new("redis-cli")

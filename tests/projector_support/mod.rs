@@ -1,12 +1,10 @@
-//! Helpers for the projector suites (`tests/projector_*.rs`): the real
-//! `projector` binary against a private Redis and a fresh database, a
-//! writer that appends valid events through the library (`decide` then
-//! `EventLog::append`), and checks that the read model is the fold.
+//! Helpers for the projector suites (`tests/projector_*.rs`), which run the
+//! real `projector` through `common::TestEnv`: a writer that appends valid
+//! events through the library (`decide` then `EventLog::append`), and checks
+//! that the read model is the fold.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -14,143 +12,16 @@ use serde_json::{json, Map, Value};
 use streamboard::domain::values::*;
 use streamboard::domain::{decide, Board, BoardEvent, Command, Context, NewTask, Role, TaskPatch};
 use streamboard::eventlog::{Appended, EventLog};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command as Process};
 use uuid::Uuid;
 
-pub use crate::services::{TestDb, TestRedis};
+pub use crate::common::{TestDb, TestRedis};
 
-/// The `projector` binary of this build: `STREAMBOARD_PROJECTOR_BIN`, or
-/// next to the `streamboard` binary cargo built for these tests (it is a
-/// workspace member, so `cargo build --workspace --bins` must have run).
-pub fn projector_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("STREAMBOARD_PROJECTOR_BIN") {
-        return PathBuf::from(path);
-    }
-    let server = PathBuf::from(env!("CARGO_BIN_EXE_streamboard"));
-    let path = server.with_file_name("projector");
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --workspace --bins` before these tests",
-        path.display()
-    );
-    path
-}
-
-fn base_command(redis: &TestRedis, db: &TestDb, env: &[(&str, &str)]) -> Process {
-    let mut command = Process::new(projector_bin());
-    for (key, _) in std::env::vars() {
-        if key.starts_with("STREAMBOARD") {
-            command.env_remove(key);
-        }
-    }
-    command
-        .env("STREAMBOARD_ENV", "test")
-        .env(
-            "STREAMBOARD_CONFIG_DIR",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
-        )
-        .env("STREAMBOARD__REDIS__URL", redis.url())
-        .env("STREAMBOARD__POSTGRES__URL", db.url())
-        .env("STREAMBOARD__PROJECTOR__METRICS_ADDR", "127.0.0.1:0")
-        .env("STREAMBOARD__PROJECTOR__BLOCK_MS", "100")
-        .env("STREAMBOARD__PROJECTOR__CLAIM_IDLE_MS", "1000")
-        .env("STREAMBOARD__PROJECTOR__CLAIM_INTERVAL_MS", "300")
-        .env("STREAMBOARD__PROJECTOR__LAG_INTERVAL_MS", "300")
-        .envs(env.iter().copied())
-        .current_dir(std::env::temp_dir())
-        .kill_on_drop(true);
-    command
-}
-
-/// A running `projector run`.
-pub struct Projector {
-    pub metrics: String,
-    child: Child,
-}
-
-impl Projector {
-    pub async fn start(redis: &TestRedis, db: &TestDb) -> Projector {
-        Self::start_with(redis, db, &[]).await
-    }
-
-    pub async fn start_with(redis: &TestRedis, db: &TestDb, env: &[(&str, &str)]) -> Projector {
-        let mut child = base_command(redis, db, env)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting the projector binary");
-        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-        let metrics = tokio::time::timeout(Duration::from_secs(60), async {
-            let mut metrics = String::new();
-            while let Some(line) = lines.next_line().await.expect("reading stdout") {
-                if let Some(url) = line.strip_prefix("projector metrics on ") {
-                    metrics = url.to_owned();
-                }
-                if line.starts_with("projector running") {
-                    return metrics;
-                }
-            }
-            panic!("the projector exited before running");
-        })
-        .await
-        .expect("the projector did not start within 60 s");
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Projector { metrics, child }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id().expect("running")
-    }
-
-    /// SIGKILL: no chance to finish anything.
-    pub async fn kill(mut self) {
-        let _ = self.child.kill().await;
-    }
-
-    /// SIGTERM, and waits for a clean exit.
-    pub async fn terminate(mut self) {
-        let pid = self.child.id().expect("running") as i32;
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .expect("kill -TERM");
-        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
-            .await
-            .expect("exit within 30 s")
-            .expect("wait");
-        assert!(status.success(), "projector exited with {status}");
-    }
-
-    /// A counter or gauge from `/metrics` (0 when absent).
-    pub async fn metric(&self, name: &str) -> f64 {
-        let text = reqwest::get(&self.metrics)
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("metrics text");
-        text.lines()
-            .find_map(|line| {
-                let (key, value) = line.split_once(' ')?;
-                (key == name).then(|| value.trim().parse().ok())?
-            })
-            .unwrap_or(0.0)
-    }
-}
-
-/// Runs a projector command (`parked`, `replay ...`, `rebuild`) to the end.
-pub async fn projector_command(
-    redis: &TestRedis,
-    db: &TestDb,
-    args: &[&str],
-) -> std::process::Output {
-    let mut command = base_command(redis, db, &[]);
-    command.args(args);
-    tokio::time::timeout(Duration::from_secs(120), command.output())
-        .await
-        .expect("the command finished within 120 s")
-        .expect("running the projector")
+/// The event log on `redis`, through the library.
+pub fn event_log(redis: &TestRedis) -> EventLog {
+    let pool = deadpool_redis::Config::from_url(redis.url())
+        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+        .expect("a Redis pool");
+    EventLog::new(pool)
 }
 
 /// A deterministic xorshift generator: reproducible runs without a crate.
@@ -181,20 +52,20 @@ pub struct Writer {
     /// Drop tasks at explicit positions (which now and then rebalances a
     /// whole column into one large event); off: always the column's end.
     pub explicit_positions: bool,
+    /// The Redis process appends are checked against (read once).
+    run_id: Option<String>,
 }
 
 impl Writer {
     pub fn new(redis: &TestRedis, seed: u64) -> Writer {
-        let pool = deadpool_redis::Config::from_url(redis.url())
-            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-            .expect("a Redis pool");
         Writer {
-            log: EventLog::new(pool),
+            log: event_log(redis),
             owner: Uuid::new_v4(),
             boards: BTreeMap::new(),
             guests: (0..5).map(|_| Uuid::new_v4()).collect(),
             rng: Rng::new(seed),
             explicit_positions: true,
+            run_id: None,
         }
     }
 
@@ -213,6 +84,16 @@ impl Writer {
             ids.push(id);
         }
         ids
+    }
+
+    /// `rounds` times over: one random valid event to each of `boards`, in
+    /// order (boards interleave, as many clients would write).
+    pub async fn step_all(&mut self, boards: &[Uuid], rounds: usize) {
+        for _ in 0..rounds {
+            for board in boards {
+                self.step(*board).await;
+            }
+        }
     }
 
     /// Appends one random valid event to `board`.
@@ -273,9 +154,14 @@ impl Writer {
             token: Uuid::new_v4().to_string(),
             claim_turn: false,
         };
+        if self.run_id.is_none() {
+            let head = self.log.head(board).await.expect("the stream's head");
+            self.run_id = Some(head.run_id);
+        }
+        let run_id = self.run_id.as_deref().unwrap_or_default();
         match self
             .log
-            .append(&event, None, Duration::from_secs(60), &appender)
+            .append(&event, None, Duration::from_secs(60), &appender, run_id)
             .await
         {
             Ok(Appended::Stored { .. }) => {}
@@ -361,10 +247,7 @@ pub async fn pg(db: &TestDb) -> tokio_postgres::Client {
 
 /// Each board's events as the stream holds them now.
 pub async fn stream_events(redis: &TestRedis, boards: &[Uuid]) -> HashMap<Uuid, Vec<BoardEvent>> {
-    let pool = deadpool_redis::Config::from_url(redis.url())
-        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-        .unwrap();
-    let log = EventLog::new(pool);
+    let log = event_log(redis);
     let mut all = HashMap::new();
     for board in boards {
         all.insert(
