@@ -13,11 +13,13 @@ use futures_util::StreamExt;
 use serde_json::json;
 use uuid::Uuid;
 use warp::filters::BoxedFilter;
+use warp::http::HeaderValue;
 use warp::reply::Response;
 use warp::sse::Event;
 use warp::{Filter, Rejection, Reply};
 
 use super::error::ApiError;
+use super::request::optional_raw_header;
 use super::subscription::{OpenError, Subscription, Update};
 use crate::store::{BoardStore, Caller};
 
@@ -25,11 +27,15 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// Where to resume, and the name of the header or parameter that said so.
 fn resume_point(
-    last_event_id: Option<String>,
+    last_event_id: Option<HeaderValue>,
     query: &HashMap<String, String>,
 ) -> Result<Option<(&'static str, u64)>, ApiError> {
     let (name, raw) = match (last_event_id, query.get("after")) {
-        (Some(id), _) => ("Last-Event-ID", id),
+        // Bytes that are not text fail the parse below, with the header named.
+        (Some(id), _) => (
+            "Last-Event-ID",
+            String::from_utf8_lossy(id.as_bytes()).into_owned(),
+        ),
         (None, Some(after)) => ("after", after.clone()),
         (None, None) => return Ok(None),
     };
@@ -63,12 +69,12 @@ pub fn route(
         .and(warp::path::end())
         .and(warp::get())
         .and(reader)
-        .and(warp::header::optional::<String>("last-event-id"))
+        .and(optional_raw_header("last-event-id"))
         .and(warp::query::<HashMap<String, String>>())
         .and_then(
             move |board_id: Uuid,
                   caller: Caller,
-                  last_event_id: Option<String>,
+                  last_event_id: Option<HeaderValue>,
                   query: HashMap<String, String>| {
                 let store = Arc::clone(&store);
                 async move {

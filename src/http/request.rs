@@ -7,7 +7,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::error::Category;
-use warp::http::Method;
+use warp::http::{HeaderValue, Method};
 use warp::path::FullPath;
 use warp::{Filter, Rejection};
 
@@ -115,22 +115,22 @@ pub fn write_headers(
 ) -> impl Filter<Extract = (WriteHeaders, Bytes), Error = Rejection> + Clone {
     warp::method()
         .and(warp::path::full())
-        .and(warp::header::optional::<String>("if-match"))
-        .and(warp::header::optional::<String>("idempotency-key"))
+        .and(optional_raw_header("if-match"))
+        .and(optional_raw_header("idempotency-key"))
         .and(body_bytes(body_limit))
         .and_then(
             |method: Method,
              path: FullPath,
-             if_match: Option<String>,
-             key: Option<String>,
+             if_match: Option<HeaderValue>,
+             key: Option<HeaderValue>,
              body: Bytes| async move {
                 let if_match = match if_match {
-                    Some(raw) => parse_if_match(&raw)?,
+                    Some(raw) => parse_if_match(raw.to_str().map_err(|_| bad_if_match())?)?,
                     None => None,
                 };
                 let idempotency = match key {
                     Some(key) => Some(IdempotencyKey {
-                        key: parse_idempotency_key(&key)?,
+                        key: parse_idempotency_key(key.as_bytes())?,
                         fingerprint: fingerprint(method.as_str(), path.as_str(), &body),
                     }),
                     None => None,
@@ -147,6 +147,19 @@ pub fn write_headers(
         .untuple_one()
 }
 
+/// A header as the client sent it, bytes and all. warp's typed header
+/// filters reject values that are not visible ASCII, and such a rejection
+/// falls through to the other routes (a 405 or 404 that hides the cause);
+/// callers read the raw value and refuse bad bytes with the right error.
+pub fn optional_raw_header(
+    name: &'static str,
+) -> impl Filter<Extract = (Option<HeaderValue>,), Error = std::convert::Infallible> + Clone {
+    warp::header::value(name)
+        .map(Some)
+        .or(warp::any().map(|| None))
+        .unify()
+}
+
 /// `"12"`, `W/"12"` or `12`; `*` means any version.
 pub fn parse_if_match(raw: &str) -> Result<Option<u64>, ApiError> {
     let raw = raw.trim();
@@ -154,21 +167,25 @@ pub fn parse_if_match(raw: &str) -> Result<Option<u64>, ApiError> {
         return Ok(None);
     }
     let tag = raw.strip_prefix("W/").unwrap_or(raw).trim_matches('"');
-    tag.parse::<u64>().map(Some).map_err(|_| ApiError {
-        details: Some(serde_json::json!({ "header": "If-Match" })),
-        ..ApiError::bad_request("If-Match must be a board version in quotes, like \"3\"")
-    })
+    tag.parse::<u64>().map(Some).map_err(|_| bad_if_match())
 }
 
-fn parse_idempotency_key(raw: &str) -> Result<String, ApiError> {
-    let valid = !raw.is_empty() && raw.len() <= 255 && raw.bytes().all(|b| b.is_ascii_graphic());
-    if !valid {
-        return Err(ApiError {
+fn bad_if_match() -> ApiError {
+    ApiError {
+        details: Some(serde_json::json!({ "header": "If-Match" })),
+        ..ApiError::bad_request("If-Match must be a board version in quotes, like \"3\"")
+    }
+}
+
+fn parse_idempotency_key(raw: &[u8]) -> Result<String, ApiError> {
+    let valid = !raw.is_empty() && raw.len() <= 255 && raw.iter().all(|b| b.is_ascii_graphic());
+    match std::str::from_utf8(raw) {
+        Ok(key) if valid => Ok(key.to_owned()),
+        _ => Err(ApiError {
             details: Some(serde_json::json!({ "header": "Idempotency-Key" })),
             ..ApiError::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters")
-        });
+        }),
     }
-    Ok(raw.to_owned())
 }
 
 /// `?after=&limit=` of a history read, checked with the field named.
