@@ -213,8 +213,12 @@ impl EventLog {
     /// The stream's last version and the Redis process that holds it.
     pub async fn head(&self, board_id: Uuid) -> Result<StreamHead, LogError> {
         let mut connection = self.connection().await?;
-        let (run_id, last): (String, String) =
-            within(self.head.key(stream_key(board_id)).invoke_async(&mut connection)).await??;
+        let (run_id, last): (String, String) = within(
+            self.head
+                .key(stream_key(board_id))
+                .invoke_async(&mut connection),
+        )
+        .await??;
         Ok(StreamHead {
             run_id,
             last_version: last.parse().unwrap_or(0),

@@ -180,7 +180,10 @@ impl EventSourcedStore {
         for _ in 0..WRITE_ATTEMPTS {
             let head = self.log.head(board_id).await?;
             let archived = self.archived_version(board_id).await?;
-            if !self.cache_matches_stream(board_id, cached, head.last_version).await? {
+            if !self
+                .cache_matches_stream(board_id, cached, head.last_version)
+                .await?
+            {
                 tracing::error!(
                     %board_id,
                     cached_version = cached.version(),
@@ -199,7 +202,8 @@ impl EventSourcedStore {
                 return Ok(());
             }
             let mut missing = if archived > head.last_version {
-                self.archived_after(board_id, head.last_version, archived).await?
+                self.archived_after(board_id, head.last_version, archived)
+                    .await?
             } else {
                 Vec::new()
             };
@@ -257,9 +261,9 @@ impl EventSourcedStore {
             return Ok(true);
         };
         let theirs = self.log.read_after(board_id, version - 1, 1).await?;
-        Ok(theirs.first().is_none_or(|e| {
-            e.version != version || (e.data == mine.data && e.at == mine.at)
-        }))
+        Ok(theirs
+            .first()
+            .is_none_or(|e| e.version != version || (e.data == mine.data && e.at == mine.at)))
     }
 
     /// The board's last archived version; 0 without an archive.
