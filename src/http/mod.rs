@@ -93,6 +93,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .unify()
         .recover(error::recover)
         .unify();
+    let all = warp::path::full().and(all).map(error::with_allow_header);
 
     all.with(cors(&state.settings.server.cors_origins))
         .with(warp::log::custom(ops::record_request))
