@@ -16,7 +16,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use super::error::ApiError;
-use super::request::{parse_json, write_headers, Page, WriteHeaders};
+use super::request::{parse_board_page, parse_json, write_headers, Page, WriteHeaders};
 use crate::domain::values::{
     Assignee, BoardName, ColumnName, Columns, CustomFields, Description, FieldsPatch, Position,
     TaskTitle,
@@ -297,10 +297,14 @@ pub fn routes(
         .and(warp::path::end())
         .and(warp::get())
         .and(caller.clone())
-        .and_then(|ctx: Ctx, caller: Caller| async move {
-            let body = ctx.store.list_boards(caller).await?;
-            Ok::<_, Rejection>(json_response(body))
-        });
+        .and(warp::query::<HashMap<String, String>>())
+        .and_then(
+            |ctx: Ctx, caller: Caller, query: HashMap<String, String>| async move {
+                let page = parse_board_page(&query).map_err(warp::reject::custom)?;
+                let body = ctx.store.list_boards(caller, page).await?;
+                Ok::<_, Rejection>(json_response(body))
+            },
+        );
 
     let create = boards
         .and(warp::path::end())

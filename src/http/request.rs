@@ -14,6 +14,7 @@ use warp::{Filter, Rejection};
 use super::error::ApiError;
 use crate::store::write::fingerprint;
 use crate::store::IdempotencyKey;
+use crate::views::{BoardKey, BoardPage};
 
 /// The body as bytes; larger than `limit` gets 413, whether or not the
 /// client sent a Content-Length.
@@ -200,33 +201,60 @@ pub const PAGE_LIMIT_MAX: usize = 1000;
 
 impl Page {
     pub fn parse(query: &HashMap<String, String>) -> Result<Page, ApiError> {
-        for key in query.keys() {
-            if key != "after" && key != "limit" {
-                return Err(ApiError::invalid_field(
-                    key.clone(),
-                    "unknown query parameter",
-                ));
-            }
-        }
+        refuse_unknown(query, &["after", "limit"])?;
         let after = match query.get("after").map(String::as_str) {
             None | Some("") => 0,
             Some(raw) => raw.parse().map_err(|_| {
                 ApiError::invalid_field("after", "must be a version number (0 or more)")
             })?,
         };
-        let limit = match query.get("limit").map(String::as_str) {
-            None | Some("") => PAGE_LIMIT_DEFAULT,
-            Some(raw) => match raw.parse::<usize>() {
-                Ok(limit) if (1..=PAGE_LIMIT_MAX).contains(&limit) => limit,
-                _ => {
-                    return Err(ApiError::invalid_field(
-                        "limit",
-                        format!("must be a number from 1 to {PAGE_LIMIT_MAX}"),
-                    ))
-                }
-            },
-        };
+        let limit = page_limit(query, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX)?;
         Ok(Page { after, limit })
+    }
+}
+
+pub const BOARDS_PAGE_DEFAULT: usize = 50;
+pub const BOARDS_PAGE_MAX: usize = 200;
+
+/// `?limit=&cursor=` of a board list, checked with the field named.
+pub fn parse_board_page(query: &HashMap<String, String>) -> Result<BoardPage, ApiError> {
+    refuse_unknown(query, &["cursor", "limit"])?;
+    let after = match query.get("cursor").map(String::as_str) {
+        None | Some("") => None,
+        Some(raw) => Some(BoardKey::from_cursor(raw).ok_or_else(|| {
+            ApiError::invalid_field("cursor", "must be a next_cursor from a previous page")
+        })?),
+    };
+    let limit = page_limit(query, BOARDS_PAGE_DEFAULT, BOARDS_PAGE_MAX)?;
+    Ok(BoardPage { after, limit })
+}
+
+/// 422 naming the first query parameter that is not one of `known`.
+fn refuse_unknown(query: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
+    match query.keys().find(|key| !known.contains(&key.as_str())) {
+        Some(key) => Err(ApiError::invalid_field(
+            key.clone(),
+            "unknown query parameter",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `?limit=`: `default` when absent, else a number from 1 to `max`.
+fn page_limit(
+    query: &HashMap<String, String>,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
+    match query.get("limit").map(String::as_str) {
+        None | Some("") => Ok(default),
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(limit) if (1..=max).contains(&limit) => Ok(limit),
+            _ => Err(ApiError::invalid_field(
+                "limit",
+                format!("must be a number from 1 to {max}"),
+            )),
+        },
     }
 }
 
@@ -303,5 +331,42 @@ mod tests {
         assert!(Page::parse(&q(&[("limit", "1001")])).is_err());
         assert!(Page::parse(&q(&[("after", "-1")])).is_err());
         assert!(Page::parse(&q(&[("colour", "red")])).is_err());
+    }
+
+    #[test]
+    fn board_pages_take_a_bounded_limit_and_a_cursor() {
+        let q = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let field = |query: &[(&str, &str)]| {
+            parse_board_page(&q(query)).unwrap_err().details.unwrap()["field"].clone()
+        };
+        assert_eq!(
+            parse_board_page(&q(&[])).unwrap(),
+            BoardPage {
+                after: None,
+                limit: 50
+            }
+        );
+        let key = BoardKey {
+            created_at: chrono::Utc::now(),
+            id: uuid::Uuid::new_v4(),
+        };
+        let cursor = key.to_cursor();
+        assert_eq!(
+            parse_board_page(&q(&[("cursor", &cursor), ("limit", "200")])).unwrap(),
+            BoardPage {
+                after: Some(key),
+                limit: 200
+            }
+        );
+        assert_eq!(field(&[("limit", "201")]), "limit");
+        assert_eq!(field(&[("limit", "0")]), "limit");
+        assert_eq!(field(&[("cursor", "zz")]), "cursor");
+        assert_eq!(field(&[("cursor", &cursor[1..])]), "cursor");
+        assert_eq!(field(&[("after", "3")]), "after");
     }
 }
