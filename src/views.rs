@@ -138,12 +138,14 @@ impl BoardPage {
     }
 }
 
-/// `{"boards": [...], "next_cursor": ...}`: one page of rendered boards.
+/// `{"boards": [...], "next_cursor": ...}`: one page of rendered boards;
+/// the last page has no `next_cursor`.
 pub fn board_list(boards: Vec<Value>, next: Option<BoardKey>) -> Bytes {
-    to_bytes(&serde_json::json!({
-        "boards": boards,
-        "next_cursor": next.map(BoardKey::to_cursor),
-    }))
+    let mut page = serde_json::json!({ "boards": boards });
+    if let Some(next) = next {
+        page["next_cursor"] = Value::from(next.to_cursor());
+    }
+    to_bytes(&page)
 }
 
 /// A rendered response: the board version it reflects and the JSON body.
