@@ -162,3 +162,167 @@ async fn the_task_limit_answers_limit_reached() {
     let error = error_body(response, 409).await;
     assert_eq!(error["code"], "limit_reached", "{error}");
 }
+
+#[tokio::test]
+async fn sse_tails_count_against_the_live_connection_caps() {
+    let env = TestEnv::api()
+        .setting("STREAMBOARD__WEBSOCKET__MAX_CONNECTIONS_PER_USER", "1")
+        .setting("STREAMBOARD__WEBSOCKET__MAX_CONNECTIONS", "2")
+        .spawn()
+        .await;
+    let server = env.server();
+    let alice = server.board_owner("alice", "Tail").await;
+    let bob = server.board_owner("bob", "Tail").await;
+    let carol = server.board_owner("carol", "Tail").await;
+    let live = |owner: &BoardOwner| format!("/api/boards/{}/events/live", owner.board_id);
+
+    let first = server.get_auth(&alice.token, &live(&alice)).await;
+    assert_eq!(first.status(), 200);
+    let again = server.get_auth(&alice.token, &live(&alice)).await;
+    assert_eq!(again.headers()["retry-after"], "5");
+    error_body(again, 429).await;
+    let upgrade = tokio_tungstenite::connect_async(server.ws_url(&ws_path(&alice.token))).await;
+    assert!(upgrade.is_err(), "a WebSocket past the per-user cap");
+    let bobs = server.get_auth(&bob.token, &live(&bob)).await;
+    assert_eq!(bobs.status(), 200);
+    let full = server.get_auth(&carol.token, &live(&carol)).await;
+    error_body(full, 503).await;
+
+    // The slot is freed once the server sees the tail gone: its next
+    // event (or keep-alive) fails to write.
+    drop(first);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(40);
+    loop {
+        server.api_task(&alice.token, &alice.board_id, "wake").await;
+        let retry = server.get_auth(&alice.token, &live(&alice)).await;
+        if retry.status() == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slot was never freed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+/// Every board of a list, following `next_cursor` with pages of `limit`.
+async fn all_pages(
+    server: &TestServer,
+    token: Option<&str>,
+    base: &str,
+    limit: usize,
+) -> Vec<Vec<String>> {
+    let mut pages = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("{base}?limit={limit}");
+        if let Some(cursor) = &cursor {
+            path.push_str(&format!("&cursor={cursor}"));
+        }
+        let page = match token {
+            Some(token) => server.get_json_auth(token, &path).await,
+            None => server.get_json(&path).await,
+        };
+        let ids = page["boards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["id"].as_str().unwrap().to_owned())
+            .collect();
+        pages.push(ids);
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return pages,
+        }
+    }
+}
+
+#[tokio::test]
+async fn quick_board_lists_are_paged_by_cursor() {
+    let env = TestEnv::quick().spawn().await;
+    let server = env.server();
+    let mut created = Vec::new();
+    for n in 0..53 {
+        let board = server.quick_board(&format!("B{n}")).await;
+        created.push(board["id"].as_str().unwrap().to_owned());
+    }
+
+    let first = server.get_json("/quick/boards").await;
+    assert_eq!(first["boards"].as_array().unwrap().len(), 50);
+    assert!(first["next_cursor"].is_string(), "{}", first["next_cursor"]);
+    let pages = all_pages(server, None, "/quick/boards", 20).await;
+
+    assert_eq!(
+        pages.iter().map(Vec::len).collect::<Vec<_>>(),
+        vec![20, 20, 13]
+    );
+    assert_eq!(pages.concat(), created, "oldest first, each board once");
+    for (query, field) in [
+        ("limit=201", "limit"),
+        ("limit=0", "limit"),
+        ("cursor=nonsense", "cursor"),
+    ] {
+        let response = server.get(&format!("/quick/boards?{query}")).await;
+        let error = error_body(response, 422).await;
+        assert_eq!(error["details"]["field"], field, "{query}");
+    }
+}
+
+#[tokio::test]
+async fn api_board_lists_are_paged_by_cursor() {
+    let env = spawn_api().await;
+    let server = env.server();
+    let (token, _) = server.new_user("pager").await;
+    let mut created = Vec::new();
+    for n in 0..5 {
+        let board = server.api_board(&token, &format!("B{n}")).await;
+        created.push(board["id"].as_str().unwrap().to_owned());
+    }
+
+    let pages = all_pages(server, Some(&token), "/api/boards", 2).await;
+
+    assert_eq!(
+        pages.iter().map(Vec::len).collect::<Vec<_>>(),
+        vec![2, 2, 1]
+    );
+    assert_eq!(pages.concat(), created);
+}
+
+#[tokio::test]
+async fn an_oversized_websocket_message_closes_with_1009() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let env = TestEnv::quick()
+        .setting("STREAMBOARD__WEBSOCKET__MAX_MESSAGE_BYTES", "4096")
+        .spawn()
+        .await;
+    let server = env.server();
+    let mut client = server.ws("/quick/ws").await;
+    client.send(json!({"type": "ping"})).await;
+    assert_eq!(client.next().await["type"], "pong");
+
+    let padding = "x".repeat(8192);
+    client
+        .stream
+        .send(Message::text(
+            json!({"type": "ping", "pad": padding}).to_string(),
+        ))
+        .await
+        .unwrap();
+
+    let close = tokio::time::timeout(WAIT, async {
+        while let Some(message) = client.stream.next().await {
+            if let Ok(Message::Close(frame)) = message {
+                return frame;
+            }
+        }
+        None
+    })
+    .await
+    .expect("a close within the wait")
+    .expect("a close frame with a code");
+    assert_eq!(u16::from(close.code), 1009, "{close:?}");
+    assert!(close.reason.contains("too big"), "{close:?}");
+}

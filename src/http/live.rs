@@ -18,6 +18,7 @@ use warp::reply::Response;
 use warp::sse::Event;
 use warp::{Filter, Rejection, Reply};
 
+use super::connections::ConnectionCap;
 use super::error::ApiError;
 use super::request::optional_raw_header;
 use super::subscription::{OpenError, Subscription, Update};
@@ -61,6 +62,7 @@ fn to_sse(update: Update) -> Event {
 pub fn route(
     store: Arc<dyn BoardStore>,
     reader: BoxedFilter<(Caller,)>,
+    connections: Arc<ConnectionCap>,
 ) -> BoxedFilter<(Response,)> {
     warp::path("boards")
         .and(warp::path::param::<Uuid>())
@@ -77,7 +79,10 @@ pub fn route(
                   last_event_id: Option<HeaderValue>,
                   query: HashMap<String, String>| {
                 let store = Arc::clone(&store);
+                let connections = Arc::clone(&connections);
                 async move {
+                    // Held by the stream: the slot is freed when it ends.
+                    let slot = connections.claim(caller).map_err(warp::reject::custom)?;
                     let resume =
                         resume_point(last_event_id, &query).map_err(warp::reject::custom)?;
                     let since = resume.map(|(_, version)| version);
@@ -93,9 +98,13 @@ pub fn route(
                                 ))
                             }
                         })?;
-                    let events = futures_util::stream::unfold(subscription, |mut s| async move {
-                        s.next().await.map(|update| (update, s))
-                    })
+                    let events = futures_util::stream::unfold(
+                        (subscription, slot),
+                        |(mut subscription, slot)| async move {
+                            let update = subscription.next().await?;
+                            Some((update, (subscription, slot)))
+                        },
+                    )
                     .map(|update| Ok::<_, Infallible>(to_sse(update)));
                     // warp 0.4 bodies must be `Sync`; the subscription's
                     // futures are only `Send`, and are polled by one task.
