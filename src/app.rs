@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 use crate::auth::Auth;
 use crate::dependencies::Dependencies;
 use crate::eventlog::feed::StreamFeed;
 use crate::eventlog::EventLog;
 use crate::fanout::Hub;
+use crate::http::connections::ConnectionCap;
 use crate::http::{self, ws, ApiState, AppState};
 use crate::postgres;
 use crate::presence::Presence;
@@ -61,7 +62,10 @@ impl Application {
             settings.quick.max_events_per_board,
             Duration::from_secs(u64::from(settings.idempotency.ttl_hours) * 3600),
         ));
-        let connections = Arc::new(Semaphore::new(settings.websocket.max_connections));
+        let connections = ConnectionCap::new(
+            settings.websocket.max_connections,
+            settings.websocket.max_connections_per_user,
+        );
         let limits = ws::Limits::from(&settings.websocket);
         let quick_gateway = ws::Gateway::new(
             quick.clone(),
@@ -94,7 +98,7 @@ impl Application {
                     store.clone(),
                     Some(presence),
                     limits,
-                    connections,
+                    connections.clone(),
                     stopping.clone(),
                 );
                 Some(ApiState {
@@ -102,6 +106,7 @@ impl Application {
                     auth: Arc::new(Auth::from_settings(&settings, Some(users.clone()))),
                     users: users.clone(),
                     gateway,
+                    connections,
                 })
             }
             _ => {

@@ -81,6 +81,8 @@ pub struct WebSocketSettings {
     pub outbound_queue_bytes: usize,
     pub ping_interval_seconds: u64,
     pub idle_timeout_seconds: u64,
+    /// The largest message a client may send; larger ones close with 1009.
+    pub max_message_bytes: usize,
 }
 
 #[derive(Debug, Deserialize)]

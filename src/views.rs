@@ -83,12 +83,69 @@ fn members(board: &Board) -> Vec<MemberView> {
         .collect()
 }
 
-/// `{"boards": [...]}`, oldest board first (ties by id); each entry is a
-/// rendered board with its creation time and id.
-pub fn board_list(mut boards: Vec<(DateTime<Utc>, Uuid, Value)>) -> Bytes {
-    boards.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
-    let boards: Vec<Value> = boards.into_iter().map(|(_, _, board)| board).collect();
-    to_bytes(&serde_json::json!({ "boards": boards }))
+/// A board's place in board lists: oldest first, ties by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BoardKey {
+    pub created_at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+impl BoardKey {
+    pub fn of(board: &Board) -> Self {
+        BoardKey {
+            created_at: board.created_at,
+            id: board.id,
+        }
+    }
+
+    /// The opaque `cursor` of the page after this board: hex of the
+    /// creation time in nanoseconds and the id.
+    pub fn to_cursor(self) -> String {
+        let nanos = self.created_at.timestamp_nanos_opt().unwrap_or(i64::MAX);
+        format!("{:016x}{}", nanos as u64, self.id.simple())
+    }
+
+    pub fn from_cursor(cursor: &str) -> Option<Self> {
+        let (nanos, id) = (cursor.get(..16)?, cursor.get(16..)?);
+        let nanos = u64::from_str_radix(nanos, 16).ok()? as i64;
+        if id.len() != 32 {
+            return None;
+        }
+        Some(BoardKey {
+            created_at: DateTime::from_timestamp_nanos(nanos),
+            id: Uuid::try_parse(id).ok()?,
+        })
+    }
+}
+
+/// One page of a board list: the boards after `after`, at most `limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BoardPage {
+    pub after: Option<BoardKey>,
+    pub limit: usize,
+}
+
+impl BoardPage {
+    /// This page's items, in list order, and the key the next page starts
+    /// after (`None` on the last page).
+    pub fn select<T>(&self, mut items: Vec<(BoardKey, T)>) -> (Vec<T>, Option<BoardKey>) {
+        items.retain(|(key, _)| self.after.is_none_or(|after| *key > after));
+        items.sort_unstable_by_key(|(key, _)| *key);
+        let more = items.len() > self.limit;
+        items.truncate(self.limit);
+        let next = more.then(|| items.last().map(|(key, _)| *key)).flatten();
+        (items.into_iter().map(|(_, item)| item).collect(), next)
+    }
+}
+
+/// `{"boards": [...], "next_cursor": ...}`: one page of rendered boards;
+/// the last page has no `next_cursor`.
+pub fn board_list(boards: Vec<Value>, next: Option<BoardKey>) -> Bytes {
+    let mut page = serde_json::json!({ "boards": boards });
+    if let Some(next) = next {
+        page["next_cursor"] = Value::from(next.to_cursor());
+    }
+    to_bytes(&page)
 }
 
 /// A rendered response: the board version it reflects and the JSON body.
@@ -183,5 +240,54 @@ impl EventFrame {
             ends_access,
             event,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(seconds: i64, id: u128) -> BoardKey {
+        BoardKey {
+            created_at: DateTime::from_timestamp(seconds, 123_456_789).unwrap(),
+            id: Uuid::from_u128(id),
+        }
+    }
+
+    #[test]
+    fn pages_follow_creation_then_id_and_end_without_a_cursor() {
+        let keys = vec![key(3, 1), key(1, 9), key(2, 5), key(1, 2)];
+        let items = || {
+            keys.iter()
+                .map(|k| (*k, k.id.as_u128()))
+                .collect::<Vec<_>>()
+        };
+
+        let first = BoardPage {
+            after: None,
+            limit: 3,
+        }
+        .select(items());
+        assert_eq!(first, (vec![2, 9, 5], Some(key(2, 5))));
+        let second = BoardPage {
+            after: first.1,
+            limit: 3,
+        }
+        .select(items());
+        assert_eq!(second, (vec![1], None));
+        let exact = BoardPage {
+            after: None,
+            limit: 4,
+        }
+        .select(items());
+        assert_eq!(exact.1, None);
+    }
+
+    #[test]
+    fn a_cursor_names_its_board_exactly() {
+        let key = key(1_764_000_000, 0xabc);
+        assert_eq!(BoardKey::from_cursor(&key.to_cursor()), Some(key));
+        assert_eq!(BoardKey::from_cursor("not a cursor"), None);
+        assert_eq!(BoardKey::from_cursor(""), None);
     }
 }

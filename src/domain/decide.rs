@@ -103,7 +103,7 @@ fn decide_on(board: &Board, command: &Command) -> Result<EventData, DomainError>
             if !board.members.contains_key(user_id)
                 && board.members.len() >= limits::MEMBERS_PER_BOARD_MAX
             {
-                return Err(DomainError::conflict(format!(
+                return Err(DomainError::limit_reached(format!(
                     "a board has at most {} members",
                     limits::MEMBERS_PER_BOARD_MAX
                 )));
@@ -158,7 +158,7 @@ fn column<'a>(board: &'a Board, wanted: Option<&str>) -> Result<&'a str, DomainE
 
 fn create_task(board: &Board, new_task: &NewTask) -> Result<EventData, DomainError> {
     if board.tasks.len() >= limits::TASKS_PER_BOARD_MAX {
-        return Err(DomainError::conflict(format!(
+        return Err(DomainError::limit_reached(format!(
             "a board has at most {} tasks",
             limits::TASKS_PER_BOARD_MAX
         )));

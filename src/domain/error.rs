@@ -19,6 +19,9 @@ pub enum DomainError {
     /// The command is valid but clashes with the board's state.
     #[error("{0}")]
     Conflict(Cow<'static, str>),
+    /// The board is full: one more task or member would pass a limit.
+    #[error("{0}")]
+    LimitReached(Cow<'static, str>),
 }
 
 impl DomainError {
@@ -34,6 +37,10 @@ impl DomainError {
 
     pub fn conflict(message: impl Into<Cow<'static, str>>) -> Self {
         DomainError::Conflict(message.into())
+    }
+
+    pub fn limit_reached(message: impl Into<Cow<'static, str>>) -> Self {
+        DomainError::LimitReached(message.into())
     }
 
     /// The field a validation error names, if any.

@@ -3,20 +3,26 @@
 //! `From<AuthError>`, so 401s clear the token cookie in one place.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use warp::filters::BoxedFilter;
-use warp::{Filter, Rejection};
+use warp::http::HeaderValue;
+use warp::Filter;
 
 use super::error::ApiError;
+use super::request::optional_raw_header;
 use crate::auth::{Auth, Claims, Presented, TOKEN_COOKIE};
 use crate::store::Caller;
 
-pub(super) fn presented() -> impl Filter<Extract = (Presented,), Error = Rejection> + Clone {
-    warp::header::optional::<String>("authorization")
+pub(super) fn presented() -> impl Filter<Extract = (Presented,), Error = Infallible> + Clone {
+    optional_raw_header("authorization")
         .and(warp::cookie::optional::<String>(TOKEN_COOKIE))
-        .map(|authorization, cookie| Presented {
-            authorization,
+        .map(|authorization: Option<HeaderValue>, cookie| Presented {
+            // A header that is not ASCII cannot hold a valid token: read
+            // lossily, it is refused (401) like any other bad token.
+            authorization: authorization
+                .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned()),
             cookie,
             query: None,
         })
@@ -98,6 +104,16 @@ mod tests {
                 .unwrap();
             assert_eq!(claims.sub, user);
         }
+    }
+
+    #[tokio::test]
+    async fn a_non_ascii_authorization_header_is_401() {
+        let request = warp::test::request().header(
+            "authorization",
+            HeaderValue::from_bytes("Bearer é".as_bytes()).unwrap(),
+        );
+        let error = claims_of(authenticate(auth()), request).await.unwrap_err();
+        assert_eq!((error.status.as_u16(), error.code), (401, "unauthorized"));
     }
 
     #[tokio::test]

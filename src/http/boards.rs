@@ -16,7 +16,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use super::error::ApiError;
-use super::request::{parse_json, write_headers, Page, WriteHeaders};
+use super::request::{parse_board_page, parse_json, write_headers, Page, WriteHeaders};
 use crate::domain::values::{
     Assignee, BoardName, ColumnName, Columns, CustomFields, Description, FieldsPatch, Position,
     TaskTitle,
@@ -46,11 +46,17 @@ struct UpdateBoardBody {
 #[serde(deny_unknown_fields)]
 struct CreateTaskBody {
     title: String,
-    description: Option<String>,
-    status: Option<String>,
-    position: Option<f64>,
-    assigned_to: Option<String>,
-    fields: Option<Map<String, Value>>,
+    // Double options tell an explicit `null` (refused) from an omitted field.
+    #[serde(default, with = "::serde_with::rust::double_option")]
+    description: Option<Option<String>>,
+    #[serde(default, with = "::serde_with::rust::double_option")]
+    status: Option<Option<String>>,
+    #[serde(default, with = "::serde_with::rust::double_option")]
+    position: Option<Option<f64>>,
+    #[serde(default, with = "::serde_with::rust::double_option")]
+    assigned_to: Option<Option<String>>,
+    #[serde(default, with = "::serde_with::rust::double_option")]
+    fields: Option<Option<Map<String, Value>>>,
 }
 
 #[derive(Deserialize)]
@@ -105,11 +111,21 @@ fn create_task(body: CreateTaskBody) -> Result<Command, DomainError> {
     Ok(Command::CreateTask(NewTask {
         task_id: Uuid::now_v7(),
         title: TaskTitle::parse(&body.title)?,
-        description: Description::parse(body.description.as_deref().unwrap_or(""))?,
-        status: body.status.map(|s| ColumnName::parse(&s)).transpose()?,
-        position: body.position.map(Position::parse).transpose()?,
-        assigned_to: body.assigned_to.map(|a| Assignee::parse(&a)).transpose()?,
-        fields: CustomFields::parse(body.fields.unwrap_or_default())?,
+        description: Description::parse(
+            not_null("description", body.description)?
+                .as_deref()
+                .unwrap_or(""),
+        )?,
+        status: not_null("status", body.status)?
+            .map(|s| ColumnName::parse(&s))
+            .transpose()?,
+        position: not_null("position", body.position)?
+            .map(Position::parse)
+            .transpose()?,
+        assigned_to: not_null("assigned_to", body.assigned_to)?
+            .map(|a| Assignee::parse(&a))
+            .transpose()?,
+        fields: CustomFields::parse(not_null("fields", body.fields)?.unwrap_or_default())?,
     }))
 }
 
@@ -281,10 +297,14 @@ pub fn routes(
         .and(warp::path::end())
         .and(warp::get())
         .and(caller.clone())
-        .and_then(|ctx: Ctx, caller: Caller| async move {
-            let body = ctx.store.list_boards(caller).await?;
-            Ok::<_, Rejection>(json_response(body))
-        });
+        .and(warp::query::<HashMap<String, String>>())
+        .and_then(
+            |ctx: Ctx, caller: Caller, query: HashMap<String, String>| async move {
+                let page = parse_board_page(&query).map_err(warp::reject::custom)?;
+                let body = ctx.store.list_boards(caller, page).await?;
+                Ok::<_, Rejection>(json_response(body))
+            },
+        );
 
     let create = boards
         .and(warp::path::end())
@@ -471,4 +491,18 @@ pub fn routes(
         .or(history)
         .unify()
         .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_task_refuses_null_where_a_field_may_be_omitted() {
+        for field in ["description", "status", "position", "assigned_to", "fields"] {
+            let body = serde_json::json!({ "title": "Plan", field: null }).to_string();
+            let error = create_task(parse_json(body.as_bytes()).unwrap()).unwrap_err();
+            assert_eq!(error.field(), Some(field), "{error}");
+        }
+    }
 }

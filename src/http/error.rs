@@ -81,6 +81,10 @@ impl ApiError {
             format!("request body is larger than {limit} bytes"),
         )
     }
+    /// Every limit (boards, tasks, members) answers the same way.
+    pub fn limit_reached(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "limit_reached", message)
+    }
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -98,6 +102,16 @@ impl ApiError {
             warp::reply::with_status(warp::reply::json(&json!({ "error": body })), self.status)
                 .into_response();
         let headers = response.headers_mut();
+        if self.status == StatusCode::UPGRADE_REQUIRED {
+            headers.insert(
+                header::UPGRADE,
+                header::HeaderValue::from_static("websocket"),
+            );
+            headers.insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("upgrade"),
+            );
+        }
         if self.status == StatusCode::PAYLOAD_TOO_LARGE {
             // The unread body is not drained: the connection cannot be reused.
             headers.insert(
@@ -131,6 +145,7 @@ impl From<DomainError> for ApiError {
             DomainError::Conflict(message) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", message)
             }
+            DomainError::LimitReached(message) => ApiError::limit_reached(message),
         }
     }
 }
@@ -152,9 +167,7 @@ impl From<StoreError> for ApiError {
                 "idempotency_key_reused",
                 "this Idempotency-Key was already used for a different request",
             ),
-            StoreError::LimitReached(message) => {
-                ApiError::new(StatusCode::CONFLICT, "limit_reached", message)
-            }
+            StoreError::LimitReached(message) => ApiError::limit_reached(message),
             StoreError::HistoryTrimmed { oldest } => ApiError {
                 details: Some(json!({ "oldest_version": oldest })),
                 ..ApiError::new(
@@ -208,11 +221,32 @@ impl From<StoreError> for Rejection {
     }
 }
 
+/// A plain request on a WebSocket route: warp's `ws()` filter refused the
+/// `Connection` or `Upgrade` header. Only WebSocket routes read those two.
+fn is_missing_upgrade(rejection: &Rejection) -> bool {
+    let upgrade_header = |name: &str| name == "connection" || name == "upgrade";
+    rejection
+        .find::<warp::ws::MissingConnectionUpgrade>()
+        .is_some()
+        || rejection
+            .find::<warp::reject::MissingHeader>()
+            .is_some_and(|e| upgrade_header(e.name()))
+        || rejection
+            .find::<warp::reject::InvalidHeader>()
+            .is_some_and(|e| upgrade_header(e.name()))
+}
+
 /// Turns every rejection into the contract's error shape. Never a bare 500:
 /// unknown rejections are logged and answered as `internal`.
 pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     let error = if let Some(error) = rejection.find::<ApiError>() {
         error.clone()
+    } else if is_missing_upgrade(&rejection) {
+        ApiError::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "upgrade_required",
+            "this route speaks WebSocket only: send Connection: Upgrade and Upgrade: websocket",
+        )
     } else if rejection.is_not_found() {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
@@ -252,4 +286,85 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
         ApiError::internal()
     };
     Ok(error.into_response())
+}
+
+/// Adds `Allow` to a 405: warp's `MethodNotAllowed` does not say which
+/// methods the path takes, so they come from [`allowed_methods`].
+pub fn with_allow_header(path: warp::path::FullPath, mut response: Response) -> Response {
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        if let Some(methods) = allowed_methods(path.as_str()) {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static(methods));
+        }
+    }
+    response
+}
+
+/// The methods each route path accepts, by path shape: the route table
+/// of `boards`, `members`, `live`, `accounts`, `ops` and the gateways.
+pub fn allowed_methods(path: &str) -> Option<&'static str> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let id = |segment: &str| segment.parse::<uuid::Uuid>().is_ok();
+    let methods = match segments.as_slice() {
+        ["health" | "ready" | "metrics" | "ws"] | ["quick", "ws"] => "GET",
+        ["api", "me"] => "GET",
+        ["api", "auth", "register" | "login" | "logout"] => "POST",
+        ["quick" | "api", "boards", rest @ ..] => match rest {
+            [] => "GET, POST",
+            [board] if id(board) => "GET, PATCH, DELETE",
+            [board, "tasks"] if id(board) => "POST",
+            [board, "tasks", task] if id(board) && id(task) => "GET, PATCH, DELETE",
+            [board, "events"] if id(board) => "GET",
+            [board, "events", "live"] if id(board) && segments[0] == "api" => "GET",
+            [board, "members"] if id(board) && segments[0] == "api" => "GET, POST",
+            [board, "members", user] if id(board) && id(user) && segments[0] == "api" => "DELETE",
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Some(methods)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_path_names_its_methods() {
+        let board = uuid::Uuid::nil();
+        let cases = [
+            ("/quick/boards".to_owned(), Some("GET, POST")),
+            (format!("/api/boards/{board}"), Some("GET, PATCH, DELETE")),
+            (format!("/quick/boards/{board}/tasks"), Some("POST")),
+            (
+                format!("/quick/boards/{board}/tasks/{board}"),
+                Some("GET, PATCH, DELETE"),
+            ),
+            (format!("/api/boards/{board}/events/live"), Some("GET")),
+            (format!("/quick/boards/{board}/events/live"), None),
+            (
+                format!("/api/boards/{board}/members/{board}"),
+                Some("DELETE"),
+            ),
+            ("/api/auth/login".to_owned(), Some("POST")),
+            ("/ws".to_owned(), Some("GET")),
+            ("/quick/boards/not-a-uuid".to_owned(), None),
+        ];
+        for (path, methods) in cases {
+            assert_eq!(allowed_methods(&path), methods, "{path}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_plain_get_on_a_websocket_route_is_426() {
+        let rejection = warp::test::request()
+            .header("connection", "keep-alive")
+            .filter(&warp::ws())
+            .await
+            .unwrap_err();
+        let response = recover(rejection).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UPGRADE_REQUIRED);
+        assert_eq!(response.headers()[header::UPGRADE], "websocket");
+    }
 }

@@ -13,11 +13,14 @@ use futures_util::StreamExt;
 use serde_json::json;
 use uuid::Uuid;
 use warp::filters::BoxedFilter;
+use warp::http::HeaderValue;
 use warp::reply::Response;
 use warp::sse::Event;
 use warp::{Filter, Rejection, Reply};
 
+use super::connections::ConnectionCap;
 use super::error::ApiError;
+use super::request::optional_raw_header;
 use super::subscription::{OpenError, Subscription, Update};
 use crate::store::{BoardStore, Caller};
 
@@ -25,11 +28,15 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// Where to resume, and the name of the header or parameter that said so.
 fn resume_point(
-    last_event_id: Option<String>,
+    last_event_id: Option<HeaderValue>,
     query: &HashMap<String, String>,
 ) -> Result<Option<(&'static str, u64)>, ApiError> {
     let (name, raw) = match (last_event_id, query.get("after")) {
-        (Some(id), _) => ("Last-Event-ID", id),
+        // Bytes that are not text fail the parse below, with the header named.
+        (Some(id), _) => (
+            "Last-Event-ID",
+            String::from_utf8_lossy(id.as_bytes()).into_owned(),
+        ),
         (None, Some(after)) => ("after", after.clone()),
         (None, None) => return Ok(None),
     };
@@ -55,6 +62,7 @@ fn to_sse(update: Update) -> Event {
 pub fn route(
     store: Arc<dyn BoardStore>,
     reader: BoxedFilter<(Caller,)>,
+    connections: Arc<ConnectionCap>,
 ) -> BoxedFilter<(Response,)> {
     warp::path("boards")
         .and(warp::path::param::<Uuid>())
@@ -63,15 +71,18 @@ pub fn route(
         .and(warp::path::end())
         .and(warp::get())
         .and(reader)
-        .and(warp::header::optional::<String>("last-event-id"))
+        .and(optional_raw_header("last-event-id"))
         .and(warp::query::<HashMap<String, String>>())
         .and_then(
             move |board_id: Uuid,
                   caller: Caller,
-                  last_event_id: Option<String>,
+                  last_event_id: Option<HeaderValue>,
                   query: HashMap<String, String>| {
                 let store = Arc::clone(&store);
+                let connections = Arc::clone(&connections);
                 async move {
+                    // Held by the stream: the slot is freed when it ends.
+                    let slot = connections.claim(caller).map_err(warp::reject::custom)?;
                     let resume =
                         resume_point(last_event_id, &query).map_err(warp::reject::custom)?;
                     let since = resume.map(|(_, version)| version);
@@ -87,9 +98,13 @@ pub fn route(
                                 ))
                             }
                         })?;
-                    let events = futures_util::stream::unfold(subscription, |mut s| async move {
-                        s.next().await.map(|update| (update, s))
-                    })
+                    let events = futures_util::stream::unfold(
+                        (subscription, slot),
+                        |(mut subscription, slot)| async move {
+                            let update = subscription.next().await?;
+                            Some((update, (subscription, slot)))
+                        },
+                    )
                     .map(|update| Ok::<_, Infallible>(to_sse(update)));
                     // warp 0.4 bodies must be `Sync`; the subscription's
                     // futures are only `Send`, and are polled by one task.

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod boards;
+pub mod connections;
 pub mod error;
 pub mod live;
 pub mod members;
@@ -58,7 +59,11 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
                             body_limit,
                         ))
                         .unify()
-                        .or(live::route(api.store.clone(), query_reader.clone()))
+                        .or(live::route(
+                            api.store.clone(),
+                            query_reader.clone(),
+                            api.connections.clone(),
+                        ))
                         .unify()
                         .or(members::routes(
                             api.store.clone(),
@@ -93,6 +98,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .unify()
         .recover(error::recover)
         .unify();
+    let all = warp::path::full().and(all).map(error::with_allow_header);
 
     all.with(cors(&state.settings.server.cors_origins))
         .with(warp::log::custom(ops::record_request))

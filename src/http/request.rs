@@ -7,13 +7,14 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::error::Category;
-use warp::http::Method;
+use warp::http::{HeaderValue, Method};
 use warp::path::FullPath;
 use warp::{Filter, Rejection};
 
 use super::error::ApiError;
 use crate::store::write::fingerprint;
 use crate::store::IdempotencyKey;
+use crate::views::{BoardKey, BoardPage};
 
 /// The body as bytes; larger than `limit` gets 413, whether or not the
 /// client sent a Content-Length.
@@ -115,22 +116,22 @@ pub fn write_headers(
 ) -> impl Filter<Extract = (WriteHeaders, Bytes), Error = Rejection> + Clone {
     warp::method()
         .and(warp::path::full())
-        .and(warp::header::optional::<String>("if-match"))
-        .and(warp::header::optional::<String>("idempotency-key"))
+        .and(optional_raw_header("if-match"))
+        .and(optional_raw_header("idempotency-key"))
         .and(body_bytes(body_limit))
         .and_then(
             |method: Method,
              path: FullPath,
-             if_match: Option<String>,
-             key: Option<String>,
+             if_match: Option<HeaderValue>,
+             key: Option<HeaderValue>,
              body: Bytes| async move {
                 let if_match = match if_match {
-                    Some(raw) => parse_if_match(&raw)?,
+                    Some(raw) => parse_if_match(raw.to_str().map_err(|_| bad_if_match())?)?,
                     None => None,
                 };
                 let idempotency = match key {
                     Some(key) => Some(IdempotencyKey {
-                        key: parse_idempotency_key(&key)?,
+                        key: parse_idempotency_key(key.as_bytes())?,
                         fingerprint: fingerprint(method.as_str(), path.as_str(), &body),
                     }),
                     None => None,
@@ -147,6 +148,19 @@ pub fn write_headers(
         .untuple_one()
 }
 
+/// A header as the client sent it, bytes and all. warp's typed header
+/// filters reject values that are not visible ASCII, and such a rejection
+/// falls through to the other routes (a 405 or 404 that hides the cause);
+/// callers read the raw value and refuse bad bytes with the right error.
+pub fn optional_raw_header(
+    name: &'static str,
+) -> impl Filter<Extract = (Option<HeaderValue>,), Error = std::convert::Infallible> + Clone {
+    warp::header::value(name)
+        .map(Some)
+        .or(warp::any().map(|| None))
+        .unify()
+}
+
 /// `"12"`, `W/"12"` or `12`; `*` means any version.
 pub fn parse_if_match(raw: &str) -> Result<Option<u64>, ApiError> {
     let raw = raw.trim();
@@ -154,21 +168,25 @@ pub fn parse_if_match(raw: &str) -> Result<Option<u64>, ApiError> {
         return Ok(None);
     }
     let tag = raw.strip_prefix("W/").unwrap_or(raw).trim_matches('"');
-    tag.parse::<u64>().map(Some).map_err(|_| ApiError {
-        details: Some(serde_json::json!({ "header": "If-Match" })),
-        ..ApiError::bad_request("If-Match must be a board version in quotes, like \"3\"")
-    })
+    tag.parse::<u64>().map(Some).map_err(|_| bad_if_match())
 }
 
-fn parse_idempotency_key(raw: &str) -> Result<String, ApiError> {
-    let valid = !raw.is_empty() && raw.len() <= 255 && raw.bytes().all(|b| b.is_ascii_graphic());
-    if !valid {
-        return Err(ApiError {
+fn bad_if_match() -> ApiError {
+    ApiError {
+        details: Some(serde_json::json!({ "header": "If-Match" })),
+        ..ApiError::bad_request("If-Match must be a board version in quotes, like \"3\"")
+    }
+}
+
+fn parse_idempotency_key(raw: &[u8]) -> Result<String, ApiError> {
+    let valid = !raw.is_empty() && raw.len() <= 255 && raw.iter().all(|b| b.is_ascii_graphic());
+    match std::str::from_utf8(raw) {
+        Ok(key) if valid => Ok(key.to_owned()),
+        _ => Err(ApiError {
             details: Some(serde_json::json!({ "header": "Idempotency-Key" })),
             ..ApiError::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters")
-        });
+        }),
     }
-    Ok(raw.to_owned())
 }
 
 /// `?after=&limit=` of a history read, checked with the field named.
@@ -183,33 +201,60 @@ pub const PAGE_LIMIT_MAX: usize = 1000;
 
 impl Page {
     pub fn parse(query: &HashMap<String, String>) -> Result<Page, ApiError> {
-        for key in query.keys() {
-            if key != "after" && key != "limit" {
-                return Err(ApiError::invalid_field(
-                    key.clone(),
-                    "unknown query parameter",
-                ));
-            }
-        }
+        refuse_unknown(query, &["after", "limit"])?;
         let after = match query.get("after").map(String::as_str) {
             None | Some("") => 0,
             Some(raw) => raw.parse().map_err(|_| {
                 ApiError::invalid_field("after", "must be a version number (0 or more)")
             })?,
         };
-        let limit = match query.get("limit").map(String::as_str) {
-            None | Some("") => PAGE_LIMIT_DEFAULT,
-            Some(raw) => match raw.parse::<usize>() {
-                Ok(limit) if (1..=PAGE_LIMIT_MAX).contains(&limit) => limit,
-                _ => {
-                    return Err(ApiError::invalid_field(
-                        "limit",
-                        format!("must be a number from 1 to {PAGE_LIMIT_MAX}"),
-                    ))
-                }
-            },
-        };
+        let limit = page_limit(query, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX)?;
         Ok(Page { after, limit })
+    }
+}
+
+pub const BOARDS_PAGE_DEFAULT: usize = 50;
+pub const BOARDS_PAGE_MAX: usize = 200;
+
+/// `?limit=&cursor=` of a board list, checked with the field named.
+pub fn parse_board_page(query: &HashMap<String, String>) -> Result<BoardPage, ApiError> {
+    refuse_unknown(query, &["cursor", "limit"])?;
+    let after = match query.get("cursor").map(String::as_str) {
+        None | Some("") => None,
+        Some(raw) => Some(BoardKey::from_cursor(raw).ok_or_else(|| {
+            ApiError::invalid_field("cursor", "must be a next_cursor from a previous page")
+        })?),
+    };
+    let limit = page_limit(query, BOARDS_PAGE_DEFAULT, BOARDS_PAGE_MAX)?;
+    Ok(BoardPage { after, limit })
+}
+
+/// 422 naming the first query parameter that is not one of `known`.
+fn refuse_unknown(query: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
+    match query.keys().find(|key| !known.contains(&key.as_str())) {
+        Some(key) => Err(ApiError::invalid_field(
+            key.clone(),
+            "unknown query parameter",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `?limit=`: `default` when absent, else a number from 1 to `max`.
+fn page_limit(
+    query: &HashMap<String, String>,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
+    match query.get("limit").map(String::as_str) {
+        None | Some("") => Ok(default),
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(limit) if (1..=max).contains(&limit) => Ok(limit),
+            _ => Err(ApiError::invalid_field(
+                "limit",
+                format!("must be a number from 1 to {max}"),
+            )),
+        },
     }
 }
 
@@ -286,5 +331,42 @@ mod tests {
         assert!(Page::parse(&q(&[("limit", "1001")])).is_err());
         assert!(Page::parse(&q(&[("after", "-1")])).is_err());
         assert!(Page::parse(&q(&[("colour", "red")])).is_err());
+    }
+
+    #[test]
+    fn board_pages_take_a_bounded_limit_and_a_cursor() {
+        let q = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let field = |query: &[(&str, &str)]| {
+            parse_board_page(&q(query)).unwrap_err().details.unwrap()["field"].clone()
+        };
+        assert_eq!(
+            parse_board_page(&q(&[])).unwrap(),
+            BoardPage {
+                after: None,
+                limit: 50
+            }
+        );
+        let key = BoardKey {
+            created_at: chrono::Utc::now(),
+            id: uuid::Uuid::new_v4(),
+        };
+        let cursor = key.to_cursor();
+        assert_eq!(
+            parse_board_page(&q(&[("cursor", &cursor), ("limit", "200")])).unwrap(),
+            BoardPage {
+                after: Some(key),
+                limit: 200
+            }
+        );
+        assert_eq!(field(&[("limit", "201")]), "limit");
+        assert_eq!(field(&[("limit", "0")]), "limit");
+        assert_eq!(field(&[("cursor", "zz")]), "cursor");
+        assert_eq!(field(&[("cursor", &cursor[1..])]), "cursor");
+        assert_eq!(field(&[("after", "3")]), "after");
     }
 }

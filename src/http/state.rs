@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use super::connections::ConnectionCap;
 use super::ws;
 use crate::auth::Auth;
 use crate::dependencies::Dependencies;
@@ -26,4 +27,6 @@ pub struct ApiState {
     pub auth: Arc<Auth>,
     pub users: deadpool_postgres::Pool,
     pub gateway: Arc<ws::Gateway>,
+    /// The cap SSE tails share with the WebSocket gateways.
+    pub connections: Arc<ConnectionCap>,
 }

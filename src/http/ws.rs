@@ -11,12 +11,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dashmap::DashMap;
 use futures_util::stream::BoxStream;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio_stream::StreamMap;
 use uuid::Uuid;
 use warp::filters::ws::{Message, WebSocket, Ws};
@@ -24,6 +23,7 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
+use super::connections::ConnectionCap;
 use super::error::ApiError;
 use super::subscription::{OpenError, Subscription, Update};
 use crate::presence::{Presence, Present};
@@ -39,12 +39,11 @@ const MAX_SUBSCRIPTIONS: usize = 100;
 const STALL_LIMIT: Duration = Duration::from_secs(2);
 /// How long a closing connection may take to flush its close frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
-/// The largest client frame accepted.
-const MAX_CLIENT_FRAME_BYTES: usize = 64 * 1024;
 
 pub mod close {
     pub const GOING_AWAY: u16 = 1001;
     pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
 }
 
 pub struct Gateway {
@@ -52,25 +51,9 @@ pub struct Gateway {
     /// Who watches which board; `None` in quick-win, which has no users.
     presence: Option<Arc<Presence>>,
     limits: Limits,
-    connections: Arc<Semaphore>,
-    /// Open connections per user, capped at `Limits::connections_per_user`.
-    per_user: Arc<DashMap<Uuid, usize>>,
+    /// Shared with the SSE tail: both hold connections open.
+    connections: Arc<ConnectionCap>,
     shutdown: watch::Receiver<bool>,
-}
-
-/// One user's slot in the per-user connection count, freed on drop.
-struct UserSlot {
-    per_user: Arc<DashMap<Uuid, usize>>,
-    user: Uuid,
-}
-
-impl Drop for UserSlot {
-    fn drop(&mut self) {
-        self.per_user.remove_if_mut(&self.user, |_, count| {
-            *count -= 1;
-            *count == 0
-        });
-    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -78,7 +61,8 @@ pub struct Limits {
     pub outbound_queue_bytes: usize,
     pub ping_interval: Duration,
     pub idle_timeout: Duration,
-    pub connections_per_user: usize,
+    /// The largest client message (and frame); larger ones close with 1009.
+    pub max_message_bytes: usize,
 }
 
 impl From<&WebSocketSettings> for Limits {
@@ -87,7 +71,7 @@ impl From<&WebSocketSettings> for Limits {
             outbound_queue_bytes: settings.outbound_queue_bytes,
             ping_interval: Duration::from_secs(settings.ping_interval_seconds.max(1)),
             idle_timeout: Duration::from_secs(settings.idle_timeout_seconds.max(2)),
-            connections_per_user: settings.max_connections_per_user.max(1),
+            max_message_bytes: settings.max_message_bytes.max(1024),
         }
     }
 }
@@ -97,7 +81,7 @@ impl Gateway {
         store: Arc<dyn BoardStore>,
         presence: Option<Arc<Presence>>,
         limits: Limits,
-        connections: Arc<Semaphore>,
+        connections: Arc<ConnectionCap>,
         shutdown: watch::Receiver<bool>,
     ) -> Arc<Self> {
         Arc::new(Gateway {
@@ -105,30 +89,8 @@ impl Gateway {
             presence,
             limits,
             connections,
-            per_user: Arc::default(),
             shutdown,
         })
-    }
-
-    fn claim_user_slot(&self, caller: Caller) -> Result<Option<UserSlot>, ApiError> {
-        let Some(user) = caller.user() else {
-            return Ok(None);
-        };
-        let mut count = self.per_user.entry(user).or_insert(0);
-        if *count >= self.limits.connections_per_user {
-            return Err(ApiError::too_many_requests(
-                format!(
-                    "at most {} WebSocket connections per user",
-                    self.limits.connections_per_user
-                ),
-                5,
-            ));
-        }
-        *count += 1;
-        Ok(Some(UserSlot {
-            per_user: Arc::clone(&self.per_user),
-            user,
-        }))
     }
 
     /// `GET <prefix>/ws`: upgrades within the connection cap, else 503.
@@ -140,22 +102,17 @@ impl Gateway {
             .and_then(move |caller: Caller, upgrade: Ws| {
                 let gateway = Arc::clone(&self);
                 async move {
-                    let user_slot = gateway
-                        .claim_user_slot(caller)
+                    let slot = gateway
+                        .connections
+                        .claim(caller)
                         .map_err(warp::reject::custom)?;
-                    let permit = Arc::clone(&gateway.connections)
-                        .try_acquire_owned()
-                        .map_err(|_| {
-                            warp::reject::custom(ApiError::unavailable(
-                                "too many WebSocket connections on this server; retry later",
-                            ))
-                        })?;
+                    let max_message_bytes = gateway.limits.max_message_bytes;
                     Ok::<_, Rejection>(
                         upgrade
-                            .max_message_size(MAX_CLIENT_FRAME_BYTES)
-                            .max_frame_size(MAX_CLIENT_FRAME_BYTES)
+                            .max_message_size(max_message_bytes)
+                            .max_frame_size(max_message_bytes)
                             .on_upgrade(move |socket| async move {
-                                let _permit = (permit, user_slot);
+                                let _slot = slot;
                                 Session::new(gateway, caller).run(socket).await;
                             })
                             .into_response(),
@@ -320,6 +277,10 @@ impl Session {
                         // this loop's state would cost every idle connection.
                         Box::pin(self.on_client_message(&outbox, message)).await
                     }
+                    Some(Err(error)) if is_too_big(&error) => Err(Ending {
+                        code: close::TOO_BIG,
+                        reason: "message too big: larger than websocket.max_message_bytes",
+                    }),
                     _ => Err(Ending { code: close::GOING_AWAY, reason: "connection closed" }),
                 },
                 _ = outbox.drained.notified(), if !room => {
@@ -445,6 +406,14 @@ impl Session {
             Err(OpenError::Store(error)) => outbox.text(store_error_frame(board_id, error)),
         }
     }
+}
+
+/// Whether reading failed on a client message or frame over the size limit.
+fn is_too_big(error: &warp::Error) -> bool {
+    use tokio_tungstenite::tungstenite::error::{CapacityError, Error};
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<Error>())
+        .is_some_and(|error| matches!(error, Error::Capacity(CapacityError::MessageTooLong { .. })))
 }
 
 fn error_frame(board_id: Option<Uuid>, code: &str, message: &str) -> String {

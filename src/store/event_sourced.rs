@@ -37,7 +37,7 @@ use crate::eventlog::{Appended, EventLog, LogError, Writer};
 use crate::fanout::Hub;
 use crate::projection::archive;
 use crate::telemetry::names;
-use crate::views::{self, BoardView, View};
+use crate::views::{self, BoardKey, BoardPage, BoardView, View};
 
 /// Attempts at a write that keeps losing races before answering 503.
 const WRITE_ATTEMPTS: usize = 16;
@@ -407,9 +407,9 @@ fn archive_error(error: archive::ArchiveError) -> StoreError {
 
 #[async_trait]
 impl BoardStore for EventSourcedStore {
-    async fn list_boards(&self, caller: Caller) -> Result<Bytes, StoreError> {
+    async fn list_boards(&self, caller: Caller, page: BoardPage) -> Result<Bytes, StoreError> {
         let Some(user) = caller.user() else {
-            return Ok(views::to_bytes(&serde_json::json!({ "boards": [] })));
+            return Ok(views::board_list(Vec::new(), None));
         };
         // Redis's index, and the read model's memberships for boards whose
         // index entries a Redis restart lost.
@@ -424,14 +424,28 @@ impl BoardStore for EventSourcedStore {
             ids.sort_unstable();
             ids.dedup();
         }
+        // Keys first, each board's lock held only while it is read; then
+        // only the page's boards are rendered.
+        let keys = join_all(ids.into_iter().map(|id| async move {
+            let cached = self.current(id).await?;
+            let key = readable(cached.board.as_ref(), caller)
+                .ok()
+                .map(BoardKey::of);
+            Ok::<_, StoreError>(key.map(|key| (key, id)))
+        }))
+        .await;
+        let mut listed = Vec::new();
+        for key in keys {
+            listed.extend(key?);
+        }
+        let (ids, next) = page.select(listed);
         let reads = join_all(ids.into_iter().map(|id| async move {
             let cached = self.current(id).await?;
+            // A board deleted since it was picked is left out.
             let value = match readable(cached.board.as_ref(), caller) {
-                Ok(board) => Some((
-                    board.created_at,
-                    board.id,
-                    serde_json::to_value(BoardView::new(board)).map_err(anyhow::Error::from)?,
-                )),
+                Ok(board) => {
+                    Some(serde_json::to_value(BoardView::new(board)).map_err(anyhow::Error::from)?)
+                }
                 Err(_) => None,
             };
             Ok::<_, StoreError>(value)
@@ -439,11 +453,9 @@ impl BoardStore for EventSourcedStore {
         .await;
         let mut boards = Vec::new();
         for read in reads {
-            if let Some(board) = read? {
-                boards.push(board);
-            }
+            boards.extend(read?);
         }
-        Ok(views::board_list(boards))
+        Ok(views::board_list(boards, next))
     }
 
     async fn read(

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use chrono::Utc;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use parking_lot::Mutex;
@@ -22,7 +21,7 @@ use super::{
 };
 use crate::domain::{apply, Board, BoardEvent, Command, DomainError};
 use crate::fanout::Hub;
-use crate::views::{self, BoardView, EventFrame, View};
+use crate::views::{self, BoardKey, BoardPage, BoardView, EventFrame, View};
 
 /// Idempotent results a board keeps before the oldest are dropped.
 const IDEMPOTENCY_RECORDS_PER_BOARD: usize = 10_000;
@@ -153,21 +152,31 @@ impl MemoryStore {
 
 #[async_trait]
 impl BoardStore for MemoryStore {
-    async fn list_boards(&self, caller: Caller) -> Result<Bytes, StoreError> {
-        let slots: Vec<Arc<Mutex<BoardSlot>>> =
-            self.boards.iter().map(|slot| Arc::clone(&slot)).collect();
-        let mut rendered: Vec<(chrono::DateTime<Utc>, Uuid, serde_json::Value)> = Vec::new();
+    async fn list_boards(&self, caller: Caller, page: BoardPage) -> Result<Bytes, StoreError> {
+        let slots: Vec<(BoardKey, Arc<Mutex<BoardSlot>>)> = self
+            .boards
+            .iter()
+            .filter_map(|slot| {
+                let key = readable(slot.lock().board.as_ref(), caller)
+                    .ok()
+                    .map(BoardKey::of)?;
+                Some((key, Arc::clone(&slot)))
+            })
+            .collect();
+        // Only the page's boards are rendered, each with its history.
+        let (slots, next) = page.select(slots);
+        let mut rendered = Vec::with_capacity(slots.len());
         for slot in slots {
             let mut slot = slot.lock();
             let slot = &mut *slot;
             let events = slot.events.make_contiguous();
+            // A board deleted since it was picked is left out.
             if let Ok(board) = readable(slot.board.as_ref(), caller) {
                 let view = BoardView::new(board).with_events(events);
-                let value = serde_json::to_value(&view).map_err(anyhow::Error::from)?;
-                rendered.push((board.created_at, board.id, value));
+                rendered.push(serde_json::to_value(&view).map_err(anyhow::Error::from)?);
             }
         }
-        Ok(views::board_list(rendered))
+        Ok(views::board_list(rendered, next))
     }
 
     async fn read(

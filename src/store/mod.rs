@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::domain::{Board, BoardEvent, Command, DomainError};
 use crate::postgres::DbError;
 pub use crate::views::Rendered;
-use crate::views::{EventFrame, View};
+use crate::views::{BoardPage, EventFrame, View};
 
 /// A write: the command plus the HTTP-level conditions that guard it.
 #[derive(Debug, Clone)]
@@ -127,8 +127,9 @@ impl From<DbError> for StoreError {
 
 #[async_trait]
 pub trait BoardStore: Send + Sync + 'static {
-    /// Every board the caller may see, rendered as `{"boards": [...]}`.
-    async fn list_boards(&self, caller: Caller) -> Result<Bytes, StoreError>;
+    /// One page of the boards the caller may see, rendered as
+    /// `{"boards": [...], "next_cursor": ...}` (see [`crate::views::board_list`]).
+    async fn list_boards(&self, caller: Caller, page: BoardPage) -> Result<Bytes, StoreError>;
 
     /// Renders a board (or one of its tasks) as the caller may see it.
     async fn read(

@@ -119,7 +119,7 @@ fn a_board_has_at_most_the_member_limit() {
         },
     );
 
-    assert_conflict(newcomer);
+    assert_limit_reached(newcomer);
     assert!(role_change.is_ok(), "{role_change:?}");
 }
 

@@ -258,6 +258,13 @@ fn assert_conflict(result: Result<BoardEvent, DomainError>) {
     );
 }
 
+fn assert_limit_reached(result: Result<BoardEvent, DomainError>) {
+    assert!(
+        matches!(result, Err(DomainError::LimitReached(_))),
+        "expected LimitReached, got {result:?}"
+    );
+}
+
 fn assert_forbidden(result: Result<BoardEvent, DomainError>) {
     assert!(
         matches!(result, Err(DomainError::Forbidden(_))),

@@ -128,7 +128,7 @@ fn a_board_has_at_most_the_task_limit() {
     let over = h.decide(OWNER, &create_task(task_id(100_001)));
 
     assert_eq!(h.board().tasks.len(), limits::TASKS_PER_BOARD_MAX);
-    assert_conflict(over);
+    assert_limit_reached(over);
 }
 
 // ===========================================================================
