@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
 # Run.sh - build and run Streamboard locally: server + projector.
 #
+#   ./Run.sh             dev build (target/debug), the profile ./scripts/test.sh
+#                        uses: the two commands share their build output
+#   ./Run.sh --release   optimized build (target/release), a separate full build
+#
 # Ensures Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432) are running
 # (starting or installing them if needed); without them only the in-memory
-# quick-win mode under /quick is served. Ctrl-C stops everything.
+# quick-win mode under /quick is served. Writes .run/env: `source .run/env` in
+# another shell to use the CLIs (streamboard token|tail, projector parked|...).
+#
+# Ctrl-C stops the server, the projector and a Redis this script started
+# (its data stays in .run/redis/); PostgreSQL is left running.
 # Preset STREAMBOARD_ENV / STREAMBOARD__* variables are respected;
 # STREAMBOARD_SKIP_SERVICES=1 leaves Redis/PostgreSQL management to you.
 set -euo pipefail
@@ -11,11 +19,64 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 # shellcheck source=scripts/services.sh
 . scripts/services.sh
 
-sb_have cargo || sb_die "cargo not found on PATH (install Rust: https://rustup.rs)"
-mkdir -p .run # logs (git-ignored)
+profile=dev
+for arg in "$@"; do
+    case $arg in
+    --release) profile=release ;;
+    -h | --help)
+        sed -n '2,/^set -euo/{/^set -euo/d; s/^# \{0,1\}//; p}' "$0"
+        exit 0
+        ;;
+    *) sb_die "unknown argument '$arg' (try --help)" ;;
+    esac
+done
 
-sb_step "Building release binaries"
-cargo build --release --workspace --bins
+root=$PWD
+mkdir -p .run # logs, env file, Redis data (git-ignored)
+
+server_pid='' projector_pid='' cleaned=0
+# Stop what this script started: server and projector, then a Redis it started.
+cleanup() {
+    ((cleaned)) && return 0
+    cleaned=1
+    trap '' INT TERM # a second Ctrl-C must not cut the clean-up short
+    local pid i
+    if [[ -n $server_pid$projector_pid ]]; then
+        sb_step "Stopping the server and the projector"
+        for pid in $server_pid $projector_pid; do kill -TERM "$pid" 2>/dev/null || true; done
+        for ((i = 0; i < 150; i++)); do # they get 15 s to finish in-flight work
+            kill -0 $server_pid $projector_pid 2>/dev/null || break
+            sleep 0.1
+        done
+        for pid in $server_pid $projector_pid; do kill -KILL "$pid" 2>/dev/null || true; done
+        wait 2>/dev/null || true
+    fi
+    if [[ -n $SB_REDIS_STATE$SB_PG_STATE ]]; then
+        sb_stop_started_services
+        sb_step "Stopped. Services:"
+        sb_services_report
+    fi
+}
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
+trap cleanup EXIT
+
+sb_ensure_build_tools
+build=(cargo build -p streamboard -p projector --bins)
+[[ $profile == dev ]] || build+=(--release)
+bin="${CARGO_TARGET_DIR:-target}/$([[ $profile == dev ]] && echo debug || echo release)"
+bin=$(mkdir -p "$bin" && cd "$bin" && pwd)
+sb_step "Building ($profile profile): ${build[*]}"
+if [[ ! -x $bin/streamboard ]]; then
+    if [[ $profile == dev ]]; then
+        sb_info "first build: 8 to 15 minutes on 2 cores; later ones take seconds to a minute (README.md)"
+    else
+        sb_info "first release build: 10 to 18 minutes on 2 cores; a change then costs minutes (README.md)"
+    fi
+fi
+started=$SECONDS
+"${build[@]}"
+sb_info "built in $((SECONDS - started)) s: $bin/streamboard, $bin/projector"
 
 export STREAMBOARD_ENV="${STREAMBOARD_ENV:-dev}"
 export STREAMBOARD__REDIS__URL="${STREAMBOARD__REDIS__URL:-redis://127.0.0.1:6379}"
@@ -28,36 +89,45 @@ if [[ ${STREAMBOARD_SKIP_SERVICES:-0} == 1 ]]; then
 else
     db=${STREAMBOARD__POSTGRES__URL##*/}
     db=${db%%\?*}
-    if ! sb_ensure_services; then
+    # A Redis started here keeps its data in .run/redis/ across runs.
+    if ! SB_REDIS_DIR="$root/.run/redis" sb_ensure_services; then
         deps_ok=0
     elif ! sb_pg_create_db "${db:-streamboard}" || ! sb_pg_ensure_access "$STREAMBOARD__POSTGRES__URL"; then
         sb_warn "could not prepare database '${db:-streamboard}'"
         deps_ok=0
     fi
+    sb_services_report
 fi
 if ((!deps_ok)); then
     sb_warn "Redis/PostgreSQL unavailable: starting quick-win mode only (/quick)"
     unset STREAMBOARD__REDIS__URL STREAMBOARD__POSTGRES__URL
+    sb_stop_started_services # a Redis started above is of no use now
 fi
 
-server_pid='' projector_pid=''
-stop_children() {
-    trap - INT TERM
-    local pid
-    for pid in $server_pid $projector_pid; do kill -TERM "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-}
-trap 'sb_step "Stopping"; stop_children; exit 130' INT
-trap 'sb_step "Stopping"; stop_children; exit 143' TERM
-trap stop_children EXIT
+# The environment the server and projector run with, for the CLIs in another
+# shell. It may hold a JWT secret: readable by you only.
+(
+    umask 077
+    {
+        echo "# Written by ./Run.sh ($(date -u +%FT%TZ)). In another shell: source .run/env"
+        echo "# then: streamboard token --analytics | streamboard tail | projector parked"
+        for name in $(compgen -e | grep -E '^STREAMBOARD(_ENV$|__)' | sort); do
+            printf 'export %s=%q\n' "$name" "${!name}"
+        done
+        printf 'export STREAMBOARD_CONFIG_DIR=%q\n' "${STREAMBOARD_CONFIG_DIR:-$root/config}"
+        # shellcheck disable=SC2016 # $PATH is expanded where the file is sourced
+        printf 'export PATH=%q:"$PATH"\n' "$bin"
+    } >.run/env.tmp
+    mv .run/env.tmp .run/env
+)
 
 sb_step "Starting server (STREAMBOARD_ENV=$STREAMBOARD_ENV, log: .run/server.log)"
-target/release/streamboard > >(tee -i .run/server.log) 2>&1 &
+"$bin/streamboard" > >(tee -i .run/server.log) 2>&1 &
 server_pid=$!
 
 if ((deps_ok)); then
     sb_step "Starting projector (log: .run/projector.log)"
-    target/release/projector >.run/projector.log 2>&1 &
+    "$bin/projector" >.run/projector.log 2>&1 &
     projector_pid=$!
 fi
 
@@ -70,9 +140,21 @@ for _ in $(seq 1 60); do
 done
 if [[ -n $url ]]; then
     curl_url=$(sed -E 's#//(127\.0\.0\.1|0\.0\.0\.0|\[::\])#//localhost#; s#^http://##' <<<"$url")
-    sb_step "Streamboard is up at $url   (Ctrl-C to stop)"
-    sb_info "try: curl -s $curl_url/quick/boards"
-    ((deps_ok)) || sb_info "(quick-win mode only: endpoints needing Redis/PostgreSQL are unavailable)"
+    sb_step "Streamboard is up at $url"
+    sb_info "try:          curl -s $curl_url/ready"
+    if ((deps_ok)); then
+        sb_info "other shell:  source .run/env   (then: streamboard token --analytics, streamboard tail, projector parked)"
+        if [[ $SB_REDIS_STATE == started ]]; then
+            sb_info "Ctrl-C:       stops the server, the projector and Redis (started here); PostgreSQL keeps running"
+        elif [[ -n $SB_REDIS_STATE ]]; then
+            sb_info "Ctrl-C:       stops the server and the projector; Redis and PostgreSQL keep running"
+        else # STREAMBOARD_SKIP_SERVICES=1
+            sb_info "Ctrl-C:       stops the server and the projector"
+        fi
+    else
+        sb_info "(quick-win mode only: endpoints needing Redis/PostgreSQL are unavailable)"
+        sb_info "Ctrl-C:       stops the server"
+    fi
 elif kill -0 "$server_pid" 2>/dev/null; then
     sb_warn "server has not reported its address yet; see .run/server.log"
 fi
@@ -83,7 +165,8 @@ while true; do
     [[ -z $projector_pid ]] || pids+=("$projector_pid")
     wait -n -p exited "${pids[@]}" || status=$?
     if [[ ${exited:-} == "$server_pid" ]]; then
-        sb_step "Server exited with status $status"
+        server_pid=''
+        sb_step "Server exited with status $status (see .run/server.log)"
         exit "$status"
     elif [[ -n ${exited:-} && ${exited} == "$projector_pid" ]]; then
         sb_warn "projector exited with status $status (see .run/projector.log); server keeps running"

@@ -3,18 +3,33 @@
 #
 # Source it; do not execute it. Provides:
 #   sb_step / sb_info / sb_warn / sb_die   uniform output
+#   sb_ensure_build_tools                  cargo and a C compiler (installs gcc if missing)
 #   sb_ensure_services                     make local Redis (127.0.0.1:6379) and
 #                                          PostgreSQL (127.0.0.1:5432) reachable:
-#                                          check, start if installed, install if missing
+#                                          check, start if installed, install if missing;
+#                                          remembers what it started (below)
+#   sb_stop_started_services               stop the Redis that sb_ensure_services started
+#                                          (PostgreSQL is left running, see below)
+#   sb_services_report                     one line each: Redis / PostgreSQL, who started them
 #   sb_pg_ensure_access URL                check passwordless access as URL says
 #   sb_pg_create_db NAME                   create a database if it does not exist
 #
+# What sb_ensure_services found or did, for the caller to report and undo:
+#   SB_REDIS_STATE / SB_PG_STATE   "running" (was up already) or "started" (by us)
+#   SB_REDIS_PID                   pid of the redis-server we started
+#   SB_PG_CLUSTER                  "<version> main" of the cluster we started
+# A Redis we start is ours to stop. PostgreSQL is a system service holding the
+# durable copy of the data: we start it if needed but never stop it.
+#
 # Knobs: SB_NEED_REDIS_BINARIES=1 also requires redis-server/redis-cli on PATH
-# (tests start extra Redis instances), SB_NO_INSTALL=1 never runs apt-get.
+# (tests start extra Redis instances), SB_NO_INSTALL=1 never runs apt-get,
+# SB_REDIS_DIR=DIR makes a Redis we start persist its data (AOF) in DIR
+# (default: no persistence).
 
 SB_REDIS_HOST=127.0.0.1 SB_REDIS_PORT=6379
 SB_PG_HOST=127.0.0.1 SB_PG_PORT=5432
 SB_PG_FRESH=${SB_PG_FRESH:-0} # 1 once this script installed PostgreSQL itself
+SB_REDIS_STATE='' SB_REDIS_PID='' SB_PG_STATE='' SB_PG_CLUSTER=''
 
 sb_step() { printf '\n==> %s\n' "$*"; }
 sb_info() { printf '    %s\n' "$*"; }
@@ -75,27 +90,74 @@ sb_pg_version() {
 
 sb_pg_installed() { [[ -n $(sb_pg_version) ]] && sb_have pg_ctlcluster && sb_have psql; }
 
+# sb_install_packages PACKAGE... : apt-get install them (unless SB_NO_INSTALL=1).
 sb_install_packages() {
     if [[ ${SB_NO_INSTALL:-0} == 1 ]]; then
-        sb_warn "SB_NO_INSTALL=1: not installing postgresql/redis-server"
+        sb_warn "SB_NO_INSTALL=1: not installing $*"
         return 1
     fi
     if ! sb_have apt-get; then
-        sb_warn "apt-get not found: install PostgreSQL and Redis yourself"
+        sb_warn "apt-get not found: install $* yourself"
         return 1
     fi
-    sb_info "installing postgresql and redis-server with apt-get (may take a minute)"
+    sb_info "installing $* with apt-get (may take a minute)"
     local apt=(env DEBIAN_FRONTEND=noninteractive apt-get -qq -o DPkg::Lock::Timeout=120)
-    if ! { sb_as_root "${apt[@]}" update && sb_as_root "${apt[@]}" install -y postgresql redis-server; } </dev/null; then
-        sb_warn "apt-get install failed (are you root or do you have passwordless sudo?)"
+    if ! { sb_as_root "${apt[@]}" update && sb_as_root "${apt[@]}" install -y "$@"; } </dev/null; then
+        sb_warn "apt-get install $* failed (are you root or do you have passwordless sudo?)"
         return 1
     fi
 }
 
+# Rust and a C compiler/linker (rustc links with cc; mimalloc is C).
+sb_ensure_build_tools() {
+    sb_have cargo || sb_die "cargo not found on PATH: install Rust 1.92 or newer (https://rustup.rs), then open a new shell"
+    if ! sb_have cc; then
+        sb_install_packages gcc libc6-dev || sb_die "no C compiler (cc): install gcc (Debian/Ubuntu: apt-get install gcc)"
+    fi
+}
+
 sb_start_redis() {
-    sb_info "starting Redis on $SB_REDIS_HOST:$SB_REDIS_PORT"
-    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null || true
-    sb_retry 15 sb_redis_up
+    local args=(--daemonize yes --bind "$SB_REDIS_HOST" --port "$SB_REDIS_PORT" --save "")
+    if [[ -n ${SB_REDIS_DIR:-} ]]; then
+        mkdir -p "$SB_REDIS_DIR"
+        SB_REDIS_DIR=$(cd "$SB_REDIS_DIR" && pwd)
+        args+=(--dir "$SB_REDIS_DIR" --appendonly yes --logfile "$SB_REDIS_DIR/redis.log")
+        sb_info "starting Redis on $SB_REDIS_HOST:$SB_REDIS_PORT (data in $SB_REDIS_DIR)"
+    else
+        args+=(--appendonly no)
+        sb_info "starting Redis on $SB_REDIS_HOST:$SB_REDIS_PORT (no persistence)"
+    fi
+    redis-server "${args[@]}" >/dev/null || true
+    sb_retry 15 sb_redis_up || return 1
+    SB_REDIS_STATE=started
+    SB_REDIS_PID=$(redis-cli -h "$SB_REDIS_HOST" -p "$SB_REDIS_PORT" info server 2>/dev/null |
+        sed -n 's/^process_id:\([0-9]*\).*/\1/p')
+}
+
+# Stop the Redis sb_start_redis started (it saves its AOF first, if it has one).
+sb_stop_started_services() {
+    local pid=$SB_REDIS_PID i
+    [[ $SB_REDIS_STATE == started && -n $pid ]] || return 0
+    SB_REDIS_PID=''
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || { SB_REDIS_STATE=stopped; return 0; }
+        sleep 0.1
+    done
+    sb_warn "Redis (pid $pid) did not stop within 10 s"
+}
+
+# What runs, and who started it; after sb_stop_started_services, what stopped.
+sb_services_report() {
+    case $SB_REDIS_STATE in
+    running) sb_info "Redis      $SB_REDIS_HOST:$SB_REDIS_PORT  was already running: left running" ;;
+    started) sb_info "Redis      $SB_REDIS_HOST:$SB_REDIS_PORT  started by this script (pid ${SB_REDIS_PID:-?}): stopped when it exits" ;;
+    stopped) sb_info "Redis      $SB_REDIS_HOST:$SB_REDIS_PORT  started by this script: stopped" ;;
+    esac
+    case $SB_PG_STATE in
+    running) sb_info "PostgreSQL $SB_PG_HOST:$SB_PG_PORT  was already running: left running" ;;
+    started) sb_info "PostgreSQL $SB_PG_HOST:$SB_PG_PORT  started by this script: left running (stop it: pg_ctlcluster $SB_PG_CLUSTER stop)" ;;
+    esac
 }
 
 sb_start_postgres() {
@@ -104,13 +166,15 @@ sb_start_postgres() {
     sb_info "starting PostgreSQL $ver (cluster main)"
     # Fails harmlessly with "already running" if a previous attempt raced us.
     sb_as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
-    sb_retry 30 sb_pg_up
+    sb_retry 30 sb_pg_up || return 1
+    SB_PG_STATE=started SB_PG_CLUSTER="$ver main"
 }
 
 sb_ensure_services() {
     local need_bins=${SB_NEED_REDIS_BINARIES:-0}
     if sb_redis_up && sb_pg_up && { [[ $need_bins != 1 ]] || sb_redis_installed; }; then
         sb_info "Redis ($SB_REDIS_HOST:$SB_REDIS_PORT) and PostgreSQL ($SB_PG_HOST:$SB_PG_PORT) are up"
+        SB_REDIS_STATE=running SB_PG_STATE=running
         return 0
     fi
 
@@ -118,12 +182,13 @@ sb_ensure_services() {
     sb_pg_installed && pg_was_installed=1
     if { ! sb_redis_up && ! sb_redis_installed; } || { ! sb_pg_up && ((!pg_was_installed)); } ||
         { [[ $need_bins == 1 ]] && ! sb_redis_installed; }; then
-        sb_install_packages || return 1
+        sb_install_packages postgresql redis-server || return 1
         ((pg_was_installed)) || SB_PG_FRESH=1
     fi
 
     if sb_redis_up; then
         sb_info "Redis is up on $SB_REDIS_HOST:$SB_REDIS_PORT"
+        SB_REDIS_STATE=running
     elif ! sb_start_redis; then
         sb_warn "Redis did not answer PING on $SB_REDIS_HOST:$SB_REDIS_PORT"
         return 1
@@ -131,6 +196,7 @@ sb_ensure_services() {
 
     if sb_pg_up; then
         sb_info "PostgreSQL is up on $SB_PG_HOST:$SB_PG_PORT"
+        SB_PG_STATE=running
     elif ! sb_pg_installed || ! sb_start_postgres; then
         sb_warn "PostgreSQL is not accepting connections on $SB_PG_HOST:$SB_PG_PORT"
         return 1

@@ -2,24 +2,30 @@
 # scripts/test.sh - run Streamboard's test suite (the command CI runs).
 #
 #   ./scripts/test.sh              all tests in the workspace (no doctests)
-#   ./scripts/test.sh quick_ws     extra args go to the test runner (filters, flags)
+#   ./scripts/test.sh since_zero   extra args go to the test runner: a test-name filter,
+#   ./scripts/test.sh -E 'binary(quick_ws)'    or flags (here: nextest, one test file)
 #   STRICT=1 ./scripts/test.sh     also cargo fmt --check and clippy -D warnings
 #
 # Makes sure local Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432) are up,
-# starting or installing them when needed. Tests create their own databases.
+# starting or installing them when needed (a Redis started here is stopped at
+# the end; PostgreSQL is left running). Tests create their own databases.
+# Builds in the dev profile, like ./Run.sh: the binaries are built by the same
+# command Run.sh uses, so one build serves both.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/services.sh
 . scripts/services.sh
 
-sb_have cargo || sb_die "cargo not found on PATH (install Rust: https://rustup.rs)"
+sb_ensure_build_tools
 
 export STREAMBOARD_TEST_REDIS_URL="${STREAMBOARD_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 export STREAMBOARD_TEST_POSTGRES_URL="${STREAMBOARD_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 
 sb_step "Ensuring Redis and PostgreSQL are running"
 # Tests also spawn their own redis-server instances on other loopback ports.
+trap 'sb_stop_started_services' EXIT
 SB_NEED_REDIS_BINARIES=1 sb_ensure_services || sb_die "tests need Redis and PostgreSQL (see warnings above)"
+sb_services_report
 sb_pg_ensure_access "$STREAMBOARD_TEST_POSTGRES_URL" || sb_die "tests need PostgreSQL access via $STREAMBOARD_TEST_POSTGRES_URL"
 sb_info "STREAMBOARD_TEST_REDIS_URL=$STREAMBOARD_TEST_REDIS_URL"
 sb_info "STREAMBOARD_TEST_POSTGRES_URL=$STREAMBOARD_TEST_POSTGRES_URL"
@@ -31,9 +37,11 @@ if [[ ${STRICT:-0} == 1 ]]; then
     cargo clippy --workspace --all-targets -- -D warnings
 fi
 
-# End-to-end tests start the real binaries, the projector's included.
-sb_step "Building the binaries: cargo build --workspace --bins"
-cargo build --workspace --bins
+# End-to-end tests start the real binaries, the projector's included (which
+# `cargo test` does not build for another package's tests). The same command
+# as ./Run.sh's build, so neither rebuilds what the other built.
+sb_step "Building the binaries: cargo build -p streamboard -p projector --bins"
+cargo build -p streamboard -p projector --bins
 
 if cargo nextest --version >/dev/null 2>&1; then
     runner=(cargo nextest run --workspace)
