@@ -18,6 +18,7 @@ use warp::sse::Event;
 use warp::{Filter, Rejection, Reply};
 
 use super::error::ApiError;
+use super::request::parse_version;
 use super::subscription::{OpenError, Subscription, Update};
 use crate::store::{BoardStore, Caller};
 
@@ -33,10 +34,9 @@ fn resume_point(
         (None, Some(after)) => ("after", after.clone()),
         (None, None) => return Ok(None),
     };
-    raw.trim()
-        .parse()
+    parse_version(raw.trim())
         .map(|version| Some((name, version)))
-        .map_err(|_| ApiError::invalid_field(name, "must be a board version (0 or more)"))
+        .ok_or_else(|| ApiError::invalid_field(name, "must be a board version (0 or more)"))
 }
 
 fn to_sse(update: Update) -> Event {
