@@ -36,7 +36,7 @@ fn resume_point(
     };
     parse_version(raw.trim())
         .map(|version| Some((name, version)))
-        .ok_or_else(|| ApiError::invalid_field(name, "must be a board version (0 or more)"))
+        .ok_or_else(|| ApiError::invalid_field(name, "must be a board version from 0 to 9223372036854775807"))
 }
 
 fn to_sse(update: Update) -> Event {

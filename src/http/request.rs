@@ -203,7 +203,7 @@ impl Page {
         let after = match query.get("after").map(String::as_str) {
             None | Some("") => 0,
             Some(raw) => parse_version(raw).ok_or_else(|| {
-                ApiError::invalid_field("after", "must be a version number (0 or more)")
+                ApiError::invalid_field("after", "must be a version number from 0 to 9223372036854775807")
             })?,
         };
         let limit = match query.get("limit").map(String::as_str) {
