@@ -54,6 +54,9 @@ pub struct AuthSettings {
     pub cookie_secure: bool,
     /// Login and registration attempts per client address per minute.
     pub attempts_per_minute: u32,
+    /// How long an instance remembers that an account exists (or not), so
+    /// a token's account is not looked up on every request.
+    pub user_cache_seconds: u64,
 }
 
 impl AuthSettings {

@@ -27,6 +27,11 @@ pub struct Claims {
     pub exp: i64,
     /// Issued at, seconds since the Unix epoch.
     pub iat: i64,
+    /// The token's id, a UUIDv7 (so it also dates the token to the
+    /// millisecond): what a logout revokes. Absent from tokens issued
+    /// before logouts revoked anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<Uuid>,
     /// `None` for a user's session; `Some("analytics")` for read-only
     /// analytics tokens, which user routes refuse.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -93,6 +98,7 @@ impl TokenKeys {
             username: username.to_owned(),
             exp: iat.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
             iat,
+            jti: Some(Uuid::now_v7()),
             scope,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
@@ -130,6 +136,7 @@ mod tests {
             username: "alice".into(),
             exp: now + exp_from_now,
             iat: now,
+            jti: None,
             scope: None,
         }
     }
@@ -176,6 +183,7 @@ mod tests {
         assert_eq!((claims.sub, claims.username.as_str()), (user, "Alice"));
         assert_eq!(claims.exp - claims.iat, 30 * 24 * 3600);
         assert_eq!(claims.scope, None);
+        assert!(claims.jti.is_some_and(|jti| jti.get_version_num() == 7));
     }
 
     #[test]
