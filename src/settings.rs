@@ -116,6 +116,9 @@ pub struct ProjectorSettings {
     pub claim_idle_ms: u64,
     /// How often to look for such entries.
     pub claim_interval_ms: u64,
+    /// Consumers idle this long with nothing pending (left by restarts and
+    /// killed instances) are removed from the group; also how often to look.
+    pub consumer_idle_ms: u64,
     /// Trim archived entries from the streams (XTRIM MINID) after commit.
     pub trim: bool,
     /// Archived entries kept in each stream when trimming (at least 1).
@@ -133,7 +136,7 @@ pub struct ProjectorSettings {
 
 impl ProjectorSettings {
     pub fn validate(&self) -> Result<(), SettingsError> {
-        let checks: [(&'static str, bool, &str); 7] = [
+        let checks: [(&'static str, bool, &str); 8] = [
             ("projector.writers", self.writers >= 1, "must be at least 1"),
             (
                 "projector.group",
@@ -163,6 +166,11 @@ impl ProjectorSettings {
             (
                 "projector.claim_interval_ms",
                 self.claim_interval_ms >= 1,
+                "must be at least 1",
+            ),
+            (
+                "projector.consumer_idle_ms",
+                self.consumer_idle_ms >= 1,
                 "must be at least 1",
             ),
         ];
