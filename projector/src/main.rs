@@ -5,6 +5,7 @@
 //! Layout, each module using only those below it:
 //! - `run`: the consumer (registry follower, reader, claimer, writer).
 //! - `commands`: `parked`, `replay`, `rebuild`.
+//! - `progress`: how a long command shows how far it has gone.
 //! - `batch`: one batch into one transaction; acknowledgement after commit.
 //! - `metrics`: the metric names, `/metrics` and the lag sampler.
 //! - `stream`: Redis commands over many streams, entries as read, the list
@@ -15,6 +16,7 @@
 mod batch;
 mod commands;
 mod metrics;
+mod progress;
 mod run;
 mod stream;
 
