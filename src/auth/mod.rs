@@ -32,7 +32,7 @@ use crate::store::Caller;
 
 pub use error::AuthError;
 pub use sessions::Sessions;
-pub use token::{Claims, TokenKeys};
+pub use token::{Claims, Token, TokenKeys};
 
 pub const TOKEN_COOKIE: &str = "token";
 
@@ -128,7 +128,7 @@ impl Auth {
 
     /// The verified claims of the token presented, by the precedence in the
     /// module doc.
-    fn verify_presented(&self, presented: Presented) -> Result<Claims, AuthError> {
+    fn verify_presented(&self, presented: Presented) -> Result<Token, AuthError> {
         let non_empty = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
         let token = match (
             presented.authorization,
@@ -139,28 +139,32 @@ impl Auth {
             (None, Some(token), _) | (None, None, Some(token)) => token,
             (None, None, None) => return Err(AuthError::Missing),
         };
-        self.keys.verify(token.trim())
+        self.keys.verify_token(token.trim())
     }
 
     /// A signed-in user; analytics tokens cannot act as one (403).
     pub async fn identify(&self, presented: Presented) -> Result<Claims, AuthError> {
-        let claims = self.verify_presented(presented)?;
-        if claims.scope.is_some() {
+        Ok(self.identify_token(presented).await?.claims)
+    }
+
+    async fn identify_token(&self, presented: Presented) -> Result<Token, AuthError> {
+        let token = self.verify_presented(presented)?;
+        if token.claims.scope.is_some() {
             return Err(AuthError::Forbidden(
                 "this token is for read-only analytics and cannot act as a user",
             ));
         }
-        self.check_session(&claims).await?;
-        Ok(claims)
+        self.check_session(&token).await?;
+        Ok(token)
     }
 
     /// A user, or an analytics token, for the read-only history routes.
     pub async fn identify_reader(&self, presented: Presented) -> Result<Caller, AuthError> {
-        let claims = self.verify_presented(presented)?;
-        match claims.scope.as_deref() {
+        let token = self.verify_presented(presented)?;
+        match token.claims.scope.as_deref() {
             None => {
-                self.check_session(&claims).await?;
-                Ok(Caller::User(claims.sub))
+                self.check_session(&token).await?;
+                Ok(Caller::User(token.claims.sub))
             }
             Some(token::ANALYTICS_SCOPE) => Ok(Caller::Analytics),
             Some(_) => Err(AuthError::Forbidden(
@@ -173,8 +177,10 @@ impl Auth {
     /// user issued so far. No valid token: nothing to revoke (the caller
     /// still clears the cookie), except that `everywhere` must know whose.
     pub async fn log_out(&self, presented: Presented, everywhere: bool) -> Result<(), AuthError> {
-        let claims = match self.identify(presented).await {
-            Ok(claims) => claims,
+        let token = match self.identify_token(presented).await {
+            Ok(token) => token,
+            // A store that is down must not pass for a logout that worked.
+            Err(error @ AuthError::Store(_)) => return Err(error),
             Err(_) if !everywhere => return Ok(()),
             Err(error) => return Err(error),
         };
@@ -182,15 +188,15 @@ impl Auth {
             return Ok(());
         };
         if everywhere {
-            sessions.revoke_all(claims.sub).await
+            sessions.revoke_all(token.claims.sub).await
         } else {
-            sessions.revoke(&claims).await
+            sessions.revoke(&token).await
         }
     }
 
-    async fn check_session(&self, claims: &Claims) -> Result<(), AuthError> {
+    async fn check_session(&self, token: &Token) -> Result<(), AuthError> {
         match &self.sessions {
-            Some(sessions) => sessions.check(claims).await,
+            Some(sessions) => sessions.check(token).await,
             None => Ok(()),
         }
     }

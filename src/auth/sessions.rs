@@ -32,7 +32,7 @@ use deadpool_postgres::Pool;
 use moka::sync::Cache;
 use uuid::Uuid;
 
-use super::{users, AuthError, Claims};
+use super::{users, AuthError, Token};
 use crate::store::StoreError;
 
 /// How long an instance trusts what Redis said about a token.
@@ -61,13 +61,13 @@ impl Sessions {
     }
 
     /// 401 for an unknown account or a revoked token.
-    pub async fn check(&self, claims: &Claims) -> Result<(), AuthError> {
-        self.users.ensure_known(claims.sub).await?;
-        self.revocations.ensure_not_revoked(claims).await
+    pub async fn check(&self, token: &Token) -> Result<(), AuthError> {
+        self.users.ensure_known(token.claims.sub).await?;
+        self.revocations.ensure_not_revoked(token).await
     }
 
-    pub async fn revoke(&self, claims: &Claims) -> Result<(), AuthError> {
-        self.revocations.revoke(claims).await
+    pub async fn revoke(&self, token: &Token) -> Result<(), AuthError> {
+        self.revocations.revoke(token).await
     }
 
     pub async fn revoke_all(&self, user: Uuid) -> Result<(), AuthError> {
@@ -135,23 +135,24 @@ impl Revocations {
         }
     }
 
-    async fn ensure_not_revoked(&self, claims: &Claims) -> Result<(), AuthError> {
-        let cached_revoked = match claims.jti {
+    async fn ensure_not_revoked(&self, token: &Token) -> Result<(), AuthError> {
+        let claims = &token.claims;
+        let cached_revoked = match token.jti {
             Some(jti) => self.revoked.get(&jti),
             None => Some(false),
         };
         let (revoked, cutoff) = match (cached_revoked, self.cutoffs.get(&claims.sub)) {
             (Some(revoked), Some(cutoff)) => (revoked, cutoff),
             _ => {
-                let (revoked, cutoff) = self.fetch(claims).await?;
-                if let Some(jti) = claims.jti {
+                let (revoked, cutoff) = self.fetch(token).await?;
+                if let Some(jti) = token.jti {
                     self.revoked.insert(jti, revoked);
                 }
                 self.cutoffs.insert(claims.sub, cutoff);
                 (revoked, cutoff)
             }
         };
-        if revoked || cutoff.is_some_and(|cutoff| issued_ms(claims) <= cutoff) {
+        if revoked || cutoff.is_some_and(|cutoff| issued_ms(token) <= cutoff) {
             return Err(AuthError::TokenRefused(
                 "the token was revoked by a logout; log in again",
             ));
@@ -160,20 +161,20 @@ impl Revocations {
     }
 
     /// Both revocation keys of a token in one round trip.
-    async fn fetch(&self, claims: &Claims) -> Result<(bool, Option<i64>), AuthError> {
+    async fn fetch(&self, token: &Token) -> Result<(bool, Option<i64>), AuthError> {
         let mut pipe = redis::pipe();
         pipe.cmd("EXISTS")
-            .arg(revoked_key(claims.jti.unwrap_or_default()))
+            .arg(revoked_key(token.jti.unwrap_or_default()))
             .cmd("GET")
-            .arg(cutoff_key(claims.sub));
+            .arg(cutoff_key(token.claims.sub));
         self.query(pipe).await
     }
 
-    async fn revoke(&self, claims: &Claims) -> Result<(), AuthError> {
-        let Some(jti) = claims.jti else {
-            return self.revoke_all(claims.sub).await;
+    async fn revoke(&self, token: &Token) -> Result<(), AuthError> {
+        let Some(jti) = token.jti else {
+            return self.revoke_all(token.claims.sub).await;
         };
-        let remaining_ms = claims.exp.saturating_mul(1000) - now_ms();
+        let remaining_ms = token.claims.exp.saturating_mul(1000) - now_ms();
         if remaining_ms > 0 {
             let mut pipe = redis::pipe();
             pipe.cmd("SET")
@@ -248,29 +249,32 @@ fn now_ms() -> i64 {
 /// When the token was issued, in milliseconds: its `jti`'s UUIDv7 time,
 /// finer than `iat`'s seconds, so a login right after "log out everywhere"
 /// is not caught by it.
-fn issued_ms(claims: &Claims) -> i64 {
-    claims
+fn issued_ms(token: &Token) -> i64 {
+    token
         .jti
         .and_then(|jti| jti.get_timestamp())
         .map(|time| {
             let (seconds, nanos) = time.to_unix();
             seconds as i64 * 1000 + i64::from(nanos / 1_000_000)
         })
-        .unwrap_or(claims.iat.saturating_mul(1000))
+        .unwrap_or(token.claims.iat.saturating_mul(1000))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::Claims;
 
-    fn claims(jti: Option<Uuid>, iat: i64) -> Claims {
-        Claims {
-            sub: Uuid::new_v4(),
-            username: "alice".into(),
-            exp: iat + 3600,
-            iat,
+    fn token(jti: Option<Uuid>, iat: i64) -> Token {
+        Token {
+            claims: Claims {
+                sub: Uuid::new_v4(),
+                username: "alice".into(),
+                exp: iat + 3600,
+                iat,
+                scope: None,
+            },
             jti,
-            scope: None,
         }
     }
 
@@ -279,7 +283,7 @@ mod tests {
         let before = now_ms();
         let jti = Uuid::now_v7();
         let after = now_ms();
-        let issued = issued_ms(&claims(Some(jti), 1));
+        let issued = issued_ms(&token(Some(jti), 1));
         // v7 may step a millisecond ahead to keep ids ordered.
         assert!(
             (before..=after + 1).contains(&issued),
@@ -289,6 +293,6 @@ mod tests {
 
     #[test]
     fn tokens_without_a_jti_are_dated_by_iat() {
-        assert_eq!(issued_ms(&claims(None, 1_700_000_000)), 1_700_000_000_000);
+        assert_eq!(issued_ms(&token(None, 1_700_000_000)), 1_700_000_000_000);
     }
 }
