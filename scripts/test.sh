@@ -53,6 +53,9 @@ sb_step "Running tests: ${runner[*]} $*"
 status=0
 "${runner[@]}" "$@" || status=$?
 
+# Schemathesis against the live server (scripts/fuzz.sh); SKIP_FUZZ=1 skips it.
+if [[ ${SKIP_FUZZ:-0} != 1 ]]; then bash scripts/fuzz.sh || status=1; fi
+
 if ((status == 0)); then
     sb_step "All tests passed"
 else

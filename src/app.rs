@@ -103,7 +103,7 @@ impl Application {
                 );
                 Some(ApiState {
                     store,
-                    auth: Arc::new(Auth::from_settings(&settings, Some(users.clone()))),
+                    auth: Arc::new(Auth::from_settings(&settings, users.clone(), redis.clone())),
                     users: users.clone(),
                     gateway,
                     connections,

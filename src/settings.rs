@@ -54,6 +54,9 @@ pub struct AuthSettings {
     pub cookie_secure: bool,
     /// Login and registration attempts per client address per minute.
     pub attempts_per_minute: u32,
+    /// How long an instance remembers that an account exists (or not), so
+    /// a token's account is not looked up on every request.
+    pub user_cache_seconds: u64,
 }
 
 impl AuthSettings {
@@ -115,6 +118,9 @@ pub struct ProjectorSettings {
     pub claim_idle_ms: u64,
     /// How often to look for such entries.
     pub claim_interval_ms: u64,
+    /// Consumers idle this long with nothing pending (left by restarts and
+    /// killed instances) are removed from the group; also how often to look.
+    pub consumer_idle_ms: u64,
     /// Trim archived entries from the streams (XTRIM MINID) after commit.
     pub trim: bool,
     /// Archived entries kept in each stream when trimming (at least 1).
@@ -132,7 +138,7 @@ pub struct ProjectorSettings {
 
 impl ProjectorSettings {
     pub fn validate(&self) -> Result<(), SettingsError> {
-        let checks: [(&'static str, bool, &str); 7] = [
+        let checks: [(&'static str, bool, &str); 8] = [
             ("projector.writers", self.writers >= 1, "must be at least 1"),
             (
                 "projector.group",
@@ -162,6 +168,11 @@ impl ProjectorSettings {
             (
                 "projector.claim_interval_ms",
                 self.claim_interval_ms >= 1,
+                "must be at least 1",
+            ),
+            (
+                "projector.consumer_idle_ms",
+                self.consumer_idle_ms >= 1,
                 "must be at least 1",
             ),
         ];

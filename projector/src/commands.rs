@@ -9,6 +9,7 @@ use streamboard::projection::{progress, rebuild};
 use uuid::Uuid;
 
 use crate::batch::{pack, Outcome, Projector};
+use crate::progress::Progress;
 use crate::stream;
 
 /// Boards read from the streams per round of a catch-up.
@@ -18,6 +19,11 @@ const CATCH_UP_BOARDS: usize = 500;
 pub async fn parked(pool: &deadpool_postgres::Pool, all: bool) -> anyhow::Result<()> {
     let client = streamboard::postgres::client(pool).await?;
     let entries = progress::parked(&**client, all).await?;
+    if entries.is_empty() {
+        // On stderr, so stdout stays JSON lines for scripts.
+        eprintln!("no parked entries");
+        return Ok(());
+    }
     let mut out = std::io::stdout().lock();
     for entry in entries {
         writeln!(out, "{}", serde_json::to_string(&entry)?)?;
@@ -91,9 +97,12 @@ pub async fn rebuild(
     tail: bool,
     batch_events: usize,
 ) -> anyhow::Result<()> {
-    let report = rebuild::rebuild(projector.pool())
-        .await
-        .context("rebuilding the read tables")?;
+    let mut progress = Progress::new("archived events folded");
+    let report = rebuild::rebuild(projector.pool(), &mut |at| {
+        progress.update(at.events, at.total_events)
+    })
+    .await
+    .context("rebuilding the read tables")?;
     let mut applied = 0;
     if tail {
         let boards = stream::registered_boards(projector.redis()).await?;

@@ -5,6 +5,7 @@
 //! Layout, each module using only those below it:
 //! - `run`: the consumer (registry follower, reader, claimer, writer).
 //! - `commands`: `parked`, `replay`, `rebuild`.
+//! - `progress`: how a long command shows how far it has gone.
 //! - `batch`: one batch into one transaction; acknowledgement after commit.
 //! - `metrics`: the metric names, `/metrics` and the lag sampler.
 //! - `stream`: Redis commands over many streams, entries as read, the list
@@ -15,6 +16,7 @@
 mod batch;
 mod commands;
 mod metrics;
+mod progress;
 mod run;
 mod stream;
 
@@ -101,6 +103,12 @@ async fn execute(command: Commands, settings: Settings) -> anyhow::Result<()> {
     let pool = Dependencies::connect(&settings)?
         .postgres
         .context("postgres.url is not set (STREAMBOARD__POSTGRES__URL)")?;
+    // `/metrics` comes up before the wait for PostgreSQL, so an instance
+    // stuck at start-up is seen by monitoring rather than missing from it.
+    let observed = match command {
+        Commands::Run => Some(Observed::start(&settings.projector)?),
+        _ => None,
+    };
     migrate(&pool).await?;
     if let Commands::Migrate = command {
         return Ok(());
@@ -127,8 +135,8 @@ async fn execute(command: Commands, settings: Settings) -> anyhow::Result<()> {
             config.cached_boards / lanes,
         ));
     }
-    if let Commands::Run = command {
-        return run(settings, pool, redis_url, projectors).await;
+    if let Some(observed) = observed {
+        return run(settings, pool, redis_url, projectors, observed).await;
     }
     let mut projector = projectors.pop().expect("one lane");
     match command {
@@ -151,31 +159,61 @@ async fn execute(command: Commands, settings: Settings) -> anyhow::Result<()> {
     }
 }
 
+/// What `run` serves and samples for monitoring, started before anything
+/// that may wait on a dependency.
+struct Observed {
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+    lagging: metrics::LaggingBoards,
+    stop_tx: watch::Sender<bool>,
+    stop_rx: watch::Receiver<bool>,
+}
+
+impl Observed {
+    fn start(config: &streamboard::settings::ProjectorSettings) -> anyhow::Result<Observed> {
+        let handle = telemetry::init_metrics()?;
+        metrics::register();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let lagging = metrics::LaggingBoards::default();
+        if !config.metrics_addr.trim().is_empty() {
+            let addr: SocketAddr = config
+                .metrics_addr
+                .parse()
+                .context("projector.metrics_addr")?;
+            // A second instance on the same host finds the port taken: it
+            // runs on without /metrics rather than not at all.
+            match metrics::serve(addr, handle.clone(), Arc::clone(&lagging), stop_rx.clone()) {
+                Ok(bound) => {
+                    println!("projector metrics on http://{bound}/metrics");
+                    let _ = std::io::stdout().flush();
+                }
+                Err(error) => tracing::warn!(%addr, error = format!("{error:#}"),
+                    "cannot serve /metrics (set projector.metrics_addr); running without"),
+            }
+        }
+        Ok(Observed {
+            handle,
+            lagging,
+            stop_tx,
+            stop_rx,
+        })
+    }
+}
+
 async fn run(
     settings: Settings,
     pool: deadpool_postgres::Pool,
     redis_url: String,
     projectors: Vec<Projector>,
+    observed: Observed,
 ) -> anyhow::Result<()> {
     let config = settings.projector;
-    let handle = telemetry::init_metrics()?;
-    metrics::register();
+    let Observed {
+        handle,
+        lagging,
+        stop_tx,
+        stop_rx,
+    } = observed;
     let (boards_tx, boards_rx) = watch::channel(stream::Boards::default());
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let lagging = metrics::LaggingBoards::default();
-    if !config.metrics_addr.trim().is_empty() {
-        let addr: SocketAddr = config
-            .metrics_addr
-            .parse()
-            .context("projector.metrics_addr")?;
-        // A second instance on the same host finds the port taken: it runs
-        // on without /metrics rather than not at all.
-        match metrics::serve(addr, handle.clone(), Arc::clone(&lagging), stop_rx.clone()) {
-            Ok(bound) => println!("projector metrics on http://{bound}/metrics"),
-            Err(error) => tracing::warn!(%addr, error = format!("{error:#}"),
-                "cannot serve /metrics (set projector.metrics_addr); running without"),
-        }
-    }
     tokio::spawn(metrics::sample_lag(
         stream::connect(&redis_url, Duration::from_secs(30)).await?,
         pool.clone(),

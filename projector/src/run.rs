@@ -37,9 +37,6 @@ use crate::stream::{self, Boards};
 /// never holds much more than it is about to write.
 const QUEUE: usize = 2;
 
-/// How often consumers left behind by earlier processes are removed.
-const CONSUMER_SWEEP: Duration = Duration::from_secs(600);
-
 pub struct Runner {
     pub settings: ProjectorSettings,
     pub consumer: String,
@@ -323,6 +320,7 @@ impl Member {
         let mut tick =
             tokio::time::interval(Duration::from_millis(self.settings.claim_interval_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let consumer_idle = Duration::from_millis(self.settings.consumer_idle_ms);
         let mut last_sweep = tokio::time::Instant::now();
         loop {
             tokio::select! {
@@ -330,14 +328,13 @@ impl Member {
                 () = stopped(&mut self.stop) => return,
             }
             let known = self.boards.borrow().clone();
-            if last_sweep.elapsed() >= CONSUMER_SWEEP {
+            if last_sweep.elapsed() >= consumer_idle {
                 last_sweep = tokio::time::Instant::now();
-                let idle_for = CONSUMER_SWEEP.max(idle * 10);
                 match stream::remove_idle_consumers(
                     &mut conn,
                     &self.settings.group,
                     &self.name,
-                    idle_for,
+                    consumer_idle,
                     &known,
                 )
                 .await

@@ -327,6 +327,7 @@ pub async fn remove_idle_consumers(
         })
         .await?;
         let mut delete = redis::pipe();
+        let mut deletes = 0;
         for (board, reply) in chunk.iter().zip(replies) {
             if matches!(reply, Value::ServerError(_)) {
                 continue;
@@ -344,11 +345,16 @@ pub async fn remove_idle_consumers(
                         .arg(group)
                         .arg(consumer.name)
                         .ignore();
-                    removed += 1;
+                    deletes += 1;
                 }
             }
         }
-        delete.query_async::<()>(conn).await?;
+        // Redis refuses an empty pipeline ("empty command"), and most
+        // sweeps find nothing to delete.
+        if deletes > 0 {
+            delete.query_async::<()>(conn).await?;
+            removed += deletes;
+        }
     }
     Ok(removed)
 }

@@ -14,10 +14,12 @@
 //!    `auth.cookie_secure`).
 //!
 //! No token: 401 "authentication required". A token that does not verify
-//! (expired, forged, another algorithm or secret): 401 with a `Set-Cookie`
-//! that clears `token`. Analytics tokens are refused (403) by user routes.
+//! (expired, forged, another algorithm or secret), was revoked by a logout,
+//! or whose account does not exist: 401 with a `Set-Cookie` that clears
+//! `token` ([`sessions`]). Analytics tokens are refused (403) by user routes.
 
 mod error;
+pub mod sessions;
 pub mod token;
 pub mod users;
 
@@ -29,7 +31,8 @@ use crate::settings::Settings;
 use crate::store::Caller;
 
 pub use error::AuthError;
-pub use token::{Claims, TokenKeys};
+pub use sessions::Sessions;
+pub use token::{Claims, Token, TokenKeys};
 
 pub const TOKEN_COOKIE: &str = "token";
 
@@ -42,6 +45,9 @@ pub struct Auth {
     cookie_secure: bool,
     /// Login and registration attempts per client address.
     attempts: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
+    /// Account and revocation checks; `None` where there is no Redis or
+    /// PostgreSQL (unit tests, a server without `/api`): signatures only.
+    sessions: Option<Sessions>,
 }
 
 impl Auth {
@@ -62,7 +68,14 @@ impl Auth {
             pool,
             cookie_secure,
             attempts: governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute)),
+            sessions: None,
         }
+    }
+
+    /// Checks each token's account and revocation through `sessions`.
+    pub fn with_sessions(mut self, sessions: Sessions) -> Self {
+        self.sessions = Some(sessions);
+        self
     }
 
     /// Counts a login or registration attempt from `address`; 429 with
@@ -83,14 +96,16 @@ impl Auth {
 
     /// From `auth.*` settings; `settings.jwt_secret()` already refuses a
     /// missing secret outside the dev profile.
-    pub fn from_settings(settings: &Settings, pool: Option<Pool>) -> Self {
+    pub fn from_settings(settings: &Settings, pool: Pool, redis: deadpool_redis::Pool) -> Self {
         let ttl = Duration::from_secs(u64::from(settings.auth.token_ttl_days) * 24 * 3600);
+        let user_cache = Duration::from_secs(settings.auth.user_cache_seconds);
         Auth::new(
             TokenKeys::new(settings.jwt_secret(), ttl),
-            pool,
+            Some(pool.clone()),
             settings.auth.cookie_secure,
             settings.auth.attempts_per_minute,
         )
+        .with_sessions(Sessions::new(pool, redis, user_cache, ttl))
     }
 
     pub fn keys(&self) -> &TokenKeys {
@@ -113,7 +128,7 @@ impl Auth {
 
     /// The verified claims of the token presented, by the precedence in the
     /// module doc.
-    fn verify_presented(&self, presented: Presented) -> Result<Claims, AuthError> {
+    fn verify_presented(&self, presented: Presented) -> Result<Token, AuthError> {
         let non_empty = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
         let token = match (
             presented.authorization,
@@ -124,29 +139,65 @@ impl Auth {
             (None, Some(token), _) | (None, None, Some(token)) => token,
             (None, None, None) => return Err(AuthError::Missing),
         };
-        self.keys.verify(token.trim())
+        self.keys.verify_token(token.trim())
     }
 
     /// A signed-in user; analytics tokens cannot act as one (403).
-    pub fn identify(&self, presented: Presented) -> Result<Claims, AuthError> {
-        let claims = self.verify_presented(presented)?;
-        if claims.scope.is_some() {
+    pub async fn identify(&self, presented: Presented) -> Result<Claims, AuthError> {
+        Ok(self.identify_token(presented).await?.claims)
+    }
+
+    async fn identify_token(&self, presented: Presented) -> Result<Token, AuthError> {
+        let token = self.verify_presented(presented)?;
+        if token.claims.scope.is_some() {
             return Err(AuthError::Forbidden(
                 "this token is for read-only analytics and cannot act as a user",
             ));
         }
-        Ok(claims)
+        self.check_session(&token).await?;
+        Ok(token)
     }
 
     /// A user, or an analytics token, for the read-only history routes.
-    pub fn identify_reader(&self, presented: Presented) -> Result<Caller, AuthError> {
-        let claims = self.verify_presented(presented)?;
-        match claims.scope.as_deref() {
-            None => Ok(Caller::User(claims.sub)),
+    pub async fn identify_reader(&self, presented: Presented) -> Result<Caller, AuthError> {
+        let token = self.verify_presented(presented)?;
+        match token.claims.scope.as_deref() {
+            None => {
+                self.check_session(&token).await?;
+                Ok(Caller::User(token.claims.sub))
+            }
             Some(token::ANALYTICS_SCOPE) => Ok(Caller::Analytics),
             Some(_) => Err(AuthError::Forbidden(
                 "this token's scope does not allow reading board history",
             )),
+        }
+    }
+
+    /// Logs out the token presented, or with `everywhere` every token of its
+    /// user issued so far. No valid token: nothing to revoke (the caller
+    /// still clears the cookie), except that `everywhere` must know whose.
+    pub async fn log_out(&self, presented: Presented, everywhere: bool) -> Result<(), AuthError> {
+        let token = match self.identify_token(presented).await {
+            Ok(token) => token,
+            // A store that is down must not pass for a logout that worked.
+            Err(error @ AuthError::Store(_)) => return Err(error),
+            Err(_) if !everywhere => return Ok(()),
+            Err(error) => return Err(error),
+        };
+        let Some(sessions) = &self.sessions else {
+            return Ok(());
+        };
+        if everywhere {
+            sessions.revoke_all(token.claims.sub).await
+        } else {
+            sessions.revoke(&token).await
+        }
+    }
+
+    async fn check_session(&self, token: &Token) -> Result<(), AuthError> {
+        match &self.sessions {
+            Some(sessions) => sessions.check(token).await,
+            None => Ok(()),
         }
     }
 }
@@ -207,8 +258,8 @@ mod tests {
         assert!(auth().session_cookie("t").contains("Max-Age=3600; Secure"));
     }
 
-    #[test]
-    fn the_header_wins_over_the_query_and_the_query_over_the_cookie() {
+    #[tokio::test]
+    async fn the_header_wins_over_the_query_and_the_query_over_the_cookie() {
         let auth = auth();
         let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());
         let (a, b) = (
@@ -220,24 +271,24 @@ mod tests {
             query: Some(b.clone()),
             cookie: Some(b.clone()),
         };
-        assert_eq!(auth.identify(presented).unwrap().sub, alice);
+        assert_eq!(auth.identify(presented).await.unwrap().sub, alice);
         let presented = Presented {
             authorization: None,
             query: Some(a),
             cookie: Some(b),
         };
-        assert_eq!(auth.identify(presented).unwrap().sub, alice);
+        assert_eq!(auth.identify(presented).await.unwrap().sub, alice);
     }
 
-    #[test]
-    fn blank_credentials_count_as_none() {
+    #[tokio::test]
+    async fn blank_credentials_count_as_none() {
         let presented = Presented {
             authorization: None,
             query: Some("  ".into()),
             cookie: Some(String::new()),
         };
         assert!(matches!(
-            auth().identify(presented),
+            auth().identify(presented).await,
             Err(AuthError::Missing)
         ));
     }

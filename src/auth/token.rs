@@ -33,6 +33,18 @@ pub struct Claims {
     pub scope: Option<String>,
 }
 
+/// A verified token: its claims and its id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Token {
+    #[serde(flatten)]
+    pub claims: Claims,
+    /// The token's id (`jti`), a UUIDv7, so it also dates the token to the
+    /// millisecond: what a logout revokes. Absent from tokens issued before
+    /// logouts revoked anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<Uuid>,
+}
+
 /// The HS256 key and the lifetime of the tokens it issues.
 #[derive(Clone)]
 pub struct TokenKeys {
@@ -88,21 +100,29 @@ impl TokenKeys {
 
     fn sign(&self, sub: Uuid, username: &str, ttl: Duration, scope: Option<String>) -> String {
         let iat = jsonwebtoken::get_current_timestamp() as i64;
-        let claims = Claims {
-            sub,
-            username: username.to_owned(),
-            exp: iat.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
-            iat,
-            scope,
+        let token = Token {
+            claims: Claims {
+                sub,
+                username: username.to_owned(),
+                exp: iat.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
+                iat,
+                scope,
+            },
+            jti: Some(Uuid::now_v7()),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &token, &self.encoding)
             .expect("HMAC signing of plain claims cannot fail")
     }
 
     /// The token's claims if it is an HS256 token signed with our secret and
     /// not expired; otherwise 401 with a cookie-clearing `Set-Cookie`.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        self.verify_token(token).map(|token| token.claims)
+    }
+
+    /// [`TokenKeys::verify`], with the token's id.
+    pub fn verify_token(&self, token: &str) -> Result<Token, AuthError> {
+        jsonwebtoken::decode::<Token>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
             .map_err(|error| match error.kind() {
                 ErrorKind::ExpiredSignature => {
@@ -176,6 +196,8 @@ mod tests {
         assert_eq!((claims.sub, claims.username.as_str()), (user, "Alice"));
         assert_eq!(claims.exp - claims.iat, 30 * 24 * 3600);
         assert_eq!(claims.scope, None);
+        let jti = keys.verify_token(&keys.issue(user, "Alice")).unwrap().jti;
+        assert!(jti.is_some_and(|jti| jti.get_version_num() == 7));
     }
 
     #[test]

@@ -47,16 +47,26 @@ pub fn routes(auth: Arc<Auth>, body_limit: u64) -> BoxedFilter<(Response,)> {
             )
     };
 
-    // Tokens are stateless: logging out clears the cookie; a copy of the
-    // token kept elsewhere stays valid until it expires.
+    // `?all=true` logs out everywhere: every token of the user issued so far.
     let logout = warp::path!("auth" / "logout")
         .and(warp::post())
         .and(with_auth.clone())
-        .map(|auth: Arc<Auth>| {
-            let mut response = StatusCode::NO_CONTENT.into_response();
-            set_cookie(&mut response, &auth.clearing_cookie());
-            response
-        });
+        .and(presented())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .then(
+            |auth: Arc<Auth>, presented: Presented, query: String| async move {
+                let mut response = match everywhere(&query) {
+                    Ok(everywhere) => match auth.log_out(presented, everywhere).await {
+                        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+                        Err(error) => ApiError::from(error).into_response(),
+                    },
+                    Err(error) => error.into_response(),
+                };
+                // Whatever happened to the token, this browser is logged out.
+                set_cookie(&mut response, &auth.clearing_cookie());
+                response
+            },
+        );
 
     let me =
         warp::path!("me")
@@ -107,8 +117,22 @@ async fn enter(
     Ok(session(auth, status, user))
 }
 
+/// `all` of `POST auth/logout`: absent or `false`, this token; `true`, all.
+fn everywhere(query: &str) -> Result<bool, ApiError> {
+    let mut everywhere = false;
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        match pair.split_once('=').unwrap_or((pair, "")) {
+            ("all", "true") => everywhere = true,
+            ("all", "false") => everywhere = false,
+            ("all", _) => return Err(ApiError::invalid_field("all", "must be true or false")),
+            _ => {}
+        }
+    }
+    Ok(everywhere)
+}
+
 async fn me(auth: &Auth, presented: Presented) -> Result<Response, ApiError> {
-    let claims = auth.identify(presented)?;
+    let claims = auth.identify(presented).await?;
     let pool = auth.pool()?;
     match users::find(pool, claims.sub).await? {
         Some(user) => Ok(warp::reply::json(&user).into_response()),

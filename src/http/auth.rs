@@ -33,8 +33,12 @@ pub(super) fn presented() -> impl Filter<Extract = (Presented,), Error = Infalli
 pub fn authenticate(auth: Arc<Auth>) -> BoxedFilter<(Claims,)> {
     presented()
         .and_then(move |presented| {
-            let result = auth.identify(presented);
-            async move { result.map_err(|e| warp::reject::custom(ApiError::from(e))) }
+            let auth = auth.clone();
+            async move {
+                auth.identify(presented)
+                    .await
+                    .map_err(|e| warp::reject::custom(ApiError::from(e)))
+            }
         })
         .boxed()
 }
@@ -54,8 +58,12 @@ pub fn reader(auth: Arc<Auth>, query_token: bool) -> BoxedFilter<(Caller,)> {
         .and(query)
         .and_then(move |mut presented: Presented, token: Option<String>| {
             presented.query = token;
-            let result = auth.identify_reader(presented);
-            async move { result.map_err(|e| warp::reject::custom(ApiError::from(e))) }
+            let auth = auth.clone();
+            async move {
+                auth.identify_reader(presented)
+                    .await
+                    .map_err(|e| warp::reject::custom(ApiError::from(e)))
+            }
         })
         .boxed()
 }

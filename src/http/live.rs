@@ -20,7 +20,7 @@ use warp::{Filter, Rejection, Reply};
 
 use super::connections::ConnectionCap;
 use super::error::ApiError;
-use super::request::optional_raw_header;
+use super::request::{optional_raw_header, parse_version};
 use super::subscription::{OpenError, Subscription, Update};
 use crate::store::{BoardStore, Caller};
 
@@ -40,10 +40,9 @@ fn resume_point(
         (None, Some(after)) => ("after", after.clone()),
         (None, None) => return Ok(None),
     };
-    raw.trim()
-        .parse()
+    parse_version(raw.trim())
         .map(|version| Some((name, version)))
-        .map_err(|_| ApiError::invalid_field(name, "must be a board version (0 or more)"))
+        .ok_or_else(|| ApiError::invalid_field(name, "must be a board version from 0 to 9223372036854775807"))
 }
 
 fn to_sse(update: Update) -> Event {

@@ -189,6 +189,15 @@ fn parse_idempotency_key(raw: &[u8]) -> Result<String, ApiError> {
     }
 }
 
+/// A board version sent by a client (`after`, `Last-Event-ID`): 0 up to
+/// `i64::MAX`, the range PostgreSQL stores and the OpenAPI file promises,
+/// so `after + 1` can never overflow further down.
+pub fn parse_version(raw: &str) -> Option<u64> {
+    raw.parse::<u64>()
+        .ok()
+        .filter(|version| i64::try_from(*version).is_ok())
+}
+
 /// `?after=&limit=` of a history read, checked with the field named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {
@@ -204,8 +213,8 @@ impl Page {
         refuse_unknown(query, &["after", "limit"])?;
         let after = match query.get("after").map(String::as_str) {
             None | Some("") => 0,
-            Some(raw) => raw.parse().map_err(|_| {
-                ApiError::invalid_field("after", "must be a version number (0 or more)")
+            Some(raw) => parse_version(raw).ok_or_else(|| {
+                ApiError::invalid_field("after", "must be a version number from 0 to 9223372036854775807")
             })?,
         };
         let limit = page_limit(query, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX)?;
@@ -330,6 +339,11 @@ mod tests {
         assert!(Page::parse(&q(&[("limit", "0")])).is_err());
         assert!(Page::parse(&q(&[("limit", "1001")])).is_err());
         assert!(Page::parse(&q(&[("after", "-1")])).is_err());
+        assert!(Page::parse(&q(&[("after", "18446744073709551615")])).is_err());
+        assert_eq!(
+            Page::parse(&q(&[("after", "9223372036854775807")])).unwrap().after,
+            i64::MAX as u64
+        );
         assert!(Page::parse(&q(&[("colour", "red")])).is_err());
     }
 

@@ -45,7 +45,23 @@ pub struct RebuildReport {
     pub caught_up: usize,
 }
 
-pub async fn rebuild(pool: &Pool) -> anyhow::Result<RebuildReport> {
+/// How far the fold of the archive has gone, for an operator to watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FoldProgress {
+    pub events: u64,
+    /// Archived events in the snapshot being folded.
+    pub total_events: u64,
+}
+
+/// Archived events folded between two calls of the progress callback.
+const PROGRESS_EVERY: u64 = 10_000;
+
+/// Rebuilds the read tables from the archive; `progress` hears how far the
+/// fold has gone, every [`PROGRESS_EVERY`] events and at the end.
+pub async fn rebuild(
+    pool: &Pool,
+    progress: &mut (dyn FnMut(FoldProgress) + Send),
+) -> anyhow::Result<RebuildReport> {
     let guard = Object::take(crate::postgres::client(pool).await?);
     let locked: bool = guard
         .query_one("SELECT pg_try_advisory_lock($1)", &[&REBUILD_LOCK])
@@ -71,11 +87,11 @@ pub async fn rebuild(pool: &Pool) -> anyhow::Result<RebuildReport> {
         .context("creating the rebuild tables")?;
 
     let mut report = RebuildReport::default();
-    let mut folded = fold_snapshot(pool, shadow, &mut report)
+    let mut folded = fold_snapshot(pool, shadow, &mut report, progress)
         .await
         .context("folding the archive")?;
     tracing::info!(
-        boards = report.boards,
+        boards = folded.len(),
         events = report.events,
         "archive folded"
     );
@@ -112,6 +128,7 @@ async fn fold_snapshot(
     pool: &Pool,
     tables: &ReadTables,
     report: &mut RebuildReport,
+    on_progress: &mut (dyn FnMut(FoldProgress) + Send),
 ) -> anyhow::Result<HashMap<Uuid, u64>> {
     let mut reader = crate::postgres::client(pool).await?;
     let mut writer = crate::postgres::client(pool).await?;
@@ -128,6 +145,10 @@ async fn fold_snapshot(
     for row in progress {
         folded.insert(row.try_get(0)?, row.try_get::<_, i64>(1)? as u64);
     }
+    let total_events = snapshot
+        .query_one("SELECT count(*) FROM events", &[])
+        .await?
+        .try_get::<_, i64>(0)? as u64;
     let rows = snapshot
         .query_raw(
             &format!("SELECT {COLUMNS} FROM events ORDER BY board_id, version"),
@@ -140,6 +161,12 @@ async fn fold_snapshot(
     while let Some(row) = rows.try_next().await? {
         let event = event_from_row(&row)?;
         report.events += 1;
+        if report.events % PROGRESS_EVERY == 0 {
+            on_progress(FoldProgress {
+                events: report.events,
+                total_events,
+            });
+        }
         if current.as_ref().is_some_and(|b| b.id != event.board_id) {
             changes.whole(&current.take().expect("checked"));
             if changes.len() >= FLUSH_ROWS {
@@ -153,6 +180,10 @@ async fn fold_snapshot(
     }
     flush(&mut writer, tables, changes).await?;
     snapshot.commit().await?;
+    on_progress(FoldProgress {
+        events: report.events,
+        total_events,
+    });
     Ok(folded)
 }
 
