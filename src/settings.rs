@@ -217,8 +217,8 @@ Settings, each layer overriding the one before:
      STREAMBOARD__AUTH__JWT_SECRET, STREAMBOARD__SERVER__ADDR.
 ./Run.sh writes .run/env: `source .run/env` gives a second terminal the
 same settings. Every setting: docs/CONFIGURATION.md.
-Logs: RUST_LOG overrides log.filter (commands other than the server log
-warnings only).";
+Logs: RUST_LOG overrides log.filter; the one-shot commands (token, tail,
+parked, replay) log warnings only.";
 
     pub fn load() -> Result<Settings, SettingsError> {
         let profile = std::env::var("STREAMBOARD_ENV").unwrap_or_else(|_| "dev".to_owned());

@@ -45,7 +45,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "projector",
     version,
-    about = "Folds Streamboard's board streams into PostgreSQL"
+    about = "Folds Streamboard's board streams into PostgreSQL",
+    after_help = Settings::SOURCES_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -89,8 +90,19 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init_logs(&settings.log);
-    match execute(cli.command.unwrap_or(Commands::Run), settings).await {
+    let command = cli.command.unwrap_or(Commands::Run);
+    match command {
+        // Long-running work reports as it goes.
+        Commands::Run | Commands::Migrate | Commands::Rebuild { .. } => {
+            telemetry::init_logs(&settings.log)
+        }
+        // One-shot commands print what they were asked for, not start-up
+        // chatter such as migrations.
+        Commands::Parked { .. } | Commands::Replay { .. } => {
+            telemetry::init_command_logs(&settings.log)
+        }
+    }
+    match execute(command, settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("projector: {error:#}");
