@@ -42,7 +42,12 @@ fn resume_point(
     };
     parse_version(raw.trim())
         .map(|version| Some((name, version)))
-        .ok_or_else(|| ApiError::invalid_field(name, "must be a board version from 0 to 9223372036854775807"))
+        .ok_or_else(|| {
+            ApiError::invalid_field(
+                name,
+                "must be a board version from 0 to 9223372036854775807",
+            )
+        })
 }
 
 fn to_sse(update: Update) -> Event {

@@ -214,7 +214,10 @@ impl Page {
         let after = match query.get("after").map(String::as_str) {
             None | Some("") => 0,
             Some(raw) => parse_version(raw).ok_or_else(|| {
-                ApiError::invalid_field("after", "must be a version number from 0 to 9223372036854775807")
+                ApiError::invalid_field(
+                    "after",
+                    "must be a version number from 0 to 9223372036854775807",
+                )
             })?,
         };
         let limit = page_limit(query, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX)?;
@@ -341,7 +344,9 @@ mod tests {
         assert!(Page::parse(&q(&[("after", "-1")])).is_err());
         assert!(Page::parse(&q(&[("after", "18446744073709551615")])).is_err());
         assert_eq!(
-            Page::parse(&q(&[("after", "9223372036854775807")])).unwrap().after,
+            Page::parse(&q(&[("after", "9223372036854775807")]))
+                .unwrap()
+                .after,
             i64::MAX as u64
         );
         assert!(Page::parse(&q(&[("colour", "red")])).is_err());
