@@ -74,11 +74,12 @@ pub enum BatchError {
 impl From<tokio_postgres::Error> for BatchError {
     fn from(error: tokio_postgres::Error) -> Self {
         // 22: data exception (e.g. \u0000 in text), 23: integrity, 54: limits.
+        // 25P02 (transaction aborted): statements of one transaction are
+        // pipelined, so another statement's refusal may be the error that
+        // arrives first; isolating entries one by one finds the real one.
         if let Some(db) = error.as_db_error() {
-            if ["22", "23", "54"]
-                .iter()
-                .any(|c| db.code().code().starts_with(c))
-            {
+            let code = db.code().code();
+            if code == "25P02" || ["22", "23", "54"].iter().any(|c| code.starts_with(c)) {
                 return BatchError::Data(format!("{}: {}", db.code().code(), db.message()));
             }
         }
@@ -412,18 +413,25 @@ impl Projector {
         outcome.parked = letters.len();
         self.fill_raw_fields(&mut letters).await?;
 
-        let writes = async {
-            let table_writes = changes.write(&txn, ReadTables::live());
-            let (archived, (), (), ()) = tokio::try_join!(
-                archive.insert(&txn),
-                table_writes,
-                updates.write(&txn),
-                park(&txn, &letters),
-            )?;
-            Ok::<_, tokio_postgres::Error>(archived)
-        };
-        if let Err(error) = writes.await {
-            return Err(error.into());
+        let (archived, tables, progress_rows, parked) = tokio::join!(
+            archive.insert(&txn),
+            changes.write(&txn, ReadTables::live()),
+            updates.write(&txn),
+            park(&txn, &letters),
+        );
+        // The statements are pipelined: once one fails, the others answer
+        // 25P02 ("transaction aborted"). Report the one that failed.
+        let mut errors: Vec<tokio_postgres::Error> =
+            [archived.map(drop), tables, progress_rows, parked]
+                .into_iter()
+                .filter_map(Result::err)
+                .collect();
+        if !errors.is_empty() {
+            let aborted = |e: &tokio_postgres::Error| {
+                e.code() == Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION)
+            };
+            let cause = errors.iter().position(|e| !aborted(e)).unwrap_or(0);
+            return Err(errors.swap_remove(cause).into());
         }
         txn.commit().await?;
         drop(client);
