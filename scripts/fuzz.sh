@@ -20,7 +20,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 SCHEMATHESIS_VERSION=4.32.5
 VENV=.venv-fuzz
-BIN=target/debug/streamboard
+BIN="${CARGO_TARGET_DIR:-target}/debug/streamboard"
 PG_ADMIN_URL="${STREAMBOARD_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 MAX_EXAMPLES="${FUZZ_MAX_EXAMPLES:-50}"
 SEED="${FUZZ_SEED:-20261129}"
