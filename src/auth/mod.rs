@@ -228,21 +228,28 @@ pub struct Presented {
     pub cookie: Option<String>,
 }
 
+/// An `Auth` without PostgreSQL or Redis, with a fixed secret and a one-hour
+/// token lifetime, for unit tests here and in the HTTP adapter.
+#[cfg(test)]
+pub(crate) fn test_auth() -> Auth {
+    Auth::new(
+        TokenKeys::new(
+            "a-test-secret-that-is-long-enough-for-hs256",
+            Duration::from_secs(3600),
+        ),
+        None,
+        true,
+        60,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use uuid::Uuid;
 
     fn auth() -> Auth {
-        Auth::new(
-            TokenKeys::new(
-                "a-test-secret-that-is-long-enough-for-hs256",
-                Duration::from_secs(3600),
-            ),
-            None,
-            true,
-            60,
-        )
+        test_auth()
     }
 
     #[test]

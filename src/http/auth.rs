@@ -73,19 +73,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::auth::TokenKeys;
     use uuid::Uuid;
 
     fn auth() -> Arc<Auth> {
-        Arc::new(Auth::new(
-            TokenKeys::new(
-                "a-test-secret-that-is-long-enough-for-hs256",
-                Duration::from_secs(3600),
-            ),
-            None,
-            true,
-            60,
-        ))
+        Arc::new(crate::auth::test_auth())
     }
 
     async fn claims_of(
