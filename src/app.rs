@@ -19,6 +19,7 @@ use crate::http::connections::ConnectionCap;
 use crate::http::{self, ws, ApiState, AppState};
 use crate::postgres;
 use crate::presence::Presence;
+use crate::redis_client::{ModeError, RedisClient};
 use crate::settings::Settings;
 use crate::store::event_sourced::EventSourcedStore;
 use crate::store::memory::MemoryStore;
@@ -52,6 +53,9 @@ impl Application {
         let (shutdown, stopping) = watch::channel(false);
 
         let dependencies = Dependencies::connect(&settings)?;
+        if let Some(redis) = &dependencies.redis {
+            check_redis_mode(redis).await?;
+        }
         if dependencies.is_empty() {
             tracing::warn!(
                 "no Redis or PostgreSQL configured: serving quick-win mode (/quick) only"
@@ -79,21 +83,20 @@ impl Application {
             (Some(redis), Some(users)) => {
                 prepare_schema(users).await?;
                 let hub = Arc::new(Hub::default());
-                let feed = StreamFeed::new(redis.clone(), hub.clone());
+                let (feed, presence_changes) = StreamFeed::new(redis.clone(), hub.clone());
                 background.push(tokio::spawn(feed.clone().run(stopping.clone())));
                 let store: Arc<dyn BoardStore> = Arc::new(EventSourcedStore::new(
                     EventLog::new(redis.clone()),
                     hub,
-                    feed,
+                    feed.clone(),
                     Some(users.clone()),
                     CACHED_BOARDS,
                     Duration::from_secs(u64::from(settings.idempotency.ttl_hours) * 3600),
                 ));
-                let presence = Presence::new(redis.clone());
-                if let Some(url) = settings.redis_url() {
-                    let client = redis::Client::open(url).context("redis.url")?;
-                    background.push(tokio::spawn(presence.clone().run(client, stopping.clone())));
-                }
+                let presence = Presence::new(redis.clone(), feed);
+                background.push(tokio::spawn(
+                    presence.clone().run(presence_changes, stopping.clone()),
+                ));
                 let gateway = ws::Gateway::new(
                     store.clone(),
                     Some(presence),
@@ -179,6 +182,24 @@ impl Application {
 /// Applies migrations before serving when PostgreSQL answers; otherwise
 /// keeps trying in the background.
 /// A broken migration stops start-up: every `/api` call would fail anyway.
+/// Refuses a Redis that is not what `redis.cluster` says. A Redis that does
+/// not answer yet is checked when it first does (it then answers 503 with
+/// the same message).
+async fn check_redis_mode(redis: &RedisClient) -> anyhow::Result<()> {
+    match tokio::time::timeout(Duration::from_secs(3), redis.check_mode()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(ModeError::Redis(error))) => {
+            tracing::warn!(%error, "Redis is not reachable yet; /api answers 503 until it is");
+            Ok(())
+        }
+        Ok(Err(refused)) => Err(refused.into()),
+        Err(_) => {
+            tracing::warn!("Redis did not answer in time; /api answers 503 until it does");
+            Ok(())
+        }
+    }
+}
+
 async fn prepare_schema(pool: &deadpool_postgres::Pool) -> anyhow::Result<()> {
     match tokio::time::timeout(MIGRATION_WAIT, postgres::migrate(pool)).await {
         Ok(Ok(())) => Ok(()),

@@ -6,21 +6,18 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+use crate::redis_client::RedisClient;
 use crate::settings::Settings;
 
 pub struct Dependencies {
-    pub redis: Option<deadpool_redis::Pool>,
+    pub redis: Option<RedisClient>,
     pub postgres: Option<deadpool_postgres::Pool>,
 }
 
 impl Dependencies {
     pub fn connect(settings: &Settings) -> anyhow::Result<Self> {
         let redis = match settings.redis_url() {
-            Some(url) => Some(
-                deadpool_redis::Config::from_url(url)
-                    .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-                    .context("redis.url")?,
-            ),
+            Some(url) => Some(RedisClient::new(url, settings.redis.cluster).context("redis.url")?),
             None => None,
         };
         let postgres = match settings.postgres_url() {
@@ -50,21 +47,26 @@ impl Dependencies {
         self.redis.is_none() && self.postgres.is_none()
     }
 
-    /// "up", "down" or "not_configured".
-    pub async fn redis_status(&self, within: Duration) -> &'static str {
-        let Some(pool) = &self.redis else {
-            return "not_configured";
+    /// "up", "down" or "not_configured"; for a cluster also its state
+    /// (`cluster_state` from `CLUSTER INFO`: "ok" or "fail").
+    pub async fn redis_status(&self, within: Duration) -> (&'static str, Option<String>) {
+        let Some(redis) = &self.redis else {
+            return ("not_configured", None);
         };
         let ping = async {
-            let mut connection = pool.get().await.ok()?;
+            let mut connection = redis.connection().await.ok()?;
             redis::cmd("PING")
                 .query_async::<String>(&mut connection)
                 .await
-                .ok()
+                .ok()?;
+            Some(redis.cluster_state().await.ok().flatten())
         };
         match tokio::time::timeout(within, ping).await {
-            Ok(Some(_)) => "up",
-            _ => "down",
+            Ok(Some(cluster)) if cluster.as_deref().is_none_or(|state| state == "ok") => {
+                ("up", cluster)
+            }
+            Ok(Some(cluster)) => ("down", cluster),
+            _ => ("down", redis.is_cluster().then(|| "unknown".to_owned())),
         }
     }
 

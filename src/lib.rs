@@ -31,6 +31,7 @@ pub mod http;
 pub mod postgres;
 pub mod presence;
 pub mod projection;
+pub mod redis_client;
 pub mod settings;
 pub mod store;
 pub mod telemetry;

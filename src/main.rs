@@ -105,7 +105,7 @@ async fn main() -> ExitCode {
             };
             match streamboard::dependencies::Dependencies::connect(&settings).map(|deps| deps.redis)
             {
-                Ok(Some(pool)) => streamboard::eventlog::tail::run(pool, options).await,
+                Ok(Some(redis)) => streamboard::eventlog::tail::run(redis, options).await,
                 Ok(None) => Err(anyhow::anyhow!(
                     "redis.url is not set (STREAMBOARD__REDIS__URL)"
                 )),

@@ -2,40 +2,57 @@
 //!
 //! Each instance counts its own WebSocket subscriptions per (board, user)
 //! and mirrors the users it has into the hash `board:{<id>}:presence`
-//! (field `<user>|<instance>`, value: a heartbeat time). Every change is
-//! announced on the Pub/Sub channel `presence:<board_id>`; instances with
-//! interested subscribers re-read the hash and send them a `presence` frame.
-//! Fields whose heartbeat is older than `STALE` (an instance that died) are
-//! ignored and removed when read.
+//! (field `<user>|<instance>`, value: the username). Each join or leave is
+//! one script that changes the hash and publishes `presence` on the board's
+//! channel, the one its events use; instances with subscribers of the board
+//! re-read the hash and send them a `presence` frame.
+//!
+//! There is no per-board heartbeat, so an idle board costs Redis nothing:
+//! fields of an instance whose fan-out heartbeat stopped are ignored when
+//! read, and removed (with a notification) when any instance reaps it (see
+//! the stream feed).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 
 use dashmap::DashMap;
-use deadpool_redis::Pool;
-use futures_util::StreamExt;
 use parking_lot::Mutex;
-use redis::AsyncCommands;
+use redis::Script;
+use serde::Serialize;
 use serde_json::json;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use uuid::Uuid;
 
-use crate::eventlog::unix_millis;
+use crate::eventlog::feed::{StreamFeed, PRESENCE_CHANGED};
+use crate::eventlog::{changes_channel, presence_key};
+use crate::redis_client::RedisClient;
 
-const CHANNEL_PREFIX: &str = "presence:";
-const HEARTBEAT: Duration = Duration::from_secs(15);
-const STALE: Duration = Duration::from_secs(45);
+/// Sets (ARGV[2] = username) or removes (ARGV[2] = '') a field, then tells
+/// the board's watchers. KEYS[1] presence hash; ARGV: field, username,
+/// channel, message.
+const ANNOUNCE_SCRIPT: &str = r#"
+if ARGV[2] ~= '' then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+else
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+redis.call(PUBLISH, ARGV[3], ARGV[4])
+return 1
+"#;
 
-fn presence_key(board_id: Uuid) -> String {
-    format!("board:{{{board_id}}}:presence")
+/// A user watching a board, as frames show them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Watcher {
+    pub id: Uuid,
+    pub username: String,
 }
 
 pub struct Presence {
-    pool: Pool,
-    instance: String,
-    /// Subscriptions on this instance per (board, user).
-    local: Mutex<HashMap<(Uuid, Uuid), usize>>,
+    redis: RedisClient,
+    feed: Arc<StreamFeed>,
+    announce: Script,
+    /// Subscriptions on this instance per (board, user), and the username.
+    local: Mutex<HashMap<(Uuid, Uuid), (usize, String)>>,
     /// `presence` frames per board, for subscriptions that asked for them.
     topics: DashMap<Uuid, broadcast::Sender<Arc<str>>>,
 }
@@ -54,34 +71,45 @@ impl Drop for Present {
 }
 
 impl Presence {
-    pub fn new(pool: Pool) -> Arc<Self> {
+    pub fn new(redis: RedisClient, feed: Arc<StreamFeed>) -> Arc<Self> {
+        let publish = format!("'{}'", redis.publish_command());
         Arc::new(Presence {
-            pool,
-            instance: Uuid::new_v4().simple().to_string(),
+            announce: Script::new(&ANNOUNCE_SCRIPT.replace("PUBLISH", &publish)),
+            redis,
+            feed,
             local: Mutex::new(HashMap::new()),
             topics: DashMap::new(),
         })
     }
 
     fn field(&self, user: Uuid) -> String {
-        format!("{user}|{}", self.instance)
+        format!("{user}|{}", self.feed.instance())
     }
 
-    /// Marks `user` as watching `board_id`; returns who watches it now.
-    pub async fn join(self: &Arc<Self>, board_id: Uuid, user: Uuid) -> (Present, Vec<Uuid>) {
+    /// Marks `watcher` as watching `board_id`; returns who watches it now.
+    pub async fn join(
+        self: &Arc<Self>,
+        board_id: Uuid,
+        watcher: Watcher,
+    ) -> (Present, Vec<Watcher>) {
         let first = {
             let mut local = self.local.lock();
-            let count = local.entry((board_id, user)).or_insert(0);
-            *count += 1;
-            *count == 1
+            let entry = local
+                .entry((board_id, watcher.id))
+                .or_insert((0, watcher.username.clone()));
+            entry.0 += 1;
+            entry.0 == 1
         };
         let present = Present {
             presence: Arc::clone(self),
             board_id,
-            user,
+            user: watcher.id,
         };
         if first {
-            if let Err(error) = self.announce(board_id, user, true).await {
+            if let Err(error) = self
+                .announce(board_id, watcher.id, Some(&watcher.username))
+                .await
+            {
                 tracing::debug!(%error, "presence: could not record a join");
             }
         }
@@ -92,7 +120,7 @@ impl Presence {
         let last = {
             let mut local = self.local.lock();
             match local.get_mut(&(board_id, user)) {
-                Some(count) if *count > 1 => {
+                Some((count, _)) if *count > 1 => {
                     *count -= 1;
                     false
                 }
@@ -108,48 +136,63 @@ impl Presence {
         if last {
             let presence = Arc::clone(self);
             tokio::spawn(async move {
-                if let Err(error) = presence.announce(board_id, user, false).await {
+                if let Err(error) = presence.announce(board_id, user, None).await {
                     tracing::debug!(%error, "presence: could not record a leave");
                 }
             });
         }
     }
 
-    async fn announce(&self, board_id: Uuid, user: Uuid, here: bool) -> redis::RedisResult<()> {
-        let mut connection = self.connection().await?;
-        let key = presence_key(board_id);
-        if here {
-            let _: i64 = connection
-                .hset(&key, self.field(user), unix_millis())
-                .await?;
-        } else {
-            let _: i64 = connection.hdel(&key, self.field(user)).await?;
-        }
-        let _: i64 = connection
-            .publish(format!("{CHANNEL_PREFIX}{board_id}"), "")
+    /// Records this instance's field for `user` (with the username) or
+    /// removes it (`None`), and tells the board's watchers: one command.
+    async fn announce(
+        &self,
+        board_id: Uuid,
+        user: Uuid,
+        username: Option<&str>,
+    ) -> redis::RedisResult<()> {
+        let mut connection = self.redis.connection().await?;
+        // The script reads an empty username as a leave.
+        let value = match username {
+            Some("") => " ",
+            Some(name) => name,
+            None => "",
+        };
+        let _: i64 = self
+            .announce
+            .key(presence_key(board_id))
+            .arg(self.field(user))
+            .arg(value)
+            .arg(changes_channel(board_id))
+            .arg(PRESENCE_CHANGED)
+            .invoke_async(&mut connection)
             .await?;
         Ok(())
     }
 
-    /// The users watching `board_id` on any live instance, sorted.
-    pub async fn watchers(&self, board_id: Uuid) -> redis::RedisResult<Vec<Uuid>> {
-        let mut connection = self.connection().await?;
-        let key = presence_key(board_id);
-        let fields: HashMap<String, u64> = connection.hgetall(&key).await?;
-        let cutoff = unix_millis().saturating_sub(STALE.as_millis() as u64);
-        let mut users = BTreeSet::new();
-        let mut stale = Vec::new();
-        for (field, heartbeat) in fields {
-            if heartbeat < cutoff {
-                stale.push(field);
-            } else if let Some(user) = field.split('|').next().and_then(|u| u.parse().ok()) {
-                users.insert(user);
+    /// The users watching `board_id` on any live instance, by id.
+    pub async fn watchers(&self, board_id: Uuid) -> redis::RedisResult<Vec<Watcher>> {
+        let mut connection = self.redis.connection().await?;
+        let fields: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(presence_key(board_id))
+            .query_async(&mut connection)
+            .await?;
+        let mut users = BTreeMap::new();
+        for (field, username) in fields {
+            let Some((user, instance)) = field.split_once('|') else {
+                continue;
+            };
+            if self.feed.is_gone(instance) {
+                continue;
+            }
+            if let Ok(id) = user.parse::<Uuid>() {
+                users.insert(id, username.trim().to_owned());
             }
         }
-        if !stale.is_empty() {
-            let _: i64 = connection.hdel(&key, stale).await?;
-        }
-        Ok(users.into_iter().collect())
+        Ok(users
+            .into_iter()
+            .map(|(id, username)| Watcher { id, username })
+            .collect())
     }
 
     /// `presence` frames for `board_id`, sent on every join or leave.
@@ -160,51 +203,29 @@ impl Presence {
             .subscribe()
     }
 
-    pub fn frame(board_id: Uuid, users: &[Uuid]) -> String {
+    pub fn frame(board_id: Uuid, users: &[Watcher]) -> String {
         json!({"type": "presence", "board_id": board_id, "users": users}).to_string()
     }
 
-    /// Listens for changes on every instance and refreshes this instance's
-    /// heartbeats, until `stopping`.
-    pub async fn run(self: Arc<Self>, client: redis::Client, mut stopping: watch::Receiver<bool>) {
+    /// Sends `presence` frames when the stream feed hears that a board's
+    /// watchers changed, until `stopping`; then leaves every board.
+    pub async fn run(
+        self: Arc<Self>,
+        mut changes: mpsc::UnboundedReceiver<Uuid>,
+        mut stopping: watch::Receiver<bool>,
+    ) {
         while !*stopping.borrow() {
-            let listen = self.listen(&client);
             tokio::select! {
-                result = listen => {
-                    if let Err(error) = result {
-                        tracing::debug!(%error, "presence: Pub/Sub connection lost; reconnecting");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                }
+                board = changes.recv() => match board {
+                    Some(board_id) => self.notify(board_id).await,
+                    None => break,
+                },
                 _ = stopping.changed() => {}
             }
         }
-        // Leave every board this instance was on.
         let mine: Vec<(Uuid, Uuid)> = self.local.lock().keys().copied().collect();
         for (board_id, user) in mine {
-            let _ = self.announce(board_id, user, false).await;
-        }
-    }
-
-    async fn listen(&self, client: &redis::Client) -> redis::RedisResult<()> {
-        let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.psubscribe(format!("{CHANNEL_PREFIX}*")).await?;
-        let mut messages = pubsub.into_on_message();
-        let mut heartbeat = tokio::time::interval(HEARTBEAT);
-        loop {
-            tokio::select! {
-                message = messages.next() => {
-                    let Some(message) = message else { return Ok(()) };
-                    let board_id = message
-                        .get_channel_name()
-                        .strip_prefix(CHANNEL_PREFIX)
-                        .and_then(|id| id.parse::<Uuid>().ok());
-                    if let Some(board_id) = board_id {
-                        self.notify(board_id).await;
-                    }
-                }
-                _ = heartbeat.tick() => self.refresh().await?,
-            }
+            let _ = self.announce(board_id, user, None).await;
         }
     }
 
@@ -215,24 +236,5 @@ impl Presence {
         if let Ok(users) = self.watchers(board_id).await {
             let _ = topic.send(Presence::frame(board_id, &users).into());
         }
-    }
-
-    async fn refresh(&self) -> redis::RedisResult<()> {
-        let mine: Vec<(Uuid, Uuid)> = self.local.lock().keys().copied().collect();
-        if mine.is_empty() {
-            return Ok(());
-        }
-        let mut connection = self.connection().await?;
-        let now = unix_millis();
-        for (board_id, user) in mine {
-            let _: i64 = connection
-                .hset(presence_key(board_id), self.field(user), now)
-                .await?;
-        }
-        Ok(())
-    }
-
-    async fn connection(&self) -> redis::RedisResult<deadpool_redis::Connection> {
-        crate::eventlog::pooled(&self.pool).await
     }
 }

@@ -39,7 +39,11 @@ pub struct ServerSettings {
 
 #[derive(Debug, Deserialize)]
 pub struct RedisSettings {
+    /// One URL, or in cluster mode comma-separated seed nodes.
     pub url: SecretString,
+    /// Talk to a Redis Cluster (`url` lists seed nodes) instead of one node.
+    #[serde(default)]
+    pub cluster: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,17 +114,16 @@ pub struct ProjectorSettings {
     pub consumer: String,
     /// Events per PostgreSQL transaction, across boards.
     pub batch_events: usize,
-    /// Board streams named in one XREADGROUP call.
+    /// Board streams read in one pipeline.
     pub streams_per_read: usize,
-    /// How long an idle XREADGROUP waits for new entries.
+    /// How long a read of the board registry waits for new boards.
     pub block_ms: u64,
-    /// Entries pending this long on a consumer are claimed (XAUTOCLAIM).
-    pub claim_idle_ms: u64,
-    /// How often to look for such entries.
-    pub claim_interval_ms: u64,
-    /// Consumers idle this long with nothing pending (left by restarts and
-    /// killed instances) are removed from the group; also how often to look.
-    pub consumer_idle_ms: u64,
+    /// Boards are split into this many partitions, each projected by the
+    /// one instance holding its lease. Every instance of a group must agree.
+    pub partitions: u32,
+    /// How long a partition lease lasts unrenewed: how soon a dead
+    /// instance's partitions move to the others.
+    pub lease_ms: u64,
     /// Trim archived entries from the streams (XTRIM MINID) after commit.
     pub trim: bool,
     /// Archived entries kept in each stream when trimming (at least 1).
@@ -138,7 +141,7 @@ pub struct ProjectorSettings {
 
 impl ProjectorSettings {
     pub fn validate(&self) -> Result<(), SettingsError> {
-        let checks: [(&'static str, bool, &str); 8] = [
+        let checks: [(&'static str, bool, &str); 7] = [
             ("projector.writers", self.writers >= 1, "must be at least 1"),
             (
                 "projector.group",
@@ -161,19 +164,14 @@ impl ProjectorSettings {
                 "must be at least 1",
             ),
             (
-                "projector.claim_idle_ms",
-                self.claim_idle_ms >= 1,
-                "must be at least 1",
+                "projector.partitions",
+                (1..=4096).contains(&self.partitions),
+                "must be between 1 and 4096",
             ),
             (
-                "projector.claim_interval_ms",
-                self.claim_interval_ms >= 1,
-                "must be at least 1",
-            ),
-            (
-                "projector.consumer_idle_ms",
-                self.consumer_idle_ms >= 1,
-                "must be at least 1",
+                "projector.lease_ms",
+                self.lease_ms >= 300,
+                "must be at least 300",
             ),
         ];
         for (setting, ok, message) in checks {

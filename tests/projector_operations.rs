@@ -70,13 +70,11 @@ fn metrics_url(line: &str) -> Option<String> {
 async fn metrics_are_served_while_postgres_is_unreachable() {
     // Arrange: nothing listens on port 1.
     let env = TestEnv::builder().redis().spawn().await;
-    let settings = [
-        ("STREAMBOARD__REDIS__URL".to_owned(), env.redis().url()),
-        (
-            "STREAMBOARD__POSTGRES__URL".to_owned(),
-            "postgres://postgres@127.0.0.1:1/postgres".to_owned(),
-        ),
-    ];
+    let mut settings = env.redis().settings();
+    settings.push((
+        "STREAMBOARD__POSTGRES__URL".to_owned(),
+        "postgres://postgres@127.0.0.1:1/postgres".to_owned(),
+    ));
 
     // Act
     let projector = Logged::spawn(common::projector::command(&settings, &[]));
@@ -115,9 +113,10 @@ async fn consumers_of_killed_projectors_are_removed_after_the_idle_limit() {
     // Act: another instance with a short idle limit.
     let survivor = Logged::spawn(common::projector::command(
         &[
-            ("STREAMBOARD__REDIS__URL".to_owned(), env.redis().url()),
-            ("STREAMBOARD__POSTGRES__URL".to_owned(), env.db().url()),
-        ],
+            env.redis().settings(),
+            vec![("STREAMBOARD__POSTGRES__URL".to_owned(), env.db().url())],
+        ]
+        .concat(),
         &[
             ("STREAMBOARD__PROJECTOR__CONSUMER", "survivor"),
             ("STREAMBOARD__PROJECTOR__CONSUMER_IDLE_MS", "1500"),

@@ -12,13 +12,13 @@ use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use deadpool_postgres::Pool;
-use redis::aio::ConnectionManager;
 use streamboard::domain::Board;
 use streamboard::postgres::{self, DbError};
 use streamboard::projection::progress::{self, park};
 use streamboard::projection::{
     project, ArchiveRows, DeadLetter, Progress, ProgressUpdates, ReadTables, RowChanges, Touched,
 };
+use streamboard::redis_client::RedisConnection;
 use uuid::Uuid;
 
 use crate::metrics::{
@@ -130,7 +130,7 @@ impl StateCache {
 
 pub struct Projector {
     pool: Pool,
-    redis: ConnectionManager,
+    redis: RedisConnection,
     group: String,
     trim_keep: Option<u64>,
     cache: StateCache,
@@ -141,7 +141,7 @@ pub struct Projector {
 impl Projector {
     pub fn new(
         pool: Pool,
-        redis: ConnectionManager,
+        redis: RedisConnection,
         group: String,
         trim_keep: Option<u64>,
         cached_boards: usize,
@@ -160,7 +160,7 @@ impl Projector {
         }
     }
 
-    pub fn redis(&mut self) -> &mut ConnectionManager {
+    pub fn redis(&mut self) -> &mut RedisConnection {
         &mut self.redis
     }
 

@@ -15,6 +15,7 @@
 
 mod batch;
 mod commands;
+mod leases;
 mod metrics;
 mod progress;
 mod run;
@@ -30,6 +31,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use streamboard::app::shutdown_signal;
 use streamboard::dependencies::Dependencies;
+use streamboard::redis_client::RedisClient;
 use streamboard::settings::Settings;
 use streamboard::telemetry;
 use tokio::sync::watch;
@@ -128,10 +130,13 @@ async fn execute(command: Commands, settings: Settings) -> anyhow::Result<()> {
     if let Commands::Parked { all } = command {
         return commands::parked(&pool, all).await;
     }
-    let redis_url = settings
-        .redis_url()
-        .context("redis.url is not set (STREAMBOARD__REDIS__URL)")?
-        .to_owned();
+    let redis = RedisClient::new(
+        settings
+            .redis_url()
+            .context("redis.url is not set (STREAMBOARD__REDIS__URL)")?,
+        settings.redis.cluster,
+    )?;
+    redis.check_mode().await?;
     let config = settings.projector.clone();
     let lanes = match command {
         Commands::Run => config.writers,
@@ -141,14 +146,14 @@ async fn execute(command: Commands, settings: Settings) -> anyhow::Result<()> {
     for _ in 0..lanes {
         projectors.push(Projector::new(
             pool.clone(),
-            stream::connect(&redis_url, Duration::from_secs(30)).await?,
+            redis.connection().await?,
             config.group.clone(),
             config.trim.then_some(config.trim_keep),
             config.cached_boards / lanes,
         ));
     }
     if let Some(observed) = observed {
-        return run(settings, pool, redis_url, projectors, observed).await;
+        return run(settings, pool, redis, projectors, observed).await;
     }
     let mut projector = projectors.pop().expect("one lane");
     match command {
@@ -214,7 +219,7 @@ impl Observed {
 async fn run(
     settings: Settings,
     pool: deadpool_postgres::Pool,
-    redis_url: String,
+    redis: RedisClient,
     projectors: Vec<Projector>,
     observed: Observed,
 ) -> anyhow::Result<()> {
@@ -225,12 +230,12 @@ async fn run(
         stop_tx,
         stop_rx,
     } = observed;
-    let (boards_tx, boards_rx) = watch::channel(stream::Boards::default());
+    let (boards_tx, _) = watch::channel(stream::Boards::default());
+    let heads = run::Heads::default();
     tokio::spawn(metrics::sample_lag(
-        stream::connect(&redis_url, Duration::from_secs(30)).await?,
         pool.clone(),
         handle,
-        boards_rx,
+        heads.clone(),
         lagging,
         Duration::from_millis(config.lag_interval_ms),
         stop_rx,
@@ -250,8 +255,9 @@ async fn run(
     let runner = Runner {
         settings: config,
         consumer,
-        redis_url,
+        redis,
         projectors,
+        heads,
     };
     let result = runner.run(boards_tx, shutdown_signal()).await;
     let _ = stop_tx.send(true);

@@ -6,8 +6,10 @@
 //! shows the counters at 0 (an alert on `rate()` or `increase()` needs the
 //! series before its first increment). Counters and the batch histogram are
 //! recorded where things happen (the batch and the writer lanes); lag is
-//! sampled every `lag_interval_ms`: per board, the stream's last version less
-//! the projected version. Overall lag, the largest, and the parked count are
+//! sampled every `lag_interval_ms`: per board of the partitions this instance
+//! holds, the newest version heard of (notifications and reads; streams are
+//! never polled for it) less the projected version. Overall lag, the
+//! largest, and the parked count are
 //! gauges; the most lagging boards are rendered as
 //! `streamboard_projector_board_lag_events{board_id=...}` (at most
 //! [`TOP_BOARDS`], so the label set stays small).
@@ -20,13 +22,12 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 use metrics_exporter_prometheus::PrometheusHandle;
-use redis::aio::ConnectionManager;
 use streamboard::projection::progress;
 use tokio::sync::watch;
 use uuid::Uuid;
 use warp::Filter;
 
-use crate::stream::{self, Boards};
+use crate::run::Heads;
 
 pub const EVENTS_TOTAL: &str = "streamboard_projector_events_total";
 pub const DUPLICATES_TOTAL: &str = "streamboard_projector_duplicates_total";
@@ -41,6 +42,7 @@ pub const EVENTS_PER_SECOND: &str = "streamboard_projector_events_per_second";
 pub const LAG_EVENTS: &str = "streamboard_projector_lag_events";
 pub const LAG_MAX_EVENTS: &str = "streamboard_projector_lag_max_events";
 pub const PARKED_EVENTS: &str = "streamboard_projector_parked_events";
+pub const PARTITIONS_HELD: &str = "streamboard_projector_partitions_held";
 
 const COUNTERS: [(&str, &str); 7] = [
     (EVENTS_TOTAL, "Events applied and archived."),
@@ -61,7 +63,7 @@ const COUNTERS: [(&str, &str); 7] = [
     ),
 ];
 
-const GAUGES: [(&str, &str); 5] = [
+const GAUGES: [(&str, &str); 6] = [
     (BOARDS, "Board streams this instance knows."),
     (
         EVENTS_PER_SECOND,
@@ -69,9 +71,13 @@ const GAUGES: [(&str, &str); 5] = [
     ),
     (
         LAG_EVENTS,
-        "Sum over boards of (last version in the stream - projected version).",
+        "Sum over this instance's boards of (newest version heard of - projected version).",
     ),
     (LAG_MAX_EVENTS, "The largest single board's lag."),
+    (
+        PARTITIONS_HELD,
+        "Board partitions this instance holds the lease of.",
+    ),
     (PARKED_EVENTS, "Parked entries not skipped (all instances)."),
 ];
 
@@ -135,10 +141,9 @@ pub fn serve(
 }
 
 pub async fn sample_lag(
-    mut conn: ConnectionManager,
     pool: Pool,
     handle: PrometheusHandle,
-    boards: watch::Receiver<Boards>,
+    heads: Heads,
     lagging: LaggingBoards,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
@@ -156,8 +161,7 @@ pub async fn sample_lag(
         (last_applied, last_at) = (applied, Instant::now());
         metrics::gauge!(EVENTS_PER_SECOND).set(rate);
 
-        let known = boards.borrow().clone();
-        match sample(&mut conn, &pool, &known).await {
+        match sample(&pool, &heads).await {
             Ok(sample) => {
                 metrics::gauge!(LAG_EVENTS).set(sample.total as f64);
                 metrics::gauge!(LAG_MAX_EVENTS).set(sample.max as f64);
@@ -178,12 +182,9 @@ struct Sample {
     top: Vec<(Uuid, u64)>,
 }
 
-async fn sample(
-    conn: &mut ConnectionManager,
-    pool: &Pool,
-    boards: &[Uuid],
-) -> anyhow::Result<Sample> {
-    let last = stream::last_versions(conn, boards).await?;
+async fn sample(pool: &Pool, heads: &Heads) -> anyhow::Result<Sample> {
+    let last: HashMap<Uuid, u64> = heads.lock().clone();
+    let boards: Vec<Uuid> = last.keys().copied().collect();
     let client = streamboard::postgres::client(pool).await?;
     let mut projected: HashMap<uuid::Uuid, u64> = HashMap::with_capacity(boards.len());
     for chunk in boards.chunks(10_000) {
@@ -206,6 +207,15 @@ async fn sample(
         })
         .filter(|(_, lag)| *lag > 0)
         .collect();
+    // Boards caught up need no watching until they are heard of again.
+    {
+        let mut heads = heads.lock();
+        for (board, done) in &projected {
+            if heads.get(board).is_some_and(|head| head <= done) {
+                heads.remove(board);
+            }
+        }
+    }
     lags.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     Ok(Sample {
         total: lags.iter().map(|(_, lag)| lag).sum(),

@@ -1,13 +1,19 @@
 //! `projector run`: the long-running consumer.
 //!
-//! Tasks, each with its own Redis connection:
-//! - registry: follows `boards:registry` (XREAD BLOCK) and creates the
-//!   consumer group on each new board's stream; publishes the board list.
-//! - reader: XREADGROUP over the known streams, in chunks, with a per-read
-//!   budget spread over the streams that have entries (see [`read_budget`]);
-//!   decodes and packs them into batches.
-//! - claimer: XAUTOCLAIM on every stream for entries left idle on a dead
-//!   consumer; they join the same batch queues.
+//! Tasks:
+//! - registry: follows `boards:registry` (XREAD BLOCK, on a connection of
+//!   its own) and creates the consumer group on each new board's stream;
+//!   publishes the board list.
+//! - leases: holds this instance's share of the partitions (see
+//!   [`crate::leases`]), renewing them every third of their life.
+//! - reader: subscribes to the notification channel of every board in the
+//!   partitions it holds and reads a board's stream (XREADGROUP, one
+//!   command per board in one pipeline) when told it changed. Nothing is
+//!   polled: an idle projector costs Redis its lease renewals. When a
+//!   partition arrives (a new instance's share, or a dead one's), the
+//!   reader first claims what its boards have pending on other consumers
+//!   (XAUTOCLAIM), removes those consumers, and reads every board once;
+//!   after a reconnect it reads every re-subscribed board once.
 //! - writers: `projector.writers` lanes, each with its own PostgreSQL
 //!   connection and board cache. A board always goes to the same lane
 //!   (by id), and a lane applies its batches one after the other, so a
@@ -15,34 +21,45 @@
 //!   Transient failures are retried.
 //! - lag sampler and `/metrics` (see [`crate::metrics`]).
 //!
-//! Shutdown: the reader and claimer stop taking entries, the writer
-//! finishes what it holds, then everything returns. What is left unread
-//! stays pending and is claimed by another instance after `claim_idle_ms`.
+//! Shutdown: the reader stops taking entries, the writers finish what they
+//! hold, the leases are given up (another instance takes them at once),
+//! then everything returns. Entries read but not applied stay pending and
+//! are claimed by the partition's next holder.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use parking_lot::Mutex;
+use redis::PushInfo;
+use streamboard::eventlog::{board_of_channel, changes_channel};
+use streamboard::redis_client::{BlockingConnection, Notice, RedisClient, Subscriber};
 use streamboard::settings::ProjectorSettings;
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::batch::{pack, BoardEntries, Projector};
-use crate::metrics::{BATCH_FAILURES_TOTAL, BOARDS, CLAIMED_TOTAL};
+use crate::leases::{partition_of, Leases, Owned};
+use crate::metrics::{BATCH_FAILURES_TOTAL, BOARDS, CLAIMED_TOTAL, PARTITIONS_HELD};
 use crate::stream::{self, Boards};
 
 /// Batches read but not yet applied, per instance. Small, so an instance
 /// never holds much more than it is about to write.
 const QUEUE: usize = 2;
 
+/// The newest version each board is known to have (from notifications and
+/// reads), for the lag gauges: lag is measured from what was heard, not by
+/// polling every stream.
+pub type Heads = Arc<Mutex<HashMap<Uuid, u64>>>;
+
 pub struct Runner {
     pub settings: ProjectorSettings,
     pub consumer: String,
-    pub redis_url: String,
+    pub redis: RedisClient,
     /// One per writer lane.
     pub projectors: Vec<Projector>,
+    pub heads: Heads,
 }
 
 /// The batch queues of the writer lanes; a board's entries always go to
@@ -85,9 +102,18 @@ impl Runner {
         let Runner {
             settings,
             consumer,
-            redis_url,
+            redis,
             projectors,
+            heads,
         } = self;
+        let leases = Arc::new(Leases::new(
+            redis.clone(),
+            &settings.group,
+            &consumer,
+            settings.partitions,
+            Duration::from_millis(settings.lease_ms),
+        ));
+        leases.agree().await?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut queues = Vec::new();
         let mut writers = Vec::new();
@@ -101,26 +127,27 @@ impl Runner {
             batch_events: settings.batch_events,
         };
         let block = Duration::from_millis(settings.block_ms);
-        let timeout = block + Duration::from_secs(30);
 
         let registry = tokio::spawn(follow_registry(
-            stream::connect(&redis_url, timeout).await?,
+            redis.clone(),
             settings.group.clone(),
             block,
             boards_tx.clone(),
             stop_rx.clone(),
         ));
-        let member = Member {
+        let (owned_tx, owned_rx) = watch::channel(Owned::default());
+        let holder = tokio::spawn(hold_leases(leases.clone(), owned_tx, stop_rx.clone()));
+        let reader = Reader {
             settings,
             name: consumer,
+            redis,
             boards: boards_tx.subscribe(),
+            owned: owned_rx,
             lanes,
+            heads,
             stop: stop_rx.clone(),
         };
-        let conn = stream::connect(&redis_url, timeout).await?;
-        let reader = tokio::spawn(member.clone().read(conn));
-        let conn = stream::connect(&redis_url, timeout).await?;
-        let claimer = tokio::spawn(member.claim(conn));
+        let reader = tokio::spawn(reader.run());
         let writers: Vec<_> = writers.into_iter().map(tokio::spawn).collect();
         let stopper = async {
             shutdown.await;
@@ -133,10 +160,58 @@ impl Runner {
             }
         };
         tokio::join!(writers, stopper);
-        for task in [registry, reader, claimer] {
+        for task in [registry, reader] {
             let _ = task.await;
         }
+        // The writers are done: the partitions can go to another instance.
+        if let Ok(held) = holder.await {
+            if let Err(error) = leases.leave(&held).await {
+                tracing::warn!(%error, "giving up the partition leases failed; they expire");
+            }
+        }
         Ok(())
+    }
+}
+
+/// Renews and balances this instance's partitions until `stop`; returns
+/// what it held last.
+async fn hold_leases(
+    leases: Arc<Leases>,
+    owned: watch::Sender<Owned>,
+    mut stop: watch::Receiver<bool>,
+) -> BTreeSet<u32> {
+    let mut held = BTreeSet::new();
+    let mut tick = tokio::time::interval(leases.renewal());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stopped(&mut stop) => return held,
+        }
+        match leases.round(&held).await {
+            Ok(now) => {
+                if now != held {
+                    tracing::info!(
+                        partitions = now.len(),
+                        of = leases.partitions(),
+                        "partitions held changed"
+                    );
+                    metrics::gauge!(PARTITIONS_HELD).set(now.len() as f64);
+                    held = now;
+                    owned.send_replace(Arc::new(held.clone()));
+                }
+            }
+            // Held leases lapse if this goes on: drop them before another
+            // instance can take them, rather than project them twice.
+            Err(error) => {
+                tracing::warn!(%error, "renewing partition leases failed");
+                if !held.is_empty() {
+                    held.clear();
+                    metrics::gauge!(PARTITIONS_HELD).set(0.0);
+                    owned.send_replace(Owned::default());
+                }
+            }
+        }
     }
 }
 
@@ -182,22 +257,31 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 async fn follow_registry(
-    mut conn: ConnectionManager,
+    redis: RedisClient,
     group: String,
     block: Duration,
     boards_tx: watch::Sender<Boards>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut after = "0-0".to_owned();
+    let mut blocking: Option<BlockingConnection> = None;
     let mut seen: HashSet<Uuid> = boards_tx.borrow().iter().copied().collect();
     loop {
+        let read = async {
+            if blocking.is_none() {
+                blocking = Some(redis.blocking().await?);
+            }
+            let conn = blocking.as_mut().expect("made above");
+            stream::registered_after(conn, &after, 1_000, block).await
+        };
         let page = tokio::select! {
-            page = stream::registered_after(&mut conn, &after, 1_000, block) => page,
+            page = read => page,
             () = stopped(&mut stop) => return,
         };
         let (registered, last) = match page {
             Ok(page) => page,
             Err(error) => {
+                blocking = None;
                 tracing::warn!(%error, "reading the board registry failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
@@ -205,7 +289,11 @@ async fn follow_registry(
         };
         let new: Vec<Uuid> = registered.into_iter().filter(|b| seen.insert(*b)).collect();
         if !new.is_empty() {
-            if let Err(error) = stream::ensure_groups(&mut conn, &group, &new).await {
+            let created = match redis.connection().await {
+                Ok(mut conn) => stream::ensure_groups(&mut conn, &group, &new).await,
+                Err(error) => Err(error),
+            };
+            if let Err(error) = created {
                 tracing::warn!(%error, "creating consumer groups failed; retrying");
                 for board in &new {
                     seen.remove(board);
@@ -226,188 +314,213 @@ fn read_budget(settings: &ProjectorSettings, lanes: usize) -> usize {
     settings.batch_events * (lanes + 1)
 }
 
-/// This instance as a consumer of the group, as the reader and the claimer
-/// both act: its name, the boards it knows, where what it takes goes.
-#[derive(Clone)]
-struct Member {
+/// This instance as a consumer of the group: its name, the boards of the
+/// partitions it holds, where what it takes goes.
+struct Reader {
     settings: ProjectorSettings,
     name: String,
+    redis: RedisClient,
     boards: watch::Receiver<Boards>,
+    owned: watch::Receiver<Owned>,
     lanes: Lanes,
+    heads: Heads,
     stop: watch::Receiver<bool>,
 }
 
-impl Member {
-    /// The reader: new entries, across the known streams, in chunks.
-    async fn read(mut self, mut conn: ConnectionManager) {
-        let group = self.settings.group.as_str();
-        let block = Duration::from_millis(self.settings.block_ms);
-        let budget = read_budget(&self.settings, self.lanes.queues.len());
-        let mut cursor = 0usize;
-        while !*self.stop.borrow() {
-            let known = self.boards.borrow().clone();
-            if known.is_empty() {
-                tokio::select! {
-                    () = tokio::time::sleep(block) => continue,
-                    () = stopped(&mut self.stop) => return,
-                }
-            }
-            let chunks: Vec<&[Uuid]> = known.chunks(self.settings.streams_per_read).collect();
-            let mut read = Vec::new();
-            let mut total = 0;
-            let mut result = Ok(());
-            for step in 0..chunks.len() {
-                let chunk = chunks[(cursor + step) % chunks.len()];
-                match read_chunk(
-                    &mut conn,
-                    group,
-                    &self.name,
-                    chunk,
-                    budget - total,
-                    &mut read,
-                )
-                .await
-                {
-                    Ok(n) => total += n,
-                    Err(error) => {
-                        result = Err(error);
-                        break;
-                    }
-                }
-                if total >= budget {
-                    cursor = (cursor + step + 1) % chunks.len();
-                    break;
-                }
-            }
-            if result.is_ok() && total == 0 {
-                // Nothing anywhere: wait on one chunk (the others are looked at
-                // again after `block` at the latest).
-                cursor = (cursor + 1) % chunks.len();
-                let chunk = chunks[cursor];
-                let count = (budget / chunk.len()).max(1);
-                tokio::select! {
-                    reply = stream::read_group(&mut conn, group, &self.name, chunk, count, Some(block)) => {
-                        match reply {
-                            Ok(reply) => read.extend(reply),
-                            Err(error) => result = Err(error),
-                        }
-                    }
-                    () = stopped(&mut self.stop) => return,
-                }
-            }
-            if let Err(error) = result {
-                if stream::is_no_group(&error) {
-                    tracing::warn!(
-                        "a consumer group is missing (Redis restarted?); creating groups again"
-                    );
-                    if let Err(error) = stream::ensure_groups(&mut conn, group, &known).await {
-                        tracing::warn!(%error, "creating consumer groups failed");
-                    }
-                } else {
-                    tracing::warn!(%error, "XREADGROUP failed; retrying");
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            if !read.is_empty() && !self.lanes.send(read).await {
-                return;
-            }
-        }
-    }
-
-    /// The claimer: entries left idle on another (likely dead) consumer.
-    async fn claim(mut self, mut conn: ConnectionManager) {
-        let idle = Duration::from_millis(self.settings.claim_idle_ms);
-        let mut tick =
-            tokio::time::interval(Duration::from_millis(self.settings.claim_interval_ms));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let consumer_idle = Duration::from_millis(self.settings.consumer_idle_ms);
-        let mut last_sweep = tokio::time::Instant::now();
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = stopped(&mut self.stop) => return,
-            }
-            let known = self.boards.borrow().clone();
-            if last_sweep.elapsed() >= consumer_idle {
-                last_sweep = tokio::time::Instant::now();
-                match stream::remove_idle_consumers(
-                    &mut conn,
-                    &self.settings.group,
-                    &self.name,
-                    consumer_idle,
-                    &known,
-                )
-                .await
-                {
-                    Ok(0) => {}
-                    Ok(removed) => {
-                        tracing::info!(removed, "removed idle consumers without pending entries")
-                    }
-                    Err(error) => tracing::warn!(%error, "removing idle consumers failed"),
-                }
-            }
-            let claimed = match stream::claim(
-                &mut conn,
-                &self.settings.group,
-                &self.name,
-                idle,
-                &known,
-                self.settings.batch_events,
-            )
-            .await
-            {
-                Ok(claimed) => claimed,
-                Err(error) => {
-                    tracing::warn!(%error, "XAUTOCLAIM failed");
-                    continue;
-                }
-            };
-            let count: usize = claimed.iter().map(|(_, entries)| entries.len()).sum();
-            if count == 0 {
-                continue;
-            }
-            // Debug: entries of a parked board come back here every round.
-            tracing::debug!(entries = count, "claimed idle pending entries");
-            metrics::counter!(CLAIMED_TOTAL).increment(count as u64);
-            if !self.lanes.send(claimed).await {
-                return;
-            }
-        }
-    }
+/// What the reader keeps between rounds.
+#[derive(Default)]
+struct Reading {
+    /// Boards of held partitions, subscribed to.
+    mine: HashSet<Uuid>,
+    /// Boards of `mine` with entries to read.
+    unread: HashSet<Uuid>,
 }
 
-/// Reads from `chunk` up to about `budget` entries: first a few from every
-/// stream, then more from the streams that had more, so one busy board and
-/// thousands of quiet ones are read equally well. Returns the count read.
-async fn read_chunk(
-    conn: &mut ConnectionManager,
-    group: &str,
-    consumer: &str,
-    chunk: &[Uuid],
-    budget: usize,
-    read: &mut Vec<(Uuid, Vec<redis::streams::StreamId>)>,
-) -> redis::RedisResult<usize> {
-    let mut count = (budget / chunk.len()).max(1);
-    let mut total = 0;
-    let mut streams: Vec<Uuid> = chunk.to_vec();
-    loop {
-        let reply = stream::read_group(conn, group, consumer, &streams, count, None).await?;
-        let full: Vec<Uuid> = reply
-            .iter()
-            .filter(|(_, entries)| entries.len() >= count)
-            .map(|(board, _)| *board)
-            .collect();
-        total += reply
-            .iter()
-            .map(|(_, entries)| entries.len())
-            .sum::<usize>();
-        read.extend(reply);
-        let left = budget.saturating_sub(total);
-        if full.is_empty() || left == 0 {
-            return Ok(total);
+impl Reader {
+    async fn run(mut self) {
+        let (pushes_tx, mut pushes) = mpsc::unbounded_channel();
+        let mut state = Reading::default();
+        let mut subscriber: Option<Subscriber> = None;
+        let mut ownership_changed = true;
+        while !*self.stop.borrow() {
+            if state.unread.is_empty() && !ownership_changed {
+                tokio::select! {
+                    push = pushes.recv() => {
+                        if let Some(push) = push {
+                            self.heard(&mut state, push);
+                        }
+                    }
+                    _ = self.boards.changed() => ownership_changed = true,
+                    _ = self.owned.changed() => ownership_changed = true,
+                    () = stopped(&mut self.stop) => return,
+                }
+            }
+            while let Ok(push) = pushes.try_recv() {
+                self.heard(&mut state, push);
+            }
+            let step = async {
+                if subscriber.is_none() {
+                    subscriber = Some(self.redis.subscriber(pushes_tx.clone()).await?);
+                    // A new connection: what was published before is unknown.
+                    state.mine.clear();
+                    ownership_changed = true;
+                }
+                if ownership_changed {
+                    let subscriber = subscriber.as_mut().expect("made above");
+                    self.follow_ownership(&mut state, subscriber).await?;
+                    ownership_changed = false;
+                }
+                self.read_unread(&mut state).await
+            };
+            match step.await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(error) => {
+                    tracing::warn!(%error, "reading board streams failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
         }
-        streams = full;
-        streams.truncate(left);
-        count = (left / streams.len()).max(1);
+    }
+
+    /// Notes what a notification says.
+    fn heard(&self, state: &mut Reading, push: PushInfo) {
+        let (channel, version) = match Notice::of(push) {
+            Some(Notice::Message { channel, payload }) => (channel, payload.parse().ok()),
+            // Re-subscribed after a reconnect: read the board once.
+            Some(Notice::Subscribed { channel }) => (channel, None),
+            _ => return,
+        };
+        let Some(board) = board_of_channel(&channel) else {
+            return;
+        };
+        if !state.mine.contains(&board) {
+            return;
+        }
+        if let Some(version) = version {
+            let mut heads = self.heads.lock();
+            let head = heads.entry(board).or_insert(0);
+            *head = (*head).max(version);
+        }
+        state.unread.insert(board);
+    }
+
+    /// Subscribes to the boards of newly held partitions (taking over what
+    /// they have pending) and lets go of the others.
+    async fn follow_ownership(
+        &self,
+        state: &mut Reading,
+        subscriber: &mut Subscriber,
+    ) -> redis::RedisResult<()> {
+        let owned = self.owned.borrow().clone();
+        let partitions = self.settings.partitions;
+        let now: HashSet<Uuid> = self
+            .boards
+            .borrow()
+            .iter()
+            .copied()
+            .filter(|board| owned.contains(&partition_of(*board, partitions)))
+            .collect();
+        let gone: Vec<Uuid> = state.mine.difference(&now).copied().collect();
+        for board in gone {
+            subscriber.unsubscribe(&changes_channel(board)).await?;
+            state.mine.remove(&board);
+            state.unread.remove(&board);
+            self.heads.lock().remove(&board);
+        }
+        let arrived: Vec<Uuid> = now.difference(&state.mine).copied().collect();
+        if arrived.is_empty() {
+            return Ok(());
+        }
+        for board in &arrived {
+            subscriber.subscribe(&changes_channel(*board)).await?;
+            state.mine.insert(*board);
+        }
+        self.take_over(&arrived).await?;
+        state.unread.extend(arrived);
+        Ok(())
+    }
+
+    /// Claims what `boards` have pending on other consumers (a dead or
+    /// previous holder of their partition) and removes those consumers.
+    async fn take_over(&self, boards: &[Uuid]) -> redis::RedisResult<()> {
+        let mut conn = self.redis.connection().await?;
+        let group = self.settings.group.as_str();
+        let count = self.settings.batch_events;
+        let mut left: Vec<Uuid> = boards.to_vec();
+        while !left.is_empty() {
+            let claimed =
+                stream::claim(&mut conn, group, &self.name, Duration::ZERO, &left, count).await?;
+            let claimed_count: usize = claimed.iter().map(|(_, entries)| entries.len()).sum();
+            left = claimed
+                .iter()
+                .filter(|(_, entries)| entries.len() >= count)
+                .map(|(board, _)| *board)
+                .collect();
+            if claimed_count > 0 {
+                tracing::info!(
+                    entries = claimed_count,
+                    "claimed pending entries of a taken-over partition"
+                );
+                metrics::counter!(CLAIMED_TOTAL).increment(claimed_count as u64);
+                if !self.lanes.send(claimed).await {
+                    return Ok(());
+                }
+            }
+        }
+        let removed =
+            stream::remove_idle_consumers(&mut conn, group, &self.name, Duration::ZERO, boards)
+                .await?;
+        if removed > 0 {
+            tracing::info!(removed, "removed consumers with nothing pending");
+        }
+        Ok(())
+    }
+
+    /// Reads the boards with news, up to the read budget; boards with more
+    /// stay unread for the next round. False once the writers are gone.
+    async fn read_unread(&self, state: &mut Reading) -> redis::RedisResult<bool> {
+        if state.unread.is_empty() {
+            return Ok(true);
+        }
+        let budget = read_budget(&self.settings, self.lanes.queues.len());
+        let boards: Vec<Uuid> = state
+            .unread
+            .iter()
+            .take(self.settings.streams_per_read)
+            .copied()
+            .collect();
+        let count = (budget / boards.len()).max(1);
+        let mut conn = self.redis.connection().await?;
+        let group = self.settings.group.as_str();
+        let (read, no_group) =
+            stream::read_group(&mut conn, group, &self.name, &boards, count).await?;
+        for board in &boards {
+            state.unread.remove(board);
+        }
+        if !no_group.is_empty() {
+            tracing::warn!(
+                boards = no_group.len(),
+                "consumer groups are missing (Redis restarted?); creating them again"
+            );
+            stream::ensure_groups(&mut conn, group, &no_group).await?;
+            state.unread.extend(no_group);
+        }
+        {
+            let mut heads = self.heads.lock();
+            for (board, entries) in &read {
+                if entries.len() >= count {
+                    state.unread.insert(*board);
+                }
+                if let Some(last) = entries.last() {
+                    let head = heads.entry(*board).or_insert(0);
+                    *head = (*head).max(stream::parse_id(&last.id).0);
+                }
+            }
+        }
+        if read.is_empty() {
+            return Ok(true);
+        }
+        Ok(self.lanes.send(read).await)
     }
 }

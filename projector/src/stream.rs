@@ -1,40 +1,30 @@
 //! The Redis side: the consumer group on every board stream, the registry,
 //! and stream entries as the projector holds them ([`Entry`]).
 //!
-//! Every call that names many streams is one command or one pipeline, so a
-//! round trip serves thousands of boards.
+//! Every call that names many streams is one pipeline of single-stream
+//! commands, so a round trip serves thousands of boards and a Redis Cluster
+//! client can split it by node (a command naming two boards could span two
+//! hash slots).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::{
     StreamAutoClaimReply, StreamId, StreamInfoConsumersReply, StreamRangeReply, StreamReadReply,
 };
 use redis::{RedisResult, Value};
 use serde_json::json;
 use streamboard::domain::BoardEvent;
-use streamboard::eventlog::{board_of, decode_entry, entry, entry_id, stream_key, REGISTRY};
+use streamboard::eventlog::{decode_entry, entry, entry_id, stream_key, REGISTRY};
+use streamboard::redis_client::{BlockingConnection, RedisConnection};
 use uuid::Uuid;
 
 /// Known board streams, in registration order: what the registry follower
-/// publishes and the reader, claimer and lag sampler go through.
+/// publishes for the reader.
 pub type Boards = Arc<Vec<Uuid>>;
 
 /// Commands per pipeline when a command is sent for each of many streams.
 const PIPELINE: usize = 1_000;
-
-/// A connection that reconnects by itself. Each task that blocks (XREAD,
-/// XREADGROUP with BLOCK) gets its own, so it holds up nobody else.
-pub async fn connect(url: &str, response_timeout: Duration) -> RedisResult<ConnectionManager> {
-    let client = redis::Client::open(url)?;
-    let config = ConnectionManagerConfig::new()
-        .set_response_timeout(Some(response_timeout))
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_number_of_retries(3);
-    ConnectionManager::new_with_config(client, config).await
-}
 
 /// One stream entry, decoded once when read.
 #[derive(Debug, Clone)]
@@ -87,7 +77,7 @@ impl Entry {
 /// The raw fields of entries, read again, as JSON objects of strings
 /// (`{}` for an entry that is gone).
 pub async fn raw_fields(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConnection,
     entries: &[(Uuid, String)],
 ) -> RedisResult<Vec<serde_json::Value>> {
     let mut pipe = redis::pipe();
@@ -131,7 +121,7 @@ pub fn parse_id(id: &str) -> (u64, u64) {
 /// board, in order. A command that fails on its stream (no stream, no group)
 /// is that board's `Value::ServerError` and does not fail the others.
 async fn each_board(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConnection,
     boards: &[Uuid],
     add: impl Fn(&mut redis::Pipeline, Uuid),
 ) -> RedisResult<Vec<Value>> {
@@ -146,7 +136,7 @@ async fn each_board(
 /// Creates the group on each board's stream (and the stream, if the board
 /// has no event yet), from the start. Existing groups are left as they are.
 pub async fn ensure_groups(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConnection,
     group: &str,
     boards: &[Uuid],
 ) -> RedisResult<()> {
@@ -171,54 +161,55 @@ pub async fn ensure_groups(
     Ok(())
 }
 
-/// True when a read failed because a stream or its group is gone (Redis
-/// restarted empty, or a key was deleted): create the groups again.
-pub fn is_no_group(error: &redis::RedisError) -> bool {
-    error.code() == Some("NOGROUP")
-}
-
-/// New entries for this consumer, at most `count` per stream.
+/// New entries for this consumer, at most `count` per stream, and the
+/// boards whose group is missing (Redis lost it: create it again).
 pub async fn read_group(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConnection,
     group: &str,
     consumer: &str,
     boards: &[Uuid],
     count: usize,
-    block: Option<Duration>,
-) -> RedisResult<Vec<(Uuid, Vec<StreamId>)>> {
-    let mut cmd = redis::cmd("XREADGROUP");
-    cmd.arg("GROUP")
-        .arg(group)
-        .arg(consumer)
-        .arg("COUNT")
-        .arg(count);
-    if let Some(block) = block {
-        cmd.arg("BLOCK").arg(block.as_millis() as u64);
-    }
-    cmd.arg("STREAMS");
-    for board in boards {
-        cmd.arg(stream_key(*board));
-    }
-    for _ in boards {
-        cmd.arg(">");
-    }
-    let reply: Option<StreamReadReply> = cmd.query_async(conn).await?;
-    Ok(reply
-        .map(|reply| {
-            reply
-                .keys
-                .into_iter()
-                .filter(|key| !key.ids.is_empty())
-                .filter_map(|key| Some((board_of(&key.key)?, key.ids)))
-                .collect()
+) -> RedisResult<(Vec<(Uuid, Vec<StreamId>)>, Vec<Uuid>)> {
+    let mut read = Vec::new();
+    let mut no_group = Vec::new();
+    for chunk in boards.chunks(PIPELINE) {
+        let replies = each_board(conn, chunk, |pipe, board| {
+            pipe.cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(group)
+                .arg(consumer)
+                .arg("COUNT")
+                .arg(count)
+                .arg("STREAMS")
+                .arg(stream_key(board))
+                .arg(">");
         })
-        .unwrap_or_default())
+        .await?;
+        for (board, reply) in chunk.iter().zip(replies) {
+            if let Value::ServerError(error) = &reply {
+                if error.code() == "NOGROUP" {
+                    no_group.push(*board);
+                    continue;
+                }
+                return Err(error.clone().into());
+            }
+            let reply: Option<StreamReadReply> = redis::from_redis_value(reply)?;
+            let entries = reply
+                .and_then(|reply| reply.keys.into_iter().next())
+                .map(|stream| stream.ids)
+                .unwrap_or_default();
+            if !entries.is_empty() {
+                read.push((*board, entries));
+            }
+        }
+    }
+    Ok((read, no_group))
 }
 
 /// Claims entries idle longer than `min_idle` on any consumer, up to
 /// `count` per stream.
 pub async fn claim(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConnection,
     group: &str,
     consumer: &str,
     min_idle: Duration,
@@ -256,7 +247,7 @@ pub async fn claim(
 /// For each `(board, after, last)`: the stream's entries after version
 /// `after` up to id `last` (or to the end, at most `count`, when `None`).
 pub async fn ranges(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConnection,
     requests: &[(Uuid, u64, Option<String>)],
     count: usize,
 ) -> RedisResult<Vec<Vec<StreamId>>> {
@@ -281,7 +272,7 @@ pub async fn ranges(
 
 /// Acknowledges entries and trims streams, all in one pipeline.
 pub async fn ack_and_trim(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConnection,
     group: &str,
     acks: &[(Uuid, Vec<String>)],
     trims: &[(Uuid, u64)],
@@ -311,7 +302,7 @@ pub async fn ack_and_trim(
 /// been idle longer than `idle`: each restart leaves one behind per stream.
 /// A consumer with pending entries is kept, or its entries would be lost.
 pub async fn remove_idle_consumers(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConnection,
     group: &str,
     me: &str,
     idle: Duration,
@@ -362,7 +353,7 @@ pub async fn remove_idle_consumers(
 /// Boards registered after registry entry `after`, and the id to read from
 /// next. Waits up to `block` when there are none.
 pub async fn registered_after(
-    conn: &mut ConnectionManager,
+    conn: &mut BlockingConnection,
     after: &str,
     count: usize,
     block: Duration,
@@ -391,7 +382,7 @@ pub async fn registered_after(
 }
 
 /// Every board in the registry, in registration order, without duplicates.
-pub async fn registered_boards(conn: &mut ConnectionManager) -> RedisResult<Vec<Uuid>> {
+pub async fn registered_boards(conn: &mut RedisConnection) -> RedisResult<Vec<Uuid>> {
     let mut boards = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let mut start = "-".to_owned();
@@ -418,40 +409,19 @@ pub async fn registered_boards(conn: &mut ConnectionManager) -> RedisResult<Vec<
     }
 }
 
-/// The last version in each board's stream (0 when empty).
-pub async fn last_versions(
-    conn: &mut ConnectionManager,
-    boards: &[Uuid],
-) -> RedisResult<HashMap<Uuid, u64>> {
-    let mut versions = HashMap::with_capacity(boards.len());
-    for chunk in boards.chunks(PIPELINE) {
-        let mut pipe = redis::pipe();
-        for board in chunk {
-            pipe.cmd("XREVRANGE")
-                .arg(stream_key(*board))
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(1);
-        }
-        let replies: Vec<StreamRangeReply> = pipe.query_async(conn).await?;
-        for (board, reply) in chunk.iter().zip(replies) {
-            let last = reply.ids.first().map_or(0, |entry| parse_id(&entry.id).0);
-            versions.insert(*board, last);
-        }
-    }
-    Ok(versions)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     #[test]
     fn keys_and_ids_parse_back() {
         let board = Uuid::new_v4();
-        assert_eq!(board_of(&stream_key(board)), Some(board));
-        assert_eq!(board_of("boards:registry"), None);
+        assert_eq!(
+            streamboard::eventlog::board_of(&stream_key(board)),
+            Some(board)
+        );
         assert_eq!(parse_id("42-0"), (42, 0));
         assert_eq!(parse_id("42-7"), (42, 7));
     }

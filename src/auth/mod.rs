@@ -96,7 +96,11 @@ impl Auth {
 
     /// From `auth.*` settings; `settings.jwt_secret()` already refuses a
     /// missing secret outside the dev profile.
-    pub fn from_settings(settings: &Settings, pool: Pool, redis: deadpool_redis::Pool) -> Self {
+    pub fn from_settings(
+        settings: &Settings,
+        pool: Pool,
+        redis: crate::redis_client::RedisClient,
+    ) -> Self {
         let ttl = Duration::from_secs(u64::from(settings.auth.token_ttl_days) * 24 * 3600);
         let user_cache = Duration::from_secs(settings.auth.user_cache_seconds);
         Auth::new(

@@ -50,7 +50,7 @@ pub struct Sessions {
 impl Sessions {
     pub fn new(
         users: Pool,
-        redis: deadpool_redis::Pool,
+        redis: crate::redis_client::RedisClient,
         user_cache: Duration,
         token_ttl: Duration,
     ) -> Self {
@@ -117,7 +117,7 @@ impl KnownUsers {
 }
 
 struct Revocations {
-    redis: deadpool_redis::Pool,
+    redis: crate::redis_client::RedisClient,
     token_ttl: Duration,
     /// `jti` -> revoked.
     revoked: Cache<Uuid, bool>,
@@ -126,7 +126,7 @@ struct Revocations {
 }
 
 impl Revocations {
-    fn new(redis: deadpool_redis::Pool, token_ttl: Duration) -> Self {
+    fn new(redis: crate::redis_client::RedisClient, token_ttl: Duration) -> Self {
         Revocations {
             redis,
             token_ttl,
@@ -205,7 +205,7 @@ impl Revocations {
 
     async fn query<T: redis::FromRedisValue>(&self, pipe: redis::Pipeline) -> Result<T, AuthError> {
         let call = async {
-            let mut conn = self.redis.get().await.map_err(|e| e.to_string())?;
+            let mut conn = self.redis.connection().await.map_err(|e| e.to_string())?;
             pipe.query_async::<T>(&mut conn)
                 .await
                 .map_err(|e| e.to_string())

@@ -5,6 +5,15 @@
 //! read. So an event appended through any instance reaches every instance,
 //! and Redis sees one reader per instance, never one per client.
 //!
+//! Nobody polls: the append script publishes each new version on the
+//! board's channel (`board:{<id>}:changes`), and an instance subscribes
+//! only to the channels of boards it watches, reading a board's stream when
+//! told. A notification missed while the subscription connection was down
+//! is covered by reading every board re-subscribed after the reconnect (the
+//! client re-subscribes by itself and says so), and subscribers detect any
+//! version gap and fill it from history. Idle, an instance costs Redis one
+//! heartbeat every few seconds, whatever the number of boards it watches.
+//!
 //! Groups are created at the version the first subscriber saw, so nothing
 //! between subscribing and the first read is missed. A board nobody watches
 //! any more has its group destroyed. Each instance heartbeats into
@@ -15,33 +24,51 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_redis::Pool;
 use parking_lot::Mutex;
-use redis::streams::{StreamReadOptions, StreamReadReply};
-use redis::AsyncCommands;
-use tokio::sync::watch;
+use redis::streams::StreamReadReply;
+use redis::{AsyncCommands, PushInfo, Value};
+use tokio::sync::{mpsc, watch, Notify};
 use uuid::Uuid;
 
-use super::{board_of, decode_entry, entry_id, stream_key, unix_millis};
+use super::{
+    board_of_channel, changes_channel, decode_entry, entry_id, presence_key, stream_key,
+    unix_millis,
+};
 use crate::fanout::Hub;
+use crate::redis_client::{Notice, RedisClient, RedisConnection, Subscriber};
 use crate::views::EventFrame;
 
-const INSTANCES: &str = "ws:instances";
+pub const INSTANCES: &str = "ws:instances";
 const HEARTBEAT: Duration = Duration::from_secs(5);
 /// An instance silent for this long is gone; its groups are destroyed.
-const INSTANCE_EXPIRY: Duration = Duration::from_secs(60);
-/// How long one read waits for new entries; also how long a newly watched
-/// board may wait to join the read (its group starts at the right version,
-/// so it misses nothing meanwhile).
-const BLOCK: Duration = Duration::from_millis(100);
+pub const INSTANCE_EXPIRY: Duration = Duration::from_secs(60);
+/// Entries per board per read; a board with more is read again at once.
 const READ_COUNT: usize = 512;
+/// What a notification says when the board's watchers changed (events
+/// carry their version).
+pub const PRESENCE_CHANGED: &str = "presence";
 
 pub struct StreamFeed {
-    pool: Pool,
+    redis: RedisClient,
     hub: Arc<Hub>,
     instance: String,
+    state: Mutex<FeedState>,
+    /// Something to do: a board to join, leave or read.
+    wake: Notify,
+    /// Boards whose watchers changed on some instance (see `presence`).
+    presence_changes: mpsc::UnboundedSender<Uuid>,
+}
+
+#[derive(Default)]
+struct FeedState {
     /// Last version read (or the version to start after) per watched board.
-    positions: Mutex<HashMap<Uuid, u64>>,
+    positions: HashMap<Uuid, u64>,
+    /// Boards whose group and subscription are in place.
+    joined: HashSet<Uuid>,
+    /// Joined boards that may have entries to read.
+    unread: HashSet<Uuid>,
+    /// Heartbeat times of every instance, as last read.
+    instances: HashMap<String, u64>,
 }
 
 fn group_of(instance: &str) -> String {
@@ -53,166 +80,249 @@ fn streams_of(instance: &str) -> String {
 }
 
 impl StreamFeed {
-    pub fn new(pool: Pool, hub: Arc<Hub>) -> Arc<Self> {
-        Arc::new(StreamFeed {
-            pool,
+    /// The feed, and the boards whose watchers change (for presence).
+    pub fn new(redis: RedisClient, hub: Arc<Hub>) -> (Arc<Self>, mpsc::UnboundedReceiver<Uuid>) {
+        let (presence_changes, changes) = mpsc::unbounded_channel();
+        let feed = Arc::new(StreamFeed {
+            redis,
             hub,
             instance: Uuid::new_v4().simple().to_string(),
-            positions: Mutex::new(HashMap::new()),
-        })
+            state: Mutex::new(FeedState::default()),
+            wake: Notify::new(),
+            presence_changes,
+        });
+        (feed, changes)
+    }
+
+    /// This instance's name, as other instances see it.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// Whether `instance` is known to have stopped heartbeating. An
+    /// instance not heard of yet (just started) counts as alive.
+    pub fn is_gone(&self, instance: &str) -> bool {
+        let cutoff = unix_millis().saturating_sub(INSTANCE_EXPIRY.as_millis() as u64);
+        self.state
+            .lock()
+            .instances
+            .get(instance)
+            .is_some_and(|heartbeat| *heartbeat < cutoff)
     }
 
     /// Notes that a subscriber of `board_id` saw `version`; a board not yet
     /// read starts after the lowest such version.
     pub fn watch_from(&self, board_id: Uuid, version: u64) {
-        let mut positions = self.positions.lock();
-        let position = positions.entry(board_id).or_insert(version);
+        let mut state = self.state.lock();
+        let position = state.positions.entry(board_id).or_insert(version);
         *position = (*position).min(version);
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    /// Called when a board may have lost its last subscriber here.
+    pub fn released(&self, board_id: Uuid) {
+        if !self.hub.is_watched(board_id) {
+            self.wake.notify_one();
+        }
     }
 
     /// Reads until `stopping` turns true, then removes this instance's groups.
     pub async fn run(self: Arc<Self>, mut stopping: watch::Receiver<bool>) {
-        let mut active: HashSet<Uuid> = HashSet::new();
-        let mut last_heartbeat = tokio::time::Instant::now() - HEARTBEAT;
-        loop {
-            if *stopping.borrow() {
-                break;
-            }
-            if last_heartbeat.elapsed() >= HEARTBEAT {
-                last_heartbeat = tokio::time::Instant::now();
-                if let Err(error) = self.heartbeat_and_reap().await {
-                    tracing::debug!(%error, "fan-out heartbeat failed");
+        let (pushes_tx, pushes) = mpsc::unbounded_channel();
+        let listener = tokio::spawn(self.clone().listen(pushes));
+        let mut subscriber: Option<Subscriber> = None;
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !*stopping.borrow() {
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = heartbeat.tick() => {
+                    if let Err(error) = self.heartbeat_and_reap().await {
+                        tracing::debug!(%error, "fan-out heartbeat failed");
+                    }
                 }
+                _ = stopping.changed() => continue,
             }
             let step = async {
-                self.sync_groups(&mut active).await?;
-                if active.is_empty() {
-                    tokio::time::sleep(BLOCK).await;
-                    return Ok(());
+                if subscriber.is_none() {
+                    subscriber = Some(self.redis.subscriber(pushes_tx.clone()).await?);
                 }
-                self.read_once(&active).await
+                let subscriber = subscriber.as_mut().expect("made above");
+                self.sync_boards(subscriber).await?;
+                self.read_unread().await
             };
-            let result = tokio::select! {
-                result = step => result,
-                _ = stopping.changed() => continue,
-            };
-            if let Err(error) = result {
+            if let Err(error) = step.await {
                 if error.code() == Some("NOGROUP") {
                     // Redis lost our groups (restarted empty): make them again.
-                    active.clear();
+                    let mut state = self.state.lock();
+                    state.joined.clear();
+                    state.unread.clear();
                 } else {
                     tracing::warn!(%error, "fan-out read failed; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
+                self.wake.notify_one();
             }
         }
+        listener.abort();
         if let Err(error) = self.remove_instance(&self.instance).await {
             tracing::debug!(%error, "removing fan-out groups at shutdown failed");
         }
     }
 
-    /// Creates groups for newly watched boards, destroys those of boards
+    /// Turns notifications into boards to read.
+    async fn listen(self: Arc<Self>, mut pushes: mpsc::UnboundedReceiver<PushInfo>) {
+        while let Some(push) = pushes.recv().await {
+            match Notice::of(push) {
+                Some(Notice::Message { channel, payload }) => {
+                    let Some(board_id) = board_of_channel(&channel) else {
+                        continue;
+                    };
+                    if payload == PRESENCE_CHANGED {
+                        let _ = self.presence_changes.send(board_id);
+                        continue;
+                    }
+                    let version: u64 = payload.parse().unwrap_or(u64::MAX);
+                    let mut state = self.state.lock();
+                    let behind = state
+                        .positions
+                        .get(&board_id)
+                        .is_some_and(|read| *read < version);
+                    if behind && state.joined.contains(&board_id) {
+                        state.unread.insert(board_id);
+                        drop(state);
+                        self.wake.notify_one();
+                    }
+                }
+                // Re-subscribed after a reconnect: what was published
+                // meanwhile was missed, so read the board, and tell its
+                // watchers to look again at who is there.
+                Some(Notice::Subscribed { channel }) => {
+                    let Some(board_id) = board_of_channel(&channel) else {
+                        continue;
+                    };
+                    let mut state = self.state.lock();
+                    if state.joined.contains(&board_id) {
+                        state.unread.insert(board_id);
+                        drop(state);
+                        let _ = self.presence_changes.send(board_id);
+                        self.wake.notify_one();
+                    }
+                }
+                Some(Notice::Disconnected) => {
+                    tracing::debug!("fan-out: notification connection lost; it reconnects");
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Joins newly watched boards (group, subscription), leaves boards
     /// nobody on this instance watches any more.
-    async fn sync_groups(&self, active: &mut HashSet<Uuid>) -> redis::RedisResult<()> {
-        let watched: HashSet<Uuid> = self.hub.watched().into_iter().collect();
-        // A board joins once its first subscriber has said where it starts
-        // (`watch_from`); starting anywhere else could skip an event.
-        let added: Vec<Uuid> = {
-            let positions = self.positions.lock();
-            watched
-                .difference(active)
-                .filter(|board| positions.contains_key(board))
-                .copied()
-                .collect()
-        };
-        let removed: Vec<Uuid> = {
-            // Decided under the positions lock against the hub as it is now:
-            // a subscriber that arrived since `watched` was read keeps the
-            // board (and the position it recorded).
-            let mut positions = self.positions.lock();
-            // Boards watched only briefly (never read) leave no position.
-            positions.retain(|board, _| active.contains(board) || self.hub.is_watched(*board));
-            active
-                .difference(&watched)
+    async fn sync_boards(&self, subscriber: &mut Subscriber) -> redis::RedisResult<()> {
+        let (joins, leaves) = {
+            let mut state = self.state.lock();
+            // Decided against the hub as it is now: a subscriber that
+            // arrived meanwhile keeps the board (and the position it set).
+            let leaves: Vec<Uuid> = state
+                .positions
+                .keys()
                 .copied()
                 .filter(|board| !self.hub.is_watched(*board))
-                .inspect(|board| {
-                    positions.remove(board);
-                })
-                .collect()
+                .collect();
+            for board in &leaves {
+                state.positions.remove(board);
+                state.unread.remove(board);
+            }
+            let leaves: Vec<Uuid> = leaves
+                .into_iter()
+                .filter(|board| state.joined.remove(board))
+                .collect();
+            let joins: Vec<(Uuid, u64)> = state
+                .positions
+                .iter()
+                .filter(|(board, _)| !state.joined.contains(board))
+                .map(|(board, version)| (*board, *version))
+                .collect();
+            (joins, leaves)
         };
-        if added.is_empty() && removed.is_empty() {
+        if joins.is_empty() && leaves.is_empty() {
             return Ok(());
         }
         let mut connection = self.connection().await?;
         let group = group_of(&self.instance);
-        for board_id in added {
-            let Some(start) = self.positions.lock().get(&board_id).copied() else {
-                continue;
-            };
-            let start = entry_id(start);
+        for (board_id, start) in joins {
             let key = stream_key(board_id);
-            let created: redis::RedisResult<()> = redis::cmd("XGROUP")
-                .arg("CREATE")
-                .arg(&key)
-                .arg(&group)
-                .arg(&start)
-                .arg("MKSTREAM")
-                .query_async(&mut connection)
-                .await;
-            match created {
-                Ok(()) => {}
-                Err(error) if error.code() == Some("BUSYGROUP") => {
-                    redis::cmd("XGROUP")
-                        .arg("SETID")
-                        .arg(&key)
-                        .arg(&group)
-                        .arg(&start)
-                        .query_async::<()>(&mut connection)
-                        .await?;
-                }
-                Err(error) => return Err(error),
-            }
+            create_group(&mut connection, &key, &group, &entry_id(start)).await?;
             let _: i64 = connection.sadd(streams_of(&self.instance), &key).await?;
-            active.insert(board_id);
+            subscriber.subscribe(&changes_channel(board_id)).await?;
+            let mut state = self.state.lock();
+            state.joined.insert(board_id);
+            // Anything appended before the subscription took is read now.
+            state.unread.insert(board_id);
         }
-        for board_id in removed {
+        for board_id in leaves {
             let key = stream_key(board_id);
-            let _: i64 = redis::cmd("XGROUP")
+            subscriber.unsubscribe(&changes_channel(board_id)).await?;
+            let _: redis::RedisResult<i64> = redis::cmd("XGROUP")
                 .arg("DESTROY")
                 .arg(&key)
                 .arg(&group)
                 .query_async(&mut connection)
-                .await
-                .unwrap_or(0);
+                .await;
             let _: i64 = connection.srem(streams_of(&self.instance), &key).await?;
-            active.remove(&board_id);
         }
         Ok(())
     }
 
-    async fn read_once(&self, active: &HashSet<Uuid>) -> redis::RedisResult<()> {
-        let mut connection = self.connection().await?;
-        let keys: Vec<String> = active.iter().map(|b| stream_key(*b)).collect();
-        let ids = vec![">"; keys.len()];
-        let options = StreamReadOptions::default()
-            .group(group_of(&self.instance), &self.instance)
-            .count(READ_COUNT)
-            .block(BLOCK.as_millis() as usize)
-            .noack();
-        let reply: Option<StreamReadReply> =
-            connection.xread_options(&keys, &ids, &options).await?;
-        let Some(reply) = reply else {
+    /// Reads every board that has news, one command each in one pipeline.
+    async fn read_unread(&self) -> redis::RedisResult<()> {
+        let boards: Vec<Uuid> = std::mem::take(&mut self.state.lock().unread)
+            .into_iter()
+            .collect();
+        if boards.is_empty() {
             return Ok(());
+        }
+        let group = group_of(&self.instance);
+        let mut pipe = redis::pipe();
+        for board_id in &boards {
+            pipe.cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(&group)
+                .arg(&self.instance)
+                .arg("COUNT")
+                .arg(READ_COUNT)
+                .arg("NOACK")
+                .arg("STREAMS")
+                .arg(stream_key(*board_id))
+                .arg(">");
+        }
+        let mut connection = self.connection().await?;
+        let replies: Vec<Value> = match pipe.query_async(&mut connection).await {
+            Ok(replies) => replies,
+            Err(error) => {
+                // Read them again once Redis answers.
+                self.state.lock().unread.extend(boards);
+                return Err(error);
+            }
         };
-        for stream in reply.keys {
-            let Some(board_id) = board_of(&stream.key) else {
-                continue;
-            };
-            for entry in stream.ids {
+        for (board_id, reply) in boards.into_iter().zip(replies) {
+            let reply: Option<StreamReadReply> = redis::from_redis_value(reply)?;
+            let entries = reply
+                .and_then(|reply| reply.keys.into_iter().next())
+                .map(|stream| stream.ids)
+                .unwrap_or_default();
+            if entries.len() == READ_COUNT {
+                self.state.lock().unread.insert(board_id);
+                self.wake.notify_one();
+            }
+            for entry in entries {
                 match decode_entry(board_id, entry) {
                     Ok(event) => {
-                        self.positions.lock().insert(board_id, event.version);
+                        if let Some(read) = self.state.lock().positions.get_mut(&board_id) {
+                            *read = event.version;
+                        }
                         self.hub.publish(EventFrame::new(Arc::new(event)));
                     }
                     // Subscribers fill the gap from history, which reports
@@ -227,11 +337,18 @@ impl StreamFeed {
     async fn heartbeat_and_reap(&self) -> redis::RedisResult<()> {
         let mut connection = self.connection().await?;
         let now = unix_millis();
-        let _: i64 = connection.zadd(INSTANCES, &self.instance, now).await?;
-        let cutoff = now.saturating_sub(INSTANCE_EXPIRY.as_millis() as u64);
-        let gone: Vec<String> = connection
-            .zrangebyscore(INSTANCES, "-inf", format!("({cutoff}"))
+        let (_, instances): (i64, Vec<(String, u64)>) = redis::pipe()
+            .zadd(INSTANCES, &self.instance, now)
+            .zrange_withscores(INSTANCES, 0, -1)
+            .query_async(&mut connection)
             .await?;
+        let cutoff = now.saturating_sub(INSTANCE_EXPIRY.as_millis() as u64);
+        let gone: Vec<String> = instances
+            .iter()
+            .filter(|(_, heartbeat)| *heartbeat < cutoff)
+            .map(|(instance, _)| instance.clone())
+            .collect();
+        self.state.lock().instances = instances.into_iter().collect();
         for instance in gone {
             tracing::info!(%instance, "removing the fan-out groups of a vanished instance");
             self.remove_instance(&instance).await?;
@@ -239,31 +356,77 @@ impl StreamFeed {
         Ok(())
     }
 
+    /// Destroys an instance's groups and removes its users' presence on its
+    /// boards, telling their watchers.
     async fn remove_instance(&self, instance: &str) -> redis::RedisResult<()> {
         let mut connection = self.connection().await?;
         let keys: Vec<String> = connection.smembers(streams_of(instance)).await?;
         let group = group_of(instance);
-        for key in keys {
+        let suffix = format!("|{instance}");
+        for key in &keys {
             let _: redis::RedisResult<i64> = redis::cmd("XGROUP")
                 .arg("DESTROY")
-                .arg(&key)
+                .arg(key)
                 .arg(&group)
                 .query_async(&mut connection)
                 .await;
+            let Some(board_id) = super::board_of(key) else {
+                continue;
+            };
+            let fields: Vec<String> = connection.hkeys(presence_key(board_id)).await?;
+            let theirs: Vec<&String> = fields.iter().filter(|f| f.ends_with(&suffix)).collect();
+            if !theirs.is_empty() {
+                let _: i64 = connection.hdel(presence_key(board_id), theirs).await?;
+                let _: i64 = redis::cmd(self.redis.publish_command())
+                    .arg(changes_channel(board_id))
+                    .arg(PRESENCE_CHANGED)
+                    .query_async(&mut connection)
+                    .await?;
+            }
         }
         let _: i64 = connection.del(streams_of(instance)).await?;
         let _: i64 = connection.zrem(INSTANCES, instance).await?;
         Ok(())
     }
 
-    async fn connection(&self) -> redis::RedisResult<deadpool_redis::Connection> {
-        super::pooled(&self.pool).await
+    async fn connection(&self) -> redis::RedisResult<RedisConnection> {
+        self.redis.connection().await
+    }
+}
+
+/// Creates the group at `start`, or moves an existing one there.
+async fn create_group(
+    connection: &mut RedisConnection,
+    key: &str,
+    group: &str,
+    start: &str,
+) -> redis::RedisResult<()> {
+    let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(key)
+        .arg(group)
+        .arg(start)
+        .arg("MKSTREAM")
+        .query_async(connection)
+        .await;
+    match created {
+        Err(error) if error.code() == Some("BUSYGROUP") => {
+            redis::cmd("XGROUP")
+                .arg("SETID")
+                .arg(key)
+                .arg(group)
+                .arg(start)
+                .query_async(connection)
+                .await
+        }
+        other => other,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eventlog::board_of;
 
     #[test]
     fn board_ids_come_from_the_hash_tag() {
@@ -272,5 +435,7 @@ mod tests {
         assert_eq!(board_of("board:nope:events"), None);
         assert_eq!(board_of(&format!("board:{{{id}}}:presence")), None);
         assert_eq!(board_of("boards:registry"), None);
+        assert_eq!(board_of_channel(&changes_channel(id)), Some(id));
+        assert_eq!(board_of_channel(&stream_key(id)), None);
     }
 }

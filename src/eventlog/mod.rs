@@ -9,6 +9,10 @@
 //!   `data` (JSON).
 //! - `board:{<board_id>}:idem:<actor>:<key>`: stored results of idempotent
 //!   writes, in the board's hash slot so the append script writes both.
+//! - `board:{<board_id>}:changes`: a Pub/Sub channel (sharded in a
+//!   cluster, so it lives in the board's slot too). The append script
+//!   publishes the new version on it, atomically with the append; readers
+//!   that watch the board read its stream when told, and never poll.
 //! - `boards:registry`: a stream with one entry (`board_id`) per board,
 //!   written before the board's first event; readers find every board here
 //!   without `SCAN`, and follow it with `XREAD` to learn of new ones.
@@ -21,12 +25,12 @@ pub mod tail;
 
 use std::time::Duration;
 
-use deadpool_redis::{Connection, Pool};
 use redis::streams::StreamRangeReply;
 use redis::{AsyncCommands, Script};
 use uuid::Uuid;
 
 use crate::domain::BoardEvent;
+use crate::redis_client::{RedisClient, RedisConnection};
 pub use entry::{decode_entry, DecodeError};
 
 /// How long one Redis operation may take before the dependency counts as down.
@@ -48,6 +52,25 @@ pub fn turn_key(board_id: Uuid) -> String {
     format!("board:{{{board_id}}}:turn")
 }
 
+/// Who watches the board (see `presence`): field `<user>|<instance>`.
+pub fn presence_key(board_id: Uuid) -> String {
+    format!("board:{{{board_id}}}:presence")
+}
+
+/// The board's notification channel (see the module docs).
+pub fn changes_channel(board_id: Uuid) -> String {
+    format!("board:{{{board_id}}}:changes")
+}
+
+/// The board a notification channel belongs to.
+pub fn board_of_channel(channel: &str) -> Option<Uuid> {
+    channel
+        .strip_prefix("board:{")?
+        .strip_suffix("}:changes")?
+        .parse()
+        .ok()
+}
+
 pub fn user_boards_key(user_id: Uuid) -> String {
     format!("user:{user_id}:boards")
 }
@@ -61,7 +84,7 @@ pub fn board_of(key: &str) -> Option<Uuid> {
 }
 
 /// Milliseconds since the Unix epoch, for heartbeats kept in Redis.
-pub(crate) fn unix_millis() -> u64 {
+pub fn unix_millis() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -83,12 +106,6 @@ pub enum LogError {
 
 impl From<redis::RedisError> for LogError {
     fn from(error: redis::RedisError) -> Self {
-        LogError::Unavailable(error.to_string())
-    }
-}
-
-impl From<deadpool_redis::PoolError> for LogError {
-    fn from(error: deadpool_redis::PoolError) -> Self {
         LogError::Unavailable(error.to_string())
     }
 }
@@ -128,36 +145,44 @@ if #last > 0 then version = tonumber(string.match(last[1][1], '^(%d+)')) end
 return {RUN_ID, tostring(version)}
 "#;
 
-/// Puts back events a stream lost, if it is still as the caller saw it.
-/// KEYS[1] stream; ARGV: run id, last version seen, then six fields per
-/// event (version, v, type, actor, at, data).
+/// Puts back events a stream lost, if it is still as the caller saw it,
+/// and tells the board's watchers. KEYS[1] stream; ARGV: run id, last
+/// version seen, changes channel, then six fields per event (version, v,
+/// type, actor, at, data).
 const RESTORE_SCRIPT: &str = r#"
 local run = RUN_ID
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local version = 0
 if #last > 0 then version = tonumber(string.match(last[1][1], '^(%d+)')) end
 if run ~= ARGV[1] or version ~= tonumber(ARGV[2]) then return {'moved', run} end
-for i = 3, #ARGV, 6 do
+for i = 4, #ARGV, 6 do
   redis.call('XADD', KEYS[1], ARGV[i] .. '-0', 'v', ARGV[i + 1], 'type', ARGV[i + 2],
     'version', ARGV[i], 'actor', ARGV[i + 3], 'at', ARGV[i + 4], 'data', ARGV[i + 5])
+  version = tonumber(ARGV[i])
 end
+redis.call(PUBLISH, ARGV[3], tostring(version))
 return {'restored', run}
 "#;
 
 /// Checks the expected version and appends in one atomic step; also stores
-/// the idempotent result next to the board. Returns `{kind, value}`.
+/// the idempotent result next to the board and publishes the new version on
+/// the board's channel. Returns `{kind, value}`. Every key is the board's
+/// (one hash slot); without an idempotency key KEYS[2] is still a board key,
+/// unused (ARGV[13] = '0'), since an empty key name would hash to slot 0.
 ///
 /// Fairness: a writer that keeps losing races asks for the board's turn
 /// (`claim`); while another writer holds the turn, appends are refused as
 /// conflicts, so the starved writer gets through. A turn lasts at most
 /// `turn_ms`, in case its holder goes away.
 const APPEND_SCRIPT: &str = r#"
--- KEYS[1] stream, KEYS[2] idempotency key (or '' when none), KEYS[3] turn
+-- KEYS[1] stream, KEYS[2] idempotency key, KEYS[3] turn
 -- ARGV: expected version, schema v, type, actor, at, data, record,
---       ttl seconds, writer token, claim ('1' or '0'), turn ms, run id
+--       ttl seconds, writer token, claim ('1' or '0'), turn ms, run id,
+--       idempotent ('1' or '0'), changes channel
 local run = RUN_ID
 if run ~= ARGV[12] then return {'new-redis', run} end
-if KEYS[2] ~= '' then
+local idempotent = ARGV[13] == '1'
+if idempotent then
   local stored = redis.call('GET', KEYS[2])
   if stored then return {'replay', stored} end
 end
@@ -175,8 +200,9 @@ local version = current + 1
 local id = redis.call('XADD', KEYS[1], version .. '-0',
   'v', ARGV[2], 'type', ARGV[3], 'version', version,
   'actor', ARGV[4], 'at', ARGV[5], 'data', ARGV[6])
-if KEYS[2] ~= '' then redis.call('SET', KEYS[2], ARGV[7], 'EX', ARGV[8]) end
+if idempotent then redis.call('SET', KEYS[2], ARGV[7], 'EX', ARGV[8]) end
 if turn then redis.call('DEL', KEYS[3]) end
+redis.call(PUBLISH, ARGV[14], tostring(version))
 return {'stored', id}
 "#;
 
@@ -193,17 +219,24 @@ pub struct Writer {
 
 #[derive(Clone)]
 pub struct EventLog {
-    pool: Pool,
+    redis: RedisClient,
     append: Script,
     head: Script,
     restore: Script,
 }
 
 impl EventLog {
-    pub fn new(pool: Pool) -> Self {
-        let script = |source: &str| Script::new(&source.replace("RUN_ID", RUN_ID_LUA));
+    pub fn new(redis: RedisClient) -> Self {
+        let publish = format!("'{}'", redis.publish_command());
+        let script = |source: &str| {
+            Script::new(
+                &source
+                    .replace("RUN_ID", RUN_ID_LUA)
+                    .replace("PUBLISH", &publish),
+            )
+        };
         EventLog {
-            pool,
+            redis,
             append: script(APPEND_SCRIPT),
             head: script(HEAD_SCRIPT),
             restore: script(RESTORE_SCRIPT),
@@ -236,7 +269,10 @@ impl EventLog {
     ) -> Result<bool, LogError> {
         let mut connection = self.connection().await?;
         let mut invocation = self.restore.key(stream_key(board_id));
-        invocation.arg(&head.run_id).arg(head.last_version);
+        invocation
+            .arg(&head.run_id)
+            .arg(head.last_version)
+            .arg(changes_channel(board_id));
         for event in events {
             let event = event.borrow();
             let fields = entry::encode(event);
@@ -253,8 +289,8 @@ impl EventLog {
         Ok(outcome == "restored")
     }
 
-    async fn connection(&self) -> Result<Connection, LogError> {
-        Ok(within(self.pool.get()).await??)
+    async fn connection(&self) -> Result<RedisConnection, LogError> {
+        Ok(within(self.redis.connection()).await??)
     }
 
     /// Events after `after`, oldest first, at most `count`.
@@ -286,9 +322,10 @@ impl EventLog {
     ) -> Result<Appended, LogError> {
         let mut connection = self.connection().await?;
         let fields = entry::encode(event);
+        let idempotent = idempotency.is_some();
         let (idem_key, record) = match idempotency {
             Some((key, record)) => (idempotency_key(event.board_id, event.actor, key), record),
-            None => (String::new(), String::new()),
+            None => (idempotency_key(event.board_id, None, ""), String::new()),
         };
         let mut invocation = self.append.key(stream_key(event.board_id));
         invocation
@@ -305,7 +342,9 @@ impl EventLog {
             .arg(&writer.token)
             .arg(if writer.claim_turn { "1" } else { "0" })
             .arg(TURN.as_millis() as u64)
-            .arg(run_id);
+            .arg(run_id)
+            .arg(if idempotent { "1" } else { "0" })
+            .arg(changes_channel(event.board_id));
         let (kind, value): (String, String) =
             within(invocation.invoke_async(&mut connection)).await??;
         match kind.as_str() {
@@ -363,18 +402,6 @@ impl EventLog {
         let ids: Vec<String> = within(connection.smembers(user_boards_key(user_id))).await??;
         Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
     }
-}
-
-/// A pooled connection, with pool failures as Redis I/O errors, for the
-/// background tasks that speak `RedisResult` (fan-out, presence).
-pub async fn pooled(pool: &Pool) -> redis::RedisResult<Connection> {
-    pool.get().await.map_err(|error| {
-        redis::RedisError::from((
-            redis::ErrorKind::Io,
-            "no Redis connection",
-            error.to_string(),
-        ))
-    })
 }
 
 /// Bounds a Redis operation so a stalled server reads as unavailable.

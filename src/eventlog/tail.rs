@@ -11,18 +11,21 @@
 //!   a restarted tail first re-reads what it had been given but not
 //!   acknowledged: each event is printed once, and none is lost.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::time::Duration;
 
-use deadpool_redis::Pool;
-use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
-use redis::AsyncCommands;
+use redis::streams::{StreamRangeReply, StreamReadReply};
+use redis::{AsyncCommands, Value};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::{board_of, decode_entry, entry_id, stream_key, REGISTRY};
+use super::{board_of_channel, changes_channel, decode_entry, entry_id, stream_key, REGISTRY};
+use crate::redis_client::{Notice, RedisClient};
 
-const BLOCK: Duration = Duration::from_millis(500);
+/// How often the registry is checked for new boards when nothing else
+/// happens: how late a tail of all boards may see a new board's first event.
+const REGISTRY_CHECK: Duration = Duration::from_millis(500);
 const PAGE: usize = 500;
 
 pub struct TailOptions {
@@ -56,8 +59,13 @@ impl<W: Write> Printer<W> {
     }
 }
 
-pub async fn run(pool: Pool, options: TailOptions) -> anyhow::Result<()> {
-    let mut connection = pool.get().await?;
+/// Prints events until the limit (or forever). Every command names one
+/// stream, so it works on a cluster as on one Redis; streams are read when
+/// their board's channel says they changed, not polled.
+pub async fn run(redis: RedisClient, options: TailOptions) -> anyhow::Result<()> {
+    let mut connection = redis.connection().await?;
+    let (pushes_tx, mut pushes) = mpsc::unbounded_channel();
+    let mut subscriber = redis.subscriber(pushes_tx).await?;
     let mut printer = Printer {
         out: std::io::stdout().lock(),
         printed: 0,
@@ -66,12 +74,22 @@ pub async fn run(pool: Pool, options: TailOptions) -> anyhow::Result<()> {
     if options.limit == Some(0) {
         return Ok(());
     }
-    // Read positions per stream key: an entry id, or ">" under a group.
-    let mut positions: HashMap<String, String> = HashMap::new();
+    // Read positions per board: an entry id, or ">" under a group.
+    let mut positions: HashMap<Uuid, String> = HashMap::new();
+    let mut unread: HashSet<Uuid> = HashSet::new();
     let mut registry_position = "0".to_owned();
     let live_since = match &options.board {
         Some(board_id) => {
-            positions.insert(stream_key(*board_id), entry_id(options.from));
+            let start = match &options.group {
+                Some(group) => {
+                    create_group(&mut connection, *board_id, group).await?;
+                    "0".to_owned()
+                }
+                None => entry_id(options.from),
+            };
+            positions.insert(*board_id, start);
+            subscriber.subscribe(&changes_channel(*board_id)).await?;
+            unread.insert(*board_id);
             None
         }
         None => Some(chrono::Utc::now().timestamp_millis()),
@@ -90,8 +108,7 @@ pub async fn run(pool: Pool, options: TailOptions) -> anyhow::Result<()> {
                 else {
                     continue;
                 };
-                let key = stream_key(board_id);
-                if positions.contains_key(&key) {
+                if positions.contains_key(&board_id) {
                     continue;
                 }
                 // Without a group, a live tail starts at the boards' present:
@@ -104,80 +121,98 @@ pub async fn run(pool: Pool, options: TailOptions) -> anyhow::Result<()> {
                     .and_then(|ms| ms.parse().ok())
                     .unwrap_or(0);
                 let start = match (&group, live_since) {
-                    (Some(_), _) => "0".to_owned(),
                     (None, Some(since)) if registered_ms < since => {
-                        let last: StreamRangeReply =
-                            connection.xrevrange_count(&key, "+", "-", 1).await?;
+                        let last: StreamRangeReply = connection
+                            .xrevrange_count(stream_key(board_id), "+", "-", 1)
+                            .await?;
                         last.ids
                             .first()
                             .map_or_else(|| "0".to_owned(), |e| e.id.clone())
                     }
                     _ => "0".to_owned(),
                 };
-                positions.insert(key, start);
+                if let Some(group) = &group {
+                    create_group(&mut connection, board_id, group).await?;
+                }
+                subscriber.subscribe(&changes_channel(board_id)).await?;
+                positions.insert(board_id, start);
+                unread.insert(board_id);
             }
         }
-        if let Some(group) = &group {
-            for key in positions.keys() {
-                let created: redis::RedisResult<()> = redis::cmd("XGROUP")
-                    .arg("CREATE")
-                    .arg(key)
-                    .arg(group)
-                    .arg("0")
-                    .arg("MKSTREAM")
-                    .query_async(&mut *connection)
-                    .await;
-                if let Err(error) = created {
-                    if error.code() != Some("BUSYGROUP") {
-                        return Err(error.into());
+        if unread.is_empty() {
+            // Wait for news (or, following all boards, for the next look
+            // at the registry).
+            let wait = tokio::time::timeout(REGISTRY_CHECK, pushes.recv());
+            let first = match wait.await {
+                Ok(Some(push)) => Some(push),
+                Ok(None) => anyhow::bail!("the notification connection closed"),
+                Err(_) => None,
+            };
+            let more = std::iter::from_fn(|| pushes.try_recv().ok());
+            for push in first.into_iter().chain(more) {
+                let channel = match Notice::of(push) {
+                    Some(Notice::Message { channel, .. }) => channel,
+                    Some(Notice::Subscribed { channel }) => channel,
+                    _ => continue,
+                };
+                if let Some(board_id) = board_of_channel(&channel) {
+                    if positions.contains_key(&board_id) {
+                        unread.insert(board_id);
                     }
                 }
             }
-        }
-        if positions.is_empty() {
-            tokio::time::sleep(BLOCK).await;
             continue;
         }
-        let keys: Vec<String> = positions.keys().cloned().collect();
-        let reply: Option<StreamReadReply> = match &group {
-            Some(group) => {
+        let boards: Vec<Uuid> = unread.drain().collect();
+        let mut pipe = redis::pipe();
+        for board_id in &boards {
+            match &group {
                 // Own pending entries first (a restart), then new ones.
-                let pending: Vec<&str> = vec!["0"; keys.len()];
-                let options = StreamReadOptions::default()
-                    .group(group, &options.consumer)
-                    .count(PAGE);
-                let mine: StreamReadReply =
-                    connection.xread_options(&keys, &pending, &options).await?;
-                if mine.keys.iter().any(|k| !k.ids.is_empty()) {
-                    Some(mine)
-                } else {
-                    let fresh: Vec<&str> = vec![">"; keys.len()];
-                    let options = options.block(BLOCK.as_millis() as usize);
-                    connection.xread_options(&keys, &fresh, &options).await?
-                }
-            }
-            None => {
-                let ids: Vec<String> = keys.iter().map(|k| positions[k].clone()).collect();
-                let options = StreamReadOptions::default()
-                    .count(PAGE)
-                    .block(BLOCK.as_millis() as usize);
-                connection.xread_options(&keys, &ids, &options).await?
-            }
-        };
-        let Some(reply) = reply else { continue };
-        for stream in reply.keys {
-            let Some(board_id) = board_of(&stream.key) else {
-                continue;
+                Some(group) => pipe
+                    .cmd("XREADGROUP")
+                    .arg("GROUP")
+                    .arg(group)
+                    .arg(&options.consumer)
+                    .arg("COUNT")
+                    .arg(PAGE)
+                    .arg("STREAMS")
+                    .arg(stream_key(*board_id))
+                    .arg(&positions[board_id]),
+                None => pipe
+                    .cmd("XREAD")
+                    .arg("COUNT")
+                    .arg(PAGE)
+                    .arg("STREAMS")
+                    .arg(stream_key(*board_id))
+                    .arg(&positions[board_id]),
             };
-            for entry in stream.ids {
+        }
+        let replies: Vec<Value> = pipe.query_async(&mut connection).await?;
+        for (board_id, reply) in boards.into_iter().zip(replies) {
+            let reply: Option<StreamReadReply> = redis::from_redis_value(reply)?;
+            let entries = reply
+                .and_then(|reply| reply.keys.into_iter().next())
+                .map(|stream| stream.ids)
+                .unwrap_or_default();
+            // Under a group, own pending entries come first, until a read
+            // of them comes back empty; a full page may have more behind it.
+            let pending = group.is_some() && positions[&board_id] != ">";
+            if pending && entries.is_empty() {
+                positions.insert(board_id, ">".to_owned());
+            }
+            if pending || entries.len() == PAGE {
+                unread.insert(board_id);
+            }
+            let key = stream_key(board_id);
+            for entry in entries {
                 let id = entry.id.clone();
                 let more = printer.print(board_id, entry)?;
                 match &group {
                     Some(group) => {
-                        let _: i64 = connection.xack(&stream.key, group, &[&id]).await?;
+                        let _: i64 = connection.xack(&key, group, &[&id]).await?;
                     }
                     None => {
-                        positions.insert(stream.key.clone(), id);
+                        positions.insert(board_id, id);
                     }
                 }
                 if !more {
@@ -185,5 +220,25 @@ pub async fn run(pool: Pool, options: TailOptions) -> anyhow::Result<()> {
                 }
             }
         }
+    }
+}
+
+/// The group on the board's stream, from its start (kept if it exists).
+async fn create_group(
+    connection: &mut crate::redis_client::RedisConnection,
+    board_id: Uuid,
+    group: &str,
+) -> anyhow::Result<()> {
+    let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(stream_key(board_id))
+        .arg(group)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(connection)
+        .await;
+    match created {
+        Err(error) if error.code() != Some("BUSYGROUP") => Err(error.into()),
+        _ => Ok(()),
     }
 }

@@ -47,7 +47,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
 /// do not. Quick-win needs none, so an unconfigured dependency is not down.
 async fn readiness(state: &AppState) -> Response {
     let check = Duration::from_secs(2);
-    let redis = state.dependencies.redis_status(check).await;
+    let (redis, cluster) = state.dependencies.redis_status(check).await;
     let postgres = state.dependencies.postgres_status(check).await;
     let down = [redis, postgres].contains(&"down");
     let api = if redis == "up" && postgres == "up" {
@@ -55,11 +55,14 @@ async fn readiness(state: &AppState) -> Response {
     } else {
         "unavailable"
     };
-    let body = json!({
+    let mut body = json!({
         "status": if down { "degraded" } else { "ready" },
         "dependencies": { "redis": redis, "postgres": postgres },
         "modes": { "quick": "up", "api": api },
     });
+    if let Some(cluster) = cluster {
+        body["dependencies"]["redis_cluster"] = json!(cluster);
+    }
     let status = if down {
         StatusCode::SERVICE_UNAVAILABLE
     } else {

@@ -493,16 +493,11 @@ impl BoardStore for EventSourcedStore {
             self.catch_up(board_id, &mut cached).await?;
             fresh = true;
         }
+        // A retry with a used key is answered by the append script from the
+        // stored result, so the common case stays one command. Only a retry
+        // the board now refuses (its task exists, its If-Match is stale)
+        // needs the stored result read first; see below.
         let key = request.idempotency.as_ref();
-        if let Some(key) = key {
-            let stored = self
-                .log
-                .idempotent_result(board_id, actor, &key.key)
-                .await?;
-            if let Some(record) = stored.and_then(|json| IdempotencyRecord::from_json(&json).ok()) {
-                return self.replay(board_id, &record, key).await;
-            }
-        }
         let mut writer = Writer {
             token: Uuid::new_v4().simple().to_string(),
             claim_turn: false,
@@ -518,7 +513,20 @@ impl BoardStore for EventSourcedStore {
                     fresh = true;
                     continue;
                 }
-                Err(refused) => return Err(refused),
+                Err(refused) => {
+                    if let Some(key) = key {
+                        let stored = self
+                            .log
+                            .idempotent_result(board_id, actor, &key.key)
+                            .await?;
+                        let record =
+                            stored.and_then(|json| IdempotencyRecord::from_json(&json).ok());
+                        if let Some(record) = record {
+                            return self.replay(board_id, &record, key).await;
+                        }
+                    }
+                    return Err(refused);
+                }
             };
             self.index_before(board_id, &event).await?;
             // The record names the version and the view; a retry renders it
@@ -666,5 +674,6 @@ impl BoardStore for EventSourcedStore {
 
     fn unwatch(&self, board_id: Uuid) {
         self.hub.release(board_id);
+        self.feed.released(board_id);
     }
 }

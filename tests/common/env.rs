@@ -88,7 +88,7 @@ impl TestEnv {
     fn store_settings(&self) -> Settings {
         let mut settings = Settings::new();
         if let Some(redis) = &self.redis {
-            settings.push(("STREAMBOARD__REDIS__URL".into(), redis.url()));
+            settings.extend(redis.settings());
         }
         if let Some(db) = &self.db {
             settings.push(("STREAMBOARD__POSTGRES__URL".into(), db.url()));

@@ -8,11 +8,10 @@ use tokio::process::{Child, Command};
 use super::process;
 
 /// Intervals short enough for tests; a test's own settings come after and win.
-const QUICK_INTERVALS: [(&str, &str); 5] = [
+const QUICK_INTERVALS: [(&str, &str); 4] = [
     ("STREAMBOARD__PROJECTOR__METRICS_ADDR", "127.0.0.1:0"),
     ("STREAMBOARD__PROJECTOR__BLOCK_MS", "100"),
-    ("STREAMBOARD__PROJECTOR__CLAIM_IDLE_MS", "1000"),
-    ("STREAMBOARD__PROJECTOR__CLAIM_INTERVAL_MS", "300"),
+    ("STREAMBOARD__PROJECTOR__LEASE_MS", "1500"),
     ("STREAMBOARD__PROJECTOR__LAG_INTERVAL_MS", "300"),
 ];
 

@@ -1,5 +1,7 @@
 //! Per-test dependencies: a throwaway `redis-server` on a free loopback
-//! port and a fresh PostgreSQL database, both gone when the test ends.
+//! port (or, with `STREAMBOARD_TEST_REDIS_CLUSTER=1`, a 3-master Redis
+//! Cluster of them) and a fresh PostgreSQL database, all gone when the test
+//! ends.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -14,9 +16,29 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// Whether this test run uses a Redis Cluster wherever a test asks for a
+/// Redis (`STREAMBOARD_TEST_REDIS_CLUSTER=1`; scripts/test.sh runs the
+/// end-to-end suites both ways).
+pub fn cluster_mode() -> bool {
+    std::env::var("STREAMBOARD_TEST_REDIS_CLUSTER").is_ok_and(|v| v == "1")
+}
+
+/// A port that is free, and whose cluster bus port (+10000) is free too.
+fn free_cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// A private Redis for one test; killed on drop.
 pub struct TestRedis {
     pub port: u16,
+    /// The other masters of a cluster (empty for a single Redis).
+    cluster_ports: Vec<u16>,
+    cluster_children: Mutex<Vec<Child>>,
     /// Behind a lock so that a test can stop and restart the Redis its
     /// servers share while it holds them.
     child: Mutex<Option<Child>>,
@@ -26,14 +48,93 @@ pub struct TestRedis {
 }
 
 impl TestRedis {
+    /// A single Redis, or a cluster in a cluster run ([`cluster_mode`]).
     pub fn start() -> TestRedis {
+        if cluster_mode() {
+            return TestRedis::start_cluster();
+        }
+        TestRedis::start_single()
+    }
+
+    /// A single Redis, whatever the run.
+    pub fn start_single() -> TestRedis {
         let redis = TestRedis {
             port: free_port(),
+            cluster_ports: Vec::new(),
+            cluster_children: Mutex::new(Vec::new()),
             child: Mutex::new(None),
             dir: None,
         };
         redis.restart();
         redis
+    }
+
+    /// Three masters, slots spread over them, no replicas; each node in a
+    /// directory of its own (its `nodes.conf`), removed on drop.
+    pub fn start_cluster() -> TestRedis {
+        let dir =
+            std::env::temp_dir().join(format!("sb_cluster_{}", uuid::Uuid::new_v4().simple()));
+        let ports: Vec<u16> = (0..3).map(|_| free_cluster_port()).collect();
+        let mut children = Vec::new();
+        for port in &ports {
+            let node_dir = dir.join(port.to_string());
+            std::fs::create_dir_all(&node_dir).expect("creating a cluster node directory");
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"])
+                .arg("--dir")
+                .arg(&node_dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server on PATH (scripts/test.sh installs it)");
+            children.push(child);
+            wait_for_pong(*port);
+        }
+        let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli");
+        assert!(
+            created.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&created.stdout)
+        );
+        // Every node must agree before clients are pointed at it.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for port in &ports {
+            loop {
+                let info = Command::new("redis-cli")
+                    .args(["-p", &port.to_string(), "CLUSTER", "INFO"])
+                    .output()
+                    .expect("redis-cli");
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the test cluster did not come up"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let mut children = children.into_iter();
+        let first = children.next();
+        TestRedis {
+            port: ports[0],
+            cluster_ports: ports[1..].to_vec(),
+            cluster_children: Mutex::new(children.collect()),
+            child: Mutex::new(first),
+            dir: Some(dir),
+        }
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        !self.cluster_ports.is_empty()
     }
 
     /// A Redis that keeps its data across [`TestRedis::stop`] /
@@ -44,6 +145,8 @@ impl TestRedis {
         std::fs::create_dir_all(&dir).expect("creating the Redis data directory");
         let redis = TestRedis {
             port: free_port(),
+            cluster_ports: Vec::new(),
+            cluster_children: Mutex::new(Vec::new()),
             child: Mutex::new(None),
             dir: Some(dir),
         };
@@ -51,12 +154,30 @@ impl TestRedis {
         redis
     }
 
+    /// The URL for `redis.url`: a cluster's three nodes, comma-separated.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        std::iter::once(self.port)
+            .chain(self.cluster_ports.iter().copied())
+            .map(|port| format!("redis://127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The settings a binary needs to use this Redis.
+    pub fn settings(&self) -> Vec<(String, String)> {
+        let mut settings = vec![("STREAMBOARD__REDIS__URL".to_owned(), self.url())];
+        if self.is_cluster() {
+            settings.push(("STREAMBOARD__REDIS__CLUSTER".to_owned(), "true".to_owned()));
+        }
+        settings
     }
 
     /// Stops the server (SIGKILL): everything in it is lost.
     pub fn stop(&self) {
+        assert!(
+            !self.is_cluster() || std::thread::panicking(),
+            "stopping a test cluster is not supported; use TestRedis::start_single"
+        );
         // Also from `drop` while a failed test unwinds: never panic here.
         let child = self.child.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(mut child) = child {
@@ -68,6 +189,10 @@ impl TestRedis {
     /// Starts (again) on the same port: empty, or, when started with
     /// [`TestRedis::start_persistent`], with everything written before.
     pub fn restart(&self) {
+        assert!(
+            !self.is_cluster(),
+            "restarting a test cluster is not supported"
+        );
         self.stop();
         let mut command = Command::new("redis-server");
         command.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"]);
@@ -95,25 +220,14 @@ impl TestRedis {
             .spawn()
             .expect("redis-server on PATH (scripts/test.sh installs it)");
         *self.child.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            let pong = Command::new("redis-cli")
-                .args(["-p", &self.port.to_string(), "ping"])
-                .output()
-                .map(|o| o.stdout.starts_with(b"PONG"))
-                .unwrap_or(false);
-            if pong {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("redis-server on port {} did not start", self.port);
+        wait_for_pong(self.port);
     }
 
-    /// Runs a redis-cli command against this server and returns its output.
+    /// Runs a redis-cli command against this server (following a cluster's
+    /// redirections) and returns its output.
     pub fn cli(&self, args: &[&str]) -> String {
         let output = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
+            .args(["-c", "-p", &self.port.to_string()])
             .args(args)
             .output()
             .expect("redis-cli");
@@ -149,6 +263,104 @@ impl TestRedis {
                 StreamEntry { id, fields }
             })
             .collect()
+    }
+
+    /// Every node's port (one for a single Redis).
+    pub fn ports(&self) -> Vec<u16> {
+        std::iter::once(self.port)
+            .chain(self.cluster_ports.iter().copied())
+            .collect()
+    }
+
+    /// `INFO <section>` of every node.
+    fn info_all(&self, section: &str) -> Vec<String> {
+        self.ports()
+            .into_iter()
+            .map(|port| {
+                let output = Command::new("redis-cli")
+                    .args(["-p", &port.to_string(), "INFO", section])
+                    .output()
+                    .expect("redis-cli");
+                String::from_utf8_lossy(&output.stdout).into_owned()
+            })
+            .collect()
+    }
+
+    /// Calls served so far per command (lower case, summed over nodes),
+    /// from `INFO commandstats`.
+    pub fn command_calls(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut calls = std::collections::BTreeMap::new();
+        for info in self.info_all("commandstats") {
+            for line in info.lines() {
+                let Some((name, stats)) = line
+                    .strip_prefix("cmdstat_")
+                    .and_then(|rest| rest.split_once(':'))
+                else {
+                    continue;
+                };
+                let count: u64 = stats
+                    .split("calls=")
+                    .nth(1)
+                    .and_then(|rest| rest.split(',').next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                *calls.entry(name.to_owned()).or_insert(0) += count;
+            }
+        }
+        calls
+    }
+
+    /// Starts recording the commands clients send (`MONITOR` on every
+    /// node); [`Monitor::commands`] stops and counts them.
+    pub fn monitor(&self) -> Monitor {
+        use std::io::BufRead;
+        let mut children = Vec::new();
+        let mut readers = Vec::new();
+        for port in self.ports() {
+            // Line-buffered: a killed redis-cli loses no buffered line.
+            let mut child = Command::new("stdbuf")
+                .args(["-oL", "redis-cli", "-p", &port.to_string(), "MONITOR"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-cli MONITOR");
+            let stdout = child.stdout.take().expect("piped");
+            let (listening_tx, listening) = std::sync::mpsc::channel();
+            readers.push(std::thread::spawn(move || {
+                let mut lines = Vec::new();
+                for line in std::io::BufReader::new(stdout)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    if line == "OK" {
+                        let _ = listening_tx.send(());
+                    } else {
+                        lines.push(line);
+                    }
+                }
+                lines
+            }));
+            // MONITOR answers OK once it listens.
+            listening
+                .recv_timeout(Duration::from_secs(10))
+                .expect("MONITOR did not start");
+            children.push(child);
+        }
+        Monitor { children, readers }
+    }
+
+    /// CPU seconds (user + system) the Redis processes have used, summed.
+    pub fn cpu_seconds(&self) -> f64 {
+        self.info_all("cpu")
+            .iter()
+            .flat_map(|info| info.lines().map(str::to_owned).collect::<Vec<_>>())
+            .filter_map(|line| {
+                let (name, value) = line.trim().split_once(':')?;
+                matches!(name, "used_cpu_sys" | "used_cpu_user")
+                    .then(|| value.parse::<f64>().ok())
+                    .flatten()
+            })
+            .sum()
     }
 
     /// `XLEN <key>`.
@@ -189,9 +401,77 @@ impl StreamEntry {
     }
 }
 
+/// Commands recorded by [`TestRedis::monitor`].
+pub struct Monitor {
+    children: Vec<Child>,
+    readers: Vec<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl Monitor {
+    /// Stops recording; the commands clients sent, by name (lower case).
+    /// Commands run inside scripts (`[0 lua]`) are not counted.
+    pub fn commands(self) -> std::collections::BTreeMap<String, u64> {
+        // The last commands may still be on their way to the monitor.
+        std::thread::sleep(Duration::from_millis(300));
+        for mut child in self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let mut counts = std::collections::BTreeMap::new();
+        for reader in self.readers {
+            for line in reader.join().unwrap_or_default() {
+                // `<time> [<db> <client>] "<command>" "<arg>"...`
+                let Some((source, rest)) = line.split_once("] ") else {
+                    continue;
+                };
+                if source.ends_with("lua") {
+                    continue;
+                }
+                let name = rest
+                    .split('"')
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_ascii_lowercase();
+                *counts.entry(name).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+}
+
+fn wait_for_pong(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let pong = Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "ping"])
+            .output()
+            .map(|o| o.stdout.starts_with(b"PONG"))
+            .unwrap_or(false);
+        if pong {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("redis-server on port {port} did not start");
+}
+
 impl Drop for TestRedis {
     fn drop(&mut self) {
-        self.stop();
+        let others = std::mem::take(
+            &mut *self
+                .cluster_children
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        for mut child in others {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let child = self.child.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(mut child) = child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         if let Some(dir) = self.dir.take() {
             let _ = std::fs::remove_dir_all(dir);
         }

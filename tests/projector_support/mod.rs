@@ -18,10 +18,9 @@ pub use crate::common::{TestDb, TestRedis};
 
 /// The event log on `redis`, through the library.
 pub fn event_log(redis: &TestRedis) -> EventLog {
-    let pool = deadpool_redis::Config::from_url(redis.url())
-        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-        .expect("a Redis pool");
-    EventLog::new(pool)
+    let client = streamboard::redis_client::RedisClient::new(&redis.url(), redis.is_cluster())
+        .expect("a Redis client");
+    EventLog::new(client)
 }
 
 /// A deterministic xorshift generator: reproducible runs without a crate.
