@@ -5,6 +5,8 @@
 #   ./scripts/test.sh since_zero   extra args go to the test runner: a test-name filter,
 #   ./scripts/test.sh -E 'binary(quick_ws)'    or flags (here: nextest, one test file)
 #   STRICT=1 ./scripts/test.sh     also cargo fmt --check and clippy -D warnings
+#   SKIP_CLUSTER=1 ./scripts/test.sh   without the second run of the Redis suites
+#                                  against a Redis Cluster
 #
 # Makes sure local Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432) are up,
 # starting or installing them when needed (a Redis started here is stopped at
@@ -52,6 +54,28 @@ fi
 sb_step "Running tests: ${runner[*]} $*"
 status=0
 "${runner[@]}" "$@" || status=$?
+
+# The end-to-end suites that use Redis once more, each test against a
+# 3-master Redis Cluster of its own (STREAMBOARD_TEST_REDIS_CLUSTER=1).
+# Suites that restart or stop Redis (durability, resilience) test a single
+# Redis only. SKIP_CLUSTER=1 skips this run; extra arguments skip it too.
+if [[ ${SKIP_CLUSTER:-0} != 1 && $# -eq 0 ]]; then
+    cluster_suites=(api_auth api_auth_flow api_concurrency api_isolation api_sessions
+        realtime_analytics realtime_sse realtime_tail realtime_ws realtime_ws_access
+        realtime_ws_limits projector_convergence projector_faults projector_operations
+        projector_partitions scale_out)
+    sb_step "Running the Redis suites against a Redis Cluster: ${cluster_suites[*]}"
+    if [[ ${runner[1]} == nextest ]]; then
+        filter=$(printf 'binary(%s) | ' "${cluster_suites[@]}")
+        filter="(${filter% | }) - test(=without_redis_a_token_cannot_be_checked_and_gets_503)"
+        STREAMBOARD_TEST_REDIS_CLUSTER=1 "${runner[@]}" -E "$filter" || status=$?
+    else
+        tests=$(printf -- '--test %s ' "${cluster_suites[@]}")
+        # shellcheck disable=SC2086
+        STREAMBOARD_TEST_REDIS_CLUSTER=1 cargo test -p streamboard $tests -- \
+            --skip without_redis_a_token_cannot_be_checked_and_gets_503 || status=$?
+    fi
+fi
 
 # Schemathesis against the live server (scripts/fuzz.sh); SKIP_FUZZ=1 skips it.
 if [[ ${SKIP_FUZZ:-0} != 1 ]]; then bash scripts/fuzz.sh || status=1; fi

@@ -276,10 +276,25 @@ fn mode_to_redis(error: ModeError) -> RedisError {
     }
 }
 
+/// Whether a command failed because the connection was gone (Redis
+/// restarted, a network blip): the connection manager reconnects, and the
+/// command is sent once more. Safe for our writes: appends and restores
+/// carry the Redis `run_id` they were checked under, so one that reaches a
+/// new process is refused rather than applied blind.
+fn connection_lost(error: &RedisError) -> bool {
+    error.is_connection_dropped() || error.is_io_error()
+}
+
 impl ConnectionLike for RedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            RedisConnection::Single(c) => c.req_packed_command(cmd),
+            RedisConnection::Single(c) => Box::pin(async move {
+                match c.req_packed_command(cmd).await {
+                    Err(error) if connection_lost(&error) => c.req_packed_command(cmd).await,
+                    result => result,
+                }
+            }),
+            // The cluster client retries (and follows redirections) itself.
             RedisConnection::Cluster(c) => c.req_packed_command(cmd),
         }
     }
@@ -291,7 +306,14 @@ impl ConnectionLike for RedisConnection {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            RedisConnection::Single(c) => c.req_packed_commands(cmd, offset, count),
+            RedisConnection::Single(c) => Box::pin(async move {
+                match c.req_packed_commands(cmd, offset, count).await {
+                    Err(error) if connection_lost(&error) => {
+                        c.req_packed_commands(cmd, offset, count).await
+                    }
+                    result => result,
+                }
+            }),
             RedisConnection::Cluster(c) => c.req_packed_commands(cmd, offset, count),
         }
     }

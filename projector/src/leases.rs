@@ -56,8 +56,6 @@ pub struct Leases {
     me: String,
     partitions: u32,
     lease: Duration,
-    renew: Script,
-    release: Script,
 }
 
 impl Leases {
@@ -74,8 +72,6 @@ impl Leases {
             me: me.to_owned(),
             partitions,
             lease,
-            renew: Script::new(RENEW),
-            release: Script::new(RELEASE),
         }
     }
 
@@ -141,12 +137,13 @@ impl Leases {
         let held_list: Vec<u32> = held.iter().copied().collect();
         let mut pipe = redis::pipe();
         for partition in &held_list {
-            pipe.invoke_script(
-                self.renew
-                    .key(self.lease_key(*partition))
-                    .arg(&self.me)
-                    .arg(ms),
-            );
+            // EVAL, not EVALSHA: a pipeline cannot load a missing script.
+            pipe.cmd("EVAL")
+                .arg(RENEW)
+                .arg(1)
+                .arg(self.lease_key(*partition))
+                .arg(&self.me)
+                .arg(ms);
         }
         if !held_list.is_empty() {
             let renewed: Vec<i64> = pipe.query_async(&mut conn).await?;
@@ -201,7 +198,11 @@ impl Leases {
         let mut conn = self.redis.connection().await?;
         let mut pipe = redis::pipe();
         for partition in partitions {
-            pipe.invoke_script(self.release.key(self.lease_key(*partition)).arg(&self.me))
+            pipe.cmd("EVAL")
+                .arg(RELEASE)
+                .arg(1)
+                .arg(self.lease_key(*partition))
+                .arg(&self.me)
                 .ignore();
         }
         pipe.query_async::<()>(&mut conn).await

@@ -231,7 +231,7 @@ async fn run(
         stop_rx,
     } = observed;
     let (boards_tx, _) = watch::channel(stream::Boards::default());
-    let heads = run::Heads::default();
+    let heads = metrics::Heads::default();
     tokio::spawn(metrics::sample_lag(
         pool.clone(),
         handle,

@@ -27,8 +27,6 @@ use tokio::sync::watch;
 use uuid::Uuid;
 use warp::Filter;
 
-use crate::run::Heads;
-
 pub const EVENTS_TOTAL: &str = "streamboard_projector_events_total";
 pub const DUPLICATES_TOTAL: &str = "streamboard_projector_duplicates_total";
 pub const GAP_FILLED_TOTAL: &str = "streamboard_projector_gap_filled_total";
@@ -101,6 +99,11 @@ pub fn register() {
 pub static APPLIED: AtomicU64 = AtomicU64::new(0);
 
 pub const TOP_BOARDS: usize = 20;
+
+/// The newest version each board is known to have (from notifications and
+/// reads), for the lag gauges: lag is measured from what was heard, not by
+/// polling every stream.
+pub type Heads = Arc<parking_lot::Mutex<HashMap<Uuid, u64>>>;
 
 /// The most lagging boards at the last sample.
 pub type LaggingBoards = Arc<Mutex<Vec<(Uuid, u64)>>>;

@@ -26,12 +26,11 @@
 //! then everything returns. Entries read but not applied stay pending and
 //! are claimed by the partition's next holder.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use redis::PushInfo;
 use streamboard::eventlog::{board_of_channel, changes_channel};
 use streamboard::redis_client::{BlockingConnection, Notice, RedisClient, Subscriber};
@@ -41,17 +40,12 @@ use uuid::Uuid;
 
 use crate::batch::{pack, BoardEntries, Projector};
 use crate::leases::{partition_of, Leases, Owned};
-use crate::metrics::{BATCH_FAILURES_TOTAL, BOARDS, CLAIMED_TOTAL, PARTITIONS_HELD};
+use crate::metrics::{Heads, BATCH_FAILURES_TOTAL, BOARDS, CLAIMED_TOTAL, PARTITIONS_HELD};
 use crate::stream::{self, Boards};
 
 /// Batches read but not yet applied, per instance. Small, so an instance
 /// never holds much more than it is about to write.
 const QUEUE: usize = 2;
-
-/// The newest version each board is known to have (from notifications and
-/// reads), for the lag gauges: lag is measured from what was heard, not by
-/// polling every stream.
-pub type Heads = Arc<Mutex<HashMap<Uuid, u64>>>;
 
 pub struct Runner {
     pub settings: ProjectorSettings,
