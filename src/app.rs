@@ -89,7 +89,7 @@ impl Application {
                     CACHED_BOARDS,
                     Duration::from_secs(u64::from(settings.idempotency.ttl_hours) * 3600),
                 ));
-                let presence = Presence::new(redis.clone());
+                let presence = Presence::new(redis.clone(), users.clone());
                 if let Some(url) = settings.redis_url() {
                     let client = redis::Client::open(url).context("redis.url")?;
                     background.push(tokio::spawn(presence.clone().run(client, stopping.clone())));
