@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
-# Streamboard image: both binaries (`streamboard` server, `projector`), stripped;
-# not the load generator.
+# Streamboard image: both binaries (`streamboard` server, `projector`), stripped,
+# and the board page the server serves at / (built in a Node stage); not the
+# load generator.
 #   docker build -t streamboard .        (or, with Redis and PostgreSQL: docker compose up --build)
 #   docker run -p 8080:8080 -e STREAMBOARD__AUTH__JWT_SECRET=$(openssl rand -hex 32) streamboard
 #                                        the server alone: quick-win mode on port 8080
@@ -9,6 +10,19 @@
 #
 # Rust version: at least the workspace's rust-version (1.92, in Cargo.toml).
 ARG RUST_VERSION=1.95
+ARG NODE_VERSION=20
+
+# The board page (clients/web): built with Node here, served as static files
+# by the server, which needs no Node at run time.
+FROM node:${NODE_VERSION}-bookworm-slim AS page
+WORKDIR /src/clients
+COPY clients/package.json clients/package-lock.json ./
+COPY clients/typescript/package.json typescript/
+COPY clients/web/package.json web/
+RUN npm ci --no-audit --no-fund --loglevel=error
+COPY clients/typescript/ typescript/
+COPY clients/web/ web/
+RUN npm run build -w @streamboard/web
 
 FROM rust:${RUST_VERSION}-bookworm AS builder
 WORKDIR /src
@@ -33,11 +47,13 @@ RUN apt-get update \
 WORKDIR /app
 COPY --from=builder /out/streamboard /out/projector /app/
 COPY config/ /app/config/
+COPY --from=page /src/clients/web/dist/ /app/web/
 # The projector's /metrics must listen beyond the container's loopback to be
 # scraped; the server ignores this setting.
 ENV PATH="/app:${PATH}" \
     STREAMBOARD_ENV=prod \
     STREAMBOARD__SERVER__ADDR=0.0.0.0:8080 \
+    STREAMBOARD__SERVER__WEB_DIR=/app/web \
     STREAMBOARD__PROJECTOR__METRICS_ADDR=0.0.0.0:9187
 USER streamboard
 # 8080: the server (HTTP, WebSocket, /metrics); 9187: the projector's /metrics.

@@ -5,7 +5,9 @@
 #                        uses: the two commands share their build output
 #   ./Run.sh --release   optimized build (target/release), a separate full build
 #
-# Ensures Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432) are running
+# Builds the board page served at http://127.0.0.1:8080/ (clients/web; needs
+# Node 20+; rebuilt only when its sources change). Ensures Redis
+# (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432) are running
 # (starting or installing them if needed); without them only the in-memory
 # quick-win mode under /quick is served. Writes .run/env: `source .run/env` in
 # another shell to use the CLIs (streamboard token|tail, projector parked|...).
@@ -18,6 +20,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 # shellcheck source=scripts/services.sh
 . scripts/services.sh
+# shellcheck source=scripts/clients.sh
+. scripts/clients.sh
 
 profile=dev
 for arg in "$@"; do
@@ -77,6 +81,12 @@ fi
 started=$SECONDS
 "${build[@]}"
 sb_info "built in $((SECONDS - started)) s: $bin/streamboard, $bin/projector"
+
+# The board page at / (clients/web, built with Node; rebuilt only when its
+# sources changed). Without it the server still runs; / says how to build it.
+sb_step "Board page (clients/web/dist)"
+sb_build_page || sb_warn "could not build the board page (needs Node 20+ and npm): / explains how"
+export STREAMBOARD__SERVER__WEB_DIR="${STREAMBOARD__SERVER__WEB_DIR:-$root/clients/web/dist}"
 
 export STREAMBOARD_ENV="${STREAMBOARD_ENV:-dev}"
 export STREAMBOARD__REDIS__URL="${STREAMBOARD__REDIS__URL:-redis://127.0.0.1:6379}"
@@ -141,6 +151,7 @@ done
 if [[ -n $url ]]; then
     curl_url=$(sed -E 's#//(127\.0\.0\.1|0\.0\.0\.0|\[::\])#//localhost#; s#^http://##' <<<"$url")
     sb_step "Streamboard is up at $url"
+    sb_info "board page:   $url/   (a quick-win board: $url/?board=<uuid>; event-sourced: add &mode=api)"
     sb_info "try:          curl -s $curl_url/ready"
     if ((deps_ok)); then
         sb_info "other shell:  source .run/env   (then: streamboard token --analytics, streamboard tail, projector parked)"

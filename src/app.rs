@@ -93,7 +93,7 @@ impl Application {
                     CACHED_BOARDS,
                     Duration::from_secs(u64::from(settings.idempotency.ttl_hours) * 3600),
                 ));
-                let presence = Presence::new(redis.clone(), feed);
+                let presence = Presence::new(redis.clone(), feed, users.clone());
                 background.push(tokio::spawn(
                     presence.clone().run(presence_changes, stopping.clone()),
                 ));

@@ -23,6 +23,7 @@ use serde_json::json;
 use tokio::sync::{broadcast, mpsc, watch};
 use uuid::Uuid;
 
+use crate::auth::users;
 use crate::eventlog::feed::{StreamFeed, PRESENCE_CHANGED};
 use crate::eventlog::{changes_channel, presence_key};
 use crate::redis_client::RedisClient;
@@ -50,6 +51,9 @@ pub struct Watcher {
 pub struct Presence {
     redis: RedisClient,
     feed: Arc<StreamFeed>,
+    /// Where usernames come from (the users table); learnt once per user.
+    users: deadpool_postgres::Pool,
+    usernames: DashMap<Uuid, String>,
     announce: Script,
     /// Subscriptions on this instance per (board, user), and the username.
     local: Mutex<HashMap<(Uuid, Uuid), (usize, String)>>,
@@ -71,12 +75,18 @@ impl Drop for Present {
 }
 
 impl Presence {
-    pub fn new(redis: RedisClient, feed: Arc<StreamFeed>) -> Arc<Self> {
+    pub fn new(
+        redis: RedisClient,
+        feed: Arc<StreamFeed>,
+        users: deadpool_postgres::Pool,
+    ) -> Arc<Self> {
         let publish = format!("'{}'", redis.publish_command());
         Arc::new(Presence {
             announce: Script::new(&ANNOUNCE_SCRIPT.replace("PUBLISH", &publish)),
             redis,
             feed,
+            users,
+            usernames: DashMap::new(),
             local: Mutex::new(HashMap::new()),
             topics: DashMap::new(),
         })
@@ -86,12 +96,30 @@ impl Presence {
         format!("{user}|{}", self.feed.instance())
     }
 
-    /// Marks `watcher` as watching `board_id`; returns who watches it now.
-    pub async fn join(
-        self: &Arc<Self>,
-        board_id: Uuid,
-        watcher: Watcher,
-    ) -> (Present, Vec<Watcher>) {
+    /// The user's name; an account that cannot be looked up shows as its id.
+    async fn username(&self, user: Uuid) -> String {
+        if let Some(name) = self.usernames.get(&user) {
+            return name.clone();
+        }
+        match users::usernames(&self.users, &[user]).await {
+            Ok(mut found) => {
+                let name = found.remove(&user).unwrap_or_else(|| user.to_string());
+                self.usernames.insert(user, name.clone());
+                name
+            }
+            Err(error) => {
+                tracing::debug!(%error, "presence: could not look up a username");
+                user.to_string()
+            }
+        }
+    }
+
+    /// Marks `user` as watching `board_id`; returns who watches it now.
+    pub async fn join(self: &Arc<Self>, board_id: Uuid, user: Uuid) -> (Present, Vec<Watcher>) {
+        let watcher = Watcher {
+            id: user,
+            username: self.username(user).await,
+        };
         let first = {
             let mut local = self.local.lock();
             let entry = local

@@ -35,6 +35,8 @@ pub struct ServerSettings {
     pub body_limit_bytes: u64,
     pub cors_origins: Vec<String>,
     pub shutdown_grace_seconds: u64,
+    /// The built board page, served at `/`.
+    pub web_dir: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]

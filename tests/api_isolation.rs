@@ -201,6 +201,9 @@ async fn viewer_reads_editor_edits_tasks_and_only_the_owner_manages_the_board() 
     let (owner, owner_id) = server.new_user("own").await;
     let (member, member_id) = server.new_user("mem").await;
     let (_third, third_id) = server.new_user("thd").await;
+    // Members carry their usernames.
+    let owner_name = server.get_json_auth(&owner, "/api/me").await["username"].clone();
+    let member_name = server.get_json_auth(&member, "/api/me").await["username"].clone();
     let board = server.api_board(&owner, "Shared").await;
     let board_id = board["id"].as_str().unwrap().to_owned();
     let task = server.api_task(&owner, &board_id, "Owner's task").await;
@@ -222,15 +225,13 @@ async fn viewer_reads_editor_edits_tasks_and_only_the_owner_manages_the_board() 
     .await;
 
     // Assert: a viewer reads
-    assert_eq!(added, json!({ "user_id": member_id, "role": "viewer" }));
+    let viewer = json!({ "user_id": member_id, "role": "viewer", "username": member_name });
+    assert_eq!(added, viewer);
     let seen = expect(server, &member, Method::GET, &board_path, None, 200).await;
     assert_eq!(seen["id"], board_id.as_str());
     assert_eq!(seen["owner_id"], owner_id.as_str());
     assert!(
-        seen["members"]
-            .as_array()
-            .unwrap()
-            .contains(&json!({ "user_id": member_id, "role": "viewer" })),
+        seen["members"].as_array().unwrap().contains(&viewer),
         "{seen}"
     );
     expect(server, &member, Method::GET, &task_path, None, 200).await;
@@ -297,13 +298,16 @@ async fn viewer_reads_editor_edits_tasks_and_only_the_owner_manages_the_board() 
     // Assert: an editor edits tasks
     let (status, changed) = status_and_body(response).await;
     assert!(status == 200 || status == 201, "{status} {changed}");
-    assert_eq!(changed, json!({ "user_id": member_id, "role": "editor" }));
+    assert_eq!(
+        changed,
+        json!({ "user_id": member_id, "role": "editor", "username": member_name })
+    );
     let list = expect(server, &owner, Method::GET, &members_path, None, 200).await;
     let mut members = list["members"].as_array().unwrap().clone();
     members.sort_by_key(|m| m["user_id"].as_str().unwrap().to_owned());
     let mut wanted = vec![
-        json!({ "user_id": owner_id, "role": "owner" }),
-        json!({ "user_id": member_id, "role": "editor" }),
+        json!({ "user_id": owner_id, "role": "owner", "username": owner_name }),
+        json!({ "user_id": member_id, "role": "editor", "username": member_name }),
     ];
     wanted.sort_by_key(|m| m["user_id"].as_str().unwrap().to_owned());
     assert_eq!(members, wanted);
@@ -391,7 +395,7 @@ async fn viewer_reads_editor_edits_tasks_and_only_the_owner_manages_the_board() 
     let list = expect(server, &owner, Method::GET, &members_path, None, 200).await;
     assert_eq!(
         list["members"],
-        json!([{ "user_id": owner_id, "role": "owner" }])
+        json!([{ "user_id": owner_id, "role": "owner", "username": owner_name }])
     );
     // The owner's board is otherwise intact.
     let board_now = expect(server, &owner, Method::GET, &board_path, None, 200).await;
@@ -410,6 +414,7 @@ async fn the_owner_cannot_be_demoted_or_removed_and_unknown_users_are_422() {
     let env = spawn_api().await;
     let server = env.server();
     let (owner, owner_id) = server.new_user("own").await;
+    let owner_name = server.get_json_auth(&owner, "/api/me").await["username"].clone();
     let board = server.api_board(&owner, "Mine").await;
     let members_path = format!("/api/boards/{}/members", board["id"].as_str().unwrap());
 
@@ -465,7 +470,7 @@ async fn the_owner_cannot_be_demoted_or_removed_and_unknown_users_are_422() {
     let list = expect(server, &owner, Method::GET, &members_path, None, 200).await;
     assert_eq!(
         list["members"],
-        json!([{ "user_id": owner_id, "role": "owner" }])
+        json!([{ "user_id": owner_id, "role": "owner", "username": owner_name }])
     );
 }
 

@@ -146,28 +146,15 @@ async fn next_of_type(client: &mut WsClient, kind: &str) -> Value {
     }
 }
 
-/// Waits for a `presence` frame listing exactly `users` (frames for earlier
-/// changes may still be on their way).
-async fn presence_of(client: &mut WsClient, users: &[String]) -> Value {
+/// Waits for a `presence` frame listing exactly `users`, `{id, username}`
+/// objects (frames for earlier changes may still be on their way).
+async fn presence_of(client: &mut WsClient, users: &[Value]) -> Value {
     loop {
         let frame = next_of_type(client, "presence").await;
-        if watcher_ids(&frame["users"]) == users {
+        if frame["users"] == json!(users) {
             return frame;
         }
     }
-}
-
-/// The ids of a presence list (`[{id, username}]`), in its order.
-fn watcher_ids(users: &Value) -> Vec<String> {
-    users
-        .as_array()
-        .map(|users| {
-            users
-                .iter()
-                .map(|user| user["id"].as_str().unwrap_or_default().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -190,13 +177,15 @@ async fn presence_follows_watchers_across_instances() {
         .send(json!({"type": "subscribe", "board_id": board_id, "presence": true}))
         .await;
     let subscribed = next_of_type(&mut watcher, "subscribed").await;
-    assert_eq!(watcher_ids(&subscribed["presence"]), [owner_id.clone()]);
+    let owner_watcher = json!({"id": owner_id, "username": "presence_owner"});
+    let guest_watcher = json!({"id": guest_id, "username": "presence_guest"});
+    assert_eq!(subscribed["presence"], json!([owner_watcher]));
 
     let mut guest_ws = b.ws(&format!("/ws?token={guest}")).await;
     let guest_subscribed = guest_ws.subscribe(&board_id, None).await;
-    let mut both = vec![owner_id.clone(), guest_id.clone()];
-    both.sort();
-    assert_eq!(watcher_ids(&guest_subscribed["presence"]), both);
+    let mut both = vec![owner_watcher.clone(), guest_watcher];
+    both.sort_by_key(|watcher| watcher["id"].as_str().unwrap().to_owned());
+    assert_eq!(guest_subscribed["presence"], json!(both));
     let joined = presence_of(&mut watcher, &both).await;
     assert_eq!(
         joined["board_id"],
@@ -205,7 +194,7 @@ async fn presence_follows_watchers_across_instances() {
     );
 
     drop(guest_ws);
-    presence_of(&mut watcher, std::slice::from_ref(&owner_id)).await;
+    presence_of(&mut watcher, std::slice::from_ref(&owner_watcher)).await;
 
     // Without asking for presence frames, a subscriber only gets events.
     let mut plain = a.ws(&format!("/ws?token={owner}")).await;

@@ -7,6 +7,7 @@
 //! verifies a password (against a dummy hash with the same parameters), so
 //! the response time does not tell which usernames exist.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
@@ -137,6 +138,20 @@ pub async fn find(pool: &Pool, id: Uuid) -> Result<Option<User>, AuthError> {
         .await
         .map_err(|e| db(e.into()))?;
     row.as_ref().map(user_from).transpose()
+}
+
+/// The usernames of these users (accounts that no longer exist are left
+/// out), for the places that show people: members and presence.
+pub async fn usernames(pool: &Pool, ids: &[Uuid]) -> Result<HashMap<Uuid, String>, AuthError> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let client = postgres::client(pool).await.map_err(db)?;
+    let rows = client
+        .query("SELECT id, username FROM users WHERE id = ANY($1)", &[&ids])
+        .await
+        .map_err(|e| db(e.into()))?;
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }
 
 /// The user with this username in any case (surrounding spaces ignored).

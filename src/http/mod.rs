@@ -9,9 +9,11 @@ pub mod error;
 pub mod live;
 pub mod members;
 pub mod ops;
+pub mod page;
 pub mod request;
 mod state;
 pub mod subscription;
+pub mod usernames;
 pub mod ws;
 
 use std::sync::Arc;
@@ -52,11 +54,9 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
             warp::path("api")
                 .and(
                     accounts::routes(api.auth.clone(), body_limit)
-                        .or(boards::routes(
-                            api.store.clone(),
-                            user.clone(),
-                            reader,
-                            body_limit,
+                        .or(usernames::named(
+                            boards::routes(api.store.clone(), user.clone(), reader, body_limit),
+                            api.users.clone(),
                         ))
                         .unify()
                         .or(live::route(
@@ -65,11 +65,9 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
                             api.connections.clone(),
                         ))
                         .unify()
-                        .or(members::routes(
-                            api.store.clone(),
+                        .or(usernames::named(
+                            members::routes(api.store.clone(), api.users.clone(), user, body_limit),
                             api.users.clone(),
-                            user,
-                            body_limit,
                         ))
                         .unify(),
                 )
@@ -95,6 +93,8 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .or(api)
         .unify()
         .or(ops::routes(state.clone()))
+        .unify()
+        .or(page::routes(state.settings.server.web_dir.clone()))
         .unify()
         .recover(error::recover)
         .unify();

@@ -383,12 +383,7 @@ impl Session {
                 let mut present = None;
                 let mut presence_frames = None;
                 if let (Some(presence), Some(user)) = (&self.gateway.presence, self.caller.user()) {
-                    // TODO(presence names): the username from the caller's token.
-                    let watcher = crate::presence::Watcher {
-                        id: user,
-                        username: String::new(),
-                    };
-                    let (here, watchers) = presence.join(board_id, watcher).await;
+                    let (here, watchers) = presence.join(board_id, user).await;
                     subscribed["presence"] = json!(watchers);
                     present = Some(here);
                     presence_frames = wants_presence.then(|| presence.frames(board_id));
