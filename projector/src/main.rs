@@ -7,6 +7,8 @@
 //! - `commands`: `parked`, `replay`, `rebuild`.
 //! - `progress`: how a long command shows how far it has gone.
 //! - `batch`: one batch into one transaction; acknowledgement after commit.
+//! - `webhooks`: the webhook dispatcher, woken by `batch` after each commit;
+//!   `webhooks::delivery`: signatures, outcomes, the retry schedule.
 //! - `metrics`: the metric names, `/metrics` and the lag sampler.
 //! - `stream`: Redis commands over many streams, entries as read, the list
 //!   of known boards.
@@ -19,6 +21,7 @@ mod metrics;
 mod progress;
 mod run;
 mod stream;
+mod webhooks;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -137,18 +140,34 @@ async fn execute(command: Commands, settings: Settings) -> anyhow::Result<()> {
         Commands::Run => config.writers,
         _ => 1,
     };
+    // Deliveries get a pool of their own, so they never wait on the fold's
+    // connections nor hold them up.
+    let dispatcher = match command {
+        Commands::Run => Some(webhooks::Dispatcher::new(
+            Dependencies::connect(&settings)?
+                .postgres
+                .context("postgres.url")?,
+            settings.webhooks.clone(),
+            consumer_name(),
+        )?),
+        _ => None,
+    };
     let mut projectors = Vec::with_capacity(lanes);
     for _ in 0..lanes {
-        projectors.push(Projector::new(
+        let projector = Projector::new(
             pool.clone(),
             stream::connect(&redis_url, Duration::from_secs(30)).await?,
             config.group.clone(),
             config.trim.then_some(config.trim_keep),
             config.cached_boards / lanes,
-        ));
+        );
+        projectors.push(match &dispatcher {
+            Some(dispatcher) => projector.with_wakeups(dispatcher.wakeups()),
+            None => projector,
+        });
     }
-    if let Some(observed) = observed {
-        return run(settings, pool, redis_url, projectors, observed).await;
+    if let (Some(observed), Some(dispatcher)) = (observed, dispatcher) {
+        return run(settings, pool, redis_url, projectors, dispatcher, observed).await;
     }
     let mut projector = projectors.pop().expect("one lane");
     match command {
@@ -216,6 +235,7 @@ async fn run(
     pool: deadpool_postgres::Pool,
     redis_url: String,
     projectors: Vec<Projector>,
+    dispatcher: webhooks::Dispatcher,
     observed: Observed,
 ) -> anyhow::Result<()> {
     let config = settings.projector;
@@ -233,7 +253,7 @@ async fn run(
         boards_rx,
         lagging,
         Duration::from_millis(config.lag_interval_ms),
-        stop_rx,
+        stop_rx.clone(),
     ));
     let consumer = if config.consumer.trim().is_empty() {
         consumer_name()
@@ -253,8 +273,10 @@ async fn run(
         redis_url,
         projectors,
     };
+    let deliveries = tokio::spawn(dispatcher.run(stop_rx));
     let result = runner.run(boards_tx, shutdown_signal()).await;
     let _ = stop_tx.send(true);
+    let _ = deliveries.await;
     tracing::info!("projector stopped");
     result
 }

@@ -12,6 +12,7 @@ pub mod ops;
 pub mod request;
 mod state;
 pub mod subscription;
+pub mod webhooks;
 pub mod ws;
 
 use std::sync::Arc;
@@ -68,8 +69,16 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
                         .or(members::routes(
                             api.store.clone(),
                             api.users.clone(),
+                            user.clone(),
+                            body_limit,
+                        ))
+                        .unify()
+                        .or(webhooks::routes(
+                            api.store.clone(),
+                            api.users.clone(),
                             user,
                             body_limit,
+                            state.settings.webhooks.allow_private_targets,
                         ))
                         .unify(),
                 )
