@@ -177,15 +177,7 @@ impl ProjectorSettings {
                 "must be at least 1",
             ),
         ];
-        for (setting, ok, message) in checks {
-            if !ok {
-                return Err(SettingsError::Invalid {
-                    setting,
-                    message: message.into(),
-                });
-            }
-        }
-        Ok(())
+        first_failed(&checks)
     }
 }
 
@@ -217,13 +209,21 @@ pub struct WebhookSettings {
 impl WebhookSettings {
     pub fn validate(&self) -> Result<(), SettingsError> {
         let checks: [(&'static str, bool, &str); 7] = [
-            ("webhooks.concurrency", self.concurrency >= 1, "must be at least 1"),
+            (
+                "webhooks.concurrency",
+                self.concurrency >= 1,
+                "must be at least 1",
+            ),
             (
                 "webhooks.connect_timeout_ms",
                 self.connect_timeout_ms >= 1,
                 "must be at least 1",
             ),
-            ("webhooks.max_attempts", self.max_attempts >= 1, "must be at least 1"),
+            (
+                "webhooks.max_attempts",
+                self.max_attempts >= 1,
+                "must be at least 1",
+            ),
             (
                 "webhooks.retry_first_ms",
                 self.retry_first_ms >= 1 && self.retry_first_ms <= self.retry_max_ms,
@@ -245,15 +245,18 @@ impl WebhookSettings {
                 "must be at least 1",
             ),
         ];
-        for (setting, ok, message) in checks {
-            if !ok {
-                return Err(SettingsError::Invalid {
-                    setting,
-                    message: message.into(),
-                });
-            }
-        }
-        Ok(())
+        first_failed(&checks)
+    }
+}
+
+/// The first `(setting, ok, message)` that is not ok, as an error.
+fn first_failed(checks: &[(&'static str, bool, &str)]) -> Result<(), SettingsError> {
+    match checks.iter().find(|(_, ok, _)| !ok) {
+        Some((setting, _, message)) => Err(SettingsError::Invalid {
+            setting,
+            message: (*message).into(),
+        }),
+        None => Ok(()),
     }
 }
 
@@ -483,6 +486,21 @@ mod tests {
         .unwrap();
         let err = Settings::load_from("dev", &dir, &dir).unwrap_err();
         assert!(err.to_string().contains("max_connections"), "{err}");
+    }
+
+    #[test]
+    fn webhook_leases_must_outlast_a_request() {
+        let dir = temp_dir("webhooks");
+        let defaults = Settings::load_from("dev", &dir, &dir).unwrap();
+        // The built-in defaults are prod's: private targets refused.
+        assert!(!defaults.webhooks.allow_private_targets);
+        std::fs::write(
+            dir.join("dev.toml"),
+            "[webhooks]\ntimeout_ms = 20000\nlease_ms = 15000\n",
+        )
+        .unwrap();
+        let err = Settings::load_from("dev", &dir, &dir).unwrap_err();
+        assert!(err.to_string().contains("webhooks.lease_ms"), "{err}");
     }
 
     #[test]

@@ -66,7 +66,10 @@ async fn the_owner_creates_lists_and_deletes_webhooks_and_sees_the_secret_once()
     let hooks = list["webhooks"].as_array().expect("webhooks");
     assert_eq!(hooks.len(), 2, "{list}");
     assert_eq!(hooks[0]["id"], id.as_str());
-    assert!(!list.to_string().contains(secret), "the list shows a secret");
+    assert!(
+        !list.to_string().contains(secret),
+        "the list shows a secret"
+    );
     assert!(!list.to_string().contains(given), "the list shows a secret");
     assert!(hooks[0].get("secret").is_none());
     assert_eq!(hooks[0]["disabled_at"], Value::Null);
@@ -101,7 +104,11 @@ async fn editors_and_viewers_get_403_and_strangers_404() {
     let board = owner.board_id.clone();
     let path = hooks_path(&board);
     let hook = server
-        .post_created(&owner.token, &path, json!({ "url": "https://example.com/h" }))
+        .post_created(
+            &owner.token,
+            &path,
+            json!({ "url": "https://example.com/h" }),
+        )
         .await;
     let hook_id = hook["id"].as_str().unwrap();
 
@@ -158,7 +165,10 @@ async fn bad_urls_filters_and_secrets_get_422_naming_the_field() {
             json!({ "url": "https://example.com/", "events": ["task.exploded"] }),
             "events",
         ),
-        (json!({ "url": "https://example.com/", "events": [] }), "events"),
+        (
+            json!({ "url": "https://example.com/", "events": [] }),
+            "events",
+        ),
         (
             json!({ "url": "https://example.com/", "secret": "short" }),
             "secret",

@@ -104,7 +104,10 @@ async fn events_after_creation_arrive_signed_as_envelopes_in_order() {
         assert_eq!(request.header("content-type"), "application/json");
         let delivery = request.header("x-streamboard-delivery");
         assert!(Uuid::parse_str(delivery).is_ok(), "{delivery}");
-        assert!(deliveries.insert(delivery.to_owned()), "a repeated delivery id");
+        assert!(
+            deliveries.insert(delivery.to_owned()),
+            "a repeated delivery id"
+        );
     }
 
     let attempts = server
@@ -124,7 +127,12 @@ async fn events_after_creation_arrive_signed_as_envelopes_in_order() {
     assert!(deliveries.contains(attempts[0]["id"].as_str().unwrap()));
     let state = hook_state(server, owner, &id).await;
     assert_eq!(state["delivered_version"], 8);
-    assert!(projector.metric("streamboard_projector_webhook_deliveries_total{outcome=\"delivered\"}").await >= 5.0);
+    assert!(
+        projector
+            .metric("streamboard_projector_webhook_deliveries_total{outcome=\"delivered\"}")
+            .await
+            >= 5.0
+    );
 }
 
 #[tokio::test]
@@ -173,10 +181,13 @@ async fn a_receiver_failing_its_first_attempts_gets_every_event_in_order() {
         .filter(|a| a["status_code"] == 500)
         .collect();
     assert_eq!(failed.len(), 3, "{attempts}");
-    assert!(failed
+    assert!(failed.iter().all(|a| a["version"] == 2
+        && a["next_attempt_at"].is_string()
+        && a["error"] == "HTTP 500"));
+    let attempt_numbers: Vec<i64> = failed
         .iter()
-        .all(|a| a["version"] == 2 && a["next_attempt_at"].is_string() && a["error"] == "HTTP 500"));
-    let attempt_numbers: Vec<i64> = failed.iter().map(|a| a["attempt"].as_i64().unwrap()).collect();
+        .map(|a| a["attempt"].as_i64().unwrap())
+        .collect();
     assert_eq!(attempt_numbers, vec![3, 2, 1]);
 }
 
@@ -212,15 +223,24 @@ async fn a_filter_delivers_only_the_named_types_and_the_cursor_passes_the_rest()
     server.api_task(&owner.token, &owner.board_id, "c").await; // 6 created
 
     let history = server.api_history(&owner.token, &owner.board_id).await;
-    let types: Vec<&str> = history.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    let types: Vec<&str> = history
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
     let wanted: Vec<u64> = (1..=history.len() as u64)
         .filter(|v| matches!(types[*v as usize - 1], "task.moved" | "task.deleted"))
         .collect();
     assert_eq!(wanted.len(), 2, "{types:?}");
     receiver
-        .wait_until(Duration::from_secs(60), "the moved and deleted events", |r| {
-            wanted.iter().all(|v| r.iter().any(|r| r.delivered() && r.version() == *v))
-        })
+        .wait_until(
+            Duration::from_secs(60),
+            "the moved and deleted events",
+            |r| {
+                wanted
+                    .iter()
+                    .all(|v| r.iter().any(|r| r.delivered() && r.version() == *v))
+            },
+        )
         .await;
     // The cursor moves past the filtered-out tail too.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -229,7 +249,10 @@ async fn a_filter_delivers_only_the_named_types_and_the_cursor_passes_the_rest()
         if state["delivered_version"] == history.len() as u64 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "cursor stuck: {state}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "cursor stuck: {state}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let received = receiver.received();
@@ -255,7 +278,9 @@ async fn a_projector_killed_mid_delivery_loses_nothing() {
         .api_tasks(&owner.token, &owner.board_id, 12, "k")
         .await;
     receiver
-        .wait_until(Duration::from_secs(60), "three deliveries", |r| r.len() >= 3)
+        .wait_until(Duration::from_secs(60), "three deliveries", |r| {
+            r.len() >= 3
+        })
         .await;
 
     first.kill().await;
@@ -279,7 +304,9 @@ async fn a_webhook_failing_every_attempt_is_disabled_with_its_reason() {
     let receiver = Receiver::start().await;
     receiver.fail_next(usize::MAX);
     let (id, _) = webhook(server, owner, json!({ "url": receiver.url })).await;
-    server.api_tasks(&owner.token, &owner.board_id, 2, "d").await;
+    server
+        .api_tasks(&owner.token, &owner.board_id, 2, "d")
+        .await;
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let state = loop {
@@ -287,18 +314,32 @@ async fn a_webhook_failing_every_attempt_is_disabled_with_its_reason() {
         if state["disabled_at"].is_string() {
             break state;
         }
-        assert!(tokio::time::Instant::now() < deadline, "never disabled: {state}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never disabled: {state}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let reason = state["disabled_reason"].as_str().unwrap();
-    assert!(reason.contains("3 attempts") && reason.contains("HTTP 500"), "{reason}");
+    assert!(
+        reason.contains("3 attempts") && reason.contains("HTTP 500"),
+        "{reason}"
+    );
     assert_eq!(state["delivered_version"], 1);
     let received = receiver.received();
-    assert_eq!(versions(&received), vec![2, 2, 2], "only the head event, 3 times");
+    assert_eq!(
+        versions(&received),
+        vec![2, 2, 2],
+        "only the head event, 3 times"
+    );
 
     // The gauge counts it once a reconcile round has run.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while projector.metric("streamboard_projector_webhooks_disabled").await < 1.0 {
+    while projector
+        .metric("streamboard_projector_webhooks_disabled")
+        .await
+        < 1.0
+    {
         assert!(tokio::time::Instant::now() < deadline, "no disabled metric");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

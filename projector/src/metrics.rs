@@ -85,7 +85,10 @@ const GAUGES: [(&str, &str); 7] = [
         WEBHOOK_BACKLOG_EVENTS,
         "Events projected but not yet delivered by active webhooks (all instances).",
     ),
-    (WEBHOOKS_DISABLED, "Webhooks disabled after failing every attempt (all instances)."),
+    (
+        WEBHOOKS_DISABLED,
+        "Webhooks disabled after failing every attempt (all instances).",
+    ),
 ];
 
 /// Describes every metric to the installed recorder and registers it, at 0

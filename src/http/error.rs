@@ -334,9 +334,7 @@ pub fn allowed_methods(path: &str) -> Option<&'static str> {
             [board, "members"] if id(board) && segments[0] == "api" => "GET, POST",
             [board, "members", user] if id(board) && id(user) && segments[0] == "api" => "DELETE",
             [board, "webhooks"] if id(board) && segments[0] == "api" => "GET, POST",
-            [board, "webhooks", hook] if id(board) && id(hook) && segments[0] == "api" => {
-                "DELETE"
-            }
+            [board, "webhooks", hook] if id(board) && id(hook) && segments[0] == "api" => "DELETE",
             [board, "webhooks", hook, "deliveries"]
                 if id(board) && id(hook) && segments[0] == "api" =>
             {
@@ -370,6 +368,16 @@ mod tests {
                 format!("/api/boards/{board}/members/{board}"),
                 Some("DELETE"),
             ),
+            (format!("/api/boards/{board}/webhooks"), Some("GET, POST")),
+            (
+                format!("/api/boards/{board}/webhooks/{board}"),
+                Some("DELETE"),
+            ),
+            (
+                format!("/api/boards/{board}/webhooks/{board}/deliveries"),
+                Some("GET"),
+            ),
+            (format!("/quick/boards/{board}/webhooks"), None),
             ("/api/auth/login".to_owned(), Some("POST")),
             ("/ws".to_owned(), Some("GET")),
             ("/quick/boards/not-a-uuid".to_owned(), None),

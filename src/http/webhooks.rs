@@ -37,6 +37,24 @@ struct Context {
     allow_private_targets: bool,
 }
 
+impl Context {
+    async fn database(&self) -> Result<deadpool_postgres::Object, Rejection> {
+        postgres::client(&self.pool)
+            .await
+            .map_err(|e| reject(e.into()))
+    }
+
+    /// A database connection for the board's owner; 404 or 403 for others.
+    async fn as_owner(
+        &self,
+        caller: Caller,
+        board_id: Uuid,
+    ) -> Result<deadpool_postgres::Object, Rejection> {
+        ensure_owner(&self.store, caller, board_id).await?;
+        self.database().await
+    }
+}
+
 pub fn routes(
     store: Arc<dyn BoardStore>,
     pool: Pool,
@@ -114,9 +132,7 @@ async fn create(
         webhooks::check_reachable(&target).await.map_err(reject)?;
     }
     let secret = webhooks::secret(body.secret).map_err(reject)?;
-    let client = postgres::client(&context.pool)
-        .await
-        .map_err(|e| reject(e.into()))?;
+    let client = context.database().await?;
     let created = registry::create(
         &**client,
         registry::NewWebhook {
@@ -135,10 +151,7 @@ async fn create(
 }
 
 async fn list(context: Context, board_id: Uuid, caller: Caller) -> Result<Response, Rejection> {
-    ensure_owner(&context.store, caller, board_id).await?;
-    let client = postgres::client(&context.pool)
-        .await
-        .map_err(|e| reject(e.into()))?;
+    let client = context.as_owner(caller, board_id).await?;
     let hooks = registry::list(&**client, board_id).await.map_err(reject)?;
     Ok(json(
         StatusCode::OK,
@@ -152,10 +165,7 @@ async fn delete(
     caller: Caller,
     id: Uuid,
 ) -> Result<Response, Rejection> {
-    ensure_owner(&context.store, caller, board_id).await?;
-    let client = postgres::client(&context.pool)
-        .await
-        .map_err(|e| reject(e.into()))?;
+    let client = context.as_owner(caller, board_id).await?;
     registry::delete(&**client, board_id, id)
         .await
         .map_err(reject)?;
@@ -169,10 +179,7 @@ async fn deliveries(
     caller: Caller,
     id: Uuid,
 ) -> Result<Response, Rejection> {
-    ensure_owner(&context.store, caller, board_id).await?;
-    let client = postgres::client(&context.pool)
-        .await
-        .map_err(|e| reject(e.into()))?;
+    let client = context.as_owner(caller, board_id).await?;
     let attempts = registry::deliveries(&**client, board_id, id)
         .await
         .map_err(reject)?;

@@ -124,7 +124,10 @@ pub fn secret(given: Option<String>) -> Result<String, WebhookError> {
 /// A target URL that parses, is `http` or `https`, and names a host.
 pub fn target(url: &str) -> Result<url::Url, WebhookError> {
     if url.chars().count() > MAX_URL_CHARS {
-        return Err(invalid("url", format!("at most {MAX_URL_CHARS} characters")));
+        return Err(invalid(
+            "url",
+            format!("at most {MAX_URL_CHARS} characters"),
+        ));
     }
     let parsed = url::Url::parse(url).map_err(|e| invalid("url", format!("not a URL: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {

@@ -83,7 +83,7 @@ pub async fn claim(
 #[derive(Debug)]
 pub enum Next {
     /// Deliver this event.
-    Deliver(BoardEvent),
+    Deliver(Box<BoardEvent>),
     /// No event to deliver up to this version (none match the filter, or
     /// versions an operator skipped): move the cursor there.
     Skip(u64),
@@ -118,7 +118,7 @@ pub async fn next(client: &impl GenericClient, hook: &Claimed) -> Result<Next, A
         )
         .await?;
     match row {
-        Some(row) => Ok(Next::Deliver(archive::event_from_row(&row)?)),
+        Some(row) => Ok(Next::Deliver(Box::new(archive::event_from_row(&row)?))),
         None => Ok(Next::Skip(projected as u64)),
     }
 }
@@ -214,7 +214,10 @@ pub struct Attempt {
 
 /// Records an attempt and drops the webhook's attempts beyond the newest
 /// [`DELIVERIES_KEPT`].
-pub async fn record(client: &impl GenericClient, attempt: &Attempt) -> Result<(), tokio_postgres::Error> {
+pub async fn record(
+    client: &impl GenericClient,
+    attempt: &Attempt,
+) -> Result<(), tokio_postgres::Error> {
     client
         .execute(
             "INSERT INTO webhook_deliveries (id, webhook_id, version, event_type, attempt, \
@@ -272,7 +275,9 @@ pub async fn totals(client: &impl GenericClient) -> Result<Totals, tokio_postgre
 
 /// Boards with an active webhook: the dispatchers act on wake-ups for
 /// these only.
-pub async fn active_boards(client: &impl GenericClient) -> Result<Vec<Uuid>, tokio_postgres::Error> {
+pub async fn active_boards(
+    client: &impl GenericClient,
+) -> Result<Vec<Uuid>, tokio_postgres::Error> {
     let rows = client
         .query(
             "SELECT DISTINCT board_id FROM webhooks WHERE disabled_at IS NULL",

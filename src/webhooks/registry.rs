@@ -62,10 +62,7 @@ pub struct DeliveryView {
     pub at: DateTime<Utc>,
 }
 
-pub async fn create(
-    client: &impl GenericClient,
-    new: NewWebhook,
-) -> Result<Created, WebhookError> {
+pub async fn create(client: &impl GenericClient, new: NewWebhook) -> Result<Created, WebhookError> {
     let id = Uuid::now_v7();
     let after = new.after_version as i64;
     // The count and the insert in one statement: two racing creates may

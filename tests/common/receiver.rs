@@ -172,10 +172,8 @@ impl Receiver {
                 return received;
             }
             if tokio::time::Instant::now() > deadline {
-                let versions: Vec<(u64, u16)> = received
-                    .iter()
-                    .map(|r| (r.version(), r.answered))
-                    .collect();
+                let versions: Vec<(u64, u16)> =
+                    received.iter().map(|r| (r.version(), r.answered)).collect();
                 panic!("the receiver did not get {what} within {within:?}; got {versions:?}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

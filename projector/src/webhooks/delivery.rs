@@ -14,8 +14,8 @@ pub const SIGNATURE: &str = "X-Streamboard-Signature-256";
 
 /// `sha256=<hex HMAC-SHA256 of body keyed by secret>`, as GitHub signs.
 pub fn signature(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-        .expect("HMAC takes a key of any length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }

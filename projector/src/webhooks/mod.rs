@@ -128,9 +128,8 @@ impl Dispatcher {
         );
         let this = Arc::new(self);
         let permits = Arc::new(Semaphore::new(this.settings.concurrency));
-        let mut tick = tokio::time::interval(Duration::from_millis(
-            this.settings.reconcile_interval_ms,
-        ));
+        let mut tick =
+            tokio::time::interval(Duration::from_millis(this.settings.reconcile_interval_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Boards with an active webhook, as of the last reconcile: wake-ups
         // for other boards cost no query.
@@ -147,8 +146,10 @@ impl Dispatcher {
                     None
                 }
                 Some(advanced) => {
-                    let boards: Vec<Uuid> =
-                        advanced.into_iter().filter(|b| hooked.contains(b)).collect();
+                    let boards: Vec<Uuid> = advanced
+                        .into_iter()
+                        .filter(|b| hooked.contains(b))
+                        .collect();
                     if boards.is_empty() {
                         continue;
                     }
@@ -176,7 +177,10 @@ impl Dispatcher {
         match result {
             Ok(boards) => Some(boards),
             Err(error) => {
-                tracing::warn!(error = format!("{error:#}"), "webhooks: looking for work failed");
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "webhooks: looking for work failed"
+                );
                 None
             }
         }
@@ -248,7 +252,8 @@ impl Dispatcher {
             Next::Deliver(event) => event,
             Next::Skip(version) => {
                 let client = postgres::client(&self.pool).await?;
-                let held = queue::advance(&**client, hook, &self.owner, version, self.lease()).await?;
+                let held =
+                    queue::advance(&**client, hook, &self.owner, version, self.lease()).await?;
                 hook.delivered_version = version;
                 return Ok(held);
             }
@@ -373,7 +378,10 @@ impl Dispatcher {
                 delivery::event_id(event.board_id, event.version),
             )
             .header(delivery::DELIVERY, delivery_id.to_string())
-            .header(delivery::SIGNATURE, delivery::signature(&hook.secret, &body))
+            .header(
+                delivery::SIGNATURE,
+                delivery::signature(&hook.secret, &body),
+            )
             .body(body);
         match request.send().await {
             Ok(response) => Outcome::of_status(response.status().as_u16()),
