@@ -348,3 +348,81 @@ async fn a_webhook_failing_every_attempt_is_disabled_with_its_reason() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(receiver.received().len(), 3);
 }
+
+#[tokio::test]
+async fn two_projectors_never_deliver_one_webhook_at_once() {
+    let env = spawn_api_with_board(1, "pair", "Pair").await;
+    let (server, owner) = (env.server(), env.owner());
+    let _first = env.spawn_projector_with(&QUICK_WEBHOOKS).await;
+    let _second = env.spawn_projector_with(&QUICK_WEBHOOKS).await;
+    let receiver = Receiver::start().await;
+    receiver.delay(Duration::from_millis(100));
+    webhook(server, owner, json!({ "url": receiver.url })).await;
+
+    server
+        .api_tasks(&owner.token, &owner.board_id, 10, "p")
+        .await;
+    let received = receiver.wait_for_versions(2, 11).await;
+
+    assert_eq!(receiver.most_in_flight(), 1, "two deliveries at once");
+    assert_never_backwards(&received);
+}
+
+#[tokio::test]
+async fn a_hanging_receiver_holds_back_its_own_webhook_only() {
+    let env = spawn_api_with_board(1, "hang", "Hanging").await;
+    let (server, hung_owner) = (env.server(), env.owner());
+    let projector = env
+        .spawn_projector_with(&with_quick(&[(
+            "STREAMBOARD__WEBHOOKS__TIMEOUT_MS",
+            "1000",
+        )]))
+        .await;
+    let hanging = Receiver::start().await;
+    hanging.delay(Duration::from_secs(30));
+    let (hung_id, _) = webhook(server, hung_owner, json!({ "url": hanging.url })).await;
+    let healthy_owner = server.board_owner("well", "Healthy").await;
+    let healthy = Receiver::start().await;
+    webhook(server, &healthy_owner, json!({ "url": healthy.url })).await;
+
+    server
+        .api_tasks(&hung_owner.token, &hung_owner.board_id, 3, "h")
+        .await;
+    server
+        .api_tasks(&healthy_owner.token, &healthy_owner.board_id, 5, "w")
+        .await;
+
+    // The other board's webhook gets everything, in order.
+    let received = healthy.wait_for_versions(2, 6).await;
+    assert_eq!(versions(&received), vec![2, 3, 4, 5, 6]);
+    // The fold went on: both boards' events are archived.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while projector.metric("streamboard_projector_events_total").await < 10.0 {
+        assert!(tokio::time::Instant::now() < deadline, "the fold stalled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The hanging receiver's attempts time out and are retried.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let path = format!(
+        "/api/boards/{}/webhooks/{hung_id}/deliveries",
+        hung_owner.board_id
+    );
+    let attempts = loop {
+        let attempts = server.get_json_auth(&hung_owner.token, &path).await;
+        if !attempts["deliveries"].as_array().unwrap().is_empty() {
+            break attempts;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no attempt recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let last = &attempts["deliveries"][0];
+    assert_eq!(last["version"], 2, "{attempts}");
+    assert_eq!(last["error"], "timed out", "{attempts}");
+    assert_eq!(last["status_code"], Value::Null);
+    assert!(last["next_attempt_at"].is_string());
+    let state = hook_state(server, hung_owner, &hung_id).await;
+    assert_eq!(state["delivered_version"], 1);
+}

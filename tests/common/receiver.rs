@@ -71,6 +71,8 @@ struct State {
     received: Mutex<Vec<Received>>,
     failures_left: AtomicUsize,
     delay_ms: AtomicU64,
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
 }
 
 pub struct Receiver {
@@ -91,6 +93,8 @@ impl Receiver {
             .then(move |headers: HeaderMap, body: Bytes| {
                 let state = Arc::clone(&shared);
                 async move {
+                    let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    state.most_in_flight.fetch_max(now, Ordering::SeqCst);
                     let delay = state.delay_ms.load(Ordering::SeqCst);
                     if delay > 0 {
                         tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -118,6 +122,7 @@ impl Receiver {
                         body: body.to_vec(),
                         answered: status.as_u16(),
                     });
+                    state.in_flight.fetch_sub(1, Ordering::SeqCst);
                     warp::reply::with_status(warp::reply(), status)
                 }
             });
@@ -151,6 +156,11 @@ impl Receiver {
         self.state
             .delay_ms
             .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// The most requests it was answering at one time.
+    pub fn most_in_flight(&self) -> usize {
+        self.state.most_in_flight.load(Ordering::SeqCst)
     }
 
     /// Every request so far, in the order they were answered.
