@@ -125,7 +125,9 @@ async fn create(
     let body: CreateBody = parse_json(&body).map_err(warp::reject::custom)?;
     // Only the owner learns what is wrong with the rest.
     let version = ensure_owner(&context.store, caller, board_id).await?;
-    let created_by = caller.user().expect("an owner is a user");
+    let Some(created_by) = caller.user() else {
+        return Err(warp::reject::custom(ApiError::not_found("board")));
+    };
     let events = webhooks::event_filter(body.events).map_err(reject)?;
     let target = webhooks::target(&body.url).map_err(reject)?;
     if !context.allow_private_targets {
