@@ -426,3 +426,47 @@ async fn a_hanging_receiver_holds_back_its_own_webhook_only() {
     let state = hook_state(server, hung_owner, &hung_id).await;
     assert_eq!(state["delivered_version"], 1);
 }
+
+#[tokio::test]
+async fn a_projector_that_refuses_private_targets_sends_nothing_there() {
+    // The server (test profile) accepts a loopback target; a projector
+    // run as in prod still refuses to connect to it.
+    let env = spawn_api_with_board(1, "inner", "Inner").await;
+    let (server, owner) = (env.server(), env.owner());
+    let _projector = env
+        .spawn_projector_with(&with_quick(&[
+            ("STREAMBOARD__WEBHOOKS__ALLOW_PRIVATE_TARGETS", "false"),
+            ("STREAMBOARD__WEBHOOKS__MAX_ATTEMPTS", "2"),
+        ]))
+        .await;
+    let receiver = Receiver::start().await;
+    let (literal, _) = webhook(server, owner, json!({ "url": receiver.url })).await;
+    // A name that resolves inside is refused by the resolver.
+    let by_name = receiver.url.replace("127.0.0.1", "localhost");
+    let (named, _) = webhook(server, owner, json!({ "url": by_name })).await;
+    server.api_task(&owner.token, &owner.board_id, "x").await;
+
+    for (id, why) in [
+        (literal, "not allowed"),
+        (named, "no address a webhook may reach"),
+    ] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let state = loop {
+            let state = hook_state(server, owner, &id).await;
+            if state["disabled_at"].is_string() {
+                break state;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never disabled: {state}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let reason = state["disabled_reason"].as_str().unwrap();
+        assert!(reason.contains(why), "{reason}");
+    }
+    assert!(
+        receiver.received().is_empty(),
+        "a request reached the target"
+    );
+}
