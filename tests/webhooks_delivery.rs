@@ -70,6 +70,22 @@ async fn hook_state(server: &TestServer, owner: &BoardOwner, id: &str) -> Value 
         .unwrap_or_else(|| panic!("webhook {id} in {list}"))
 }
 
+/// Waits until the webhook is disabled; returns its state.
+async fn wait_disabled(server: &TestServer, owner: &BoardOwner, id: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = hook_state(server, owner, id).await;
+        if state["disabled_at"].is_string() {
+            return state;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never disabled: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn events_after_creation_arrive_signed_as_envelopes_in_order() {
     let env = spawn_api_with_board(1, "signed", "Signed").await;
@@ -308,18 +324,7 @@ async fn a_webhook_failing_every_attempt_is_disabled_with_its_reason() {
         .api_tasks(&owner.token, &owner.board_id, 2, "d")
         .await;
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let state = loop {
-        let state = hook_state(server, owner, &id).await;
-        if state["disabled_at"].is_string() {
-            break state;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never disabled: {state}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let state = wait_disabled(server, owner, &id).await;
     let reason = state["disabled_reason"].as_str().unwrap();
     assert!(
         reason.contains("3 attempts") && reason.contains("HTTP 500"),
@@ -450,18 +455,7 @@ async fn a_projector_that_refuses_private_targets_sends_nothing_there() {
         (literal, "not allowed"),
         (named, "no address a webhook may reach"),
     ] {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        let state = loop {
-            let state = hook_state(server, owner, &id).await;
-            if state["disabled_at"].is_string() {
-                break state;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "never disabled: {state}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let state = wait_disabled(server, owner, &id).await;
         let reason = state["disabled_reason"].as_str().unwrap();
         assert!(reason.contains(why), "{reason}");
     }
