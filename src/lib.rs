@@ -18,6 +18,8 @@
 //! - [`postgres`]: embedded migrations and what driver errors mean.
 //! - [`projection`]: the PostgreSQL read model the `projector` binary
 //!   writes: fold, read rows, archive, progress, rebuild.
+//! - [`webhooks`]: per-board webhooks: the rules for a new one, and the
+//!   tables the API writes and the projectors deliver from.
 //! - [`settings`], [`telemetry`], [`dependencies`]: configuration, logs and
 //!   metrics, connection pools.
 //! - [`app`]: `Application::build` / `run_until_stopped`.
@@ -36,3 +38,4 @@ pub mod settings;
 pub mod store;
 pub mod telemetry;
 pub mod views;
+pub mod webhooks;

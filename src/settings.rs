@@ -27,6 +27,7 @@ pub struct Settings {
     pub websocket: WebSocketSettings,
     pub log: LogSettings,
     pub projector: ProjectorSettings,
+    pub webhooks: WebhookSettings,
 }
 
 #[derive(Debug, Deserialize)]
@@ -176,15 +177,86 @@ impl ProjectorSettings {
                 "must be at least 300",
             ),
         ];
-        for (setting, ok, message) in checks {
-            if !ok {
-                return Err(SettingsError::Invalid {
-                    setting,
-                    message: message.into(),
-                });
-            }
-        }
-        Ok(())
+        first_failed(&checks)
+    }
+}
+
+/// Webhooks (docs/WEBHOOKS.md): what the server accepts as a target, and
+/// how the projectors deliver.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookSettings {
+    /// Targets on loopback, private, link-local or metadata addresses.
+    /// `dev` and `test` allow them; `prod` does not unless set.
+    pub allow_private_targets: bool,
+    /// Deliveries in flight at once per projector instance.
+    pub concurrency: usize,
+    pub connect_timeout_ms: u64,
+    /// The whole request, connect included.
+    pub timeout_ms: u64,
+    /// Attempts at one event before the webhook is disabled.
+    pub max_attempts: u32,
+    /// The first retry's delay; each next one doubles, up to `retry_max_ms`.
+    pub retry_first_ms: u64,
+    pub retry_max_ms: u64,
+    /// How long a projector holds a webhook it delivers; renewed per event.
+    /// Must exceed `timeout_ms`; a killed projector's webhooks wait this long.
+    pub lease_ms: u64,
+    /// How often each projector looks for webhooks with work due that no
+    /// wake-up of its own named (other instances' boards, retries).
+    pub reconcile_interval_ms: u64,
+}
+
+impl WebhookSettings {
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let checks: [(&'static str, bool, &str); 7] = [
+            (
+                "webhooks.concurrency",
+                self.concurrency >= 1,
+                "must be at least 1",
+            ),
+            (
+                "webhooks.connect_timeout_ms",
+                self.connect_timeout_ms >= 1,
+                "must be at least 1",
+            ),
+            (
+                "webhooks.max_attempts",
+                self.max_attempts >= 1,
+                "must be at least 1",
+            ),
+            (
+                "webhooks.retry_first_ms",
+                self.retry_first_ms >= 1 && self.retry_first_ms <= self.retry_max_ms,
+                "must be at least 1 and at most webhooks.retry_max_ms",
+            ),
+            (
+                "webhooks.timeout_ms",
+                self.timeout_ms >= self.connect_timeout_ms,
+                "must be at least webhooks.connect_timeout_ms",
+            ),
+            (
+                "webhooks.lease_ms",
+                self.lease_ms > self.timeout_ms,
+                "must exceed webhooks.timeout_ms",
+            ),
+            (
+                "webhooks.reconcile_interval_ms",
+                self.reconcile_interval_ms >= 1,
+                "must be at least 1",
+            ),
+        ];
+        first_failed(&checks)
+    }
+}
+
+/// The first `(setting, ok, message)` that is not ok, as an error.
+fn first_failed(checks: &[(&'static str, bool, &str)]) -> Result<(), SettingsError> {
+    match checks.iter().find(|(_, ok, _)| !ok) {
+        Some((setting, _, message)) => Err(SettingsError::Invalid {
+            setting,
+            message: (*message).into(),
+        }),
+        None => Ok(()),
     }
 }
 
@@ -250,6 +322,7 @@ parked, replay) log warnings only.";
         let mut settings: Settings = config.try_deserialize()?;
         settings.profile = profile.to_owned();
         settings.validate()?;
+        settings.webhooks.validate()?;
         Ok(settings)
     }
 
@@ -413,6 +486,21 @@ mod tests {
         .unwrap();
         let err = Settings::load_from("dev", &dir, &dir).unwrap_err();
         assert!(err.to_string().contains("max_connections"), "{err}");
+    }
+
+    #[test]
+    fn webhook_leases_must_outlast_a_request() {
+        let dir = temp_dir("webhooks");
+        let defaults = Settings::load_from("dev", &dir, &dir).unwrap();
+        // The built-in defaults are prod's: private targets refused.
+        assert!(!defaults.webhooks.allow_private_targets);
+        std::fs::write(
+            dir.join("dev.toml"),
+            "[webhooks]\ntimeout_ms = 20000\nlease_ms = 15000\n",
+        )
+        .unwrap();
+        let err = Settings::load_from("dev", &dir, &dir).unwrap_err();
+        assert!(err.to_string().contains("webhooks.lease_ms"), "{err}");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! projector waits for another and none applies an entry twice.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 use deadpool_postgres::Pool;
@@ -26,6 +27,7 @@ use crate::metrics::{
     GAP_FILLED_TOTAL, PARKED_TOTAL,
 };
 use crate::stream::{self, Entry};
+use crate::webhooks::Wakeups;
 
 /// The entries of one board, in stream order.
 #[derive(Debug, Clone)]
@@ -136,6 +138,8 @@ pub struct Projector {
     cache: StateCache,
     /// Boards known to have a progress row.
     known: HashSet<Uuid>,
+    /// Told which boards each committed batch advanced (webhooks).
+    wakeups: Option<Arc<Wakeups>>,
 }
 
 impl Projector {
@@ -157,7 +161,14 @@ impl Projector {
                 tick: 0,
             },
             known: HashSet::new(),
+            wakeups: None,
         }
+    }
+
+    /// Reports the boards each committed batch advanced to `wakeups`.
+    pub fn with_wakeups(mut self, wakeups: Arc<Wakeups>) -> Projector {
+        self.wakeups = Some(wakeups);
+        self
     }
 
     pub fn redis(&mut self) -> &mut RedisConnection {
@@ -435,6 +446,12 @@ impl Projector {
         }
         txn.commit().await?;
         drop(client);
+        if let Some(wakeups) = &self.wakeups {
+            let moved = |(board, version): (&Uuid, &u64)| {
+                (*version > locked.get(board).map_or(0, |at| at.version)).then_some(*board)
+            };
+            wakeups.boards_advanced(reached.iter().filter_map(moved));
+        }
         for (board_id, state) in states {
             self.cache.put(board_id, reached[&board_id], state);
         }

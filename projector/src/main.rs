@@ -7,6 +7,8 @@
 //! - `commands`: `parked`, `replay`, `rebuild`.
 //! - `progress`: how a long command shows how far it has gone.
 //! - `batch`: one batch into one transaction; acknowledgement after commit.
+//! - `webhooks`: the webhook dispatcher, woken by `batch` after each commit;
+//!   `webhooks::delivery`: signatures, outcomes, the retry schedule.
 //! - `metrics`: the metric names, `/metrics` and the lag sampler.
 //! - `stream`: Redis commands over many streams, entries as read, the list
 //!   of known boards.
@@ -20,6 +22,7 @@ mod metrics;
 mod progress;
 mod run;
 mod stream;
+mod webhooks;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -142,18 +145,34 @@ async fn execute(command: Commands, settings: Settings) -> anyhow::Result<()> {
         Commands::Run => config.writers,
         _ => 1,
     };
+    // Deliveries get a pool of their own, so they never wait on the fold's
+    // connections nor hold them up.
+    let dispatcher = match command {
+        Commands::Run => Some(webhooks::Dispatcher::new(
+            Dependencies::connect(&settings)?
+                .postgres
+                .context("postgres.url")?,
+            settings.webhooks.clone(),
+            consumer_name(),
+        )?),
+        _ => None,
+    };
     let mut projectors = Vec::with_capacity(lanes);
     for _ in 0..lanes {
-        projectors.push(Projector::new(
+        let projector = Projector::new(
             pool.clone(),
             redis.connection().await?,
             config.group.clone(),
             config.trim.then_some(config.trim_keep),
             config.cached_boards / lanes,
-        ));
+        );
+        projectors.push(match &dispatcher {
+            Some(dispatcher) => projector.with_wakeups(dispatcher.wakeups()),
+            None => projector,
+        });
     }
-    if let Some(observed) = observed {
-        return run(settings, pool, redis, projectors, observed).await;
+    if let (Some(observed), Some(dispatcher)) = (observed, dispatcher) {
+        return run(settings, pool, redis, projectors, dispatcher, observed).await;
     }
     let mut projector = projectors.pop().expect("one lane");
     match command {
@@ -221,6 +240,7 @@ async fn run(
     pool: deadpool_postgres::Pool,
     redis: RedisClient,
     projectors: Vec<Projector>,
+    dispatcher: webhooks::Dispatcher,
     observed: Observed,
 ) -> anyhow::Result<()> {
     let config = settings.projector;
@@ -238,7 +258,7 @@ async fn run(
         heads.clone(),
         lagging,
         Duration::from_millis(config.lag_interval_ms),
-        stop_rx,
+        stop_rx.clone(),
     ));
     let consumer = if config.consumer.trim().is_empty() {
         consumer_name()
@@ -259,8 +279,10 @@ async fn run(
         projectors,
         heads,
     };
+    let deliveries = tokio::spawn(dispatcher.run(stop_rx));
     let result = runner.run(boards_tx, shutdown_signal()).await;
     let _ = stop_tx.send(true);
+    let _ = deliveries.await;
     tracing::info!("projector stopped");
     result
 }

@@ -41,6 +41,14 @@ pub const LAG_EVENTS: &str = "streamboard_projector_lag_events";
 pub const LAG_MAX_EVENTS: &str = "streamboard_projector_lag_max_events";
 pub const PARKED_EVENTS: &str = "streamboard_projector_parked_events";
 pub const PARTITIONS_HELD: &str = "streamboard_projector_partitions_held";
+pub const WEBHOOK_DELIVERIES_TOTAL: &str = "streamboard_projector_webhook_deliveries_total";
+pub const WEBHOOK_DELIVERY_DURATION_SECONDS: &str =
+    "streamboard_projector_webhook_delivery_duration_seconds";
+pub const WEBHOOK_BACKLOG_EVENTS: &str = "streamboard_projector_webhook_backlog_events";
+pub const WEBHOOKS_DISABLED: &str = "streamboard_projector_webhooks_disabled";
+
+/// The `outcome` label of [`WEBHOOK_DELIVERIES_TOTAL`].
+const WEBHOOK_OUTCOMES: [&str; 3] = ["delivered", "rejected", "failed"];
 
 const COUNTERS: [(&str, &str); 7] = [
     (EVENTS_TOTAL, "Events applied and archived."),
@@ -61,7 +69,7 @@ const COUNTERS: [(&str, &str); 7] = [
     ),
 ];
 
-const GAUGES: [(&str, &str); 6] = [
+const GAUGES: [(&str, &str); 8] = [
     (BOARDS, "Board streams this instance knows."),
     (
         EVENTS_PER_SECOND,
@@ -77,6 +85,14 @@ const GAUGES: [(&str, &str); 6] = [
         "Board partitions this instance holds the lease of.",
     ),
     (PARKED_EVENTS, "Parked entries not skipped (all instances)."),
+    (
+        WEBHOOK_BACKLOG_EVENTS,
+        "Events projected but not yet delivered by active webhooks (all instances).",
+    ),
+    (
+        WEBHOOKS_DISABLED,
+        "Webhooks disabled after failing every attempt (all instances).",
+    ),
 ];
 
 /// Describes every metric to the installed recorder and registers it, at 0
@@ -90,9 +106,22 @@ pub fn register() {
         metrics::describe_gauge!(name, help);
         metrics::gauge!(name).increment(0.0);
     }
+    metrics::describe_counter!(
+        WEBHOOK_DELIVERIES_TOTAL,
+        "Webhook delivery attempts by outcome: delivered (2xx), rejected (other status), \
+         failed (no answer)."
+    );
+    for outcome in WEBHOOK_OUTCOMES {
+        metrics::counter!(WEBHOOK_DELIVERIES_TOTAL, "outcome" => outcome).increment(0);
+    }
     metrics::describe_histogram!(BATCH_DURATION_SECONDS, "Time per batch.");
-    // Registered without a sample, it renders with a count and sum of 0.
+    metrics::describe_histogram!(
+        WEBHOOK_DELIVERY_DURATION_SECONDS,
+        "Time per webhook delivery attempt."
+    );
+    // Registered without a sample, they render with a count and sum of 0.
     let _ = metrics::histogram!(BATCH_DURATION_SECONDS);
+    let _ = metrics::histogram!(WEBHOOK_DELIVERY_DURATION_SECONDS);
 }
 
 /// Events applied by this process, for the events/s gauge.

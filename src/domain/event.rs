@@ -54,6 +54,20 @@ pub enum EventData {
 }
 
 impl EventData {
+    /// Every event type name of the contract, as [`EventData::type_name`]
+    /// gives them.
+    pub const TYPE_NAMES: [&'static str; 9] = [
+        "board.created",
+        "board.updated",
+        "board.deleted",
+        "member.added",
+        "member.removed",
+        "task.created",
+        "task.updated",
+        "task.moved",
+        "task.deleted",
+    ];
+
     /// The contract's name for this event type, as stored in the stream.
     pub fn type_name(&self) -> &'static str {
         match self {

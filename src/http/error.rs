@@ -11,6 +11,7 @@ use warp::{Rejection, Reply};
 use crate::auth::AuthError;
 use crate::domain::DomainError;
 use crate::store::StoreError;
+use crate::webhooks::WebhookError;
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -215,6 +216,18 @@ impl From<AuthError> for ApiError {
     }
 }
 
+impl From<WebhookError> for ApiError {
+    fn from(error: WebhookError) -> Self {
+        match error {
+            WebhookError::Invalid { field, reason } => ApiError::invalid_field(field, reason),
+            WebhookError::LimitReached => ApiError::limit_reached(error.to_string()),
+            WebhookError::NotFound => ApiError::not_found("webhook"),
+            WebhookError::Db(error) => StoreError::from(error).into(),
+            WebhookError::Internal(error) => StoreError::Internal(error).into(),
+        }
+    }
+}
+
 impl From<StoreError> for Rejection {
     fn from(error: StoreError) -> Self {
         warp::reject::custom(ApiError::from(error))
@@ -302,7 +315,8 @@ pub fn with_allow_header(path: warp::path::FullPath, mut response: Response) -> 
 }
 
 /// The methods each route path accepts, by path shape: the route table
-/// of `boards`, `members`, `live`, `accounts`, `ops` and the gateways.
+/// of `boards`, `members`, `webhooks`, `live`, `accounts`, `ops` and the
+/// gateways.
 pub fn allowed_methods(path: &str) -> Option<&'static str> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let id = |segment: &str| segment.parse::<uuid::Uuid>().is_ok();
@@ -319,6 +333,13 @@ pub fn allowed_methods(path: &str) -> Option<&'static str> {
             [board, "events", "live"] if id(board) && segments[0] == "api" => "GET",
             [board, "members"] if id(board) && segments[0] == "api" => "GET, POST",
             [board, "members", user] if id(board) && id(user) && segments[0] == "api" => "DELETE",
+            [board, "webhooks"] if id(board) && segments[0] == "api" => "GET, POST",
+            [board, "webhooks", hook] if id(board) && id(hook) && segments[0] == "api" => "DELETE",
+            [board, "webhooks", hook, "deliveries"]
+                if id(board) && id(hook) && segments[0] == "api" =>
+            {
+                "GET"
+            }
             _ => return None,
         },
         _ => return None,
@@ -347,6 +368,16 @@ mod tests {
                 format!("/api/boards/{board}/members/{board}"),
                 Some("DELETE"),
             ),
+            (format!("/api/boards/{board}/webhooks"), Some("GET, POST")),
+            (
+                format!("/api/boards/{board}/webhooks/{board}"),
+                Some("DELETE"),
+            ),
+            (
+                format!("/api/boards/{board}/webhooks/{board}/deliveries"),
+                Some("GET"),
+            ),
+            (format!("/quick/boards/{board}/webhooks"), None),
             ("/api/auth/login".to_owned(), Some("POST")),
             ("/ws".to_owned(), Some("GET")),
             ("/quick/boards/not-a-uuid".to_owned(), None),

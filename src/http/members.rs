@@ -51,12 +51,12 @@ async fn resolve_user(pool: &Pool, body: &AddMemberBody) -> Result<Uuid, ApiErro
 }
 
 /// 404 for non-members (as everywhere), 403 for members who are not the
-/// owner; checked before any user lookup.
-async fn ensure_owner(
+/// owner; checked before any user lookup. Gives the board's version.
+pub(super) async fn ensure_owner(
     store: &Arc<dyn BoardStore>,
     caller: Caller,
     board_id: Uuid,
-) -> Result<(), Rejection> {
+) -> Result<u64, Rejection> {
     let Some(user) = caller.user() else {
         return Err(warp::reject::custom(ApiError::not_found("board")));
     };
@@ -71,7 +71,7 @@ async fn ensure_owner(
             DomainError::Forbidden("only the board's owner may do this"),
         )));
     }
-    Ok(())
+    Ok(rendered.version)
 }
 
 pub fn routes(

@@ -14,6 +14,7 @@ pub mod request;
 mod state;
 pub mod subscription;
 pub mod usernames;
+pub mod webhooks;
 pub mod ws;
 
 use std::sync::Arc;
@@ -66,8 +67,21 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
                         ))
                         .unify()
                         .or(usernames::named(
-                            members::routes(api.store.clone(), api.users.clone(), user, body_limit),
+                            members::routes(
+                                api.store.clone(),
+                                api.users.clone(),
+                                user.clone(),
+                                body_limit,
+                            ),
                             api.users.clone(),
+                        ))
+                        .unify()
+                        .or(webhooks::routes(
+                            api.store.clone(),
+                            api.users.clone(),
+                            user,
+                            body_limit,
+                            state.settings.webhooks.allow_private_targets,
                         ))
                         .unify(),
                 )

@@ -139,6 +139,7 @@ fn the_sample_covers_every_event_type() {
             "task.deleted",
         ])
     );
+    assert_eq!(types, BTreeSet::from(EventData::TYPE_NAMES));
 }
 
 #[test]

@@ -1,0 +1,306 @@
+//! Per-board webhooks (docs/WEBHOOKS.md): what a webhook may be, and its
+//! tables.
+//!
+//! - this module: the rules a new webhook must meet (target URL, event
+//!   filter, secret) and which addresses a target may not reach. Pure
+//!   except for resolving a target's host name.
+//! - [`registry`]: the API's side of the `webhooks` and
+//!   `webhook_deliveries` tables (create, list, delete, recent attempts).
+//! - [`queue`]: the dispatchers' side (claim a webhook under a lease, the
+//!   next event to deliver, record an attempt, advance the cursor).
+//!
+//! The events come from the PostgreSQL archive (`events`), so nothing here
+//! depends on Redis: webhooks behave the same whichever projector folded a
+//! board, on a single Redis or a cluster.
+
+pub mod queue;
+pub mod registry;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use crate::domain::EventData;
+use crate::postgres::DbError;
+
+/// Webhooks one board may have.
+pub const MAX_PER_BOARD: i64 = 20;
+/// Recent attempts kept per webhook (`GET .../deliveries`).
+pub const DELIVERIES_KEPT: i64 = 100;
+/// Bytes of randomness in a generated secret (hex: twice as many characters).
+pub const SECRET_BYTES: usize = 32;
+const MIN_SECRET_CHARS: usize = 32;
+const MAX_SECRET_CHARS: usize = 256;
+const MAX_URL_CHARS: usize = 2048;
+/// How long creating a webhook waits for its host name to resolve.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why a webhook cannot be made or read; mapped to responses in
+/// `http::error`.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("a board has at most {MAX_PER_BOARD} webhooks")]
+    LimitReached,
+    #[error("webhook not found")]
+    NotFound,
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Internal(anyhow::Error),
+}
+
+impl From<tokio_postgres::Error> for WebhookError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        WebhookError::Db(error.into())
+    }
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> WebhookError {
+    WebhookError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// The `events` filter of a new webhook: known type names, without
+/// repeats, in the order given; `None` delivers every type.
+pub fn event_filter(events: Option<Vec<String>>) -> Result<Option<Vec<String>>, WebhookError> {
+    let Some(events) = events else {
+        return Ok(None);
+    };
+    if events.is_empty() {
+        return Err(invalid(
+            "events",
+            "name at least one event type, or leave `events` out for all",
+        ));
+    }
+    let mut filter: Vec<String> = Vec::with_capacity(events.len());
+    for name in events {
+        if !EventData::TYPE_NAMES.contains(&name.as_str()) {
+            return Err(invalid(
+                "events",
+                format!(
+                    "unknown event type '{name}'; known: {}",
+                    EventData::TYPE_NAMES.join(", ")
+                ),
+            ));
+        }
+        if !filter.contains(&name) {
+            filter.push(name);
+        }
+    }
+    Ok(Some(filter))
+}
+
+/// A secret given in the body, or a fresh one: [`SECRET_BYTES`] random
+/// bytes from the OS, in hex.
+pub fn secret(given: Option<String>) -> Result<String, WebhookError> {
+    match given {
+        Some(secret) => {
+            let chars = secret.chars().count();
+            if !(MIN_SECRET_CHARS..=MAX_SECRET_CHARS).contains(&chars)
+                || !secret.chars().all(|c| c.is_ascii_graphic())
+            {
+                return Err(invalid(
+                    "secret",
+                    format!(
+                        "{MIN_SECRET_CHARS} to {MAX_SECRET_CHARS} visible ASCII characters \
+                         (e.g. `openssl rand -hex 32`)"
+                    ),
+                ));
+            }
+            Ok(secret)
+        }
+        None => {
+            let mut bytes = [0u8; SECRET_BYTES];
+            getrandom::fill(&mut bytes)
+                .map_err(|e| WebhookError::Internal(anyhow::anyhow!("OS RNG: {e}")))?;
+            Ok(hex::encode(bytes))
+        }
+    }
+}
+
+/// A target URL that parses, is `http` or `https`, and names a host.
+pub fn target(url: &str) -> Result<url::Url, WebhookError> {
+    if url.chars().count() > MAX_URL_CHARS {
+        return Err(invalid(
+            "url",
+            format!("at most {MAX_URL_CHARS} characters"),
+        ));
+    }
+    let parsed = url::Url::parse(url).map_err(|e| invalid("url", format!("not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(invalid("url", "must be an http or https URL"));
+    }
+    if parsed.host().is_none() {
+        return Err(invalid("url", "must name a host"));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(invalid(
+            "url",
+            "must not carry credentials; verify deliveries by their signature",
+        ));
+    }
+    Ok(parsed)
+}
+
+/// Refuses a target whose host is, or resolves to, an address a webhook
+/// may not reach (see [`is_forbidden`]); the `prod` profile's rule.
+pub async fn check_reachable(url: &url::Url) -> Result<(), WebhookError> {
+    let port = url.port_or_known_default().unwrap_or(80);
+    let addresses: Vec<IpAddr> = match url.host() {
+        Some(url::Host::Ipv4(ip)) => vec![IpAddr::V4(ip)],
+        Some(url::Host::Ipv6(ip)) => vec![IpAddr::V6(ip)],
+        Some(url::Host::Domain(name)) => {
+            let lookup = tokio::net::lookup_host((name, port));
+            match tokio::time::timeout(RESOLVE_TIMEOUT, lookup).await {
+                Ok(Ok(found)) => found.map(|a| a.ip()).collect(),
+                Ok(Err(_)) | Err(_) => {
+                    return Err(invalid("url", format!("host '{name}' does not resolve")))
+                }
+            }
+        }
+        None => return Err(invalid("url", "must name a host")),
+    };
+    if addresses.is_empty() {
+        return Err(invalid("url", "host does not resolve"));
+    }
+    if let Some(ip) = addresses.into_iter().find(|ip| is_forbidden(*ip)) {
+        return Err(invalid(
+            "url",
+            format!(
+                "resolves to {ip}, a loopback, private, link-local or metadata address \
+                 (webhooks.allow_private_targets allows them)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Addresses a webhook must not reach unless the operator allows it:
+/// loopback, private and shared (CGNAT) ranges, link-local (which holds
+/// the cloud metadata services, 169.254.169.254 and fd00:ec2::254 alike),
+/// unspecified, multicast and broadcast.
+pub fn is_forbidden(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(ip) => is_forbidden_v4(ip),
+        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
+            Some(v4) => is_forbidden_v4(v4),
+            None => is_forbidden_v6(ip),
+        },
+    }
+}
+
+fn is_forbidden_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || ip.is_broadcast()
+        || a == 0
+        // 100.64.0.0/10: shared address space (CGNAT; some clouds' metadata).
+        || (a == 100 && (64..128).contains(&b))
+}
+
+fn is_forbidden_v6(ip: Ipv6Addr) -> bool {
+    let first = ip.segments()[0];
+    ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        // fc00::/7: unique local (fd00:ec2::254 is AWS's metadata service).
+        || (first & 0xfe00) == 0xfc00
+        // fe80::/10: link-local.
+        || (first & 0xffc0) == 0xfe80
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_http_and_https_urls_with_a_host_are_targets() {
+        for good in [
+            "https://hooks.example.com/streamboard",
+            "http://127.0.0.1:9000/x?y=1",
+        ] {
+            assert!(target(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "ftp://example.com/",
+            "not a url",
+            "",
+            "https://",
+            "mailto:a@example.com",
+            "https://user:pw@example.com/",
+            "file:///etc/passwd",
+        ] {
+            assert!(
+                matches!(target(bad), Err(WebhookError::Invalid { field: "url", .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn private_and_metadata_addresses_are_forbidden() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.100.100.200",
+            "0.0.0.0",
+            "::1",
+            "fd00:ec2::254",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(is_forbidden(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"] {
+            assert!(!is_forbidden(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_loopback_target_is_refused_when_checked() {
+        let url = target("http://127.0.0.1:8080/hook").unwrap();
+        assert!(check_reachable(&url).await.is_err());
+        let url = target("http://[::1]/hook").unwrap();
+        assert!(check_reachable(&url).await.is_err());
+    }
+
+    #[test]
+    fn filters_name_known_types_once() {
+        assert_eq!(event_filter(None).unwrap(), None);
+        let filter = event_filter(Some(vec![
+            "task.created".into(),
+            "task.moved".into(),
+            "task.created".into(),
+        ]))
+        .unwrap();
+        assert_eq!(
+            filter,
+            Some(vec!["task.created".into(), "task.moved".into()])
+        );
+        assert!(event_filter(Some(vec![])).is_err());
+        assert!(event_filter(Some(vec!["task.exploded".into()])).is_err());
+    }
+
+    #[test]
+    fn secrets_are_long_random_hex_unless_given() {
+        let one = secret(None).unwrap();
+        let two = secret(None).unwrap();
+        assert_eq!(one.len(), SECRET_BYTES * 2);
+        assert!(one.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(one, two);
+        let given = "x".repeat(40);
+        assert_eq!(secret(Some(given.clone())).unwrap(), given);
+        assert!(secret(Some("short".into())).is_err());
+        assert!(secret(Some(format!("{} spaces", "y".repeat(40)))).is_err());
+    }
+}
