@@ -283,8 +283,10 @@ async fn a_client_that_never_reads_is_disconnected_even_while_it_still_does_not_
     // 700 x 8 KiB (about 5.8 MiB) is far past the 64 KiB outbox plus what
     // the kernel buffers (the server's send buffer grows to 4 MiB at most
     // here): within a few seconds the server's end must be closed
-    // (FIN_WAIT*, CLOSE, or gone).
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // (FIN_WAIT*, CLOSE, or gone). It gives up 2 s after the outbox filled
+    // (STALL_LIMIT in src/http/ws.rs), then leaves the client 5 s to read
+    // its close frame (websocket.slow_client_grace_seconds).
+    let deadline = Instant::now() + Duration::from_secs(10);
     let mut state = server_socket_state(server.addr.port(), client_port);
     while state.as_deref() == Some(ESTABLISHED) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -293,7 +295,7 @@ async fn a_client_that_never_reads_is_disconnected_even_while_it_still_does_not_
     assert_ne!(
         state.as_deref(),
         Some(ESTABLISHED),
-        "5 s after overflowing its 64 KiB outbox, the server still holds the \
+        "10 s after overflowing its 64 KiB outbox, the server still holds the \
          non-reading client's connection open"
     );
 
