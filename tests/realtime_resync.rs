@@ -7,20 +7,9 @@ mod common;
 
 use std::time::Duration;
 
+use common::realtime::archived;
 use common::*;
 use serde_json::json;
-
-/// Waits until the projector has archived `count` events of `board_id`.
-async fn archived(env: &TestEnv, board_id: &str, count: u64) {
-    let sql = format!("SELECT count(*) FROM events WHERE board_id = '{board_id}'");
-    for _ in 0..300 {
-        if env.db().query(&sql).trim() == count.to_string() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the projector did not archive {count} events of {board_id}");
-}
 
 /// SSE text from `tail` until it holds `needle`; panics after `WAIT`.
 async fn sse_until(tail: &mut reqwest::Response, text: &mut String, needle: &str) {

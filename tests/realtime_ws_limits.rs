@@ -6,6 +6,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use common::realtime::{big_description, tiny_buffer_client};
 use common::*;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -17,22 +18,6 @@ use tokio_tungstenite::tungstenite::Message;
 // ---------------------------------------------------------------------------
 // Slow consumers.
 
-/// A WebSocket client with a tiny receive buffer, so a client that stops
-/// reading pushes back on the server quickly.
-async fn tiny_buffer_client(server: &TestServer, token: &str) -> WsClient {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let tcp = socket.connect(server.addr).await.expect("connect");
-    let (stream, _) = tokio_tungstenite::client_async_with_config(
-        server.ws_url(&ws_path(token)),
-        tokio_tungstenite::MaybeTlsStream::Plain(tcp),
-        None,
-    )
-    .await
-    .expect("WebSocket handshake");
-    WsClient { stream }
-}
-
 /// A server with an outbound queue of `queue_bytes` per connection, its
 /// owner's board, and a [`tiny_buffer_client`] subscribed to it that the
 /// test then leaves unread.
@@ -43,19 +28,9 @@ async fn a_stuck_client(queue_bytes: &str) -> (TestEnv, WsClient) {
         .spawn()
         .await;
     let (token, board_id) = (&env.owner().token, &env.owner().board_id);
-    let mut slow = tiny_buffer_client(env.server(), token).await;
+    let mut slow = tiny_buffer_client(env.server(), &ws_path(token)).await;
     slow.subscribe(board_id, None).await;
     (env, slow)
-}
-
-/// Eight KiB of text.
-fn big_description(i: usize) -> String {
-    let mut text = format!("{i}:");
-    while text.len() < 8 * 1024 {
-        text.push_str("lorem ipsum dolor sit amet ");
-    }
-    text.truncate(8 * 1024);
-    text
 }
 
 /// How a connection ended, for assertion messages.

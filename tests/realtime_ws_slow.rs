@@ -7,46 +7,13 @@ mod common;
 
 use std::time::Duration;
 
+use common::realtime::{big_description, server_metric, tiny_buffer_client};
 use common::*;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 const SLOW_CLIENTS: &str = "streamboard_ws_slow_clients_total";
-
-/// A WebSocket client on a socket with a tiny receive buffer, so that once
-/// it stops reading the server's writes back up quickly.
-async fn tiny_buffer_client(server: &TestServer, path: &str) -> WsClient {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let tcp = socket.connect(server.addr).await.expect("connect");
-    let (stream, _) = tokio_tungstenite::client_async(
-        server.ws_url(path),
-        tokio_tungstenite::MaybeTlsStream::Plain(tcp),
-    )
-    .await
-    .expect("WebSocket handshake");
-    WsClient { stream }
-}
-
-/// The value of an unlabelled counter in the server's `/metrics`.
-async fn counter(server: &TestServer, name: &str) -> f64 {
-    let text = server.get("/metrics").await.text().await.unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(&format!("{name} ")))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
-}
-
-/// Eight KiB of text.
-fn big_description(i: usize) -> String {
-    let mut text = format!("{i}:");
-    while text.len() < 8 * 1024 {
-        text.push_str("lorem ipsum dolor sit amet ");
-    }
-    text.truncate(8 * 1024);
-    text
-}
 
 #[tokio::test]
 async fn a_client_that_stops_reading_finds_close_1008_with_a_reason_when_it_reads_again() {
@@ -82,13 +49,13 @@ async fn a_client_that_stops_reading_finds_close_1008_with_a_reason_when_it_read
         }
         versions
     });
-    let before = counter(server, SLOW_CLIENTS).await;
+    let before = server_metric(server, SLOW_CLIENTS).await;
 
     // Act: write 8 KiB events until the server gives up on `slow` (its
     // outbox stays full with nothing written for 2 s), reading nothing.
     let path = format!("/quick/boards/{board_id}/tasks");
     let mut written = 0;
-    while counter(server, SLOW_CLIENTS).await == before {
+    while server_metric(server, SLOW_CLIENTS).await == before {
         assert!(
             written < 3000,
             "{written} events of 8 KiB written and the server has not closed the \
@@ -108,7 +75,7 @@ async fn a_client_that_stops_reading_finds_close_1008_with_a_reason_when_it_read
 
     // Assert: the metric counted it once; reading now yields an in-order
     // prefix of the events, then close 1008 with its reason.
-    assert_eq!(counter(server, SLOW_CLIENTS).await, before + 1.0);
+    assert_eq!(server_metric(server, SLOW_CLIENTS).await, before + 1.0);
     let mut got = Vec::new();
     let close = loop {
         let message = tokio::time::timeout(Duration::from_secs(10), slow.stream.next())
