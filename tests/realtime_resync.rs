@@ -5,8 +5,6 @@
 //! `resync` event whose id is that version.
 mod common;
 
-use std::time::Duration;
-
 use common::realtime::archived;
 use common::*;
 use serde_json::json;
