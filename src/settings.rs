@@ -93,6 +93,8 @@ pub struct WebSocketSettings {
     pub idle_timeout_seconds: u64,
     /// The largest message a client may send; larger ones close with 1009.
     pub max_message_bytes: usize,
+    /// How long a client judged too slow has to read its close 1008.
+    pub slow_client_grace_seconds: u64,
 }
 
 #[derive(Debug, Deserialize)]

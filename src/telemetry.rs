@@ -42,6 +42,7 @@ pub mod names {
     pub const APPEND_CONFLICTS: &str = "streamboard_append_conflicts_total";
     pub const EVENTS_RESTORED: &str = "streamboard_events_restored_total";
     pub const CACHE_DIVERGED: &str = "streamboard_cache_diverged_total";
+    pub const WS_SLOW_CLIENTS: &str = "streamboard_ws_slow_clients_total";
 }
 
 /// Installs the global metrics recorder and returns the handle `/metrics`
@@ -87,11 +88,16 @@ pub fn register_server_metrics() {
         "Boards whose cached history no longer matched their stream: acknowledged events \
          were lost before the projector archived them."
     );
+    describe_counter!(
+        names::WS_SLOW_CLIENTS,
+        "WebSocket clients closed with 1008 because they stopped reading."
+    );
     for name in [
         names::EVENTS_APPENDED,
         names::APPEND_CONFLICTS,
         names::EVENTS_RESTORED,
         names::CACHE_DIVERGED,
+        names::WS_SLOW_CLIENTS,
     ] {
         counter!(name).increment(0);
     }

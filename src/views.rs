@@ -7,6 +7,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use uuid::Uuid;
 
 use crate::domain::{Board, BoardEvent, DomainError, EventData, Role, Task};
@@ -203,7 +204,9 @@ pub fn to_bytes<T: Serialize + ?Sized>(value: &T) -> Bytes {
 pub struct EventFrame {
     pub board_id: Uuid,
     pub version: u64,
-    pub text: Arc<str>,
+    /// The frame's JSON text; cloning it shares the bytes, so every
+    /// subscriber's WebSocket message is this one buffer.
+    pub text: Utf8Bytes,
     /// The event itself, for readers that want the plain envelope (SSE).
     pub event: Arc<BoardEvent>,
     /// Whose access this event ends: a removed member, or everyone when the

@@ -6,6 +6,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use common::realtime::{big_description, tiny_buffer_client};
 use common::*;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -17,22 +18,6 @@ use tokio_tungstenite::tungstenite::Message;
 // ---------------------------------------------------------------------------
 // Slow consumers.
 
-/// A WebSocket client with a tiny receive buffer, so a client that stops
-/// reading pushes back on the server quickly.
-async fn tiny_buffer_client(server: &TestServer, token: &str) -> WsClient {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let tcp = socket.connect(server.addr).await.expect("connect");
-    let (stream, _) = tokio_tungstenite::client_async_with_config(
-        server.ws_url(&ws_path(token)),
-        tokio_tungstenite::MaybeTlsStream::Plain(tcp),
-        None,
-    )
-    .await
-    .expect("WebSocket handshake");
-    WsClient { stream }
-}
-
 /// A server with an outbound queue of `queue_bytes` per connection, its
 /// owner's board, and a [`tiny_buffer_client`] subscribed to it that the
 /// test then leaves unread.
@@ -43,19 +28,9 @@ async fn a_stuck_client(queue_bytes: &str) -> (TestEnv, WsClient) {
         .spawn()
         .await;
     let (token, board_id) = (&env.owner().token, &env.owner().board_id);
-    let mut slow = tiny_buffer_client(env.server(), token).await;
+    let mut slow = tiny_buffer_client(env.server(), &ws_path(token)).await;
     slow.subscribe(board_id, None).await;
     (env, slow)
-}
-
-/// Eight KiB of text.
-fn big_description(i: usize) -> String {
-    let mut text = format!("{i}:");
-    while text.len() < 8 * 1024 {
-        text.push_str("lorem ipsum dolor sit amet ");
-    }
-    text.truncate(8 * 1024);
-    text
 }
 
 /// How a connection ended, for assertion messages.
@@ -283,8 +258,10 @@ async fn a_client_that_never_reads_is_disconnected_even_while_it_still_does_not_
     // 700 x 8 KiB (about 5.8 MiB) is far past the 64 KiB outbox plus what
     // the kernel buffers (the server's send buffer grows to 4 MiB at most
     // here): within a few seconds the server's end must be closed
-    // (FIN_WAIT*, CLOSE, or gone).
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // (FIN_WAIT*, CLOSE, or gone). It gives up 2 s after the outbox filled
+    // (STALL_LIMIT in src/http/ws.rs), then leaves the client 5 s to read
+    // its close frame (websocket.slow_client_grace_seconds).
+    let deadline = Instant::now() + Duration::from_secs(10);
     let mut state = server_socket_state(server.addr.port(), client_port);
     while state.as_deref() == Some(ESTABLISHED) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -293,7 +270,7 @@ async fn a_client_that_never_reads_is_disconnected_even_while_it_still_does_not_
     assert_ne!(
         state.as_deref(),
         Some(ESTABLISHED),
-        "5 s after overflowing its 64 KiB outbox, the server still holds the \
+        "10 s after overflowing its 64 KiB outbox, the server still holds the \
          non-reading client's connection open"
     );
 

@@ -32,9 +32,9 @@ use uuid::Uuid;
 
 use super::{
     board_of_channel, changes_channel, decode_entry, entry_id, presence_key, stream_key,
-    unix_millis,
+    unix_millis, RESYNC_PREFIX,
 };
-use crate::fanout::Hub;
+use crate::fanout::{Hub, ResyncReason};
 use crate::redis_client::{Notice, RedisClient, RedisConnection, Subscriber};
 use crate::views::EventFrame;
 
@@ -181,6 +181,17 @@ impl StreamFeed {
                     };
                     if payload == PRESENCE_CHANGED {
                         let _ = self.presence_changes.send(board_id);
+                        continue;
+                    }
+                    if let Some((version, reason)) = payload
+                        .strip_prefix(RESYNC_PREFIX)
+                        .and_then(|rest| rest.split_once(':'))
+                    {
+                        if let (Ok(version), Some(reason)) =
+                            (version.parse(), ResyncReason::parse(reason))
+                        {
+                            self.hub.resync(board_id, version, reason);
+                        }
                         continue;
                     }
                     let version: u64 = payload.parse().unwrap_or(u64::MAX);

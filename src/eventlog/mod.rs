@@ -57,6 +57,9 @@ pub fn presence_key(board_id: Uuid) -> String {
     format!("board:{{{board_id}}}:presence")
 }
 
+/// How a notification that says "reload the board" starts.
+pub const RESYNC_PREFIX: &str = "resync:";
+
 /// The board's notification channel (see the module docs).
 pub fn changes_channel(board_id: Uuid) -> String {
     format!("board:{{{board_id}}}:changes")
@@ -291,6 +294,25 @@ impl EventLog {
 
     async fn connection(&self) -> Result<RedisConnection, LogError> {
         Ok(within(self.redis.connection()).await??)
+    }
+
+    /// Tells the board's watchers on every instance to reload it (see
+    /// `feed`): `resync:<version>:<reason>` on its notification channel.
+    pub async fn announce_resync(
+        &self,
+        board_id: Uuid,
+        version: u64,
+        reason: &str,
+    ) -> Result<(), LogError> {
+        let mut connection = self.connection().await?;
+        let _: i64 = within(
+            redis::cmd(self.redis.publish_command())
+                .arg(changes_channel(board_id))
+                .arg(format!("{RESYNC_PREFIX}{version}:{reason}"))
+                .query_async(&mut connection),
+        )
+        .await??;
+        Ok(())
     }
 
     /// Events after `after`, oldest first, at most `count`.

@@ -86,6 +86,14 @@ impl ApiError {
     pub fn limit_reached(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "limit_reached", message)
     }
+    /// A plain request on a WebSocket route.
+    pub fn upgrade_required() -> Self {
+        Self::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "upgrade_required",
+            "this route speaks WebSocket only: send Connection: Upgrade and Upgrade: websocket",
+        )
+    }
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -234,16 +242,13 @@ impl From<StoreError> for Rejection {
     }
 }
 
-/// A plain request on a WebSocket route: warp's `ws()` filter refused the
+/// A plain request on a WebSocket route: the handshake filter found no
 /// `Connection` or `Upgrade` header. Only WebSocket routes read those two.
 fn is_missing_upgrade(rejection: &Rejection) -> bool {
     let upgrade_header = |name: &str| name == "connection" || name == "upgrade";
     rejection
-        .find::<warp::ws::MissingConnectionUpgrade>()
-        .is_some()
-        || rejection
-            .find::<warp::reject::MissingHeader>()
-            .is_some_and(|e| upgrade_header(e.name()))
+        .find::<warp::reject::MissingHeader>()
+        .is_some_and(|e| upgrade_header(e.name()))
         || rejection
             .find::<warp::reject::InvalidHeader>()
             .is_some_and(|e| upgrade_header(e.name()))
@@ -255,11 +260,7 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     let error = if let Some(error) = rejection.find::<ApiError>() {
         error.clone()
     } else if is_missing_upgrade(&rejection) {
-        ApiError::new(
-            StatusCode::UPGRADE_REQUIRED,
-            "upgrade_required",
-            "this route speaks WebSocket only: send Connection: Upgrade and Upgrade: websocket",
-        )
+        ApiError::upgrade_required()
     } else if rejection.is_not_found() {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
@@ -391,9 +392,10 @@ mod tests {
     async fn a_plain_get_on_a_websocket_route_is_426() {
         let rejection = warp::test::request()
             .header("connection", "keep-alive")
-            .filter(&warp::ws())
+            .filter(&super::super::handshake::handshake())
             .await
-            .unwrap_err();
+            .err()
+            .expect("a plain GET is refused");
         let response = recover(rejection).await.unwrap();
         assert_eq!(response.status(), StatusCode::UPGRADE_REQUIRED);
         assert_eq!(response.headers()[header::UPGRADE], "websocket");

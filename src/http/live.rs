@@ -3,6 +3,8 @@
 //! version, its `event` its type, its `data` the envelope. A reconnecting
 //! `EventSource` sends `Last-Event-ID` and resumes right after it (so does
 //! `?after=`); without either, the tail starts at the current version.
+//! A `resync` event (id: the board's version) says the board's history was
+//! restored or rewritten under the tail: reload the board.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -57,6 +59,11 @@ fn to_sse(update: Update) -> Event {
             .event(frame.event.data.type_name())
             .data(serde_json::to_string(&*frame.event).unwrap_or_default()),
         Update::Presence(frame) => Event::default().event("presence").data(frame.as_ref()),
+        // Its id is the version to resume after once the board is reloaded.
+        Update::Resync { version, reason } => Event::default()
+            .id(version.to_string())
+            .event("resync")
+            .data(json!({"version": version, "reason": reason.as_str()}).to_string()),
         Update::Ended { code, message } => Event::default()
             .event("error")
             .data(json!({"error": {"code": code, "message": message}}).to_string()),

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod boards;
 pub mod connections;
 pub mod error;
+pub mod handshake;
 pub mod live;
 pub mod members;
 pub mod ops;

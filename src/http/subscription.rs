@@ -4,7 +4,9 @@
 //! The live side is the in-process hub; history comes from the store. A
 //! subscription remembers the last version it delivered: live frames at or
 //! below it are duplicates and dropped; a jump above it, or a broadcast
-//! receiver that lagged behind, is filled from history first. Shared by the
+//! receiver that lagged behind, is filled from history first. A resync (the
+//! board's history was restored or rewritten under it) is passed on and the
+//! subscription goes on from the board's version then. Shared by the
 //! WebSocket gateway and the Server-Sent Events tail.
 
 use std::collections::VecDeque;
@@ -16,6 +18,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use uuid::Uuid;
 
 use super::error::ApiError;
+use crate::fanout::{Live, ResyncReason};
 use crate::store::{BoardStore, Caller, StoreError};
 use crate::views::{EndsAccess, EventFrame};
 
@@ -28,6 +31,12 @@ pub enum Update {
     Event(Arc<EventFrame>),
     /// Who watches the board now (WebSocket subscriptions that asked).
     Presence(Arc<str>),
+    /// What the subscriber holds may differ from the board, now at
+    /// `version`: reload it. Events after `version` follow.
+    Resync {
+        version: u64,
+        reason: ResyncReason,
+    },
     /// The subscription is over (access lost, or the store failed); the
     /// code and message are in the contract's error vocabulary.
     Ended {
@@ -53,7 +62,7 @@ pub struct Subscription {
     /// Deliver history up to this version before taking live frames.
     catch_up_to: u64,
     backlog: VecDeque<Arc<EventFrame>>,
-    live: Option<BroadcastStream<Arc<EventFrame>>>,
+    live: Option<BroadcastStream<Live>>,
     /// The last event delivered took the subscriber's access away.
     access_lost: bool,
     ended: bool,
@@ -127,12 +136,20 @@ impl Subscription {
             }
             let live = self.live.as_mut()?;
             match live.next().await? {
-                Ok(frame) if frame.version <= self.delivered => continue,
-                Ok(frame) if frame.version == self.delivered + 1 => {
+                Ok(Live::Event(frame)) if frame.version <= self.delivered => continue,
+                Ok(Live::Event(frame)) if frame.version == self.delivered + 1 => {
                     return Some(self.deliver(frame));
                 }
                 // A jump: the versions in between come from history.
-                Ok(frame) => self.catch_up_to = frame.version,
+                Ok(Live::Event(frame)) => self.catch_up_to = frame.version,
+                Ok(Live::Resync { version, reason }) => {
+                    // The subscriber reloads the board at `version`; what
+                    // was delivered or pending before may no longer hold.
+                    self.backlog.clear();
+                    self.delivered = version;
+                    self.catch_up_to = version;
+                    return Some(Update::Resync { version, reason });
+                }
                 // Fell behind the broadcast: read what was missed.
                 Err(BroadcastStreamRecvError::Lagged(_)) => self.catch_up_to = u64::MAX,
             }

@@ -1,46 +1,74 @@
 //! The WebSocket gateway, shared by `/quick/ws` and `/ws`.
 //!
-//! Per connection: one task reads client frames and live board frames, one
-//! task writes. Between them an outbox bounded in bytes: a client that does
-//! not read fills it and is closed (1008) instead of slowing anyone else.
+//! One task per connection reads client frames, takes live board frames
+//! and writes them, so an idle connection costs that task and its
+//! socket's small buffers (see [`socket_config`]). Frames wait in an
+//! outbox bounded in bytes and are written in bursts, one flush per burst.
+//!
+//! A client that stops reading fills the outbox; the connection then takes
+//! no more updates. If it stays full with nothing written for
+//! [`STALL_LIMIT`], the client is too slow: the queued frames are dropped
+//! and a close 1008 is written behind what the socket already holds, for
+//! up to `websocket.slow_client_grace_seconds`; a client that reads again
+//! within that time finds it. Then the connection is dropped.
 //!
 //! Each board a client subscribes to is a [`Subscription`], which delivers
 //! every version once, in order, from history and then live.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use futures_util::stream::BoxStream;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::stream::{BoxStream, SplitSink};
+use futures_util::{FutureExt, Sink, SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::sync::watch;
+use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamMap;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as SocketError};
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 use uuid::Uuid;
-use warp::filters::ws::{Message, WebSocket, Ws};
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
-use warp::{Filter, Rejection, Reply};
+use warp::{Filter, Rejection};
 
 use super::connections::ConnectionCap;
 use super::error::ApiError;
+use super::handshake::{handshake, Handshake, Socket};
 use super::subscription::{OpenError, Subscription, Update};
+use crate::fanout::ResyncReason;
 use crate::presence::{Presence, Present};
 use crate::settings::WebSocketSettings;
 use crate::store::Caller;
 use crate::store::{BoardStore, StoreError};
-use tokio_stream::wrappers::BroadcastStream;
+use crate::telemetry::names;
 
 /// Subscriptions one connection may hold at once.
 const MAX_SUBSCRIPTIONS: usize = 100;
-/// How long the writer may make no progress with a full outbound queue
-/// before the client is disconnected as too slow.
+/// How long the outbox may stay full with nothing written before the
+/// client is judged too slow.
 const STALL_LIMIT: Duration = Duration::from_secs(2);
-/// How long a closing connection may take to flush its close frame.
+/// How long any other closing connection may take to write its close
+/// frame, and to hear the client's close in reply.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
+/// The socket's read buffer: client messages are small (a larger one grows
+/// it while it is read).
+const READ_BUFFER_BYTES: usize = 512;
+/// Frames are gathered up to this size before a write to the socket; a
+/// flush at the end of each burst writes the rest.
+const WRITE_BUFFER_BYTES: usize = 8 * 1024;
+/// An outbox that held more frames than this gives back its memory once
+/// empty, so a burst does not stay charged to an idle connection.
+const OUTBOX_KEPT_FRAMES: usize = 16;
 
 pub mod close {
+    pub const NORMAL: u16 = 1000;
     pub const GOING_AWAY: u16 = 1001;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
@@ -63,6 +91,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// The largest client message (and frame); larger ones close with 1009.
     pub max_message_bytes: usize,
+    /// How long a client judged too slow has to read its close frame.
+    pub slow_client_grace: Duration,
 }
 
 impl From<&WebSocketSettings> for Limits {
@@ -72,8 +102,18 @@ impl From<&WebSocketSettings> for Limits {
             ping_interval: Duration::from_secs(settings.ping_interval_seconds.max(1)),
             idle_timeout: Duration::from_secs(settings.idle_timeout_seconds.max(2)),
             max_message_bytes: settings.max_message_bytes.max(1024),
+            slow_client_grace: Duration::from_secs(settings.slow_client_grace_seconds.max(1)),
         }
     }
+}
+
+/// Small buffers: an idle connection holds them for as long as it lives.
+fn socket_config(limits: &Limits) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .max_message_size(Some(limits.max_message_bytes))
+        .max_frame_size(Some(limits.max_message_bytes))
 }
 
 impl Gateway {
@@ -98,25 +138,19 @@ impl Gateway {
         warp::path("ws")
             .and(warp::path::end())
             .and(caller)
-            .and(warp::ws())
-            .and_then(move |caller: Caller, upgrade: Ws| {
+            .and(handshake())
+            .and_then(move |caller: Caller, handshake: Handshake| {
                 let gateway = Arc::clone(&self);
                 async move {
                     let slot = gateway
                         .connections
                         .claim(caller)
                         .map_err(warp::reject::custom)?;
-                    let max_message_bytes = gateway.limits.max_message_bytes;
-                    Ok::<_, Rejection>(
-                        upgrade
-                            .max_message_size(max_message_bytes)
-                            .max_frame_size(max_message_bytes)
-                            .on_upgrade(move |socket| async move {
-                                let _slot = slot;
-                                Session::new(gateway, caller).run(socket).await;
-                            })
-                            .into_response(),
-                    )
+                    let config = socket_config(&gateway.limits);
+                    Ok::<_, Rejection>(handshake.accept(config, move |socket| async move {
+                        let _slot = slot;
+                        Session::new(gateway, caller).run(socket).await;
+                    }))
                 }
             })
             .boxed()
@@ -145,36 +179,93 @@ struct Ending {
     reason: &'static str,
 }
 
-/// Frames waiting for the writer, bounded by their total size.
-/// Frames waiting for the writer. While more than `limit` bytes wait, the
-/// session takes no more updates from its subscriptions (their history
-/// and the hub hold them meanwhile). If the writer then makes no progress
-/// for `STALL_LIMIT` (the client stopped reading and the socket buffers are
-/// full), the client is disconnected.
+impl Ending {
+    const GONE: Ending = Ending {
+        code: close::GOING_AWAY,
+        reason: "connection closed",
+    };
+    const TOO_SLOW: Ending = Ending {
+        code: close::POLICY,
+        reason: "too slow: outbound queue limit exceeded",
+    };
+}
+
+/// Frames waiting to be written, in order. While more than `limit` bytes
+/// wait, the session takes no more updates from its subscriptions (their
+/// history and the hub hold them meanwhile).
 struct Outbox {
-    queue: mpsc::UnboundedSender<Message>,
-    queued_bytes: Arc<AtomicUsize>,
-    /// Signalled by the writer each time it has sent a frame.
-    drained: Arc<Notify>,
+    frames: VecDeque<Message>,
+    bytes: usize,
     limit: usize,
+    /// Frames handed to the socket and not flushed yet.
+    unflushed: bool,
 }
 
 impl Outbox {
+    fn new(limit: usize) -> Self {
+        Outbox {
+            frames: VecDeque::new(),
+            bytes: 0,
+            limit,
+            unflushed: false,
+        }
+    }
+
     fn has_room(&self) -> bool {
-        self.queued_bytes.load(Ordering::Acquire) < self.limit
+        self.bytes < self.limit
     }
 
-    fn push(&self, message: Message) -> Result<(), Ending> {
-        let size = message.as_bytes().len();
-        self.queued_bytes.fetch_add(size, Ordering::AcqRel);
-        self.queue.send(message).map_err(|_| Ending {
-            code: close::GOING_AWAY,
-            reason: "connection closed",
+    fn has_work(&self) -> bool {
+        self.unflushed || !self.frames.is_empty()
+    }
+
+    fn push(&mut self, message: Message) {
+        self.bytes += message.len();
+        self.frames.push_back(message);
+    }
+
+    fn text(&mut self, text: impl Into<Utf8Bytes>) {
+        self.push(Message::Text(text.into()));
+    }
+
+    /// Hands queued frames to the socket while it takes them, then flushes
+    /// once. Ready once something was written, or all is flushed. A frame
+    /// leaves the queue only when the socket has taken it, so dropping
+    /// this future loses nothing.
+    async fn write_to(&mut self, sink: &mut SplitSink<Socket, Message>) -> Result<(), SocketError> {
+        poll_fn(|cx| {
+            let mut wrote = false;
+            while !self.frames.is_empty() {
+                match Pin::new(&mut *sink).poll_ready(cx) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                    Poll::Pending if wrote => return Poll::Ready(Ok(())),
+                    Poll::Pending => return Poll::Pending,
+                }
+                let message = self.pop();
+                Pin::new(&mut *sink).start_send(message)?;
+                self.unflushed = true;
+                wrote = true;
+            }
+            match Pin::new(&mut *sink).poll_flush(cx) {
+                Poll::Ready(result) => {
+                    self.unflushed = false;
+                    Poll::Ready(result)
+                }
+                Poll::Pending if wrote => Poll::Ready(Ok(())),
+                Poll::Pending => Poll::Pending,
+            }
         })
+        .await
     }
 
-    fn text(&self, text: impl Into<String>) -> Result<(), Ending> {
-        self.push(Message::text(text))
+    fn pop(&mut self) -> Message {
+        let message = self.frames.pop_front().expect("a queued frame");
+        self.bytes -= message.len();
+        if self.frames.is_empty() && self.frames.capacity() > OUTBOX_KEPT_FRAMES {
+            self.frames = VecDeque::new();
+        }
+        message
     }
 }
 
@@ -207,60 +298,19 @@ impl Session {
         }
     }
 
-    async fn run(mut self, socket: WebSocket) {
+    async fn run(mut self, socket: Socket) {
         let (mut sink, mut incoming) = socket.split();
-        let (queue, mut outgoing) = mpsc::unbounded_channel::<Message>();
-        let (close_tx, close_rx) = oneshot::channel::<Ending>();
-        let queued_bytes = Arc::new(AtomicUsize::new(0));
-        let drained = Arc::new(Notify::new());
-        let outbox = Outbox {
-            queue,
-            queued_bytes: Arc::clone(&queued_bytes),
-            drained: Arc::clone(&drained),
-            limit: self.gateway.limits.outbound_queue_bytes,
-        };
-
-        let writer = tokio::spawn(async move {
-            let mut close_rx = close_rx;
-            // The close signal interrupts even a send that is stuck because
-            // the client stopped reading.
-            let ending = loop {
-                let message = tokio::select! {
-                    biased;
-                    ending = &mut close_rx => break ending.ok(),
-                    message = outgoing.recv() => message,
-                };
-                let Some(message) = message else { break None };
-                let size = message.as_bytes().len();
-                tokio::select! {
-                    biased;
-                    ending = &mut close_rx => break ending.ok(),
-                    sent = sink.send(message) => {
-                        if sent.is_err() {
-                            break None;
-                        }
-                        queued_bytes.fetch_sub(size, Ordering::AcqRel);
-                        drained.notify_one();
-                    }
-                }
-            };
-            if let Some(ending) = ending {
-                let frame = Message::close_with(ending.code, ending.reason);
-                let _ = tokio::time::timeout(CLOSE_WAIT, sink.send(frame)).await;
-            }
-            let _ = tokio::time::timeout(CLOSE_WAIT, sink.close()).await;
-        });
-
         let limits = self.gateway.limits;
+        let mut outbox = Outbox::new(limits.outbound_queue_bytes);
         let mut shutdown = self.gateway.shutdown.clone();
         let stopping = async move { shutdown.wait_for(|stopping| *stopping).await.map(|_| ()) };
         let mut stopping = std::pin::pin!(stopping);
         let mut heartbeat = tokio::time::interval(limits.ping_interval);
         heartbeat.tick().await;
         let mut last_heard = Instant::now();
-
-        // Since when the outbox is full with the writer making no progress.
+        // Since when the outbox is full with nothing written.
         let mut stalled_since: Option<tokio::time::Instant> = None;
+
         let ending = loop {
             let room = outbox.has_room();
             stalled_since = match (room, stalled_since) {
@@ -269,45 +319,55 @@ impl Session {
                 (false, since) => since,
             };
             let give_up_at = stalled_since.map(|since| since + STALL_LIMIT);
+            // Biased: updates are queued before the burst is written, so a
+            // burst costs one flush.
             let step = tokio::select! {
+                biased;
+                _ = &mut stopping => {
+                    Err(Ending { code: close::GOING_AWAY, reason: "server shutting down" })
+                }
                 message = incoming.next() => match message {
                     Some(Ok(message)) => {
                         last_heard = Instant::now();
                         // Boxed: the subscribe path is large, and inlining it into
                         // this loop's state would cost every idle connection.
-                        Box::pin(self.on_client_message(&outbox, message)).await
+                        Box::pin(self.on_client_message(&mut outbox, message)).await
                     }
-                    Some(Err(error)) if is_too_big(&error) => Err(Ending {
+                    Some(Err(SocketError::Capacity(CapacityError::MessageTooLong { .. }))) => Err(Ending {
                         code: close::TOO_BIG,
                         reason: "message too big: larger than websocket.max_message_bytes",
                     }),
-                    _ => Err(Ending { code: close::GOING_AWAY, reason: "connection closed" }),
+                    _ => Err(Ending::GONE),
                 },
-                _ = outbox.drained.notified(), if !room => {
-                    stalled_since = Some(tokio::time::Instant::now());
+                Some((board_id, update)) = self.subscriptions.next(), if room => {
+                    self.on_update(&mut outbox, board_id, update);
+                    // Every update already waiting joins this burst, without
+                    // a turn of the loop each.
+                    while outbox.has_room() {
+                        let Some(Some((board_id, update))) = self.subscriptions.next().now_or_never()
+                        else {
+                            break;
+                        };
+                        self.on_update(&mut outbox, board_id, update);
+                    }
                     Ok(())
                 }
-                _ = tokio::time::sleep_until(give_up_at.unwrap_or_else(tokio::time::Instant::now)),
-                    if give_up_at.is_some() => {
-                    Err(Ending { code: close::POLICY, reason: "too slow: outbound queue limit exceeded" })
-                }
-                Some((board_id, update)) = self.subscriptions.next(), if room => match update {
-                    Update::Event(frame) => outbox.text(frame.text.as_ref()),
-                    Update::Presence(frame) => outbox.text(frame.as_ref()),
-                    Update::Ended { code, message } => {
-                        self.subscriptions.remove(&board_id);
-                        outbox.text(error_frame(Some(board_id), code, &message))
+                written = outbox.write_to(&mut sink), if outbox.has_work() => match written {
+                    Ok(()) => {
+                        stalled_since = None;
+                        Ok(())
                     }
+                    Err(_) => Err(Ending::GONE),
                 },
+                _ = tokio::time::sleep_until(give_up_at.unwrap_or_else(tokio::time::Instant::now)),
+                    if give_up_at.is_some() => Err(Ending::TOO_SLOW),
                 _ = heartbeat.tick() => {
                     if last_heard.elapsed() > limits.idle_timeout {
                         Err(Ending { code: close::GOING_AWAY, reason: "idle timeout: no frames or pongs" })
                     } else {
-                        outbox.push(Message::ping(Vec::new()))
+                        outbox.push(Message::Ping(Bytes::new()));
+                        Ok(())
                     }
-                }
-                _ = &mut stopping => {
-                    Err(Ending { code: close::GOING_AWAY, reason: "server shutting down" })
                 }
             };
             if let Err(ending) = step {
@@ -315,38 +375,85 @@ impl Session {
             }
         };
 
-        let _ = close_tx.send(ending);
+        let wait = if ending.code == close::POLICY {
+            tracing::warn!(
+                caller = ?self.caller,
+                queued_bytes = outbox.bytes,
+                grace_seconds = limits.slow_client_grace.as_secs(),
+                "WebSocket client stopped reading: closing it with 1008"
+            );
+            metrics::counter!(names::WS_SLOW_CLIENTS).increment(1);
+            limits.slow_client_grace
+        } else {
+            CLOSE_WAIT
+        };
+        // Nothing more is sent but the close frame, behind what the socket
+        // already holds.
         drop(outbox);
-        // The writer gives up on a client that does not read within
-        // CLOSE_WAIT per step; dropping it closes the socket.
-        let _ = tokio::time::timeout(CLOSE_WAIT * 3, writer).await;
+        drop(self);
+        let frame = Message::Close(Some(CloseFrame {
+            code: ending.code.into(),
+            reason: ending.reason.into(),
+        }));
+        if let Ok(Ok(())) = tokio::time::timeout(wait, sink.send(frame)).await {
+            let _ = tokio::time::timeout(CLOSE_WAIT, sink.close()).await;
+            // Hear the client's close, so the socket closes cleanly.
+            let _ = tokio::time::timeout(CLOSE_WAIT, async {
+                while let Some(Ok(_)) = incoming.next().await {}
+            })
+            .await;
+        }
     }
 
-    async fn on_client_message(&mut self, outbox: &Outbox, message: Message) -> Result<(), Ending> {
-        if message.is_close() {
-            return Err(Ending {
-                code: 1000,
-                reason: "bye",
-            });
+    fn on_update(&mut self, outbox: &mut Outbox, board_id: Uuid, update: Update) {
+        match update {
+            Update::Event(frame) => outbox.push(Message::Text(frame.text.clone())),
+            Update::Presence(frame) => outbox.text(frame.as_ref()),
+            Update::Resync { version, reason } => {
+                outbox.text(resync_frame(board_id, version, reason))
+            }
+            Update::Ended { code, message } => {
+                self.subscriptions.remove(&board_id);
+                outbox.text(error_frame(Some(board_id), code, &message))
+            }
         }
-        if message.is_ping() || message.is_pong() {
-            return Ok(());
-        }
-        let Ok(text) = message.to_str() else {
-            return outbox.text(error_frame(None, "bad_request", "frames must be JSON text"));
+    }
+
+    async fn on_client_message(
+        &mut self,
+        outbox: &mut Outbox,
+        message: Message,
+    ) -> Result<(), Ending> {
+        let text = match message {
+            Message::Close(_) => {
+                return Err(Ending {
+                    code: close::NORMAL,
+                    reason: "bye",
+                })
+            }
+            Message::Text(text) => text,
+            Message::Ping(_) | Message::Pong(_) => return Ok(()),
+            Message::Binary(_) | Message::Frame(_) => {
+                outbox.text(error_frame(None, "bad_request", "frames must be JSON text"));
+                return Ok(());
+            }
         };
-        let frame: ClientFrame = match serde_json::from_str(text) {
+        let frame: ClientFrame = match serde_json::from_str(&text) {
             Ok(frame) => frame,
             Err(e) => {
-                return outbox.text(error_frame(
+                outbox.text(error_frame(
                     None,
                     "bad_request",
                     &format!("unrecognised frame: {e}"),
-                ))
+                ));
+                return Ok(());
             }
         };
         match frame {
-            ClientFrame::Ping => outbox.text(r#"{"type":"pong"}"#),
+            ClientFrame::Ping => {
+                outbox.text(Utf8Bytes::from_static(r#"{"type":"pong"}"#));
+                Ok(())
+            }
             // The contract has no reply to unsubscribe: events just stop.
             ClientFrame::Unsubscribe { board_id } => {
                 self.subscriptions.remove(&board_id);
@@ -356,17 +463,20 @@ impl Session {
                 board_id,
                 since,
                 presence,
-            } => self.subscribe(outbox, board_id, since, presence).await,
+            } => {
+                self.subscribe(outbox, board_id, since, presence).await;
+                Ok(())
+            }
         }
     }
 
     async fn subscribe(
         &mut self,
-        outbox: &Outbox,
+        outbox: &mut Outbox,
         board_id: Uuid,
         since: Option<u64>,
         wants_presence: bool,
-    ) -> Result<(), Ending> {
+    ) {
         self.subscriptions.remove(&board_id);
         if self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
             return outbox.text(error_frame(
@@ -388,7 +498,7 @@ impl Session {
                     present = Some(here);
                     presence_frames = wants_presence.then(|| presence.frames(board_id));
                 }
-                outbox.text(subscribed.to_string())?;
+                outbox.text(subscribed.to_string());
                 let mut stream = updates(subscription, present);
                 if let Some(frames) = presence_frames {
                     let frames = BroadcastStream::new(frames)
@@ -396,7 +506,6 @@ impl Session {
                     stream = futures_util::stream::select(stream, frames).boxed();
                 }
                 self.subscriptions.insert(board_id, stream);
-                Ok(())
             }
             Err(OpenError::SinceAhead { version }) => outbox.text(error_frame(
                 Some(board_id),
@@ -408,20 +517,23 @@ impl Session {
     }
 }
 
-/// Whether reading failed on a client message or frame over the size limit.
-fn is_too_big(error: &warp::Error) -> bool {
-    use tokio_tungstenite::tungstenite::error::{CapacityError, Error};
-    std::error::Error::source(error)
-        .and_then(|source| source.downcast_ref::<Error>())
-        .is_some_and(|error| matches!(error, Error::Capacity(CapacityError::MessageTooLong { .. })))
-}
-
 fn error_frame(board_id: Option<Uuid>, code: &str, message: &str) -> String {
     let mut frame = json!({"type": "error", "code": code, "message": message});
     if let Some(board_id) = board_id {
         frame["board_id"] = json!(board_id);
     }
     frame.to_string()
+}
+
+/// Tells the client to reload the board: see docs/asyncapi.yaml, `resync`.
+fn resync_frame(board_id: Uuid, version: u64, reason: ResyncReason) -> String {
+    json!({
+        "type": "resync",
+        "board_id": board_id,
+        "version": version,
+        "reason": reason.as_str(),
+    })
+    .to_string()
 }
 
 fn store_error_frame(board_id: Uuid, error: StoreError) -> String {

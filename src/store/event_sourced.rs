@@ -34,7 +34,7 @@ use super::{
 use crate::domain::{apply, Board, BoardEvent, DomainError, EventData};
 use crate::eventlog::feed::StreamFeed;
 use crate::eventlog::{Appended, EventLog, LogError, Writer};
-use crate::fanout::Hub;
+use crate::fanout::{Hub, ResyncReason};
 use crate::projection::archive;
 use crate::telemetry::names;
 use crate::views::{self, BoardKey, BoardPage, BoardView, View};
@@ -175,8 +175,10 @@ impl EventSourcedStore {
     /// from this cache, atomically and only if the stream has not moved
     /// meanwhile. A cache whose events no longer match the stream (another
     /// instance reused versions this one had seen) is dropped for the
-    /// stream's history.
+    /// stream's history. Either way the board's live subscribers are told
+    /// to reload it.
     async fn verify(&self, board_id: Uuid, cached: &mut CachedBoard) -> Result<(), StoreError> {
+        let mut resync = None;
         for _ in 0..WRITE_ATTEMPTS {
             let head = self.log.head(board_id).await?;
             let archived = self.archived_version(board_id).await?;
@@ -193,12 +195,25 @@ impl EventSourcedStore {
                 );
                 metrics::counter!(names::CACHE_DIVERGED).increment(1);
                 cached.reset();
+                resync = Some(ResyncReason::Diverged);
             }
             let known = archived.max(cached.version());
             if head.last_version >= known {
                 // Catching up may start the cache afresh: mark it after.
                 self.catch_up(board_id, cached).await?;
                 cached.verified_run = Some(head.run_id);
+                if let Some(reason) = resync {
+                    // Every instance's watchers, through the board's channel;
+                    // this instance's at least, if Redis will not carry it.
+                    let version = cached.version();
+                    let announced = self
+                        .log
+                        .announce_resync(board_id, version, reason.as_str())
+                        .await;
+                    if announced.is_err() {
+                        self.hub.resync(board_id, version, reason);
+                    }
+                }
                 return Ok(());
             }
             let mut missing = if archived > head.last_version {
@@ -235,6 +250,7 @@ impl EventSourcedStore {
                     "Redis had lost acknowledged events of this board; restored them"
                 );
                 metrics::counter!(names::EVENTS_RESTORED).increment(missing.len() as u64);
+                resync.get_or_insert(ResyncReason::Restored);
                 if head.last_version == 0 {
                     // The registry may have gone with the stream.
                     self.log.register(board_id).await?;

@@ -16,9 +16,10 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use crate::domain::{Board, BoardEvent, Command, DomainError};
+use crate::fanout::Live;
 use crate::postgres::DbError;
 pub use crate::views::Rendered;
-use crate::views::{BoardPage, EventFrame, View};
+use crate::views::{BoardPage, View};
 
 /// A write: the command plus the HTTP-level conditions that guard it.
 #[derive(Debug, Clone)]
@@ -40,10 +41,10 @@ pub struct IdempotencyKey {
 }
 
 /// A live subscription to a board: its version when the subscription
-/// started, and every event after it.
+/// started, and every event after it (and resync signals).
 pub struct Watch {
     pub version: u64,
-    pub live: broadcast::Receiver<Arc<EventFrame>>,
+    pub live: broadcast::Receiver<Live>,
 }
 
 /// Who is asking, as the stores see it.

@@ -32,6 +32,7 @@ pub mod client;
 pub mod env;
 pub mod process;
 pub mod projector;
+pub mod realtime;
 pub mod receiver;
 pub mod server;
 pub mod services;
