@@ -1,96 +1,124 @@
 #!/usr/bin/env bash
-# scripts/bench.sh - Streamboard's benchmarks (see docs/BENCHMARKS.md).
+# scripts/bench.sh - Streamboard's benchmarks, as ratios to a baseline
+# measured in the same run (see docs/BENCHMARKS.md).
 #
-#   ./scripts/bench.sh                     build release, run every scenario RUNS
-#                                          times, each on a fresh server, then the
-#                                          Redis XADD baseline; print a markdown table
-#   ./scripts/bench.sh quick xadd          only some: quick, ws-fanout, ws-idle, api,
-#                                          projector, xadd
+#   ./scripts/bench.sh                 install/start what is missing, build
+#                                      release, measure the redis-benchmark XADD
+#                                      baseline, run every scenario RUNS times,
+#                                      print a table with PASS/FAIL per target
+#   ./scripts/bench.sh quick api       only some: xadd (always measured first),
+#                                      quick, ws-fanout, ws-idle, api, hot-board,
+#                                      projector
+#   BENCH_QUICK=1 ./scripts/bench.sh   every scenario tiny, one run (~2 minutes):
+#                                      a smoke test of the harness, not a result
 #
-#   api:       loadgen api-mutations against the event-sourced /api; each run
-#              gets a fresh server, a fresh PostgreSQL database (createdb, dropped
-#              afterwards) and the local Redis; the run's Redis keys are deleted.
-#   projector: tests/projector_throughput.rs (its own throwaway Redis and
-#              database), RUNS times.
+# Every target is a ratio to the same-run XADD baseline or a count that does
+# not depend on the machine (see TARGETS below). The scenarios share one Redis
+# that this script starts on BENCH_REDIS_PORT (so other users of the machine's
+# Redis neither disturb the command counts nor get flushed), flushed between
+# runs and stopped at the end; the /api scenarios get a fresh PostgreSQL
+# database per run, dropped afterwards.
 #
 # Knobs (environment):
-#   RUNS=3            runs per scenario; the table shows medians
-#   PORT=18090        loopback port of the server under test
-#   OUT=target/bench  where results (JSON lines, logs, table) go
-#   SKIP_BUILD=1      use the binaries already in target/release
-#   QUICK_ARGS / FANOUT_ARGS / IDLE_ARGS / API_ARGS   extra loadgen flags per scenario
-#   PG_HOST=127.0.0.1 PG_PORT=5432 PG_USER=postgres   PostgreSQL for api
-#   BENCH_BOARDS=1000 BENCH_EVENTS_PER_BOARD=100       projector test size
-#   REDIS_HOST=127.0.0.1 REDIS_PORT=6379 XADD_N=200000 XADD_C=50
-#   QUIET_CORES=0.3 QUIET_MAX=120   before each run, wait up to QUIET_MAX s
-#                     for the machine's other work to drop below QUIET_CORES
+#   RUNS=3 (1 with BENCH_QUICK)  runs per scenario; the table shows medians
+#   PORT=18090                   loopback port of the server under test
+#   OUT=target/bench             results: *.jsonl, summary.json, table.md, logs
+#   SKIP_BUILD=1                 use the binaries already in target/release
+#   BENCH_REDIS_PORT=6390        the Redis this script starts for the run
+#   PG_HOST=127.0.0.1 PG_PORT=5432 PG_USER=postgres
+#   QUIET_CORES=0.3 QUIET_MAX=10 before each run, wait up to QUIET_MAX s for
+#                                the machine's other work to drop below QUIET_CORES
+#   Sizes (defaults; BENCH_QUICK=1 shrinks them):
+#   XADD_N=200000 XADD_C=50      redis-benchmark requests and clients
+#   DURATION=10 WARMUP=2         seconds measured / warmed up by the closed loops
+#   LOOP_CONNECTIONS=64 LOOP_BOARDS=100 LOOP_TASKS=10   quick and api mutations
+#   FANOUT_CLIENTS=2000 FANOUT_BOARDS=20 FANOUT_RATE=1050
+#   IDLE_CONNECTIONS=5000 IDLE_BOARDS=100
+#   HOT_WRITERS=32 HOT_TASKS=32
+#   PROJECTOR_BOARDS=200 PROJECTOR_EVENTS_PER_BOARD=500
+#   QUICK_ARGS / FANOUT_ARGS / IDLE_ARGS / API_ARGS / HOT_ARGS / PROJECTOR_ARGS
+#                                extra loadgen flags per scenario
 #
-# Everything runs on loopback and every run is bounded in time: the load
-# generator (target/release/loadgen) stops by itself. The generator shares the
-# machine's cores with the server, which the table's CPU columns show.
+# Everything runs on loopback and every run is bounded in time: loadgen stops
+# by itself and each run is wrapped in `timeout`. The generator shares the
+# machine's cores with the server; each result records the CPU split.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/services.sh
 . scripts/services.sh
 
+BENCH_QUICK=${BENCH_QUICK:-0}
+if [[ $BENCH_QUICK == 1 ]]; then
+    RUNS=${RUNS:-1} XADD_N=${XADD_N:-50000} DURATION=${DURATION:-3} WARMUP=${WARMUP:-1}
+    LOOP_BOARDS=${LOOP_BOARDS:-20} LOOP_TASKS=${LOOP_TASKS:-5}
+    FANOUT_CLIENTS=${FANOUT_CLIENTS:-200} FANOUT_BOARDS=${FANOUT_BOARDS:-10} FANOUT_RATE=${FANOUT_RATE:-200}
+    IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-500} IDLE_BOARDS=${IDLE_BOARDS:-20}
+    PROJECTOR_BOARDS=${PROJECTOR_BOARDS:-50} PROJECTOR_EVENTS_PER_BOARD=${PROJECTOR_EVENTS_PER_BOARD:-100}
+fi
 RUNS=${RUNS:-3}
 PORT=${PORT:-18090}
 OUT=${OUT:-target/bench}
-REDIS_HOST=${REDIS_HOST:-127.0.0.1}
-REDIS_PORT=${REDIS_PORT:-6379}
-XADD_N=${XADD_N:-200000}
-XADD_C=${XADD_C:-50}
-QUICK_ARGS=${QUICK_ARGS:-}
-FANOUT_ARGS=${FANOUT_ARGS:-}
-IDLE_ARGS=${IDLE_ARGS:-}
-API_ARGS=${API_ARGS:-}
+BENCH_REDIS_PORT=${BENCH_REDIS_PORT:-6390}
 PG_HOST=${PG_HOST:-127.0.0.1}
 PG_PORT=${PG_PORT:-5432}
 PG_USER=${PG_USER:-postgres}
-export BENCH_BOARDS=${BENCH_BOARDS:-1000} BENCH_EVENTS_PER_BOARD=${BENCH_EVENTS_PER_BOARD:-100}
+XADD_N=${XADD_N:-200000}
+XADD_C=${XADD_C:-50}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+LOOP_CONNECTIONS=${LOOP_CONNECTIONS:-64}
+LOOP_BOARDS=${LOOP_BOARDS:-100}
+LOOP_TASKS=${LOOP_TASKS:-10}
+FANOUT_CLIENTS=${FANOUT_CLIENTS:-2000}
+FANOUT_BOARDS=${FANOUT_BOARDS:-20}
+FANOUT_RATE=${FANOUT_RATE:-1050}
+IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-5000}
+IDLE_BOARDS=${IDLE_BOARDS:-100}
+HOT_WRITERS=${HOT_WRITERS:-32}
+HOT_TASKS=${HOT_TASKS:-32}
+PROJECTOR_BOARDS=${PROJECTOR_BOARDS:-200}
+PROJECTOR_EVENTS_PER_BOARD=${PROJECTOR_EVENTS_PER_BOARD:-500}
+QUICK_ARGS=${QUICK_ARGS:-} FANOUT_ARGS=${FANOUT_ARGS:-} IDLE_ARGS=${IDLE_ARGS:-}
+API_ARGS=${API_ARGS:-} HOT_ARGS=${HOT_ARGS:-} PROJECTOR_ARGS=${PROJECTOR_ARGS:-}
+REDIS_URL=redis://127.0.0.1:$BENCH_REDIS_PORT
 
-# Targets (docs/BENCHMARKS.md).
-QUICK_TARGET=50000       # mutations/s through /quick
-FANOUT_TARGET=100000     # WebSocket deliveries/s ...
-FANOUT_P99_TARGET=25     # ... with p99 delivery latency <= 25 ms
-IDLE_TARGET=10           # KiB of server RSS per idle WebSocket connection
-API_TARGET=10000         # mutations/s through /api ...
-API_P99_TARGET=10        # ... with p99 latency <= 10 ms
-PROJECTOR_TARGET=25000   # events/s folded into PostgreSQL by one projector
-
+ALL_SCENARIOS=(quick ws-fanout ws-idle api hot-board projector)
 SCENARIOS=("$@")
-[[ ${#SCENARIOS[@]} -gt 0 ]] || SCENARIOS=(quick ws-fanout ws-idle api projector xadd)
+[[ ${#SCENARIOS[@]} -gt 0 ]] || SCENARIOS=("${ALL_SCENARIOS[@]}")
 for s in "${SCENARIOS[@]}"; do
-    case $s in quick | ws-fanout | ws-idle | api | projector | xadd) ;;
-    *) sb_die "unknown scenario '$s' (quick, ws-fanout, ws-idle, api, projector, xadd)" ;;
+    case $s in xadd | quick | ws-fanout | ws-idle | api | hot-board | projector) ;;
+    *) sb_die "unknown scenario '$s' (xadd, ${ALL_SCENARIOS[*]})" ;;
     esac
 done
 wants() { local s; for s in "${SCENARIOS[@]}"; do [[ $s == "$1" ]] && return 0; done; return 1; }
+needs_postgres() { wants api || wants hot-board || wants projector; }
 
-sb_have jq || sb_die "jq is needed to summarise results (apt-get install jq)"
+BENCH_STARTED=$SECONDS
+sb_step "Tools and services"
+sb_ensure_build_tools
+SB_NEED_REDIS_BINARIES=1 sb_ensure_services
+sb_services_report
+sb_have redis-benchmark || sb_install_packages redis-tools || sb_die "redis-benchmark is needed (apt-get install redis-tools)"
+sb_have jq || sb_install_packages jq || sb_die "jq is needed (apt-get install jq)"
+if needs_postgres; then
+    sb_have createdb || sb_die "the /api scenarios need createdb/dropdb (PostgreSQL client tools)"
+fi
 
 # Many WebSocket connections need many descriptors, in the server and here.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-sb_info "open files limit: $(ulimit -n)"
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-rm -f "$OUT"/*.jsonl "$OUT"/*.csv "$OUT"/*.log "$OUT"/*.txt "$OUT"/table.md
+rm -f "$OUT"/*.jsonl "$OUT"/*.csv "$OUT"/*.log "$OUT"/*.txt "$OUT"/table.md "$OUT"/summary.json
 
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
-    sb_step "Building release binaries (streamboard, loadgen)"
-    cargo build --release -p streamboard -p loadgen --bins
-    if wants projector; then
-        sb_step "Building the projector and the throughput test (release)"
-        cargo build --release -p projector
-        cargo test --release --test projector_throughput --no-run
-    fi
+    sb_step "Building release binaries (streamboard, loadgen, projector)"
+    cargo build --release -p streamboard -p loadgen -p projector --bins
 fi
 # Copies, so a rebuild during the run cannot swap the binaries under it.
 BIN=$OUT/bin
 mkdir -p "$BIN"
-cp target/release/streamboard target/release/loadgen "$BIN/"
-if wants projector; then cp target/release/projector "$BIN/"; fi
+cp target/release/streamboard target/release/loadgen target/release/projector "$BIN/"
 
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -98,11 +126,33 @@ if wants projector; then cp target/release/projector "$BIN/"; fi
     echo "cpu: $(nproc) x $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
     echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
     echo "kernel: $(uname -sr)"
+    echo "redis: $(redis-server --version | grep -o 'v=[^ ]*')"
     echo "rustc: $(rustc --version 2>/dev/null || echo unknown)"
+    echo "sizes: runs $RUNS; loops ${LOOP_CONNECTIONS} conns x ${LOOP_BOARDS} boards x ${LOOP_TASKS} tasks, ${DURATION}+${WARMUP} s; fanout ${FANOUT_CLIENTS} clients/${FANOUT_BOARDS} boards at ${FANOUT_RATE}/s; idle ${IDLE_CONNECTIONS}; hot ${HOT_WRITERS} writers; projector ${PROJECTOR_BOARDS}x${PROJECTOR_EVENTS_PER_BOARD}; XADD -n ${XADD_N} -c ${XADD_C}"
     echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$OUT/env.txt"
 sed 's/^/    /' "$OUT/env.txt"
 
+# --- The run's own Redis ----------------------------------------------------
+BENCH_REDIS_PID=
+bench_redis() { redis-cli -h 127.0.0.1 -p "$BENCH_REDIS_PORT" "$@"; }
+start_bench_redis() {
+    if bench_redis ping >/dev/null 2>&1; then
+        sb_die "something already answers on 127.0.0.1:$BENCH_REDIS_PORT (set BENCH_REDIS_PORT=...)"
+    fi
+    redis-server --bind 127.0.0.1 --port "$BENCH_REDIS_PORT" --save '' --appendonly no \
+        --daemonize yes --pidfile "$OUT/redis.pid" --logfile "$OUT/redis.log" >/dev/null
+    sb_retry 15 bench_redis ping >/dev/null || sb_die "the benchmark Redis did not start ($OUT/redis.log)"
+    BENCH_REDIS_PID=$(bench_redis info server | sed -n 's/^process_id:\([0-9]*\).*/\1/p')
+    sb_info "benchmark Redis on 127.0.0.1:$BENCH_REDIS_PORT (pid $BENCH_REDIS_PID, no persistence)"
+}
+stop_bench_redis() {
+    [[ -n $BENCH_REDIS_PID ]] || return 0
+    kill -TERM "$BENCH_REDIS_PID" 2>/dev/null || true
+    BENCH_REDIS_PID=
+}
+
+# --- The server under test ------------------------------------------------
 SERVER_PID=
 SERVER_ENV=() # extra NAME=VALUE settings for the next start_server
 start_server() { # $1: log name
@@ -138,21 +188,11 @@ drop_api_db() {
     dropdb -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" --if-exists "$API_DB" || true
     API_DB=
 }
-# The keys an api run leaves in Redis: board streams and their side keys,
-# the registry, users' board sets, WebSocket bookkeeping.
-clean_api_redis() {
-    local pattern
-    for pattern in 'board:{*' 'boards:registry' 'user:*:boards' 'ws:*'; do
-        redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" --scan --pattern "$pattern" |
-            xargs -r -n 500 redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" DEL >/dev/null
-    done
-}
 cleanup() {
     stop_server
-    if [[ -n $API_DB ]]; then
-        drop_api_db
-        clean_api_redis
-    fi
+    drop_api_db
+    stop_bench_redis
+    sb_stop_started_services
 }
 trap cleanup EXIT
 
@@ -162,14 +202,14 @@ busy_cores() {
     a=$(awk '/^cpu / {print $2+$3+$4+$7+$8+$9, $5+$6; exit}' /proc/stat)
     sleep 1
     b=$(awk '/^cpu / {print $2+$3+$4+$7+$8+$9, $5+$6; exit}' /proc/stat)
-    awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " ");
+    awk -v a="$a" -v b="$b" -v n="$(nproc)" 'BEGIN { split(a, x, " "); split(b, y, " ");
         busy = y[1] - x[1]; idle = y[2] - x[2];
-        printf "%.2f", (busy + idle > 0) ? busy / (busy + idle) * '"$(nproc)"' : 0 }'
+        printf "%.2f", (busy + idle > 0) ? busy / (busy + idle) * n : 0 }'
 }
-# wait_quiet: this machine is shared; before a run, wait up to QUIET_MAX
+# wait_quiet: this machine may be shared; before a run, wait up to QUIET_MAX
 # seconds for other work to drop below QUIET_CORES busy cores.
 QUIET_CORES=${QUIET_CORES:-0.3}
-QUIET_MAX=${QUIET_MAX:-120}
+QUIET_MAX=${QUIET_MAX:-10}
 wait_quiet() {
     local waited=0 busy
     while :; do
@@ -186,172 +226,108 @@ wait_quiet() {
     done
 }
 
-# run_scenario NAME LOADGEN-ARGS...: RUNS runs, each on a fresh server.
-# With API_MODE=1, each run also gets a fresh PostgreSQL database, and the
-# server uses it and the local Redis (the event-sourced /api).
+# run_scenario NAME LOADGEN-ARGS...: RUNS runs, each on a fresh server and a
+# flushed benchmark Redis. With API_MODE=1 each run also gets a fresh
+# PostgreSQL database, and the server uses it and the benchmark Redis; an
+# argument @PG_URL@ stands for that database's URL.
 run_scenario() {
-    local name=$1 run
+    local name=$1 run arg args
     shift
     for ((run = 1; run <= RUNS; run++)); do
         sb_step "$name: run $run of $RUNS"
+        bench_redis flushall >/dev/null
         SERVER_ENV=()
         if [[ ${API_MODE:-0} == 1 ]]; then
             API_DB=sb_bench_$$_$run
             createdb -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" "$API_DB"
-            SERVER_ENV=("STREAMBOARD__REDIS__URL=redis://$REDIS_HOST:$REDIS_PORT"
-                "STREAMBOARD__POSTGRES__URL=postgres://$PG_USER@$PG_HOST:$PG_PORT/$API_DB")
+            SERVER_ENV=("STREAMBOARD__REDIS__URL=$REDIS_URL"
+                "STREAMBOARD__POSTGRES__URL=$(pg_url)")
         fi
+        args=()
+        for arg in "$@"; do
+            if [[ $arg == @PG_URL@ ]]; then args+=("$(pg_url)"); else args+=("$arg"); fi
+        done
         start_server "$name-$run"
         wait_quiet
-        # timeout: a last guard; every scenario is bounded by its own flags.
-        if ! timeout 600 "$BIN/loadgen" --addr "127.0.0.1:$PORT" --server-pid "$SERVER_PID" "$@" \
+        if ! timeout 900 "$BIN/loadgen" --addr "127.0.0.1:$PORT" --server-pid "$SERVER_PID" "${args[@]}" \
             >>"$OUT/$name.jsonl" 2>"$OUT/$name-$run.txt"; then
             cat "$OUT/$name-$run.txt" >&2
-            stop_server
             sb_die "$name run $run failed"
         fi
         sed 's/^/    /' "$OUT/$name-$run.txt"
         stop_server
-        if [[ ${API_MODE:-0} == 1 ]]; then
-            drop_api_db
-            clean_api_redis
-        fi
-        sleep 1
+        drop_api_db
     done
 }
+pg_url() { echo "postgres://$PG_USER@$PG_HOST:$PG_PORT/$API_DB"; }
 
-# median FILE JQ-EXPR: the median over the file's JSON lines (lower middle).
-median() {
-    jq -s "[.[] | $2 | select(. != null)] | sort | if length == 0 then null else .[(length - 1) / 2 | floor] end" "$1"
-}
-# runs FILE JQ-EXPR: every run's value, "a / b / c".
-runs() { jq -r "$2" "$1" | paste -sd';' | sed 's#;#; #g'; }
-pass() { if [[ $1 == true ]]; then echo "**pass**"; else echo "**FAIL**"; fi; }
-
-# shellcheck disable=SC2086 # *_ARGS are word lists on purpose
-if wants quick; then run_scenario quick quick-mutations $QUICK_ARGS; fi
-# shellcheck disable=SC2086
-if wants ws-fanout; then run_scenario ws-fanout ws-fanout $FANOUT_ARGS; fi
-# shellcheck disable=SC2086
-if wants ws-idle; then run_scenario ws-idle ws-idle $IDLE_ARGS; fi
-if wants api; then
-    sb_have createdb || sb_die "api needs createdb/dropdb (PostgreSQL client tools)"
-    [[ $(redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]] ||
-        sb_die "api needs Redis on $REDIS_HOST:$REDIS_PORT"
-    # shellcheck disable=SC2086
-    API_MODE=1 run_scenario api api-mutations --redis-url "redis://$REDIS_HOST:$REDIS_PORT" $API_ARGS
-fi
-if wants projector; then
+# --- The baseline: redis-benchmark XADD on the benchmark Redis --------------
+# Also Redis's own CPU per XADD (/proc/<pid>/stat utime+stime), to compare
+# the server's CPU per unit of work with.
+proc_cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+measure_xadd() {
+    local run key=bench:xadd before after ticks
+    ticks=$(getconf CLK_TCK)
     for ((run = 1; run <= RUNS; run++)); do
-        sb_step "projector: run $run of $RUNS ($BENCH_BOARDS boards x $BENCH_EVENTS_PER_BOARD events)"
+        sb_step "Baseline: redis-benchmark XADD -n $XADD_N -c $XADD_C, run $run of $RUNS"
+        bench_redis flushall >/dev/null
         wait_quiet
-        if ! STREAMBOARD_PROJECTOR_BIN="$BIN/projector" timeout 600 \
-            cargo test --release --test projector_throughput -- --ignored --nocapture \
-            >"$OUT/projector-$run.txt" 2>&1; then
-            tail -30 "$OUT/projector-$run.txt" >&2
-            sb_die "projector run $run failed"
-        fi
-        grep -E '^(projector throughput|CPU seconds)' "$OUT/projector-$run.txt" | sed 's/^/    /'
-        # "... in 3.21 s = 31234 events/s" and "CPU seconds: projector 1.2, PostgreSQL backends 2.3, Redis 0.4 ..."
-        awk '
-            /^projector throughput:/ { for (i = 1; i <= NF; i++) { if ($i == "s" && $(i+1) == "=") secs = $(i-1); if ($i == "events/s") eps = $(i-1) } }
-            /^CPU seconds:/ { gsub(",", ""); for (i = 1; i <= NF; i++) { if ($i == "projector") p = $(i+1); if ($i == "backends") pg = $(i+1); if ($i == "Redis") r = $(i+1); if ($i == "events" && $(i+1) == "per") epc = $(i-1) } }
-            END { printf "{\"events_per_s\":%s,\"seconds\":%s,\"cpu_projector_s\":%s,\"cpu_postgres_s\":%s,\"cpu_redis_s\":%s,\"events_per_cpu_s\":%s}\n", eps, secs, p, pg, r, epc }
-        ' "$OUT/projector-$run.txt" >>"$OUT/projector.jsonl"
+        before=$(proc_cpu_ticks "$BENCH_REDIS_PID")
+        redis-benchmark -h 127.0.0.1 -p "$BENCH_REDIS_PORT" -q --csv -n "$XADD_N" -c "$XADD_C" \
+            XADD "$key" '*' f v | tail -1 >"$OUT/xadd-$run.csv"
+        after=$(proc_cpu_ticks "$BENCH_REDIS_PID")
+        sed 's/^/    /' "$OUT/xadd-$run.csv"
+        # "test","rps","avg","min","p50","p95","p99","max"
+        tr -d '"' <"$OUT/xadd-$run.csv" | awk -F, -v n="$XADD_N" -v cpu="$(((after - before)))" -v t="$ticks" \
+            '{ printf "{\"rps\":%s,\"p50_ms\":%s,\"p99_ms\":%s,\"requests\":%d,\"redis_cpu_s\":%.2f}\n", $2, $5, $7, n, cpu / t }' \
+            >>"$OUT/xadd.jsonl"
     done
-fi
-
-XADD=
-if wants xadd; then
-    sb_step "Baseline: redis-benchmark XADD on $REDIS_HOST:$REDIS_PORT"
-    if ! sb_have redis-benchmark; then
-        sb_warn "redis-benchmark not installed: no XADD baseline"
-    elif [[ $(redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping 2>/dev/null) != PONG ]]; then
-        sb_warn "no Redis on $REDIS_HOST:$REDIS_PORT: no XADD baseline"
-    else
-        key="bench:stream:streamboard:$$"
-        for ((run = 1; run <= RUNS; run++)); do
-            wait_quiet
-            redis-benchmark -h "$REDIS_HOST" -p "$REDIS_PORT" -q --csv -n "$XADD_N" -c "$XADD_C" \
-                XADD "$key" '*' f v | tail -1 >>"$OUT/xadd.csv"
-            redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" DEL "$key" >/dev/null
-            sed 's/^/    /' <(tail -1 "$OUT/xadd.csv")
-        done
-        # "test","rps","avg","min","p50","p95","p99","max" -> JSON lines
-        tr -d '"' <"$OUT/xadd.csv" | awk -F, '{printf "{\"rps\":%s,\"p50_ms\":%s,\"p99_ms\":%s}\n", $2, $5, $7}' >"$OUT/xadd.jsonl"
-        XADD=$(median "$OUT/xadd.jsonl" .rps)
-    fi
-fi
-
-ratio() { # value / XADD, two decimals
-    if [[ -n $XADD && $1 != null ]]; then jq -rn "($1 / $XADD * 100 | round) / 100 | tostring + \"x\""; else echo "n/a"; fi
 }
 
-# Throughput per CPU-second the server used: less sensitive to the noise of
-# other processes than raw throughput.
-PER_CORE_Q='(if .cpu.server_cores > 0 then (.mutations_per_s / .cpu.server_cores | round) else null end)'
-PER_CORE_F='(if .cpu.server_cores > 0 then (.deliveries_per_s / .cpu.server_cores | round) else null end)'
+start_bench_redis
+measure_xadd
+# shellcheck disable=SC2086 # *_ARGS are word lists on purpose
+if wants quick; then
+    run_scenario quick quick-mutations --connections "$LOOP_CONNECTIONS" --boards "$LOOP_BOARDS" \
+        --tasks-per-board "$LOOP_TASKS" --duration "$DURATION" --warmup "$WARMUP" $QUICK_ARGS
+fi
+# shellcheck disable=SC2086
+if wants ws-fanout; then
+    run_scenario ws-fanout ws-fanout --clients "$FANOUT_CLIENTS" --boards "$FANOUT_BOARDS" \
+        --rate "$FANOUT_RATE" --duration "$DURATION" $FANOUT_ARGS
+fi
+# shellcheck disable=SC2086
+if wants ws-idle; then
+    run_scenario ws-idle ws-idle --connections "$IDLE_CONNECTIONS" --boards "$IDLE_BOARDS" $IDLE_ARGS
+fi
+# shellcheck disable=SC2086
+if wants api; then
+    API_MODE=1 run_scenario api api-mutations --redis-url "$REDIS_URL" \
+        --connections "$LOOP_CONNECTIONS" --boards "$LOOP_BOARDS" --tasks-per-board "$LOOP_TASKS" \
+        --duration "$DURATION" --warmup "$WARMUP" $API_ARGS
+fi
+# shellcheck disable=SC2086
+if wants hot-board; then
+    API_MODE=1 run_scenario hot-board hot-board --redis-url "$REDIS_URL" \
+        --writers "$HOT_WRITERS" --tasks "$HOT_TASKS" --duration "$DURATION" --warmup "$WARMUP" $HOT_ARGS
+fi
+# shellcheck disable=SC2086
+if wants projector; then
+    API_MODE=1 run_scenario projector projector --redis-url "$REDIS_URL" --postgres-url @PG_URL@ \
+        --projector-bin "$BIN/projector" \
+        --boards "$PROJECTOR_BOARDS" --events-per-board "$PROJECTOR_EVENTS_PER_BOARD" $PROJECTOR_ARGS
+fi
+stop_bench_redis
 
-sb_step "Results (medians of $RUNS runs)"
-{
-    echo "| Scenario | Metric | Median | Runs | Target | Result | vs XADD |"
-    echo "|---|---|---|---|---|---|---|"
-    if [[ -s $OUT/quick.jsonl ]]; then
-        f=$OUT/quick.jsonl
-        m=$(median "$f" .mutations_per_s)
-        echo "| quick-mutations | mutations/s | $m | $(runs "$f" .mutations_per_s) | >= $QUICK_TARGET | $(pass "$(jq -n "$m >= $QUICK_TARGET")") | $(ratio "$m") |"
-        echo "| quick-mutations | p50 / p99 latency (ms) | $(median "$f" .latency.p50_ms) / $(median "$f" .latency.p99_ms) | $(runs "$f" '"\(.latency.p50_ms)/\(.latency.p99_ms)"') | | | |"
-        echo "| quick-mutations | errors + non-2xx | $(median "$f" '.errors + .non_200') | $(runs "$f" '.errors + .non_200') | 0 | | |"
-        echo "| quick-mutations | CPU cores: server / loadgen / other processes | $(median "$f" .cpu.server_cores) / $(median "$f" .cpu.loadgen_cores) / $(median "$f" .cpu.other_cores) | $(runs "$f" '"\(.cpu.server_cores)/\(.cpu.loadgen_cores)/\(.cpu.other_cores)"') | | | |"
-        echo "| quick-mutations | server RSS growth per mutation (bytes) | $(median "$f" .memory.bytes_per_mutation) | $(runs "$f" .memory.bytes_per_mutation) | | | |"
-        echo "| quick-mutations | mutations per server CPU-second | $(median "$f" "$PER_CORE_Q") | $(runs "$f" "$PER_CORE_Q") | | | |"
-    fi
-    if [[ -s $OUT/ws-fanout.jsonl ]]; then
-        f=$OUT/ws-fanout.jsonl
-        m=$(median "$f" .deliveries_per_s)
-        p=$(median "$f" .latency.p99_ms)
-        ok=$(jq -n "$m >= $FANOUT_TARGET and $p <= $FANOUT_P99_TARGET")
-        echo "| ws-fanout | deliveries/s | $m | $(runs "$f" .deliveries_per_s) | >= $FANOUT_TARGET | $(pass "$(jq -n "$m >= $FANOUT_TARGET")") | $(ratio "$m") |"
-        echo "| ws-fanout | p99 delivery latency (ms) | $p | $(runs "$f" .latency.p99_ms) | <= $FANOUT_P99_TARGET | $(pass "$(jq -n "$p <= $FANOUT_P99_TARGET")") | |"
-        echo "| ws-fanout | p50 delivery latency (ms) | $(median "$f" .latency.p50_ms) | $(runs "$f" .latency.p50_ms) | | | |"
-        echo "| ws-fanout | lost / gaps / server closes | $(median "$f" .lost) / $(median "$f" .gaps) / $(median "$f" .server_closes) | $(runs "$f" '"\(.lost)/\(.gaps)/\(.server_closes)"') | 0 | | |"
-        echo "| ws-fanout | mutations/s (writer) | $(median "$f" .mutations_per_s) | $(runs "$f" .mutations_per_s) | | | |"
-        echo "| ws-fanout | CPU cores: server / loadgen / other processes | $(median "$f" .cpu.server_cores) / $(median "$f" .cpu.loadgen_cores) / $(median "$f" .cpu.other_cores) | $(runs "$f" '"\(.cpu.server_cores)/\(.cpu.loadgen_cores)/\(.cpu.other_cores)"') | | | |"
-        echo "| ws-fanout | deliveries per server CPU-second | $(median "$f" "$PER_CORE_F") | $(runs "$f" "$PER_CORE_F") | | | |"
-        echo "| ws-fanout | overall | | | both targets | $(pass "$ok") | |"
-    fi
-    if [[ -s $OUT/ws-idle.jsonl ]]; then
-        f=$OUT/ws-idle.jsonl
-        m=$(median "$f" .kib_per_connection)
-        echo "| ws-idle | server RSS KiB per idle connection | $m | $(runs "$f" .kib_per_connection) | <= $IDLE_TARGET | $(pass "$(jq -n "$m <= $IDLE_TARGET")") | |"
-        echo "| ws-idle | same, as the slope of RSS over open connections | $(median "$f" .kib_per_connection_slope) | $(runs "$f" .kib_per_connection_slope) | | | |"
-        echo "| ws-idle | connections opened | $(median "$f" .opened) | $(runs "$f" .opened) | | | |"
-    fi
-    if [[ -s $OUT/api.jsonl ]]; then
-        f=$OUT/api.jsonl
-        m=$(median "$f" .mutations_per_s)
-        p=$(median "$f" .latency.p99_ms)
-        echo "| api-mutations | mutations/s | $m | $(runs "$f" .mutations_per_s) | >= $API_TARGET | $(pass "$(jq -n "$m >= $API_TARGET")") | $(ratio "$m") |"
-        echo "| api-mutations | p99 latency (ms) | $p | $(runs "$f" .latency.p99_ms) | <= $API_P99_TARGET | $(pass "$(jq -n "$p <= $API_P99_TARGET")") | |"
-        echo "| api-mutations | p50 latency (ms) | $(median "$f" .latency.p50_ms) | $(runs "$f" .latency.p50_ms) | | | |"
-        echo "| api-mutations | errors + non-2xx | $(median "$f" '.errors + .non_200') | $(runs "$f" '.errors + .non_200') | 0 | | |"
-        echo "| api-mutations | stream entries = boards + tasks + 2xx PATCHes | | $(runs "$f" '"\(.events_check.xlen_sum) = \(.events_check.expected): \(.events_check.consistent)"') | exact | $(pass "$(jq -s 'all(.[]; .events_check.consistent == true)' "$f")") | |"
-        echo "| api-mutations | CPU cores: server / loadgen / other processes | $(median "$f" .cpu.server_cores) / $(median "$f" .cpu.loadgen_cores) / $(median "$f" .cpu.other_cores) | $(runs "$f" '"\(.cpu.server_cores)/\(.cpu.loadgen_cores)/\(.cpu.other_cores)"') | | | |"
-        echo "| api-mutations | mutations per server CPU-second | $(median "$f" "$PER_CORE_Q") | $(runs "$f" "$PER_CORE_Q") | | | |"
-    fi
-    if [[ -s $OUT/projector.jsonl ]]; then
-        f=$OUT/projector.jsonl
-        m=$(median "$f" .events_per_s)
-        echo "| projector ($BENCH_BOARDS boards x $BENCH_EVENTS_PER_BOARD) | events/s | $m | $(runs "$f" .events_per_s) | >= $PROJECTOR_TARGET | $(pass "$(jq -n "$m >= $PROJECTOR_TARGET")") | $(ratio "$m") |"
-        echo "| projector | CPU s: projector / PostgreSQL / Redis | $(median "$f" .cpu_projector_s) / $(median "$f" .cpu_postgres_s) / $(median "$f" .cpu_redis_s) | $(runs "$f" '"\(.cpu_projector_s)/\(.cpu_postgres_s)/\(.cpu_redis_s)"') | | | |"
-        echo "| projector | events per CPU-second (all three) | $(median "$f" .events_per_cpu_s) | $(runs "$f" .events_per_cpu_s) | | | |"
-    fi
-    if [[ -s $OUT/xadd.jsonl ]]; then
-        f=$OUT/xadd.jsonl
-        echo "| redis-benchmark XADD (-c $XADD_C) | requests/s | $XADD | $(runs "$f" .rps) | baseline | | 1.00x |"
-        echo "| redis-benchmark XADD | p50 / p99 latency (ms) | $(median "$f" .p50_ms) / $(median "$f" .p99_ms) | | | | |"
-    fi
-} | tee "$OUT/table.md"
+# --- Summary: summary.json, then the table from it --------------------------
+for f in xadd quick ws-fanout ws-idle api hot-board projector; do touch "$OUT/$f.jsonl"; done
+jq -n \
+    --slurpfile xadd "$OUT/xadd.jsonl" --slurpfile quick "$OUT/quick.jsonl" \
+    --slurpfile fanout "$OUT/ws-fanout.jsonl" --slurpfile idle "$OUT/ws-idle.jsonl" \
+    --slurpfile api "$OUT/api.jsonl" --slurpfile hot "$OUT/hot-board.jsonl" \
+    --slurpfile projector "$OUT/projector.jsonl" --rawfile env "$OUT/env.txt" \
+    -f scripts/bench-summary.jq >"$OUT/summary.json"
+jq -r -f scripts/bench-table.jq "$OUT/summary.json" | tee "$OUT/table.md"
 echo
-sb_info "loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)"
-sb_info "raw results: $OUT/*.jsonl, summaries $OUT/*-N.txt, server logs $OUT/server-*.log"
+sb_info "loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg); took $(((SECONDS - BENCH_STARTED) / 60)) min $(((SECONDS - BENCH_STARTED) % 60)) s"
+sb_info "summary: $OUT/summary.json; raw results $OUT/*.jsonl, per run $OUT/*-N.txt, server logs $OUT/server-*.log"

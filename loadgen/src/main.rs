@@ -15,6 +15,10 @@
 //!   subscribers measure delivery latency and count deliveries, gaps and loss.
 //! - `ws-idle`: opens N idle subscribed WebSocket connections and reports the
 //!   server's RSS growth per connection (reads `/proc/<pid>/status`).
+//! - `hot-board`: many `/api` writers on one board, then a check that the
+//!   board's stream holds versions 1..N, N the writes acknowledged.
+//! - `projector`: fills board streams through `/api`, then times one
+//!   `projector` process folding them into PostgreSQL.
 //!
 //! The HTTP client is a deliberately small HTTP/1.1 client (one request in
 //! flight per connection, `Content-Length` bodies) so that the generator,
@@ -38,7 +42,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use scenarios::{api_mutations, quick_mutations, ws_fanout, ws_idle, Target};
+use scenarios::{
+    api_mutations, hot_board, projector_catch_up, quick_mutations, ws_fanout, ws_idle, Target,
+};
 
 #[derive(Parser)]
 #[command(
@@ -69,6 +75,10 @@ enum Scenario {
     WsFanout(ws_fanout::WsFanout),
     /// Server RSS per idle, subscribed /quick/ws connection.
     WsIdle(ws_idle::WsIdle),
+    /// Many /api writers on one board; then versions 1..N checked in its stream.
+    HotBoard(hot_board::HotBoard),
+    /// Fill streams through /api, then time one projector folding them.
+    Projector(projector_catch_up::ProjectorCatchUp),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -89,6 +99,8 @@ fn main() -> anyhow::Result<()> {
             Scenario::ApiMutations(args) => api_mutations::run(&target, args).await,
             Scenario::WsFanout(args) => ws_fanout::run(&target, args).await,
             Scenario::WsIdle(args) => ws_idle::run(&target, args).await,
+            Scenario::HotBoard(args) => hot_board::run(&target, args).await,
+            Scenario::Projector(args) => projector_catch_up::run(&target, args).await,
         }
     });
     // Sockets still held by aborted tasks are dropped with the runtime.

@@ -137,8 +137,8 @@ fn clock_ticks() -> f64 {
     ticks.max(1.0)
 }
 
-/// CPU seconds (user + system) a process has used so far.
-fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+/// CPU seconds (user + system) a process (by default this one) has used so far.
+pub fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
     let path = match pid {
         Some(pid) => format!("/proc/{pid}/stat"),
         None => "/proc/self/stat".to_string(),

@@ -55,34 +55,43 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         Some(b'[') => return Err(ApiError::invalid_field("body", "must be a JSON object")),
         Some(_) => {}
     }
-    // Syntax first: a malformed body is 400 even if a field is also wrong.
-    if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-        return Err(ApiError::bad_request(format!("malformed JSON: {error}")));
-    }
+    // One pass in the usual case; only a body that fails it is read again,
+    // so that a malformed body is 400 even if a field is also wrong.
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        let path = error.path().to_string();
-        let inner = error.into_inner();
-        match inner.classify() {
-            Category::Data => {
-                let message = inner.to_string();
-                let field = match (named_field(&message), path.as_str()) {
-                    // serde's path already ends in an unknown field's name.
-                    (Some((false, name)), ".") | (Some((true, name)), ".") => name.to_owned(),
-                    (Some((true, name)), prefix) => format!("{prefix}.{name}"),
-                    (Some((false, _)), _) => path.clone(),
-                    (None, ".") => "body".to_owned(),
-                    (None, _) => path.clone(),
-                };
-                ApiError::invalid_field(field, strip_position(&message))
+    let value = match serde_path_to_error::deserialize(&mut deserializer) {
+        Ok(value) => value,
+        Err(error) => {
+            if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                return Err(ApiError::bad_request(format!("malformed JSON: {syntax}")));
             }
-            _ => ApiError::bad_request(format!("malformed JSON: {inner}")),
+            return Err(field_error(error));
         }
-    })?;
+    };
     deserializer
         .end()
         .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
     Ok(value)
+}
+
+/// A well-formed body that does not fit: 422 naming the field.
+fn field_error(error: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = error.path().to_string();
+    let inner = error.into_inner();
+    match inner.classify() {
+        Category::Data => {
+            let message = inner.to_string();
+            let field = match (named_field(&message), path.as_str()) {
+                // serde's path already ends in an unknown field's name.
+                (Some((false, name)), ".") | (Some((true, name)), ".") => name.to_owned(),
+                (Some((true, name)), prefix) => format!("{prefix}.{name}"),
+                (Some((false, _)), _) => path.clone(),
+                (None, ".") => "body".to_owned(),
+                (None, _) => path.clone(),
+            };
+            ApiError::invalid_field(field, strip_position(&message))
+        }
+        _ => ApiError::bad_request(format!("malformed JSON: {inner}")),
+    }
 }
 
 /// serde names unknown and missing fields in backticks: "unknown field `x`".

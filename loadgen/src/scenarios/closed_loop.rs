@@ -36,25 +36,25 @@ pub enum Op {
 pub struct LoopArgs {
     /// Concurrent HTTP/1.1 keep-alive connections (one request in flight each).
     #[arg(long, default_value_t = 64)]
-    connections: usize,
+    pub connections: usize,
     /// Boards the mutations are spread over.
     #[arg(long, default_value_t = 100)]
-    boards: usize,
+    pub boards: usize,
     /// Tasks created per board (mutations PATCH these).
     #[arg(long, default_value_t = 10)]
-    tasks_per_board: usize,
+    pub tasks_per_board: usize,
     /// Seconds measured, after the warm-up.
     #[arg(long, default_value_t = 10.0)]
-    duration: f64,
+    pub duration: f64,
     /// Seconds of load before measuring.
     #[arg(long, default_value_t = 2.0)]
-    warmup: f64,
+    pub warmup: f64,
     /// Upper bound on requests sent (warm-up included).
     #[arg(long, default_value_t = 5_000_000)]
-    max_requests: u64,
+    pub max_requests: u64,
     /// What each PATCH changes.
     #[arg(long, value_enum, default_value_t = Op::Title)]
-    op: Op,
+    pub op: Op,
 }
 
 impl LoopArgs {

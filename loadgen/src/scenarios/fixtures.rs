@@ -76,3 +76,21 @@ pub async fn create_boards_at(
     all.sort_by_key(|(b, _)| *b);
     Ok(all.into_iter().map(|(_, f)| f).collect())
 }
+
+/// Registers a fresh `/api` user and returns its token.
+pub async fn register_user(addr: SocketAddr) -> anyhow::Result<String> {
+    let mut http = Http::connect(addr).await?;
+    let username = format!("bench{}", &Uuid::new_v4().simple().to_string()[..12]);
+    let session = http
+        .json(
+            "POST",
+            "/api/auth/register",
+            &json!({"username": username, "password": "bench-password-1234"}),
+            201,
+        )
+        .await?;
+    session["token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("no \"token\" in the register response: {session}"))
+}

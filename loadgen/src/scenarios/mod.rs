@@ -1,7 +1,8 @@
 //! The scenarios, one module per subcommand, and what they share: the
 //! `Target` they run against, the `Outcome` they hand back, the board
-//! fixtures they create first ([`fixtures`]) and the HTTP closed loop of
-//! the two mutation scenarios ([`closed_loop`]).
+//! fixtures they create first ([`fixtures`]), the HTTP closed loop of the
+//! mutation scenarios ([`closed_loop`]) and what the `/api` scenarios read
+//! from the server's Redis ([`redis_side`]).
 //!
 //! A scenario validates its flags against the caps in `measure`, so that
 //! every run is bounded in time and count whatever it is given.
@@ -13,7 +14,10 @@ use serde_json::Value;
 pub mod api_mutations;
 mod closed_loop;
 mod fixtures;
+pub mod hot_board;
+pub mod projector_catch_up;
 pub mod quick_mutations;
+mod redis_side;
 pub mod ws_fanout;
 pub mod ws_idle;
 

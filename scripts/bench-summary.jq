@@ -1,0 +1,89 @@
+# scripts/bench-summary.jq - bench.sh's summary.json from the runs' JSON lines.
+# Inputs (--slurpfile): $xadd $quick $fanout $idle $api $hot $projector, each
+# a list of runs; --rawfile env. Every figure is the median over the runs;
+# every target a ratio to the same-run XADD baseline, or a count.
+def median: map(select(. != null)) | sort
+    | if length == 0 then null else .[(length - 1) / 2 | floor] end;
+def med(f): map(f) | median;
+def r2: if . == null then null else (. * 100 | round) / 100 end;
+def div($a; $b): if $a == null or $b == null or $b == 0 then null else $a / $b end;
+def at_least($x; $t): $x != null and $x >= $t;
+def at_most($x; $t): $x != null and $x <= $t;
+
+($xadd | {
+    requests_per_s: med(.rps),
+    p50_ms: med(.p50_ms),
+    p99_ms: med(.p99_ms),
+    redis_us_per_xadd: (med(.redis_cpu_s / .requests * 1e6) | r2),
+    runs: map(.rps)
+}) as $base
+# One scenario's row: throughput and p99 against the baseline's, and the
+# server's CPU per unit of work against Redis's per XADD.
+| def row($name; $runs; $unit; $per_s; $p99; $cpu_us):
+    { scenario: $name, runs: ($runs | length), unit: $unit,
+      per_s: $per_s, p99_ms: $p99,
+      throughput_x: (div($per_s; $base.requests_per_s) | r2),
+      p99_x: (div($p99; $base.p99_ms) | r2),
+      server_us_per_unit: ($cpu_us | r2),
+      cpu_x: (div($cpu_us; $base.redis_us_per_xadd) | r2) };
+def loop_row($name; $runs):
+    row($name; $runs; "mutation"; ($runs | med(.mutations_per_s)); ($runs | med(.latency.p99_ms));
+        ($runs | med(div(.cpu.server_cores; .mutations_per_s) | if . == null then null else . * 1e6 end)))
+    + { p50_ms: ($runs | med(.latency.p50_ms)),
+        errors: ($runs | med(.errors + .non_200)),
+        cpu_cores: { server: ($runs | med(.cpu.server_cores)), loadgen: ($runs | med(.cpu.loadgen_cores)),
+                     other: ($runs | med(.cpu.other_cores)) },
+        per_run: ($runs | map({per_s: .mutations_per_s, p99_ms: .latency.p99_ms})) };
+
+{
+  env: $env,
+  baseline: $base,
+  scenarios: [
+    ( $quick | select(length > 0) | loop_row("quick-mutations"; .)
+      | . + { target: ">= 1.0x XADD/s, p99 <= 3x XADD p99",
+              pass: (at_least(.throughput_x; 1.0) and at_most(.p99_x; 3)) } ),
+    ( $api | select(length > 0) | . as $runs | loop_row("api-mutations"; .)
+      | . + { target: ">= 0.30x XADD/s, p99 <= 5x XADD p99",
+              stream_entries_exact: ($runs | all(.events_check.consistent == true)),
+              pass: (at_least(.throughput_x; 0.30) and at_most(.p99_x; 5)
+                     and ($runs | all(.events_check.consistent == true))) } ),
+    ( $api | select(length > 0) | . as $runs
+      | { scenario: "redis-commands-per-api-mutation", runs: length, unit: "command",
+          commands_sent: med(.redis_commands_sent.total),
+          commands_incl_scripts: med(.redis_commands.total),
+          seen: (.[0].redis_commands_sent // {}),
+          seen_in_loop: (.[0].redis_commands.by_command // {}),
+          target: "= 1 command sent per mutation",
+          pass: at_most($runs | med(.redis_commands_sent.total); 1.0) } ),
+    ( $hot | select(length > 0) | . as $runs | loop_row("hot-board"; .)
+      | . + { target: ">= 0.10x XADD/s, 0 lost or doubled versions",
+              versions: ($runs | map(.versions_check)),
+              pass: (at_least(.throughput_x; 0.10)
+                     and ($runs | all(.versions_check.exact == true))) } ),
+    ( $fanout | select(length > 0) | . as $runs
+      | row("ws-fanout"; .; "delivery"; med(.deliveries_per_s); med(.latency.p99_ms);
+            med(div(.cpu.server_cores; .deliveries_per_s) | if . == null then null else . * 1e6 end))
+      | (($runs | med(div(.deliveries_per_s; .cpu.server_cores))) | if . == null then null else round end) as $per_cpu
+      | . + { deliveries_per_server_cpu_s: $per_cpu,
+              per_cpu_x: (div($per_cpu; $base.requests_per_s) | r2),
+              p50_ms: ($runs | med(.latency.p50_ms)),
+              lost: ($runs | med(.lost)), gaps: ($runs | med(.gaps)),
+              cpu_cores: { server: ($runs | med(.cpu.server_cores)), loadgen: ($runs | med(.cpu.loadgen_cores)),
+                           other: ($runs | med(.cpu.other_cores)) },
+              target: ">= 4x XADD/s deliveries per server CPU-second, p99 <= 10x XADD p99" }
+      | . + { pass: (at_least(.per_cpu_x; 4) and at_most(.p99_x; 10)) } ),
+    ( $idle | select(length > 0)
+      | { scenario: "ws-idle", runs: length, unit: "connection",
+          kib_per_connection: med(.kib_per_connection),
+          kib_per_connection_slope: med(.kib_per_connection_slope),
+          target: "<= 4 KiB per idle connection" }
+      | . + { pass: at_most(.kib_per_connection; 4) } ),
+    ( $projector | select(length > 0) | . as $runs
+      | row("projector"; .; "event"; med(.events_per_s); null; med(.cpu_s.projector / .events * 1e6))
+      | . + { events: ($runs | med(.events)), seconds: ($runs | med(.seconds)),
+              cpu_s: { projector: ($runs | med(.cpu_s.projector)), postgres: ($runs | med(.cpu_s.postgres)),
+                       redis: ($runs | med(.cpu_s.redis)) },
+              target: ">= 1.0x XADD/s events folded into PostgreSQL" }
+      | . + { pass: at_least(.throughput_x; 1.0) } )
+  ]
+}
