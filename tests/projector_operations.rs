@@ -83,7 +83,11 @@ async fn metrics_are_served_while_postgres_is_unreachable() {
         .await;
 
     // Assert
-    let response = reqwest::get(&url).await.expect("GET /metrics");
+    let response = common::client::http_client()
+        .get(&url)
+        .send()
+        .await
+        .expect("GET /metrics");
     assert_eq!(response.status(), 200);
     let text = response.text().await.unwrap();
     assert!(text.contains("streamboard_projector"), "{text}");

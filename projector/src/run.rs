@@ -328,6 +328,8 @@ struct Reading {
     mine: HashSet<Uuid>,
     /// Boards of `mine` with entries to read.
     unread: HashSet<Uuid>,
+    /// The notification connection dropped.
+    reconnect: bool,
 }
 
 impl Reader {
@@ -337,7 +339,8 @@ impl Reader {
         let mut subscriber: Option<Subscriber> = None;
         let mut ownership_changed = true;
         while !*self.stop.borrow() {
-            if state.unread.is_empty() && !ownership_changed {
+            let waiting = state.unread.is_empty() && !ownership_changed && !state.reconnect;
+            if waiting && subscriber.is_some() {
                 tokio::select! {
                     push = pushes.recv() => {
                         if let Some(push) = push {
@@ -351,6 +354,9 @@ impl Reader {
             }
             while let Ok(push) = pushes.try_recv() {
                 self.heard(&mut state, push);
+            }
+            if std::mem::take(&mut state.reconnect) {
+                subscriber = None;
             }
             let step = async {
                 if subscriber.is_none() {
@@ -380,6 +386,11 @@ impl Reader {
     /// Notes what a notification says.
     fn heard(&self, state: &mut Reading, push: PushInfo) {
         let (channel, version) = match Notice::of(push) {
+            // Make a new connection and subscribe to every board again.
+            Some(Notice::Disconnected) => {
+                state.reconnect = true;
+                return;
+            }
             Some(Notice::Message { channel, payload }) => (channel, payload.parse().ok()),
             // Re-subscribed after a reconnect: read the board once.
             Some(Notice::Subscribed { channel }) => (channel, None),

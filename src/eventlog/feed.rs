@@ -69,6 +69,9 @@ struct FeedState {
     unread: HashSet<Uuid>,
     /// Heartbeat times of every instance, as last read.
     instances: HashMap<String, u64>,
+    /// The notification connection dropped: make a new one and join every
+    /// board again (groups too: Redis may have come back empty).
+    reconnect: bool,
 }
 
 fn group_of(instance: &str) -> String {
@@ -145,7 +148,12 @@ impl StreamFeed {
                 _ = stopping.changed() => continue,
             }
             let step = async {
+                if std::mem::take(&mut self.state.lock().reconnect) {
+                    subscriber = None;
+                }
                 if subscriber.is_none() {
+                    // Every board joins again on the new connection.
+                    self.state.lock().joined.clear();
                     subscriber = Some(self.redis.subscriber(pushes_tx.clone()).await?);
                 }
                 let subscriber = subscriber.as_mut().expect("made above");
@@ -183,14 +191,17 @@ impl StreamFeed {
                         let _ = self.presence_changes.send(board_id);
                         continue;
                     }
-                    if let Some((version, reason)) = payload
-                        .strip_prefix(RESYNC_PREFIX)
-                        .and_then(|rest| rest.split_once(':'))
-                    {
-                        if let (Ok(version), Some(reason)) =
-                            (version.parse(), ResyncReason::parse(reason))
-                        {
-                            self.hub.resync(board_id, version, reason);
+                    if let Some(resync) = payload.strip_prefix(RESYNC_PREFIX) {
+                        // `<version>:<reason>:<origin>`; the origin told its
+                        // own subscribers itself.
+                        let mut parts = resync.splitn(3, ':');
+                        let (version, reason, origin) = (parts.next(), parts.next(), parts.next());
+                        let version = version.and_then(|v| v.parse().ok());
+                        let reason = reason.and_then(ResyncReason::parse);
+                        if let (Some(version), Some(reason)) = (version, reason) {
+                            if origin != Some(self.instance.as_str()) {
+                                self.hub.resync(board_id, version, reason);
+                            }
                         }
                         continue;
                     }
@@ -222,7 +233,9 @@ impl StreamFeed {
                     }
                 }
                 Some(Notice::Disconnected) => {
-                    tracing::debug!("fan-out: notification connection lost; it reconnects");
+                    tracing::debug!("fan-out: notification connection lost; reconnecting");
+                    self.state.lock().reconnect = true;
+                    self.wake.notify_one();
                 }
                 None => {}
             }
@@ -297,6 +310,8 @@ impl StreamFeed {
         }
         let group = group_of(&self.instance);
         let mut pipe = redis::pipe();
+        // One board's missing group must not fail the others' reads.
+        pipe.ignore_errors();
         for board_id in &boards {
             pipe.cmd("XREADGROUP")
                 .arg("GROUP")
@@ -319,6 +334,15 @@ impl StreamFeed {
             }
         };
         for (board_id, reply) in boards.into_iter().zip(replies) {
+            if let Value::ServerError(error) = &reply {
+                if error.code() == "NOGROUP" {
+                    // Redis lost the group (restarted empty): join again.
+                    self.state.lock().joined.remove(&board_id);
+                    self.wake.notify_one();
+                    continue;
+                }
+                return Err(error.clone().into());
+            }
             let reply: Option<StreamReadReply> = redis::from_redis_value(reply)?;
             let entries = reply
                 .and_then(|reply| reply.keys.into_iter().next())

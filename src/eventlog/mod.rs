@@ -296,19 +296,21 @@ impl EventLog {
         Ok(within(self.redis.connection()).await??)
     }
 
-    /// Tells the board's watchers on every instance to reload it (see
-    /// `feed`): `resync:<version>:<reason>` on its notification channel.
+    /// Tells the board's watchers on the other instances to reload it (see
+    /// `feed`): `resync:<version>:<reason>:<origin instance>` on its
+    /// notification channel.
     pub async fn announce_resync(
         &self,
         board_id: Uuid,
         version: u64,
         reason: &str,
+        origin: &str,
     ) -> Result<(), LogError> {
         let mut connection = self.connection().await?;
         let _: i64 = within(
             redis::cmd(self.redis.publish_command())
                 .arg(changes_channel(board_id))
-                .arg(format!("{RESYNC_PREFIX}{version}:{reason}"))
+                .arg(format!("{RESYNC_PREFIX}{version}:{reason}:{origin}"))
                 .query_async(&mut connection),
         )
         .await??;

@@ -153,6 +153,15 @@ pub async fn run(redis: RedisClient, options: TailOptions) -> anyhow::Result<()>
                 let channel = match Notice::of(push) {
                     Some(Notice::Message { channel, .. }) => channel,
                     Some(Notice::Subscribed { channel }) => channel,
+                    Some(Notice::Disconnected) => {
+                        // A new connection, subscribed to every board; each
+                        // is read once, as publications may have been missed.
+                        let (pushes_tx, receiver) = mpsc::unbounded_channel();
+                        pushes = receiver;
+                        subscriber = reconnect(&redis, pushes_tx, positions.keys()).await;
+                        unread.extend(positions.keys().copied());
+                        break;
+                    }
                     _ => continue,
                 };
                 if let Some(board_id) = board_of_channel(&channel) {
@@ -240,5 +249,30 @@ async fn create_group(
     match created {
         Err(error) if error.code() != Some("BUSYGROUP") => Err(error.into()),
         _ => Ok(()),
+    }
+}
+
+/// A new notification connection subscribed to `boards`, waiting while
+/// Redis is away.
+async fn reconnect(
+    redis: &RedisClient,
+    pushes: mpsc::UnboundedSender<redis::PushInfo>,
+    boards: impl Iterator<Item = &Uuid> + Clone,
+) -> crate::redis_client::Subscriber {
+    loop {
+        let attempt = async {
+            let mut subscriber = redis.subscriber(pushes.clone()).await?;
+            for board_id in boards.clone() {
+                subscriber.subscribe(&changes_channel(*board_id)).await?;
+            }
+            Ok::<_, redis::RedisError>(subscriber)
+        };
+        match attempt.await {
+            Ok(subscriber) => return subscriber,
+            Err(error) => {
+                tracing::warn!(%error, "tail: Redis unavailable; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
     }
 }

@@ -203,15 +203,18 @@ impl EventSourcedStore {
                 self.catch_up(board_id, cached).await?;
                 cached.verified_run = Some(head.run_id);
                 if let Some(reason) = resync {
-                    // Every instance's watchers, through the board's channel;
-                    // this instance's at least, if Redis will not carry it.
+                    // This instance's watchers at once (in order with the
+                    // events that follow); the others' through the board's
+                    // channel, at most once (they also see the version gap).
                     let version = cached.version();
+                    self.hub.resync(board_id, version, reason);
+                    let origin = self.feed.instance();
                     let announced = self
                         .log
-                        .announce_resync(board_id, version, reason.as_str())
+                        .announce_resync(board_id, version, reason.as_str(), origin)
                         .await;
-                    if announced.is_err() {
-                        self.hub.resync(board_id, version, reason);
+                    if let Err(error) = announced {
+                        tracing::warn!(%board_id, %error, "could not tell other instances to resync");
                     }
                 }
                 return Ok(());

@@ -12,7 +12,16 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A client of its own whose every request fails after [`REQUEST_TIMEOUT`]
 /// instead of hanging the test.
+/// A plain client. The projector's reqwest brings rustls without a crypto
+/// provider (it installs ring itself), and in a workspace build the tests'
+/// reqwest shares that feature set, so a client needs ring installed first.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 pub fn bounded_http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
         .build()
@@ -30,7 +39,7 @@ impl ApiClient {
     /// A client of its own (own connection pool) on `base` (`http://host:port`).
     pub fn new(base: String, token: &str) -> ApiClient {
         ApiClient {
-            http: reqwest::Client::new(),
+            http: http_client(),
             base,
             token: token.to_owned(),
         }

@@ -66,7 +66,9 @@ impl Projector {
 
     /// A counter or gauge from `/metrics` (0 when absent).
     pub async fn metric(&self, name: &str) -> f64 {
-        let text = reqwest::get(&self.metrics)
+        let text = super::client::http_client()
+            .get(&self.metrics)
+            .send()
             .await
             .expect("GET /metrics")
             .text()

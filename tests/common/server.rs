@@ -46,7 +46,7 @@ impl TestServer {
             .await;
         TestServer {
             addr,
-            http: reqwest::Client::new(),
+            http: super::client::http_client(),
             child,
         }
     }
