@@ -15,7 +15,7 @@ use redis::streams::{
 use redis::{RedisResult, Value};
 use serde_json::json;
 use streamboard::domain::BoardEvent;
-use streamboard::eventlog::{decode_entry, entry, entry_id, stream_key, REGISTRY};
+use streamboard::eventlog::{decode_entry, entry, entry_id, stream_key, StreamRead, REGISTRY};
 use streamboard::redis_client::{BlockingConnection, RedisConnection};
 use uuid::Uuid;
 
@@ -186,20 +186,10 @@ pub async fn read_group(
         })
         .await?;
         for (board, reply) in chunk.iter().zip(replies) {
-            if let Value::ServerError(error) = &reply {
-                if error.code() == "NOGROUP" {
-                    no_group.push(*board);
-                    continue;
-                }
-                return Err(error.clone().into());
-            }
-            let reply: Option<StreamReadReply> = redis::from_redis_value(reply)?;
-            let entries = reply
-                .and_then(|reply| reply.keys.into_iter().next())
-                .map(|stream| stream.ids)
-                .unwrap_or_default();
-            if !entries.is_empty() {
-                read.push((*board, entries));
+            match StreamRead::of(reply)? {
+                StreamRead::NoGroup => no_group.push(*board),
+                StreamRead::Entries(entries) if !entries.is_empty() => read.push((*board, entries)),
+                StreamRead::Entries(_) => {}
             }
         }
     }

@@ -25,14 +25,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use redis::streams::StreamReadReply;
 use redis::{AsyncCommands, PushInfo, Value};
 use tokio::sync::{mpsc, watch, Notify};
 use uuid::Uuid;
 
 use super::{
     board_of_channel, changes_channel, decode_entry, entry_id, presence_key, stream_key,
-    unix_millis, RESYNC_PREFIX,
+    unix_millis, StreamRead, RESYNC_PREFIX,
 };
 use crate::fanout::{Hub, ResyncReason};
 use crate::redis_client::{Notice, RedisClient, RedisConnection, Subscriber};
@@ -334,20 +333,15 @@ impl StreamFeed {
             }
         };
         for (board_id, reply) in boards.into_iter().zip(replies) {
-            if let Value::ServerError(error) = &reply {
-                if error.code() == "NOGROUP" {
-                    // Redis lost the group (restarted empty): join again.
+            let entries = match StreamRead::of(reply)? {
+                StreamRead::Entries(entries) => entries,
+                // Redis lost the group (restarted empty): join again.
+                StreamRead::NoGroup => {
                     self.state.lock().joined.remove(&board_id);
                     self.wake.notify_one();
                     continue;
                 }
-                return Err(error.clone().into());
-            }
-            let reply: Option<StreamReadReply> = redis::from_redis_value(reply)?;
-            let entries = reply
-                .and_then(|reply| reply.keys.into_iter().next())
-                .map(|stream| stream.ids)
-                .unwrap_or_default();
+            };
             if entries.len() == READ_COUNT {
                 self.state.lock().unread.insert(board_id);
                 self.wake.notify_one();

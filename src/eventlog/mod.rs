@@ -428,6 +428,32 @@ impl EventLog {
     }
 }
 
+/// What one stream's read (`XREAD`/`XREADGROUP` naming one stream, in a
+/// pipeline that ignores errors) gave back.
+pub enum StreamRead {
+    Entries(Vec<redis::streams::StreamId>),
+    /// The stream or its group is gone (Redis restarted empty): make it again.
+    NoGroup,
+}
+
+impl StreamRead {
+    pub fn of(reply: redis::Value) -> redis::RedisResult<StreamRead> {
+        if let redis::Value::ServerError(error) = &reply {
+            if error.code() == "NOGROUP" {
+                return Ok(StreamRead::NoGroup);
+            }
+            return Err(error.clone().into());
+        }
+        let reply: Option<redis::streams::StreamReadReply> = redis::from_redis_value(reply)?;
+        Ok(StreamRead::Entries(
+            reply
+                .and_then(|reply| reply.keys.into_iter().next())
+                .map(|stream| stream.ids)
+                .unwrap_or_default(),
+        ))
+    }
+}
+
 /// Bounds a Redis operation so a stalled server reads as unavailable.
 async fn within<T>(operation: impl std::future::Future<Output = T>) -> Result<T, LogError> {
     tokio::time::timeout(OPERATION_TIMEOUT, operation)
