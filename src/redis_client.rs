@@ -314,6 +314,32 @@ impl ConnectionLike for RedisConnection {
                     result => result,
                 }
             }),
+            // redis-rs sends a pipeline to one node and refuses one whose
+            // commands span hash slots; ours name many boards. So each
+            // command goes on its own, concurrently (the connection still
+            // pipelines them per node), replies in order, a command's server
+            // error as its reply, as a pipeline gives them.
+            RedisConnection::Cluster(c) if !cmd.is_transaction() && cmd.len() > 1 => {
+                let connection = c.clone();
+                Box::pin(async move {
+                    let replies = cmd.cmd_iter().map(|command| {
+                        let mut connection = connection.clone();
+                        async move {
+                            match connection.req_packed_command(command).await {
+                                Ok(value) => Ok(value),
+                                Err(error) => match error.clone().into_server_errors() {
+                                    Some(errors) if errors.len() == 1 => {
+                                        Ok(Value::ServerError(errors[0].1.clone()))
+                                    }
+                                    _ => Err(error),
+                                },
+                            }
+                        }
+                    });
+                    let replies = futures_util::future::try_join_all(replies).await?;
+                    Ok(replies.into_iter().skip(offset).take(count).collect())
+                })
+            }
             RedisConnection::Cluster(c) => c.req_packed_commands(cmd, offset, count),
         }
     }
