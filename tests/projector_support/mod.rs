@@ -452,8 +452,9 @@ pub async fn xadd_event(redis: &TestRedis, event: &BoardEvent) {
 
 /// XADD with explicit fields and id `<version>-0`.
 pub async fn xadd_fields(redis: &TestRedis, board: Uuid, version: u64, fields: &[(&str, String)]) {
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let client = streamboard::redis_client::RedisClient::new(&redis.url(), redis.is_cluster())
+        .expect("a Redis client");
+    let mut conn = client.connection().await.expect("a Redis connection");
     let _: String = redis::cmd("XADD")
         .arg(streamboard::eventlog::stream_key(board))
         .arg(format!("{version}-0"))
