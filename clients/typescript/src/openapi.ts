@@ -424,6 +424,83 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/boards/{board_id}/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A board id. Anything that is not a UUID is 404 "no such route". */
+                board_id: components["parameters"]["BoardId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * The board's webhooks and their delivery state (owner)
+         * @description Never shows a secret. Editors and viewers get 403, non-members 404.
+         */
+        get: operations["listWebhooks"];
+        put?: never;
+        /**
+         * Have the board's events POSTed to a URL (owner)
+         * @description Every event after this moment (the board's current version), of
+         *     the types in `events` (all when left out), is POSTed to `url` as the
+         *     event envelope, signed with the secret (see the `boardEvent`
+         *     webhook below and docs/WEBHOOKS.md). The answer is the only one
+         *     that shows the secret. A `url` that is not `http`/`https`, is
+         *     malformed or carries credentials is 422; in the `prod` profile so is
+         *     one whose host is, or resolves to, a loopback, private, link-local
+         *     or metadata address (unless `webhooks.allow_private_targets`). A
+         *     board has at most 20 webhooks (then 409 `limit_reached`).
+         */
+        post: operations["createWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/boards/{board_id}/webhooks/{webhook_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A board id. Anything that is not a UUID is 404 "no such route". */
+                board_id: components["parameters"]["BoardId"];
+                webhook_id: components["parameters"]["WebhookId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Stop and remove a webhook, with its recorded attempts (owner) */
+        delete: operations["deleteWebhook"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/boards/{board_id}/webhooks/{webhook_id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A board id. Anything that is not a UUID is 404 "no such route". */
+                board_id: components["parameters"]["BoardId"];
+                webhook_id: components["parameters"]["WebhookId"];
+            };
+            cookie?: never;
+        };
+        /** A webhook's last 100 attempts, newest first (owner) */
+        get: operations["listWebhookDeliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/ws": {
         parameters: {
             query?: never;
@@ -536,7 +613,33 @@ export interface paths {
         trace?: never;
     };
 }
-export type webhooks = Record<string, never>;
+export interface webhooks {
+    boardEvent: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * What a webhook's receiver gets, once per event (at least once)
+         * @description Sent by the projectors to each webhook's `url`, in version order per
+         *     webhook, retried with exponential backoff (1 s doubling to 4 h, 20
+         *     attempts over about a day, then the webhook is disabled). Any 2xx is
+         *     delivered; redirects are not followed. Verify the signature over the
+         *     raw body and deduplicate by `X-Streamboard-Event-Id`
+         *     (docs/WEBHOOKS.md).
+         */
+        post: operations["receiveBoardEvent"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+}
 export interface components {
     schemas: {
         Error: {
@@ -750,6 +853,89 @@ export interface components {
          * @description A finite number; default the end of the column. May trigger a rebalance (see DOMAIN.md).
          */
         Position: number;
+        CreateWebhookRequest: {
+            /**
+             * Format: uri
+             * @description An http or https URL with a host and no credentials.
+             */
+            url: string;
+            /** @description Event types to deliver; left out or null for all. */
+            events?: components["schemas"]["EventType"][] | null;
+            /** @description The HMAC key (visible ASCII). Left out, 32 random bytes as 64 hex digits. */
+            secret?: string;
+        };
+        /** @enum {string} */
+        EventType: "board.created" | "board.updated" | "board.deleted" | "member.added" | "member.removed" | "task.created" | "task.updated" | "task.moved" | "task.deleted";
+        CreatedWebhook: {
+            /** Format: uuid */
+            id: string;
+            url: string;
+            events: components["schemas"]["EventType"][] | null;
+            /** @description Shown only in this answer. */
+            secret: string;
+            /** Format: date-time */
+            created_at: string;
+        };
+        Webhook: {
+            /** Format: uuid */
+            id: string;
+            url: string;
+            events: components["schemas"]["EventType"][] | null;
+            /** Format: date-time */
+            created_at: string;
+            /**
+             * Format: int64
+             * @description Every event up to this version was delivered (2xx) or filtered out.
+             */
+            delivered_version: number;
+            /** @description Failed attempts at the next event. */
+            attempts: number;
+            /**
+             * Format: date-time
+             * @description When the next event is tried again.
+             */
+            next_attempt_at: string | null;
+            /**
+             * Format: date-time
+             * @description Set once the last attempt failed; nothing is delivered after.
+             */
+            disabled_at: string | null;
+            /** @example 20 attempts at version 42 failed; the last: HTTP 503 */
+            disabled_reason: string | null;
+        };
+        WebhookList: {
+            webhooks: components["schemas"]["Webhook"][];
+        };
+        WebhookDelivery: {
+            /**
+             * Format: uuid
+             * @description The attempt's X-Streamboard-Delivery.
+             */
+            id: string;
+            /** Format: int64 */
+            version: number;
+            event_type: components["schemas"]["EventType"];
+            /** @description 1 for the first try of this event. */
+            attempt: number;
+            /** @description The receiver's status; null when there was no answer. */
+            status_code: number | null;
+            /**
+             * @example HTTP 500
+             * @example timed out
+             */
+            error: string | null;
+            duration_ms: number;
+            /**
+             * Format: date-time
+             * @description When this event is tried again; null after a success or the last attempt.
+             */
+            next_attempt_at: string | null;
+            /** Format: date-time */
+            at: string;
+        };
+        WebhookDeliveryList: {
+            deliveries: components["schemas"]["WebhookDelivery"][];
+        };
         EventPage: {
             events: components["schemas"]["Event"][];
             /**
@@ -1295,6 +1481,7 @@ export interface components {
         BoardsCursor: string;
         /** @description A board id. Anything that is not a UUID is 404 "no such route". */
         BoardId: string;
+        WebhookId: string;
         TaskId: string;
         /**
          * @description The board version the client last saw: `"3"`, also `W/"3"` or `3`;
@@ -2347,6 +2534,125 @@ export interface operations {
             503: components["responses"]["ServiceUnavailable"];
         };
     };
+    listWebhooks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A board id. Anything that is not a UUID is 404 "no such route". */
+                board_id: components["parameters"]["BoardId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The board's webhooks, oldest first. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookList"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    createWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A board id. Anything that is not a UUID is 404 "no such route". */
+                board_id: components["parameters"]["BoardId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "url": "https://hooks.example.com/streamboard",
+                 *       "events": [
+                 *         "task.created",
+                 *         "task.moved"
+                 *       ]
+                 *     }
+                 */
+                "application/json": components["schemas"]["CreateWebhookRequest"];
+            };
+        };
+        responses: {
+            /** @description The new webhook, with its secret (shown only here). */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedWebhook"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            422: components["responses"]["Unprocessable"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    deleteWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A board id. Anything that is not a UUID is 404 "no such route". */
+                board_id: components["parameters"]["BoardId"];
+                webhook_id: components["parameters"]["WebhookId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: components["responses"]["Deleted"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    listWebhookDeliveries: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A board id. Anything that is not a UUID is 404 "no such route". */
+                board_id: components["parameters"]["BoardId"];
+                webhook_id: components["parameters"]["WebhookId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Recent attempts. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookDeliveryList"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
     apiWebSocket: {
         parameters: {
             query?: never;
@@ -2498,6 +2804,43 @@ export interface operations {
                      */
                     "text/plain; version=0.0.4": string;
                 };
+            };
+        };
+    };
+    receiveBoardEvent: {
+        parameters: {
+            query?: never;
+            header: {
+                "X-Streamboard-Event": components["schemas"]["EventType"];
+                /** @description `<board_id>:<version>`, the same on every attempt at the event. */
+                "X-Streamboard-Event-Id": string;
+                /** @description This attempt. */
+                "X-Streamboard-Delivery": string;
+                /** @description `sha256=` and the hex HMAC-SHA256 of the raw body, keyed with the secret. */
+                "X-Streamboard-Signature-256": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Event"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx marks the event delivered. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Anything else (or no answer within the timeout) is retried. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
         };
     };
