@@ -92,9 +92,4 @@ impl Hub {
     pub fn is_watched(&self, board_id: Uuid) -> bool {
         self.topics.contains_key(&board_id)
     }
-
-    /// Boards with at least one subscriber on this instance.
-    pub fn watched(&self) -> Vec<Uuid> {
-        self.topics.iter().map(|topic| *topic.key()).collect()
-    }
 }

@@ -454,8 +454,7 @@ impl Reader {
         let count = self.settings.batch_events;
         let mut left: Vec<Uuid> = boards.to_vec();
         while !left.is_empty() {
-            let claimed =
-                stream::claim(&mut conn, group, &self.name, Duration::ZERO, &left, count).await?;
+            let claimed = stream::claim(&mut conn, group, &self.name, &left, count).await?;
             let claimed_count: usize = claimed.iter().map(|(_, entries)| entries.len()).sum();
             left = claimed
                 .iter()
@@ -473,9 +472,7 @@ impl Reader {
                 }
             }
         }
-        let removed =
-            stream::remove_idle_consumers(&mut conn, group, &self.name, Duration::ZERO, boards)
-                .await?;
+        let removed = stream::remove_empty_consumers(&mut conn, group, &self.name, boards).await?;
         if removed > 0 {
             tracing::info!(removed, "removed consumers with nothing pending");
         }

@@ -196,13 +196,12 @@ pub async fn read_group(
     Ok((read, no_group))
 }
 
-/// Claims entries idle longer than `min_idle` on any consumer, up to
-/// `count` per stream.
+/// Takes over every entry pending on another consumer (a partition's
+/// previous holder), up to `count` per stream.
 pub async fn claim(
     conn: &mut RedisConnection,
     group: &str,
     consumer: &str,
-    min_idle: Duration,
     boards: &[Uuid],
     count: usize,
 ) -> RedisResult<Vec<(Uuid, Vec<StreamId>)>> {
@@ -213,7 +212,7 @@ pub async fn claim(
                 .arg(stream_key(board))
                 .arg(group)
                 .arg(consumer)
-                .arg(min_idle.as_millis() as u64)
+                .arg(0)
                 .arg("0-0")
                 .arg("COUNT")
                 .arg(count);
@@ -288,14 +287,13 @@ pub async fn ack_and_trim(
     pipe.query_async::<()>(conn).await
 }
 
-/// Deletes consumers (other than `me`) that hold no pending entry and have
-/// been idle longer than `idle`: each restart leaves one behind per stream.
-/// A consumer with pending entries is kept, or its entries would be lost.
-pub async fn remove_idle_consumers(
+/// Deletes consumers (other than `me`) that hold no pending entry: each
+/// restart leaves one behind per stream. A consumer with pending entries is
+/// kept, or its entries would be lost.
+pub async fn remove_empty_consumers(
     conn: &mut RedisConnection,
     group: &str,
     me: &str,
-    idle: Duration,
     boards: &[Uuid],
 ) -> RedisResult<usize> {
     let mut removed = 0;
@@ -315,10 +313,7 @@ pub async fn remove_idle_consumers(
             }
             let info: StreamInfoConsumersReply = redis::from_redis_value(reply)?;
             for consumer in info.consumers {
-                if consumer.name != me
-                    && consumer.pending == 0
-                    && consumer.idle as u128 > idle.as_millis()
-                {
+                if consumer.name != me && consumer.pending == 0 {
                     delete
                         .cmd("XGROUP")
                         .arg("DELCONSUMER")
