@@ -1,6 +1,7 @@
 # scripts/bench-summary.jq - bench.sh's summary.json from the runs' JSON lines.
 # Inputs (--slurpfile): $xadd $quick $fanout $idle $api $hot $projector, each
-# a list of runs; --rawfile env. Every figure is the median over the runs;
+# a list of runs, and $scale (the scale-out runs, each tagged with its
+# `redis`: single or cluster); --rawfile env. Every figure is the median over the runs;
 # every target a ratio to the same-run XADD baseline, or a count.
 def median: map(select(. != null)) | sort
     | if length == 0 then null else .[(length - 1) / 2 | floor] end;
@@ -85,5 +86,29 @@ def loop_row($name; $runs):
                        redis: ($runs | med(.cpu_s.redis)) },
               target: ">= 1.0x XADD/s events folded into PostgreSQL" }
       | . + { pass: at_least(.throughput_x; 1.0) } )
-  ]
+  ],
+  # Scale-out: the same work on one Redis and on a 3-master cluster.
+  scale: ($scale | if length == 0 then null else {
+    idle: [ .[] | select(.scenario == "scale-idle")
+            | { redis, instances, redis_nodes,
+                steps: [ .steps[] | { boards, connections, commands_per_s,
+                                      redis_cpu_s_per_s: (.redis_cpu_s_per_s * 10000 | round / 10000),
+                                      by_command_per_s } ] }
+            | . + { growth: div(.steps[-1].commands_per_s; .steps[0].commands_per_s) | r2 } ],
+    writes: [ .[] | select(.scenario == "api-mutations")
+              | { redis, per_s: .mutations_per_s, p99_ms: .latency.p99_ms,
+                  throughput_x: (div(.mutations_per_s; $base.requests_per_s) | r2),
+                  p99_x: (div(.latency.p99_ms; $base.p99_ms) | r2),
+                  commands_sent: .redis_commands_sent.total,
+                  commands_incl_scripts: .redis_commands.total,
+                  stream_entries_exact: .events_check.consistent } ],
+    fanout: [ .[] | select(.scenario == "ws-fanout")
+              | { redis, deliveries_per_s, p99_ms: .latency.p99_ms, lost, gaps,
+                  deliveries_per_server_cpu_s: (div(.deliveries_per_s; .cpu.server_cores) | if . == null then null else round end) }
+              | . + { per_cpu_x: (div(.deliveries_per_server_cpu_s; $base.requests_per_s) | r2) } ],
+  } | . + {
+    # Idle work flat in the boards watched: the largest step within 20% (and
+    # 1 command/s) of the smallest, on every Redis.
+    idle_flat: (.idle | length > 0 and all(.steps[-1].commands_per_s <= .steps[0].commands_per_s * 1.2 + 1))
+  } end)
 }

@@ -22,3 +22,18 @@ def result: if .pass then "**PASS**" else "**FAIL**" end;
   end),
 "",
 "Medians of \(.scenarios | map(.runs) | max // 0) runs per scenario. \(.env | split("\n") | map(select(test("^(date|git|cpu|loadavg)"))) | join("; "))"
+, (if .scale == null then empty else
+  "",
+  "Scale-out, one Redis against a 3-master Redis Cluster (one run each):",
+  "",
+  "| work | Redis | measured | vs XADD |",
+  "|---|---|---|---|",
+  (.scale.idle[] | . as $i | .steps[] |
+    "| idle: \($i.instances) instances each watching \(.boards | n) boards (\(.connections) WebSockets in all) | \($i.redis) (\($i.redis_nodes) node\(if $i.redis_nodes > 1 then "s" else "" end)) | \(.commands_per_s) commands/s, Redis CPU \(.redis_cpu_s_per_s) s/s (\(.by_command_per_s | to_entries | map("\(.key) \(.value)") | join(", "))) | |"),
+  (.scale.writes[] |
+    "| api-mutations | \(.redis) | \(.per_s | n)/s, p99 \(.p99_ms) ms; \(.commands_sent) command(s) sent per mutation; stream entries exact: \(.stream_entries_exact) | \(.throughput_x | x), p99 \(.p99_x | x) |"),
+  (.scale.fanout[] |
+    "| ws-fanout through /api | \(.redis) | \(.deliveries_per_s | n) deliveries/s, \(.deliveries_per_server_cpu_s | n) per server CPU-s; p99 \(.p99_ms) ms; lost \(.lost), gaps \(.gaps) | \(.per_cpu_x | x) per server CPU-s |"),
+  "",
+  "Idle Redis work flat in the boards watched (largest step within 20% of the smallest): \(if .scale.idle_flat then "**PASS**" else "**FAIL**" end)"
+end)

@@ -8,7 +8,7 @@
 #                                      print a table with PASS/FAIL per target
 #   ./scripts/bench.sh quick api       only some: xadd (always measured first),
 #                                      quick, ws-fanout, ws-idle, api, hot-board,
-#                                      projector
+#                                      projector, scale
 #   BENCH_QUICK=1 ./scripts/bench.sh   every scenario tiny, one run (~2 minutes):
 #                                      a smoke test of the harness, not a result
 #
@@ -36,6 +36,8 @@
 #   IDLE_CONNECTIONS=5000 IDLE_BOARDS=100
 #   HOT_WRITERS=32 HOT_TASKS=32
 #   PROJECTOR_BOARDS=200 PROJECTOR_EVENTS_PER_BOARD=500
+#   SCALE_INSTANCES=3 SCALE_STEPS=1000,10000 SCALE_WINDOW=10
+#   BENCH_CLUSTER_PORTS="6391 6392 6393"  the 3-master cluster of `scale`
 #   QUICK_ARGS / FANOUT_ARGS / IDLE_ARGS / API_ARGS / HOT_ARGS / PROJECTOR_ARGS
 #                                extra loadgen flags per scenario
 #
@@ -54,6 +56,7 @@ if [[ $BENCH_QUICK == 1 ]]; then
     FANOUT_CLIENTS=${FANOUT_CLIENTS:-200} FANOUT_BOARDS=${FANOUT_BOARDS:-10} FANOUT_RATE=${FANOUT_RATE:-200}
     IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-500} IDLE_BOARDS=${IDLE_BOARDS:-20}
     PROJECTOR_BOARDS=${PROJECTOR_BOARDS:-50} PROJECTOR_EVENTS_PER_BOARD=${PROJECTOR_EVENTS_PER_BOARD:-100}
+    SCALE_STEPS=${SCALE_STEPS:-100,500} SCALE_WINDOW=${SCALE_WINDOW:-3}
 fi
 RUNS=${RUNS:-3}
 PORT=${PORT:-18090}
@@ -78,20 +81,24 @@ HOT_WRITERS=${HOT_WRITERS:-32}
 HOT_TASKS=${HOT_TASKS:-32}
 PROJECTOR_BOARDS=${PROJECTOR_BOARDS:-200}
 PROJECTOR_EVENTS_PER_BOARD=${PROJECTOR_EVENTS_PER_BOARD:-500}
+SCALE_INSTANCES=${SCALE_INSTANCES:-3}
+SCALE_STEPS=${SCALE_STEPS:-1000,10000}
+SCALE_WINDOW=${SCALE_WINDOW:-10}
+BENCH_CLUSTER_PORTS=${BENCH_CLUSTER_PORTS:-6391 6392 6393}
 QUICK_ARGS=${QUICK_ARGS:-} FANOUT_ARGS=${FANOUT_ARGS:-} IDLE_ARGS=${IDLE_ARGS:-}
 API_ARGS=${API_ARGS:-} HOT_ARGS=${HOT_ARGS:-} PROJECTOR_ARGS=${PROJECTOR_ARGS:-}
 REDIS_URL=redis://127.0.0.1:$BENCH_REDIS_PORT
 
-ALL_SCENARIOS=(quick ws-fanout ws-idle api hot-board projector)
+ALL_SCENARIOS=(quick ws-fanout ws-idle api hot-board projector scale)
 SCENARIOS=("$@")
 [[ ${#SCENARIOS[@]} -gt 0 ]] || SCENARIOS=("${ALL_SCENARIOS[@]}")
 for s in "${SCENARIOS[@]}"; do
-    case $s in xadd | quick | ws-fanout | ws-idle | api | hot-board | projector) ;;
+    case $s in xadd | quick | ws-fanout | ws-idle | api | hot-board | projector | scale) ;;
     *) sb_die "unknown scenario '$s' (xadd, ${ALL_SCENARIOS[*]})" ;;
     esac
 done
 wants() { local s; for s in "${SCENARIOS[@]}"; do [[ $s == "$1" ]] && return 0; done; return 1; }
-needs_postgres() { wants api || wants hot-board || wants projector; }
+needs_postgres() { wants api || wants hot-board || wants projector || wants scale; }
 
 BENCH_STARTED=$SECONDS
 sb_step "Tools and services"
@@ -128,7 +135,7 @@ cp target/release/streamboard target/release/loadgen target/release/projector "$
     echo "kernel: $(uname -sr)"
     echo "redis: $(redis-server --version | grep -o 'v=[^ ]*')"
     echo "rustc: $(rustc --version 2>/dev/null || echo unknown)"
-    echo "sizes: runs $RUNS; loops ${LOOP_CONNECTIONS} conns x ${LOOP_BOARDS} boards x ${LOOP_TASKS} tasks, ${DURATION}+${WARMUP} s; fanout ${FANOUT_CLIENTS} clients/${FANOUT_BOARDS} boards at ${FANOUT_RATE}/s; idle ${IDLE_CONNECTIONS}; hot ${HOT_WRITERS} writers; projector ${PROJECTOR_BOARDS}x${PROJECTOR_EVENTS_PER_BOARD}; XADD -n ${XADD_N} -c ${XADD_C}"
+    echo "sizes: runs $RUNS; loops ${LOOP_CONNECTIONS} conns x ${LOOP_BOARDS} boards x ${LOOP_TASKS} tasks, ${DURATION}+${WARMUP} s; fanout ${FANOUT_CLIENTS} clients/${FANOUT_BOARDS} boards at ${FANOUT_RATE}/s; idle ${IDLE_CONNECTIONS}; hot ${HOT_WRITERS} writers; projector ${PROJECTOR_BOARDS}x${PROJECTOR_EVENTS_PER_BOARD}; scale ${SCALE_INSTANCES} instances x ${SCALE_STEPS} boards, ${SCALE_WINDOW} s; XADD -n ${XADD_N} -c ${XADD_C}"
     echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$OUT/env.txt"
 sed 's/^/    /' "$OUT/env.txt"
@@ -151,23 +158,64 @@ stop_bench_redis() {
     kill -TERM "$BENCH_REDIS_PID" 2>/dev/null || true
     BENCH_REDIS_PID=
 }
+# The `scale` scenario's 3-master Redis Cluster on BENCH_CLUSTER_PORTS.
+CLUSTER_PIDS=()
+CLUSTER_URL=
+start_bench_cluster() {
+    local port dir nodes=() urls=()
+    for port in $BENCH_CLUSTER_PORTS; do
+        if redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1; then
+            sb_die "something already answers on 127.0.0.1:$port (set BENCH_CLUSTER_PORTS=...)"
+        fi
+        dir=$OUT/cluster/$port
+        rm -rf "$dir" && mkdir -p "$dir"
+        redis-server --bind 127.0.0.1 --port "$port" --cluster-enabled yes \
+            --cluster-config-file "$dir/nodes.conf" --dir "$dir" --save '' --appendonly no \
+            --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" >/dev/null
+        sb_retry 15 redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null ||
+            sb_die "cluster node $port did not start ($dir/redis.log)"
+        CLUSTER_PIDS+=("$(redis-cli -h 127.0.0.1 -p "$port" info server | sed -n 's/^process_id:\([0-9]*\).*/\1/p')")
+        nodes+=("127.0.0.1:$port")
+        urls+=("redis://127.0.0.1:$port")
+    done
+    redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >"$OUT/cluster/create.log" 2>&1 ||
+        sb_die "redis-cli --cluster create failed ($OUT/cluster/create.log)"
+    for port in $BENCH_CLUSTER_PORTS; do
+        sb_retry 30 sh -c "redis-cli -h 127.0.0.1 -p $port cluster info | grep -q cluster_state:ok" ||
+            sb_die "the cluster did not become ready (node $port)"
+    done
+    CLUSTER_URL=$(IFS=,; echo "${urls[*]}")
+    sb_info "benchmark Redis Cluster: ${nodes[*]} (3 masters, no persistence)"
+}
+flush_bench_cluster() {
+    local port
+    for port in $BENCH_CLUSTER_PORTS; do redis-cli -h 127.0.0.1 -p "$port" flushall >/dev/null; done
+}
+stop_bench_cluster() {
+    local pid
+    for pid in ${CLUSTER_PIDS[@]+"${CLUSTER_PIDS[@]}"}; do kill -TERM "$pid" 2>/dev/null || true; done
+    CLUSTER_PIDS=()
+}
 
-# --- The server under test ------------------------------------------------
-SERVER_PID=
+# --- The servers under test -----------------------------------------------
+SERVER_PID=   # the last one started
+SERVER_PIDS=()
 SERVER_ENV=() # extra NAME=VALUE settings for the next start_server
-start_server() { # $1: log name
-    local log=$OUT/server-$1.log i
-    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
-        sb_die "something already listens on 127.0.0.1:$PORT (set PORT=...)"
+start_server() { # $1: log name, $2: port (PORT)
+    local log=$OUT/server-$1.log port=${2:-$PORT} i
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        sb_die "something already listens on 127.0.0.1:$port (set PORT=...)"
     fi
     (
-        exec env STREAMBOARD__SERVER__ADDR="127.0.0.1:$PORT" \
+        exec env STREAMBOARD__SERVER__ADDR="127.0.0.1:$port" \
             STREAMBOARD__LOG__FILTER=warn \
             STREAMBOARD__WEBSOCKET__MAX_CONNECTIONS=20000 \
+            STREAMBOARD__WEBSOCKET__MAX_CONNECTIONS_PER_USER=20000 \
             ${SERVER_ENV[@]+"${SERVER_ENV[@]}"} \
             "$BIN/streamboard"
     ) >"$log" 2>&1 &
     SERVER_PID=$!
+    SERVER_PIDS+=("$SERVER_PID")
     for ((i = 0; i < 300; i++)); do
         grep -q 'streamboard listening on' "$log" 2>/dev/null && return 0
         kill -0 "$SERVER_PID" 2>/dev/null || break
@@ -176,10 +224,11 @@ start_server() { # $1: log name
     tail -20 "$log" >&2
     sb_die "the server did not start (log: $log)"
 }
-stop_server() {
-    [[ -n $SERVER_PID ]] || return 0
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
+stop_server() { # every server started
+    local pid
+    for pid in ${SERVER_PIDS[@]+"${SERVER_PIDS[@]}"}; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in ${SERVER_PIDS[@]+"${SERVER_PIDS[@]}"}; do wait "$pid" 2>/dev/null || true; done
+    SERVER_PIDS=()
     SERVER_PID=
 }
 API_DB=
@@ -192,6 +241,7 @@ cleanup() {
     stop_server
     drop_api_db
     stop_bench_redis
+    stop_bench_cluster
     sb_stop_started_services
 }
 trap cleanup EXIT
@@ -317,15 +367,79 @@ if wants projector; then
         --projector-bin "$BIN/projector" \
         --boards "$PROJECTOR_BOARDS" --events-per-board "$PROJECTOR_EVENTS_PER_BOARD" $PROJECTOR_ARGS
 fi
+
+# --- Scale-out: one Redis against a 3-master cluster, in the same run -------
+# For each: SCALE_INSTANCES servers watch SCALE_STEPS boards with nobody
+# writing (Redis commands/s and CPU); then one server under the api loop and
+# the /api fan-out. Each mode gets a fresh database and a flushed Redis.
+scale_mode() { # $1: single|cluster, $2: Redis URL(s), $3: redis.cluster
+    local mode=$1 url=$2 cluster=$3 i servers=() flush
+    if [[ $cluster == true ]]; then flush=flush_bench_cluster; else flush="bench_redis flushall"; fi
+    $flush >/dev/null
+    API_DB=sb_bench_$$_scale_$mode
+    createdb -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" "$API_DB"
+    SERVER_ENV=("STREAMBOARD__REDIS__URL=$url" "STREAMBOARD__REDIS__CLUSTER=$cluster"
+        "STREAMBOARD__POSTGRES__URL=$(pg_url)")
+
+    sb_step "scale ($mode): $SCALE_INSTANCES instances watching $SCALE_STEPS boards, nobody writing"
+    for ((i = 0; i < SCALE_INSTANCES; i++)); do
+        start_server "scale-$mode-idle-$i" $((PORT + i))
+        servers+=("127.0.0.1:$((PORT + i))")
+    done
+    wait_quiet
+    scale_run "$mode" idle --addr "${servers[0]}" scale-idle --servers "$(IFS=,; echo "${servers[*]}")" \
+        --steps "$SCALE_STEPS" --window "$SCALE_WINDOW" --redis-url "$url"
+    stop_server
+
+    sb_step "scale ($mode): api-mutations"
+    $flush >/dev/null
+    start_server "scale-$mode-api"
+    wait_quiet
+    # shellcheck disable=SC2086
+    scale_run "$mode" api --addr "127.0.0.1:$PORT" --server-pid "$SERVER_PID" api-mutations \
+        --redis-url "$url" --connections "$LOOP_CONNECTIONS" --boards "$LOOP_BOARDS" \
+        --tasks-per-board "$LOOP_TASKS" --duration "$DURATION" --warmup "$WARMUP" $API_ARGS
+    stop_server
+
+    sb_step "scale ($mode): ws-fanout through /api"
+    $flush >/dev/null
+    start_server "scale-$mode-fanout"
+    wait_quiet
+    # shellcheck disable=SC2086
+    scale_run "$mode" fanout --addr "127.0.0.1:$PORT" --server-pid "$SERVER_PID" ws-fanout --api \
+        --clients "$FANOUT_CLIENTS" --boards "$FANOUT_BOARDS" --rate "$FANOUT_RATE" \
+        --duration "$DURATION" $FANOUT_ARGS
+    stop_server
+    drop_api_db
+}
+# scale_run MODE PART LOADGEN-ARGS...: one loadgen run; its JSON line,
+# tagged with the Redis mode, goes to scale.jsonl.
+scale_run() {
+    local mode=$1 part=$2 log=$OUT/scale-$1-$2.txt
+    shift 2
+    if ! timeout 900 "$BIN/loadgen" "$@" 2>"$log" |
+        jq -c --arg r "$mode" '. + {redis: $r}' >>"$OUT/scale.jsonl"; then
+        cat "$log" >&2
+        sb_die "scale ($mode) $part failed"
+    fi
+    sed 's/^/    /' "$log"
+}
+if wants scale; then
+    start_bench_cluster
+    scale_mode single "$REDIS_URL" false
+    scale_mode cluster "$CLUSTER_URL" true
+    stop_bench_cluster
+fi
 stop_bench_redis
 
 # --- Summary: summary.json, then the table from it --------------------------
-for f in xadd quick ws-fanout ws-idle api hot-board projector; do touch "$OUT/$f.jsonl"; done
+for f in xadd quick ws-fanout ws-idle api hot-board projector scale; do touch "$OUT/$f.jsonl"; done
 jq -n \
     --slurpfile xadd "$OUT/xadd.jsonl" --slurpfile quick "$OUT/quick.jsonl" \
     --slurpfile fanout "$OUT/ws-fanout.jsonl" --slurpfile idle "$OUT/ws-idle.jsonl" \
     --slurpfile api "$OUT/api.jsonl" --slurpfile hot "$OUT/hot-board.jsonl" \
-    --slurpfile projector "$OUT/projector.jsonl" --rawfile env "$OUT/env.txt" \
+    --slurpfile projector "$OUT/projector.jsonl" --slurpfile scale "$OUT/scale.jsonl" \
+    --rawfile env "$OUT/env.txt" \
     -f scripts/bench-summary.jq >"$OUT/summary.json"
 jq -r -f scripts/bench-table.jq "$OUT/summary.json" | tee "$OUT/table.md"
 echo

@@ -1,7 +1,8 @@
 //! The generator's clients: a minimal HTTP/1.1 keep-alive client (one
 //! request in flight, `Content-Length` bodies only, so that the generator
 //! spends little of the CPU it shares with the server) and the helpers that
-//! open subscribed `/quick/ws` WebSocket connections.
+//! open subscribed WebSocket connections (`/quick/ws`, or `/ws` with a
+//! token).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -172,35 +173,70 @@ impl Http {
 }
 
 // ---------------------------------------------------------------------------
-// Subscribed /quick/ws connections
+// Subscribed WebSocket connections (`/quick/ws`, or `/ws` with a token)
 // ---------------------------------------------------------------------------
 
 pub type WsStream =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
 
-/// Opens `/quick/ws`, subscribes to `board`, waits for `subscribed`.
-async fn ws_subscribe(addr: SocketAddr, board: Uuid) -> anyhow::Result<WsStream> {
-    let url = format!("ws://{addr}/quick/ws");
+/// Where subscribers connect: `/quick/ws`, or the event-sourced `/ws` with
+/// the token in the query (as browsers pass it).
+#[derive(Clone)]
+pub struct WsEndpoint {
+    path_and_query: Arc<str>,
+}
+
+impl WsEndpoint {
+    pub fn quick() -> WsEndpoint {
+        WsEndpoint {
+            path_and_query: "/quick/ws".into(),
+        }
+    }
+
+    pub fn api(token: &str) -> WsEndpoint {
+        WsEndpoint {
+            path_and_query: format!("/ws?token={token}").into(),
+        }
+    }
+}
+
+/// Opens a WebSocket at `endpoint`, subscribes to every one of `boards` and
+/// waits for each `subscribed`.
+pub async fn ws_subscribe(
+    addr: SocketAddr,
+    endpoint: &WsEndpoint,
+    boards: &[Uuid],
+) -> anyhow::Result<WsStream> {
+    let url = format!("ws://{addr}{}", endpoint.path_and_query);
     let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
         .await
         .context("WebSocket handshake")?;
-    ws.send(Message::text(
-        json!({"type": "subscribe", "board_id": board}).to_string(),
-    ))
-    .await?;
-    let ack = tokio::time::timeout(Duration::from_secs(15), async {
-        while let Some(message) = ws.next().await {
+    for board in boards {
+        ws.feed(Message::text(
+            json!({"type": "subscribe", "board_id": board}).to_string(),
+        ))
+        .await?;
+    }
+    ws.flush().await?;
+    let ack = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut acknowledged = 0;
+        while acknowledged < boards.len() {
+            let Some(message) = ws.next().await else {
+                bail!("closed before subscribed");
+            };
             match message? {
-                Message::Text(text) if text.contains(r#""subscribed""#) => return Ok(()),
+                Message::Text(text) if text.contains(r#""subscribed""#) => acknowledged += 1,
+                // Presence frames may come between the acknowledgements.
+                Message::Text(text) if text.contains(r#""presence""#) => {}
                 Message::Text(text) => bail!("unexpected frame before subscribed: {text}"),
                 Message::Close(frame) => bail!("closed before subscribed: {frame:?}"),
                 _ => {}
             }
         }
-        bail!("closed before subscribed")
+        Ok(())
     })
     .await
-    .map_err(|_| anyhow!("no subscribed frame within 15 s"))?;
+    .map_err(|_| anyhow!("not every board subscribed within 30 s"))?;
     ack?;
     Ok(ws)
 }
@@ -209,6 +245,7 @@ async fn ws_subscribe(addr: SocketAddr, board: Uuid) -> anyhow::Result<WsStream>
 /// connection i subscribes to `boards[i % boards.len()]`.
 pub async fn open_subscribers(
     addr: SocketAddr,
+    endpoint: &WsEndpoint,
     boards: &[Uuid],
     count: usize,
     concurrency: usize,
@@ -218,9 +255,12 @@ pub async fn open_subscribers(
     for i in 0..count {
         let board = boards[i % boards.len()];
         let gate = Arc::clone(&gate);
+        let endpoint = endpoint.clone();
         handles.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await?;
-            ws_subscribe(addr, board).await.map(|ws| (i, ws))
+            ws_subscribe(addr, &endpoint, &[board])
+                .await
+                .map(|ws| (i, ws))
         }));
     }
     let mut out = Vec::with_capacity(count);

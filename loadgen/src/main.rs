@@ -10,7 +10,8 @@
 //! - `api-mutations`: the same closed loop through the event-sourced `/api`
 //!   (one registered user, Bearer token), then a check against Redis that
 //!   every 2xx write appended exactly one stream entry.
-//! - `ws-fanout`: many `/quick/ws` subscribers, a writer at a fixed rate;
+//! - `ws-fanout`: many `/quick/ws` (or, with `--api`, `/ws`) subscribers, a
+//!   writer at a fixed rate;
 //!   each event carries its send time (`fields.t`, unix microseconds) and the
 //!   subscribers measure delivery latency and count deliveries, gaps and loss.
 //! - `ws-idle`: opens N idle subscribed WebSocket connections and reports the
@@ -19,6 +20,9 @@
 //!   board's stream holds versions 1..N, N the writes acknowledged.
 //! - `projector`: fills board streams through `/api`, then times one
 //!   `projector` process folding them into PostgreSQL.
+//! - `scale-idle`: several instances watch 1,000 then 10,000 boards with
+//!   nobody writing; Redis's commands/s and CPU at each step (one node or
+//!   every node of a cluster).
 //!
 //! The HTTP client is a deliberately small HTTP/1.1 client (one request in
 //! flight per connection, `Content-Length` bodies) so that the generator,
@@ -43,7 +47,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use scenarios::{
-    api_mutations, hot_board, projector_catch_up, quick_mutations, ws_fanout, ws_idle, Target,
+    api_mutations, hot_board, projector_catch_up, quick_mutations, scale_idle, ws_fanout, ws_idle,
+    Target,
 };
 
 #[derive(Parser)]
@@ -79,6 +84,8 @@ enum Scenario {
     HotBoard(hot_board::HotBoard),
     /// Fill streams through /api, then time one projector folding them.
     Projector(projector_catch_up::ProjectorCatchUp),
+    /// Instances watching many boards, nobody writing: Redis commands/s and CPU per step.
+    ScaleIdle(scale_idle::ScaleIdle),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -101,6 +108,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::WsIdle(args) => ws_idle::run(&target, args).await,
             Scenario::HotBoard(args) => hot_board::run(&target, args).await,
             Scenario::Projector(args) => projector_catch_up::run(&target, args).await,
+            Scenario::ScaleIdle(args) => scale_idle::run(&target, args).await,
         }
     });
     // Sockets still held by aborted tasks are dropped with the runtime.

@@ -6,7 +6,6 @@
 
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -14,7 +13,7 @@ use super::closed_loop::{
     closed_loop, loop_plan, loop_report, task_paths, LoopArgs, LoopPlan, LoopResult,
 };
 use super::fixtures::{create_boards_at, register_user, BoardFixture};
-use super::redis_side::{self, Monitor};
+use super::redis_side::{self, RedisSide};
 use super::{Outcome, Target};
 use crate::client::Http;
 use crate::measure::round2;
@@ -31,6 +30,8 @@ pub struct ApiMutations {
 #[derive(clap::Args, Clone)]
 pub struct RedisArgs {
     /// The server's Redis (loopback only): stream checks, command counts.
+    /// A cluster's nodes, comma-separated, or any one of them: its masters
+    /// are found and all counted.
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
     /// Skip every Redis check (stream entries, command counts).
@@ -59,7 +60,7 @@ pub async fn run_loop(
     target: &Target,
     scenario: &str,
     args: &LoopArgs,
-    mut redis: Option<&mut MultiplexedConnection>,
+    mut redis: Option<&mut RedisSide>,
 ) -> anyhow::Result<ApiRun> {
     let plan = loop_plan(args)?;
     let token = register_user(target.addr).await?;
@@ -76,13 +77,13 @@ pub async fn run_loop(
     let setup_secs = setup_started.elapsed().as_secs_f64();
     let paths = task_paths("/api", &fixtures, plan.tasks_per_board);
     if let Some(conn) = redis.as_deref_mut() {
-        redis_side::reset_command_stats(conn).await?;
+        conn.reset_command_stats().await?;
     }
     let result = closed_loop(target, Some(&token), paths, &plan, args).await?;
     let (mut json, mut summary) = loop_report(scenario, &plan, args, &result);
     json["setup_s"] = json!(round2(setup_secs));
     if let Some(conn) = redis {
-        let calls = redis_side::command_calls(conn).await?;
+        let calls = conn.command_calls().await?;
         // Every request sent may have run its commands, 2xx or not.
         let counted = redis_side::per_mutation(&calls, result.tally.total_sent);
         summary.push_str(&format!(
@@ -116,14 +117,14 @@ pub async fn run(target: &Target, args: ApiMutations) -> anyhow::Result<Outcome>
         mut json,
         mut summary,
     } = run;
-    let Some(mut conn) = redis else {
+    let Some(conn) = redis else {
         return Ok(Outcome { json, summary });
     };
 
     // Every 2xx write appended exactly one entry to its board's stream:
     // board.created + task.created per task + one per successful PATCH.
     let boards: Vec<Uuid> = fixtures.iter().map(|f| f.id).collect();
-    let xlen_sum = redis_side::xlen_sum(&mut conn, &boards).await?;
+    let xlen_sum = conn.xlen_sum(&boards).await?;
     let creates = (plan.boards * (1 + plan.tasks_per_board)) as u64;
     let expected = creates + result.tally.ok_total;
     // A request that failed in transport may or may not have been applied.
@@ -154,7 +155,7 @@ pub async fn run(target: &Target, args: ApiMutations) -> anyhow::Result<Outcome>
             &token,
             &fixtures[0],
             args.redis.monitor_sample,
-            &args.redis.redis_url,
+            &conn,
         )
         .await?;
         summary.push_str(&format!(
@@ -173,9 +174,9 @@ async fn monitor_sample(
     token: &str,
     board: &BoardFixture,
     count: usize,
-    redis_url: &str,
+    redis: &RedisSide,
 ) -> anyhow::Result<Value> {
-    let monitor = Monitor::start(redis_url).await?;
+    let monitor = redis.monitor().await?;
     let mut http = Http::connect_as(target.addr, Some(token)).await?;
     let path = format!("/api/boards/{}/tasks/{}", board.id, board.tasks[0]);
     let mut ok = 0u64;

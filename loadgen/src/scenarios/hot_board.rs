@@ -48,14 +48,14 @@ pub async fn run(target: &Target, args: HotBoard) -> anyhow::Result<Outcome> {
         mut summary,
         ..
     } = run_loop(target, "hot-board", &loop_args, redis.as_mut()).await?;
-    let Some(mut conn) = redis else {
+    let Some(conn) = redis else {
         return Ok(Outcome { json, summary });
     };
 
     // board.created + task.created per task + every acknowledged PATCH.
     let acknowledged = 1 + args.tasks as u64 + result.tally.ok_total;
     let ambiguous = result.tally.errors_total;
-    let stream = redis_side::stream_versions(&mut conn, fixtures[0].id).await?;
+    let stream = conn.stream_versions(fixtures[0].id).await?;
     let lost = acknowledged.saturating_sub(stream.entries);
     let doubled = stream.entries.saturating_sub(acknowledged + ambiguous);
     let exact = lost == 0 && doubled == 0 && stream.out_of_sequence == 0;

@@ -18,6 +18,7 @@ pub mod hot_board;
 pub mod projector_catch_up;
 pub mod quick_mutations;
 mod redis_side;
+pub mod scale_idle;
 pub mod ws_fanout;
 pub mod ws_idle;
 

@@ -93,7 +93,7 @@ pub async fn run(target: &Target, args: ProjectorCatchUp) -> anyhow::Result<Outc
     }
     let fill_secs = fill_started.elapsed().as_secs_f64();
     let board_ids: Vec<Uuid> = fixtures.iter().map(|f| f.id).collect();
-    let events = redis_side::xlen_sum(&mut redis, &board_ids).await?;
+    let events = redis.xlen_sum(&board_ids).await?;
 
     // Catch-up: CPU is read before and after, per process.
     let (db, connection) = tokio_postgres::connect(&args.postgres_url, tokio_postgres::NoTls)
@@ -101,7 +101,7 @@ pub async fn run(target: &Target, args: ProjectorCatchUp) -> anyhow::Result<Outc
         .context("connecting to PostgreSQL")?;
     tokio::spawn(connection);
     let backends_before = backend_cpu(&db).await?;
-    let redis_before = redis_side::cpu_seconds(&mut redis).await?;
+    let redis_before = redis.cpu_seconds().await?;
     let started = Instant::now();
     let mut projector = tokio::process::Command::new(&args.projector_bin)
         .env("STREAMBOARD__REDIS__URL", &args.redis_url)
@@ -142,7 +142,7 @@ pub async fn run(target: &Target, args: ProjectorCatchUp) -> anyhow::Result<Outc
         .iter()
         .map(|(pid, after)| after - backends_before.get(pid).copied().unwrap_or(0.0))
         .sum();
-    let redis_cpu = redis_side::cpu_seconds(&mut redis).await? - redis_before;
+    let redis_cpu = redis.cpu_seconds().await? - redis_before;
     stop(&mut projector, pid).await;
 
     let per_s = events as f64 / elapsed.max(1e-9);

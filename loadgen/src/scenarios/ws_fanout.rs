@@ -1,5 +1,6 @@
 //! `ws-fanout`: many `/quick/ws` subscribers and a writer that PATCHes at a
-//! fixed rate. Each mutation carries its send time (`fields.t`, unix
+//! fixed rate (with `--api`: `/ws` subscribers of one registered user, the
+//! writer through `/api`, so every event goes through Redis). Each mutation carries its send time (`fields.t`, unix
 //! microseconds); the subscribers measure delivery latency from it and count
 //! deliveries, version gaps, duplicates and closes. Deliveries are expected
 //! for every 2xx mutation sent in the window, once per subscriber of its
@@ -16,9 +17,9 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
-use super::fixtures::create_boards;
+use super::fixtures::{create_boards_at, register_user};
 use super::{Outcome, Target};
-use crate::client::{open_subscribers, ConnectFailures, Http, WsStream};
+use crate::client::{open_subscribers, ConnectFailures, Http, WsEndpoint, WsStream};
 use crate::measure::{
     bounded, cpu_line, latency_json, latency_line, new_histogram, record, round2, secs,
     unix_micros, CpuWindow, MAX_CONNECTIONS, MAX_TASKS_PER_BOARD,
@@ -50,6 +51,10 @@ pub struct WsFanout {
     /// Seconds at most to wait, after the writer stops, for the last deliveries.
     #[arg(long, default_value_t = 5.0)]
     drain: f64,
+    /// Through the event-sourced mode: a registered user's boards, `/ws`
+    /// subscribers and `/api` writes (the server needs Redis and PostgreSQL).
+    #[arg(long)]
+    api: bool,
 }
 
 /// The unsigned integer right after `key` in compact JSON text.
@@ -171,11 +176,27 @@ pub async fn run(target: &Target, args: WsFanout) -> anyhow::Result<Outcome> {
         bail!("--duration must be positive");
     }
 
-    let fixtures = create_boards(target.addr, boards, tasks_per_board, "ws-fanout").await?;
+    let (prefix, token) = match args.api {
+        true => ("/api", Some(register_user(target.addr).await?)),
+        false => ("/quick", None),
+    };
+    let endpoint = match &token {
+        Some(token) => WsEndpoint::api(token),
+        None => WsEndpoint::quick(),
+    };
+    let fixtures = create_boards_at(
+        target.addr,
+        prefix,
+        token.as_deref(),
+        boards,
+        tasks_per_board,
+        "ws-fanout",
+    )
+    .await?;
     let board_ids: Vec<Uuid> = fixtures.iter().map(|f| f.id).collect();
 
     let connect_started = Instant::now();
-    let opened = open_subscribers(target.addr, &board_ids, clients, 200).await;
+    let opened = open_subscribers(target.addr, &endpoint, &board_ids, clients, 200).await;
     let connect_secs = connect_started.elapsed().as_secs_f64();
     let shards = 64;
     let shared = Arc::new(FanoutShared {
@@ -233,7 +254,8 @@ pub async fn run(target: &Target, args: WsFanout) -> anyhow::Result<Outcome> {
     let fixtures = Arc::new(fixtures);
     let mut writer_handles = Vec::with_capacity(writers);
     for w in 0..writers {
-        let mut http = Http::connect(target.addr).await?;
+        let mut http = Http::connect_as(target.addr, token.as_deref()).await?;
+        let token = token.clone();
         let fixtures = Arc::clone(&fixtures);
         let ok_in_window = Arc::clone(&ok_in_window);
         let writer_errors = Arc::clone(&writer_errors);
@@ -260,7 +282,7 @@ pub async fn run(target: &Target, args: WsFanout) -> anyhow::Result<Outcome> {
                 let board = (k % boards as u64) as usize;
                 let fixture = &fixtures[board];
                 let task = fixture.tasks[((k / boards as u64) as usize) % fixture.tasks.len()];
-                let path = format!("/quick/boards/{}/tasks/{task}", fixture.id);
+                let path = format!("{prefix}/boards/{}/tasks/{task}", fixture.id);
                 let t = unix_micros();
                 body.clear();
                 {
@@ -280,7 +302,7 @@ pub async fn run(target: &Target, args: WsFanout) -> anyhow::Result<Outcome> {
                     }
                     Err(_) => {
                         writer_errors.fetch_add(1, Ordering::Relaxed);
-                        if let Ok(fresh) = Http::connect(addr).await {
+                        if let Ok(fresh) = Http::connect_as(addr, token.as_deref()).await {
                             http = fresh;
                         }
                     }
@@ -334,6 +356,7 @@ pub async fn run(target: &Target, args: WsFanout) -> anyhow::Result<Outcome> {
     let closes = shared.closes.lock().unwrap().clone();
     let json = json!({
         "scenario": "ws-fanout",
+        "mode": if args.api { "api" } else { "quick" },
         "params": {
             "clients": clients, "boards": boards, "rate": args.rate, "writers": writers,
             "duration_s": window, "warmup_s": warmup.as_secs_f64(),

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::fixtures::create_boards;
 use super::{Outcome, Target};
-use crate::client::{open_subscribers, ConnectFailures};
+use crate::client::{open_subscribers, ConnectFailures, WsEndpoint};
 use crate::measure::{bounded, round2, rss_kib, secs, MAX_BOARDS, MAX_CONNECTIONS};
 
 #[derive(clap::Args, Clone)]
@@ -52,7 +52,16 @@ pub async fn run(target: &Target, args: WsIdle) -> anyhow::Result<Outcome> {
     // the idle set. Only a few: memory freed by these stays in the server's
     // heap and would hide the cost of the measured ones.
     let warm = &board_ids[..boards.min(8)];
-    drop(open_subscribers(target.addr, warm, warm.len(), args.connect_concurrency).await);
+    drop(
+        open_subscribers(
+            target.addr,
+            &WsEndpoint::quick(),
+            warm,
+            warm.len(),
+            args.connect_concurrency,
+        )
+        .await,
+    );
     tokio::time::sleep(settle).await;
     let before = rss_kib(pid)?;
 
@@ -67,8 +76,14 @@ pub async fn run(target: &Target, args: WsIdle) -> anyhow::Result<Outcome> {
     for step in 0..steps {
         let batch = connections * (step + 1) / steps - connections * step / steps;
         let step_started = Instant::now();
-        let opened =
-            open_subscribers(target.addr, &board_ids, batch, args.connect_concurrency).await;
+        let opened = open_subscribers(
+            target.addr,
+            &WsEndpoint::quick(),
+            &board_ids,
+            batch,
+            args.connect_concurrency,
+        )
+        .await;
         connect_secs += step_started.elapsed().as_secs_f64();
         for (_, mut ws) in failures.keep_open(opened) {
             open_count.fetch_add(1, Ordering::Relaxed);
