@@ -19,8 +19,8 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{
-    Cmd, IntoConnectionInfo, Pipeline, ProtocolVersion, PushInfo, PushKind, RedisError,
-    RedisFuture, RedisResult, Value,
+    AsyncConnectionConfig, Cmd, IntoConnectionInfo, Pipeline, ProtocolVersion, PushInfo, PushKind,
+    RedisError, RedisFuture, RedisResult, Value,
 };
 use tokio::sync::{mpsc, OnceCell};
 
@@ -96,9 +96,16 @@ impl RedisClient {
                     .map_err(|e| invalid(e.to_string()))?,
             )
         } else {
+            // No response timeout: redis-rs's default (500 ms) would end
+            // every `XREAD BLOCK` longer than that as an error.
+            let manager = deadpool_redis::Manager::new_with_config(
+                urls.first().cloned().unwrap_or_default(),
+                AsyncConnectionConfig::new().set_response_timeout(None),
+            )?;
             BlockingPool::Single(
-                deadpool_redis::Config::from_url(urls.first().cloned().unwrap_or_default())
-                    .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+                deadpool_redis::Pool::builder(manager)
+                    .runtime(deadpool_redis::Runtime::Tokio1)
+                    .build()
                     .map_err(|e| invalid(e.to_string()))?,
             )
         };

@@ -212,3 +212,26 @@ async fn ready_reports_the_cluster_state() {
         );
     }
 }
+
+/// The projector's registry follower blocks for `projector.block_ms` (1 s):
+/// its connection must not give up sooner (redis-rs's default response
+/// timeout is 500 ms, which made every idle read an error and a reconnect).
+#[tokio::test]
+async fn a_blocking_read_may_wait_longer_than_half_a_second() {
+    let redis = TestRedis::start();
+    let client = streamboard::redis_client::RedisClient::new(&redis.url(), redis.is_cluster())
+        .expect("a client for the test Redis");
+    let mut conn = client.blocking().await.expect("a blocking connection");
+    let started = std::time::Instant::now();
+    let reply: Option<redis::streams::StreamReadReply> = redis::cmd("XREAD")
+        .arg("BLOCK")
+        .arg(1_200)
+        .arg("STREAMS")
+        .arg("scale-out-test:{nothing}")
+        .arg("$")
+        .query_async(&mut conn)
+        .await
+        .expect("an empty answer after the block, not an error");
+    assert!(reply.is_none());
+    assert!(started.elapsed() >= Duration::from_millis(1_100));
+}
