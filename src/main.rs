@@ -9,6 +9,9 @@ use streamboard::app::{shutdown_signal, Application};
 use streamboard::settings::Settings;
 use streamboard::telemetry;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "streamboard",

@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use uuid::Uuid;
 
-use crate::domain::{Board, BoardEvent, DomainError, EventData, Role, Task};
+use crate::domain::{timestamp, Board, BoardEvent, DomainError, EventData, Role, Task};
 
 /// What a read or a write renders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -38,7 +38,9 @@ pub struct BoardView<'a> {
     name: &'a str,
     columns: &'a [String],
     version: u64,
+    #[serde(serialize_with = "timestamp::serialize")]
     created_at: DateTime<Utc>,
+    #[serde(serialize_with = "timestamp::serialize")]
     updated_at: DateTime<Utc>,
     /// Boards in `/api` have an owner and members; quick-win boards do not.
     #[serde(skip_serializing_if = "Option::is_none")]

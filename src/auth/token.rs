@@ -45,6 +45,12 @@ pub struct Token {
     pub jti: Option<Uuid>,
 }
 
+/// Tokens verified recently, by their exact text: a client sends the same
+/// token with every request, and checking its signature and decoding its
+/// claims was a tenth of an `/api` write's CPU (docs/BENCHMARKS.md).
+const VERIFIED_TOKENS: u64 = 10_000;
+const VERIFIED_FOR: Duration = Duration::from_secs(60);
+
 /// The HS256 key and the lifetime of the tokens it issues.
 #[derive(Clone)]
 pub struct TokenKeys {
@@ -52,6 +58,7 @@ pub struct TokenKeys {
     decoding: DecodingKey,
     validation: Validation,
     ttl: Duration,
+    verified: moka::sync::Cache<Box<str>, Token>,
 }
 
 impl fmt::Debug for TokenKeys {
@@ -75,6 +82,10 @@ impl TokenKeys {
             decoding: DecodingKey::from_secret(key).expect("a non-empty HMAC secret"),
             validation,
             ttl,
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_TOKENS)
+                .time_to_live(VERIFIED_FOR)
+                .build(),
         }
     }
 
@@ -122,14 +133,27 @@ impl TokenKeys {
 
     /// [`TokenKeys::verify`], with the token's id.
     pub fn verify_token(&self, token: &str) -> Result<Token, AuthError> {
-        jsonwebtoken::decode::<Token>(token, &self.decoding, &self.validation)
+        if let Some(verified) = self.verified.get(token) {
+            // Verified before; only its expiry can have changed since.
+            let now = jsonwebtoken::get_current_timestamp() as i64;
+            if verified.claims.exp.saturating_add(LEEWAY_SECONDS as i64) < now {
+                self.verified.invalidate(token);
+                return Err(AuthError::TokenRefused(
+                    "the token has expired; log in again",
+                ));
+            }
+            return Ok(verified);
+        }
+        let verified = jsonwebtoken::decode::<Token>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
             .map_err(|error| match error.kind() {
                 ErrorKind::ExpiredSignature => {
                     AuthError::TokenRefused("the token has expired; log in again")
                 }
                 _ => AuthError::TokenRefused("the token is invalid; log in again"),
-            })
+            })?;
+        self.verified.insert(token.into(), verified.clone());
+        Ok(verified)
     }
 }
 
@@ -222,6 +246,17 @@ mod tests {
         assert!(keys().verify(&just_expired).is_ok());
         let expired = sign(Algorithm::HS256, &claims(-30), SECRET);
         assert_refused(keys().verify(&expired), "expired");
+    }
+
+    #[test]
+    fn a_token_that_expires_after_it_was_verified_is_refused() {
+        let keys = keys();
+        // Valid for one more second, counting the leeway.
+        let token = sign(Algorithm::HS256, &claims(1 - LEEWAY_SECONDS as i64), SECRET);
+        assert!(keys.verify(&token).is_ok());
+        assert!(keys.verify(&token).is_ok(), "the second check is cached");
+        std::thread::sleep(Duration::from_millis(2100));
+        assert_refused(keys.verify(&token), "expired");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::event::{BoardEvent, EventData, Repositioned, TaskChanges};
-use super::Role;
+use super::{timestamp, Role};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Task {
@@ -24,7 +24,9 @@ pub struct Task {
     pub position: f64,
     pub assigned_to: Option<String>,
     pub fields: Map<String, Value>,
+    #[serde(serialize_with = "timestamp::serialize")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "timestamp::serialize")]
     pub updated_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created_by: Option<Uuid>,

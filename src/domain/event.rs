@@ -23,6 +23,7 @@ pub struct BoardEvent {
     pub data: EventData,
     /// The user who caused it; `null` in quick-win mode, which has no users.
     pub actor: Option<Uuid>,
+    #[serde(serialize_with = "super::timestamp::serialize")]
     pub at: DateTime<Utc>,
     /// The Redis Stream entry id, in `/api` only.
     #[serde(default, skip_serializing_if = "Option::is_none")]

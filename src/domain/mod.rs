@@ -10,6 +10,7 @@ pub mod decide;
 pub mod error;
 pub mod event;
 pub mod position;
+pub mod timestamp;
 pub mod values;
 
 pub use board::{apply, Board, Task};

@@ -27,6 +27,9 @@ pub fn named(routes: BoxedFilter<(Response,)>, pool: Pool) -> BoxedFilter<(Respo
         .boxed()
 }
 
+/// The key every member object has.
+const MEMBER_KEY: &[u8] = b"\"user_id\"";
+
 async fn with_usernames(pool: &Pool, response: Response) -> Response {
     let is_json = response
         .headers()
@@ -41,6 +44,10 @@ async fn with_usernames(pool: &Pool, response: Response) -> Response {
         // The body is ours and already in memory: this cannot really fail.
         Err(_) => return Response::from_parts(parts, Bytes::new().into()),
     };
+    // Most answers (tasks, events) name no member: not parsed again.
+    if !bytes.windows(MEMBER_KEY.len()).any(|w| w == MEMBER_KEY) {
+        return Response::from_parts(parts, bytes.into());
+    }
     let Ok(mut value) = serde_json::from_slice::<Value>(&bytes) else {
         return Response::from_parts(parts, bytes.into());
     };
