@@ -91,7 +91,7 @@ def loop_row($name; $runs):
   scale: ($scale | if length == 0 then null else {
     idle: [ .[] | select(.scenario == "scale-idle")
             | { redis, instances, redis_nodes,
-                steps: [ .steps[] | { boards, connections, commands_per_s,
+                steps: [ .steps[] | { boards, connections, joined_after_s, commands_per_s,
                                       redis_cpu_s_per_s: (.redis_cpu_s_per_s * 10000 | round / 10000),
                                       by_command_per_s } ] }
             | . + { growth: div(.steps[-1].commands_per_s; .steps[0].commands_per_s) | r2 } ],

@@ -29,7 +29,7 @@ def result: if .pass then "**PASS**" else "**FAIL**" end;
   "| work | Redis | measured | vs XADD |",
   "|---|---|---|---|",
   (.scale.idle[] | . as $i | .steps[] |
-    "| idle: \($i.instances) instances each watching \(.boards | n) boards (\(.connections) WebSockets in all) | \($i.redis) (\($i.redis_nodes) node\(if $i.redis_nodes > 1 then "s" else "" end)) | \(.commands_per_s) commands/s, Redis CPU \(.redis_cpu_s_per_s) s/s (\(.by_command_per_s | to_entries | map("\(.key) \(.value)") | join(", "))) | |"),
+    "| idle: \($i.instances) instances each watching \(.boards | n) boards (\(.connections) WebSockets in all; the instances' joins ended \(.joined_after_s) s after the last subscription) | \($i.redis) (\($i.redis_nodes) node\(if $i.redis_nodes > 1 then "s" else "" end)) | \(.commands_per_s) commands/s, Redis CPU \(.redis_cpu_s_per_s) s/s (\(.by_command_per_s | to_entries | map("\(.key) \(.value)") | join(", "))) | |"),
   (.scale.writes[] |
     "| api-mutations | \(.redis) | \(.per_s | n)/s, p99 \(.p99_ms) ms; \(.commands_sent) command(s) sent per mutation; stream entries exact: \(.stream_entries_exact) | \(.throughput_x | x), p99 \(.p99_x | x) |"),
   (.scale.fanout[] |

@@ -42,6 +42,10 @@ pub struct ScaleIdle {
     /// Seconds waited after a step's subscriptions, before measuring.
     #[arg(long, default_value_t = 3.0)]
     settle: f64,
+    /// Seconds at most to wait for the instances to finish joining the
+    /// step's boards (groups made, channels subscribed) before measuring.
+    #[arg(long, default_value_t = 240.0)]
+    join_timeout: f64,
     /// The servers' Redis (loopback only); for a cluster, any of its nodes.
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
@@ -62,6 +66,34 @@ async fn keep_reading(mut ws: WsStream, closes: Arc<AtomicU64>, events: Arc<Atom
         }
     }
     closes.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The commands an instance runs when it starts watching a board.
+const JOIN_COMMANDS: [&str; 4] = ["xgroup|create", "xgroup|setid", "ssubscribe", "subscribe"];
+
+/// Waits until a whole second passes with no instance joining a board (the
+/// subscriptions are acknowledged before the instances' background joins
+/// end); returns how long that took.
+async fn joins_done(redis: &mut RedisSide, timeout: Duration) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let joins = |calls: &std::collections::BTreeMap<String, u64>| -> u64 {
+        JOIN_COMMANDS
+            .iter()
+            .filter_map(|name| calls.get(*name))
+            .sum()
+    };
+    let mut before = joins(&redis.command_calls().await?);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = joins(&redis.command_calls().await?);
+        if now == before {
+            return Ok(started.elapsed().as_secs_f64() - 1.0);
+        }
+        if started.elapsed() > timeout {
+            bail!("the instances were still joining boards after {timeout:?}");
+        }
+        before = now;
+    }
 }
 
 /// Redis's work over `window`: commands per second by name and CPU seconds
@@ -113,6 +145,7 @@ pub async fn run(target: &Target, args: ScaleIdle) -> anyhow::Result<Outcome> {
     let most = bounded(*args.steps.last().unwrap_or(&0), "steps", MAX_BOARDS)?;
     let window = secs(args.window, "window")?;
     let settle = secs(args.settle, "settle")?;
+    let join_timeout = secs(args.join_timeout, "join-timeout")?;
     if window.is_zero() {
         bail!("--window must be positive");
     }
@@ -155,12 +188,14 @@ pub async fn run(target: &Target, args: ScaleIdle) -> anyhow::Result<Outcome> {
         }
         watched = step;
         let subscribe_secs = subscribe_started.elapsed().as_secs_f64();
+        let join_secs = joins_done(&mut redis, join_timeout).await?;
         tokio::time::sleep(settle).await;
         let mut work = idle_work(&mut redis, window).await?;
         work["boards"] = json!(step);
         work["instances"] = json!(servers.len());
         work["connections"] = json!(readers.len());
         work["subscribe_s"] = json!(round2(subscribe_secs));
+        work["joined_after_s"] = json!(round2(join_secs));
         work["closed_connections"] = json!(closes.load(Ordering::Relaxed));
         steps.push(work);
     }
@@ -175,9 +210,11 @@ pub async fn run(target: &Target, args: ScaleIdle) -> anyhow::Result<Outcome> {
     );
     for step in &steps {
         summary.push_str(&format!(
-            "\n  {} boards watched by each instance ({} connections): {} commands/s, Redis CPU {:.4} s/s {}",
+            "\n  {} boards watched by each instance ({} connections; subscribed in {} s, joined {} s later): {} commands/s, Redis CPU {:.4} s/s {}",
             step["boards"],
             step["connections"],
+            step["subscribe_s"],
+            step["joined_after_s"],
             step["commands_per_s"],
             step["redis_cpu_s_per_s"].as_f64().unwrap_or(0.0),
             step["by_command_per_s"],
