@@ -261,7 +261,7 @@ mod tests {
 
     #[test]
     fn pages_follow_creation_then_id_and_end_without_a_cursor() {
-        let keys = vec![key(3, 1), key(1, 9), key(2, 5), key(1, 2)];
+        let keys = [key(3, 1), key(1, 9), key(2, 5), key(1, 2)];
         let items = || {
             keys.iter()
                 .map(|k| (*k, k.id.as_u128()))

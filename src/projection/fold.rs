@@ -78,8 +78,6 @@ pub fn project(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use chrono::{TimeZone, Utc};
     use serde_json::{json, Map};
 
@@ -109,11 +107,7 @@ mod tests {
     /// The tasks and members whose value differs between two states.
     fn changed(before: &Option<Board>, after: &Option<Board>) -> Touched {
         let tasks = |b: &Option<Board>| b.as_ref().map(|b| b.tasks.clone()).unwrap_or_default();
-        let members = |b: &Option<Board>| {
-            b.as_ref()
-                .map(|b| b.members.clone())
-                .unwrap_or_else(BTreeMap::new)
-        };
+        let members = |b: &Option<Board>| b.as_ref().map(|b| b.members.clone()).unwrap_or_default();
         let (t0, t1) = (tasks(before), tasks(after));
         let (m0, m1) = (members(before), members(after));
         Touched {

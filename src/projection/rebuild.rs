@@ -161,7 +161,7 @@ async fn fold_snapshot(
     while let Some(row) = rows.try_next().await? {
         let event = event_from_row(&row)?;
         report.events += 1;
-        if report.events % PROGRESS_EVERY == 0 {
+        if report.events.is_multiple_of(PROGRESS_EVERY) {
             on_progress(FoldProgress {
                 events: report.events,
                 total_events,
