@@ -177,6 +177,69 @@ async fn fifty_concurrent_writers_each_get_exactly_one_event() {
     assert_eq!(shown["tasks"].as_array().unwrap().len(), 50);
 }
 
+/// Writes that queue behind one board's lock are appended together (group
+/// commit): fewer script calls than writes, yet each answer shows the
+/// board as its own write left it, and each write has its own version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queued_writes_to_one_board_are_appended_together_each_answered_with_its_own_state() {
+    // Arrange: one task, renamed by fifty writers at once
+    let env = spawn_api_with_board(1, "g", "Hot").await;
+    let (server, redis) = (env.server(), env.redis());
+    let BoardOwner {
+        token, board_id, ..
+    } = env.owner().clone();
+    let task = server
+        .post_created(
+            &token,
+            &format!("/api/boards/{board_id}/tasks"),
+            json!({"title": "first"}),
+        )
+        .await;
+    let task_id = task["id"].as_str().unwrap().to_owned();
+    let base = server.url("");
+    let calls_before = redis.command_calls();
+
+    // Act
+    let outcomes = concurrently(50, &token, |i| {
+        (
+            base.clone(),
+            reqwest::Method::PATCH,
+            format!("/api/boards/{board_id}/tasks/{task_id}"),
+            vec![],
+            json!({ "title": format!("rename {i}") }),
+        )
+    })
+    .await;
+
+    // Assert: every write answered with its own title and its own version
+    assert_eq!(
+        summary(&outcomes).get(&200),
+        Some(&50),
+        "{:?}",
+        first_failures(&outcomes, 200)
+    );
+    for (i, outcome) in outcomes.iter().enumerate() {
+        assert_eq!(outcome.body["title"], format!("rename {i}"), "answer {i}");
+    }
+    let mut etags: Vec<u64> = outcomes.iter().map(|o| o.etag.expect("an ETag")).collect();
+    etags.sort_unstable();
+    assert_eq!(etags, (3..=52).collect::<Vec<u64>>());
+    let entries = redis.xrange(&common::stream_key(&board_id));
+    assert_eq!(assert_contiguous(&entries), 52);
+
+    // Assert: fewer appends than writes
+    let calls_after = redis.command_calls();
+    let delta = |name: &str| {
+        calls_after.get(name).copied().unwrap_or(0) - calls_before.get(name).copied().unwrap_or(0)
+    };
+    let scripts = delta("evalsha") + delta("eval");
+    assert_eq!(delta("xadd"), 50, "one entry per write");
+    assert!(
+        scripts < 50,
+        "{scripts} script calls for 50 queued writes: none were grouped"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_if_match_race_has_exactly_one_winner() {
     // Arrange

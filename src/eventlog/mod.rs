@@ -209,6 +209,57 @@ redis.call(PUBLISH, ARGV[14], tostring(version))
 return {'stored', id}
 "#;
 
+/// Appends several events of one board in one step (group commit: the
+/// writes that queued behind one board's lock). Everything is checked
+/// first (Redis process, stored idempotent results, the turn, the
+/// version), then every event is appended, so a refusal writes nothing.
+/// Returns `{kind, ...}`: `stored` and each entry id, `conflict` and the
+/// current version, `new-redis` and its run id, or `replay` (some key was
+/// used before: the writes go one by one instead).
+const APPEND_BATCH_SCRIPT: &str = r#"
+-- KEYS[1] stream, KEYS[2] turn, KEYS[2 + i] event i's idempotency key
+-- ARGV: expected version, run id, changes channel, ttl seconds, writer
+--       token, then per event: schema v, type, actor, at, data, record,
+--       idempotent ('1' or '0')
+local run = RUN_ID
+if run ~= ARGV[2] then return {'new-redis', run} end
+local n = #KEYS - 2
+for i = 1, n do
+  local at = 5 + (i - 1) * 7
+  if ARGV[at + 7] == '1' and redis.call('EXISTS', KEYS[2 + i]) == 1 then return {'replay'} end
+end
+local current = 0
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #last > 0 then current = tonumber(string.match(last[1][1], '^(%d+)')) end
+local turn = redis.call('GET', KEYS[2])
+if (turn and turn ~= ARGV[5]) or current ~= tonumber(ARGV[1]) then
+  return {'conflict', tostring(current)}
+end
+local reply = {'stored'}
+for i = 1, n do
+  local at = 5 + (i - 1) * 7
+  local version = current + i
+  reply[i + 1] = redis.call('XADD', KEYS[1], version .. '-0',
+    'v', ARGV[at + 1], 'type', ARGV[at + 2], 'version', version,
+    'actor', ARGV[at + 3], 'at', ARGV[at + 4], 'data', ARGV[at + 5])
+  if ARGV[at + 7] == '1' then redis.call('SET', KEYS[2 + i], ARGV[at + 6], 'EX', ARGV[4]) end
+end
+if turn then redis.call('DEL', KEYS[2]) end
+redis.call(PUBLISH, ARGV[3], tostring(current + n))
+return reply
+"#;
+
+/// What became of a batch (see [`EventLog::append_batch`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchAppended {
+    /// Every event, in order, with its stream entry id.
+    Stored { stream_ids: Vec<String> },
+    /// Nothing was written: the board moved, another writer holds its
+    /// turn, a key was used before, or Redis is a new process. The writes
+    /// go one by one, which handles each case.
+    Refused,
+}
+
 /// How long a starved writer's turn on a board lasts at most.
 const TURN: Duration = Duration::from_millis(250);
 
@@ -224,6 +275,7 @@ pub struct Writer {
 pub struct EventLog {
     redis: RedisClient,
     append: Script,
+    append_batch: Script,
     head: Script,
     restore: Script,
 }
@@ -241,6 +293,7 @@ impl EventLog {
         EventLog {
             redis,
             append: script(APPEND_SCRIPT),
+            append_batch: script(APPEND_BATCH_SCRIPT),
             head: script(HEAD_SCRIPT),
             restore: script(RESTORE_SCRIPT),
         }
@@ -378,6 +431,64 @@ impl EventLog {
             }),
             "new-redis" => Ok(Appended::NewRedis { run_id: value }),
             _ => Ok(Appended::Replay(value)),
+        }
+    }
+
+    /// Appends `events` (consecutive versions of one board, the first at
+    /// `events[0].version`) in one step, each with its idempotent record if
+    /// it has a key, if the board is still at the version before them.
+    pub async fn append_batch(
+        &self,
+        events: &[(&BoardEvent, Option<(&str, String)>)],
+        idempotency_ttl: Duration,
+        writer: &Writer,
+        run_id: &str,
+    ) -> Result<BatchAppended, LogError> {
+        let Some((first, _)) = events.first() else {
+            return Ok(BatchAppended::Stored {
+                stream_ids: Vec::new(),
+            });
+        };
+        let board_id = first.board_id;
+        let mut connection = self.connection().await?;
+        let mut invocation = self.append_batch.key(stream_key(board_id));
+        invocation.key(turn_key(board_id));
+        for (event, idempotency) in events {
+            let key = match idempotency {
+                Some((key, _)) => idempotency_key(board_id, event.actor, key),
+                None => idempotency_key(board_id, None, ""),
+            };
+            invocation.key(key);
+        }
+        invocation
+            .arg(first.version - 1)
+            .arg(run_id)
+            .arg(changes_channel(board_id))
+            .arg(idempotency_ttl.as_secs().max(1))
+            .arg(&writer.token);
+        for (event, idempotency) in events {
+            let fields = entry::encode(event);
+            let (record, idempotent) = match idempotency {
+                Some((_, record)) => (record.as_str(), "1"),
+                None => ("", "0"),
+            };
+            invocation
+                .arg(fields.schema)
+                .arg(fields.event_type)
+                .arg(fields.actor)
+                .arg(fields.at)
+                .arg(fields.data)
+                .arg(record)
+                .arg(idempotent);
+        }
+        let reply: Vec<String> = within(invocation.invoke_async(&mut connection)).await??;
+        match reply.split_first() {
+            Some((kind, ids)) if kind == "stored" && ids.len() == events.len() => {
+                Ok(BatchAppended::Stored {
+                    stream_ids: ids.to_vec(),
+                })
+            }
+            _ => Ok(BatchAppended::Refused),
         }
     }
 

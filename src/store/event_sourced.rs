@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use dashmap::DashMap;
 use futures_util::future::join_all;
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
 use uuid::Uuid;
 
 use super::write::{context, prepare, IdempotencyRecord};
@@ -33,7 +34,7 @@ use super::{
 };
 use crate::domain::{apply, Board, BoardEvent, DomainError, EventData};
 use crate::eventlog::feed::StreamFeed;
-use crate::eventlog::{Appended, EventLog, LogError, Writer};
+use crate::eventlog::{Appended, BatchAppended, EventLog, LogError, Writer};
 use crate::fanout::{Hub, ResyncReason};
 use crate::projection::archive;
 use crate::telemetry::names;
@@ -45,6 +46,15 @@ const WRITE_ATTEMPTS: usize = 16;
 const RECENT_EVENTS: usize = 128;
 /// Events read from a stream per round trip while catching up.
 const CATCH_UP_PAGE: usize = 1000;
+/// Queued writes of one board appended in one step, at most.
+const GROUP_COMMIT_MAX: usize = 64;
+
+/// A write waiting for its board's lock (see `EventSourcedStore::write`).
+struct Queued {
+    caller: Caller,
+    request: WriteRequest,
+    done: oneshot::Sender<Result<Rendered, StoreError>>,
+}
 
 #[derive(Default)]
 struct CachedBoard {
@@ -102,8 +112,11 @@ impl CachedBoard {
     }
 }
 
+#[derive(Clone)]
 pub struct EventSourcedStore {
     log: EventLog,
+    /// Writes waiting for their board's lock, by board.
+    queued: Arc<DashMap<Uuid, Vec<Queued>>>,
     boards: moka::sync::Cache<Uuid, Arc<Mutex<CachedBoard>>>,
     hub: Arc<Hub>,
     feed: Arc<StreamFeed>,
@@ -136,6 +149,7 @@ impl EventSourcedStore {
     ) -> Self {
         EventSourcedStore {
             log,
+            queued: Arc::default(),
             boards: moka::sync::Cache::builder()
                 .max_capacity(cached_boards)
                 .time_to_idle(Duration::from_secs(600))
@@ -390,6 +404,257 @@ impl EventSourcedStore {
     /// Keeps `user:<id>:boards` a superset of each user's boards: added
     /// before the event that grants membership, removed after the one that
     /// takes it away.
+    /// One write, on its own: decided against the cached board (caught up
+    /// first when it disagrees), appended, retried after a lost race.
+    async fn write_one(
+        &self,
+        cached: &mut CachedBoard,
+        caller: Caller,
+        board_id: Uuid,
+        request: &WriteRequest,
+    ) -> Result<Rendered, StoreError> {
+        let actor = caller.user();
+        // The append script checks the version, so a write need not read the
+        // stream first: the cached state is used as is, and caught up only
+        // when it disagrees (a refused command, a lost race) in case another
+        // instance moved the board on. One round trip in the common case.
+        let mut fresh = false;
+        if cached.verified_run.is_none() {
+            self.verify(board_id, cached).await?;
+            fresh = true;
+        } else if cached.board.is_none() {
+            self.catch_up(board_id, cached).await?;
+            fresh = true;
+        }
+        // A retry with a used key is answered by the append script from the
+        // stored result, so the common case stays one command. Only a retry
+        // the board now refuses (its task exists, its If-Match is stale)
+        // needs the stored result read first; see below.
+        let key = request.idempotency.as_ref();
+        let mut writer = Writer {
+            // Unique among concurrent writers; the OS RNG (Uuid::new_v4) is
+            // a system call per write.
+            token: format!("{:032x}", fastrand::u128(..)),
+            claim_turn: false,
+        };
+        for attempt in 0..WRITE_ATTEMPTS {
+            // After two lost races, ask for the board's turn.
+            writer.claim_turn = attempt >= 2;
+            let ctx = context(actor);
+            let mut event = match prepare(cached.board.as_ref(), board_id, request, &ctx) {
+                Ok(event) => event,
+                Err(_) if !fresh => {
+                    self.catch_up(board_id, cached).await?;
+                    fresh = true;
+                    continue;
+                }
+                Err(refused) => {
+                    if let Some(key) = key {
+                        let stored = self
+                            .log
+                            .idempotent_result(board_id, actor, &key.key)
+                            .await?;
+                        let record =
+                            stored.and_then(|json| IdempotencyRecord::from_json(&json).ok());
+                        if let Some(record) = record {
+                            return self.replay(board_id, &record, key).await;
+                        }
+                    }
+                    return Err(refused);
+                }
+            };
+            self.index_before(board_id, &event).await?;
+            // The record names the version and the view; a retry renders it
+            // from history, so the cached state is only touched once the
+            // event is stored.
+            let record = key.map(|key| {
+                let record = IdempotencyRecord::new(key, event.version, request.reply);
+                (key.key.as_str(), record.to_json())
+            });
+            let appended = self
+                .log
+                .append(
+                    &event,
+                    record,
+                    self.idempotency_ttl,
+                    &writer,
+                    cached.verified_run.as_deref().unwrap_or_default(),
+                )
+                .await;
+            match appended {
+                Ok(Appended::Stored { stream_id }) => {
+                    event.stream_id = Some(stream_id);
+                    self.index_after(board_id, &event).await;
+                    cached.record(event);
+                    let board = cached
+                        .board
+                        .as_ref()
+                        .expect("a board after an accepted event");
+                    let rendered = views::render(board, request.reply)?;
+                    metrics::counter!(names::EVENTS_APPENDED).increment(1);
+                    return Ok(rendered);
+                }
+                Ok(Appended::NewRedis { run_id }) => {
+                    tracing::warn!(%board_id, %run_id, "Redis is a new process; checking the board");
+                    self.verify(board_id, cached).await?;
+                    fresh = true;
+                }
+                Ok(Appended::Conflict { current }) if current < cached.version() => {
+                    // The stream is behind what this instance saw without
+                    // Redis restarting (trimmed or rewritten by hand).
+                    cached.verified_run = None;
+                    self.verify(board_id, cached).await?;
+                    fresh = true;
+                }
+                Ok(Appended::Conflict { .. }) => {
+                    // Another writer got there first: read what it wrote,
+                    // then decide again (under If-Match, `prepare` now
+                    // answers 412). Spread out retries that keep colliding.
+                    metrics::counter!(names::APPEND_CONFLICTS).increment(1);
+                    self.catch_up(board_id, cached).await?;
+                    fresh = true;
+                    if attempt >= 1 {
+                        let jitter = fastrand::u64(0..(300 * attempt as u64));
+                        tokio::time::sleep(Duration::from_micros(jitter)).await;
+                    }
+                }
+                Ok(Appended::Replay(json)) => {
+                    return match key {
+                        Some(key) => {
+                            let record = IdempotencyRecord::from_json(&json)?;
+                            self.replay(board_id, &record, key).await
+                        }
+                        None => Err(StoreError::Internal(anyhow::anyhow!("replay without key"))),
+                    };
+                }
+                Err(error) => {
+                    // The append may or may not have happened: re-read next time.
+                    cached.reset();
+                    return Err(error.into());
+                }
+            }
+        }
+        Err(StoreError::Unavailable(
+            "this board is too busy right now; retry".into(),
+        ))
+    }
+    /// Writes the queued writes of a board, under its lock, and answers
+    /// each: as many as possible in one append, the rest one by one.
+    async fn write_queued(&self, cached: &mut CachedBoard, board_id: Uuid, queued: Vec<Queued>) {
+        let mut queued = queued.into_iter().peekable();
+        while queued.peek().is_some() {
+            let group: Vec<Queued> = queued.by_ref().take(GROUP_COMMIT_MAX).collect();
+            let group = match group.len() {
+                1 => group,
+                _ => match self.write_group(cached, board_id, group).await {
+                    Ok(()) => continue,
+                    Err(group) => group,
+                },
+            };
+            for one in group {
+                let result = self
+                    .write_one(cached, one.caller, board_id, &one.request)
+                    .await;
+                let _ = one.done.send(result);
+            }
+        }
+    }
+
+    /// The writes of `group` decided in turn against the cached board and
+    /// appended in one step. Hands the group back, with nothing written,
+    /// whenever one of them needs more than that (the cache is not known
+    /// good, a write is refused, it changes an index, the board moved, a
+    /// key was used before): each is then written on its own.
+    async fn write_group(
+        &self,
+        cached: &mut CachedBoard,
+        board_id: Uuid,
+        group: Vec<Queued>,
+    ) -> Result<(), Vec<Queued>> {
+        let Some(run_id) = cached.verified_run.clone() else {
+            return Err(group);
+        };
+        let mut working = cached.board.clone();
+        if working.is_none() {
+            return Err(group);
+        }
+        let mut decided = Vec::with_capacity(group.len());
+        for one in &group {
+            let ctx = context(one.caller.user());
+            let Ok(event) = prepare(working.as_ref(), board_id, &one.request, &ctx) else {
+                return Err(group);
+            };
+            if matches!(
+                event.data,
+                EventData::BoardCreated(_)
+                    | EventData::MemberAdded(_)
+                    | EventData::MemberRemoved(_)
+            ) {
+                return Err(group);
+            }
+            apply(&mut working, &event);
+            let Some(board) = working.as_ref() else {
+                return Err(group);
+            };
+            let Ok(rendered) = views::render(board, one.request.reply) else {
+                return Err(group);
+            };
+            let record = one.request.idempotency.as_ref().map(|key| {
+                let record = IdempotencyRecord::new(key, event.version, one.request.reply);
+                (key.key.clone(), record.to_json())
+            });
+            decided.push((event, record, rendered));
+        }
+        let writer = Writer {
+            token: format!("{:032x}", fastrand::u128(..)),
+            claim_turn: false,
+        };
+        let events: Vec<(&BoardEvent, Option<(&str, String)>)> = decided
+            .iter()
+            .map(|(event, record, _)| {
+                let record = record
+                    .as_ref()
+                    .map(|(key, json)| (key.as_str(), json.clone()));
+                (event, record)
+            })
+            .collect();
+        let appended = self
+            .log
+            .append_batch(&events, self.idempotency_ttl, &writer, &run_id)
+            .await;
+        drop(events);
+        match appended {
+            Ok(BatchAppended::Stored { stream_ids }) => {
+                for ((one, (mut event, _, rendered)), stream_id) in
+                    group.into_iter().zip(decided).zip(stream_ids)
+                {
+                    event.stream_id = Some(stream_id);
+                    cached.record(event);
+                    metrics::counter!(names::EVENTS_APPENDED).increment(1);
+                    let _ = one.done.send(Ok(rendered));
+                }
+                Ok(())
+            }
+            Ok(BatchAppended::Refused) => Err(group),
+            Err(error) => {
+                // The append may or may not have happened: re-read next time.
+                cached.reset();
+                let unavailable = matches!(error, LogError::Unavailable(_));
+                let mut first = Some(StoreError::from(error));
+                for one in group {
+                    let error = first.take().unwrap_or_else(|| match unavailable {
+                        true => {
+                            StoreError::Unavailable("Redis is unavailable; retry shortly".into())
+                        }
+                        false => StoreError::Internal(anyhow::anyhow!("a group append failed")),
+                    });
+                    let _ = one.done.send(Err(error));
+                }
+                Ok(())
+            }
+        }
+    }
+
     async fn index_before(&self, board_id: Uuid, event: &BoardEvent) -> Result<(), StoreError> {
         match &event.data {
             EventData::BoardCreated(created) => {
@@ -497,132 +762,30 @@ impl BoardStore for EventSourcedStore {
         if caller == Caller::Analytics {
             return Err(DomainError::Forbidden("analytics tokens are read-only").into());
         }
-        let actor = caller.user();
-        // The append script checks the version, so a write need not read the
-        // stream first: the cached state is used as is, and caught up only
-        // when it disagrees (a refused command, a lost race) in case another
-        // instance moved the board on. One round trip in the common case.
-        let slot = self.boards.get_with(board_id, Arc::default);
-        let mut cached = slot.lock_owned().await;
-        let mut fresh = false;
-        if cached.verified_run.is_none() {
-            self.verify(board_id, &mut cached).await?;
-            fresh = true;
-        } else if cached.board.is_none() {
-            self.catch_up(board_id, &mut cached).await?;
-            fresh = true;
-        }
-        // A retry with a used key is answered by the append script from the
-        // stored result, so the common case stays one command. Only a retry
-        // the board now refuses (its task exists, its If-Match is stale)
-        // needs the stored result read first; see below.
-        let key = request.idempotency.as_ref();
-        let mut writer = Writer {
-            // Unique among concurrent writers; the OS RNG (Uuid::new_v4) is
-            // a system call per write.
-            token: format!("{:032x}", fastrand::u128(..)),
-            claim_turn: false,
-        };
-        for attempt in 0..WRITE_ATTEMPTS {
-            // After two lost races, ask for the board's turn.
-            writer.claim_turn = attempt >= 2;
-            let ctx = context(actor);
-            let mut event = match prepare(cached.board.as_ref(), board_id, &request, &ctx) {
-                Ok(event) => event,
-                Err(_) if !fresh => {
-                    self.catch_up(board_id, &mut cached).await?;
-                    fresh = true;
-                    continue;
-                }
-                Err(refused) => {
-                    if let Some(key) = key {
-                        let stored = self
-                            .log
-                            .idempotent_result(board_id, actor, &key.key)
-                            .await?;
-                        let record =
-                            stored.and_then(|json| IdempotencyRecord::from_json(&json).ok());
-                        if let Some(record) = record {
-                            return self.replay(board_id, &record, key).await;
-                        }
-                    }
-                    return Err(refused);
-                }
-            };
-            self.index_before(board_id, &event).await?;
-            // The record names the version and the view; a retry renders it
-            // from history, so the cached state is only touched once the
-            // event is stored.
-            let record = key.map(|key| {
-                let record = IdempotencyRecord::new(key, event.version, request.reply);
-                (key.key.as_str(), record.to_json())
-            });
-            let appended = self
-                .log
-                .append(
-                    &event,
-                    record,
-                    self.idempotency_ttl,
-                    &writer,
-                    cached.verified_run.as_deref().unwrap_or_default(),
-                )
-                .await;
-            match appended {
-                Ok(Appended::Stored { stream_id }) => {
-                    event.stream_id = Some(stream_id);
-                    self.index_after(board_id, &event).await;
-                    cached.record(event);
-                    let board = cached
-                        .board
-                        .as_ref()
-                        .expect("a board after an accepted event");
-                    let rendered = views::render(board, request.reply)?;
-                    metrics::counter!(names::EVENTS_APPENDED).increment(1);
-                    return Ok(rendered);
-                }
-                Ok(Appended::NewRedis { run_id }) => {
-                    tracing::warn!(%board_id, %run_id, "Redis is a new process; checking the board");
-                    self.verify(board_id, &mut cached).await?;
-                    fresh = true;
-                }
-                Ok(Appended::Conflict { current }) if current < cached.version() => {
-                    // The stream is behind what this instance saw without
-                    // Redis restarting (trimmed or rewritten by hand).
-                    cached.verified_run = None;
-                    self.verify(board_id, &mut cached).await?;
-                    fresh = true;
-                }
-                Ok(Appended::Conflict { .. }) => {
-                    // Another writer got there first: read what it wrote,
-                    // then decide again (under If-Match, `prepare` now
-                    // answers 412). Spread out retries that keep colliding.
-                    metrics::counter!(names::APPEND_CONFLICTS).increment(1);
-                    self.catch_up(board_id, &mut cached).await?;
-                    fresh = true;
-                    if attempt >= 1 {
-                        let jitter = fastrand::u64(0..(300 * attempt as u64));
-                        tokio::time::sleep(Duration::from_micros(jitter)).await;
-                    }
-                }
-                Ok(Appended::Replay(json)) => {
-                    return match key {
-                        Some(key) => {
-                            let record = IdempotencyRecord::from_json(&json)?;
-                            self.replay(board_id, &record, key).await
-                        }
-                        None => Err(StoreError::Internal(anyhow::anyhow!("replay without key"))),
-                    };
-                }
-                Err(error) => {
-                    // The append may or may not have happened: re-read next time.
-                    cached.reset();
-                    return Err(error.into());
-                }
-            }
-        }
-        Err(StoreError::Unavailable(
-            "this board is too busy right now; retry".into(),
-        ))
+        // Group commit: the write waits in its board's queue; whoever holds
+        // the board's lock next writes everything queued, in order, in one
+        // append. In a task of its own, so that a caller who goes away
+        // stops neither its write (once queued) nor the others'.
+        let (done, result) = oneshot::channel();
+        self.queued.entry(board_id).or_default().push(Queued {
+            caller,
+            request,
+            done,
+        });
+        let store = self.clone();
+        tokio::spawn(async move {
+            let slot = store.boards.get_with(board_id, Arc::default);
+            let mut cached = slot.lock_owned().await;
+            let queued = store
+                .queued
+                .remove(&board_id)
+                .map(|(_, queued)| queued)
+                .unwrap_or_default();
+            store.write_queued(&mut cached, board_id, queued).await;
+        });
+        result
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Internal(anyhow::anyhow!("a write was dropped"))))
     }
 
     async fn events_after(

@@ -74,12 +74,15 @@ impl TestRedis {
     pub fn start_cluster() -> TestRedis {
         let dir =
             std::env::temp_dir().join(format!("sb_cluster_{}", uuid::Uuid::new_v4().simple()));
-        let ports: Vec<u16> = (0..3).map(|_| free_cluster_port()).collect();
+        let mut ports = Vec::new();
         let mut children = Vec::new();
-        for port in &ports {
+        while ports.len() < 3 {
+            // A port found free may be taken by another process before the
+            // node binds it (its own or its bus port): then try another.
+            let port = free_cluster_port();
             let node_dir = dir.join(port.to_string());
             std::fs::create_dir_all(&node_dir).expect("creating a cluster node directory");
-            let child = Command::new("redis-server")
+            let mut child = Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
                 .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"])
@@ -89,8 +92,13 @@ impl TestRedis {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("redis-server on PATH (scripts/test.sh installs it)");
-            children.push(child);
-            wait_for_pong(*port);
+            if answers_or_exits(port, &mut child) {
+                ports.push(port);
+                children.push(child);
+            } else {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
         let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let created = Command::new("redis-cli")
@@ -437,6 +445,27 @@ impl Monitor {
         }
         counts
     }
+}
+
+/// Whether the Redis just started on `port` answers; false as soon as it
+/// exits (its port was taken meanwhile) or after 10 s.
+fn answers_or_exits(port: u16, child: &mut Child) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return false;
+        }
+        let pong = Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "ping"])
+            .output()
+            .map(|o| o.stdout.starts_with(b"PONG"))
+            .unwrap_or(false);
+        if pong {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
 }
 
 fn wait_for_pong(port: u16) {
