@@ -141,10 +141,15 @@ pub struct StreamHead {
 /// The Redis process's identity, readable inside a script.
 const RUN_ID_LUA: &str = "string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')";
 
+/// The last version in the stream KEYS[1] (entry ids are `<version>-0`),
+/// 0 for an empty stream, as a Lua expression.
+const STREAM_VERSION_LUA: &str = "(function() \
+    local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1) \
+    if #last > 0 then return tonumber(string.match(last[1][1], '^(%d+)')) end \
+    return 0 end)()";
+
 const HEAD_SCRIPT: &str = r#"
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-local version = 0
-if #last > 0 then version = tonumber(string.match(last[1][1], '^(%d+)')) end
+local version = STREAM_VERSION
 return {RUN_ID, tostring(version)}
 "#;
 
@@ -154,9 +159,7 @@ return {RUN_ID, tostring(version)}
 /// type, actor, at, data).
 const RESTORE_SCRIPT: &str = r#"
 local run = RUN_ID
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-local version = 0
-if #last > 0 then version = tonumber(string.match(last[1][1], '^(%d+)')) end
+local version = STREAM_VERSION
 if run ~= ARGV[1] or version ~= tonumber(ARGV[2]) then return {'moved', run} end
 for i = 4, #ARGV, 6 do
   redis.call('XADD', KEYS[1], ARGV[i] .. '-0', 'v', ARGV[i + 1], 'type', ARGV[i + 2],
@@ -189,9 +192,7 @@ if idempotent then
   local stored = redis.call('GET', KEYS[2])
   if stored then return {'replay', stored} end
 end
-local current = 0
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-if #last > 0 then current = tonumber(string.match(last[1][1], '^(%d+)')) end
+local current = STREAM_VERSION
 local turn = redis.call('GET', KEYS[3])
 if (turn and turn ~= ARGV[9]) or current ~= tonumber(ARGV[1]) then
   if ARGV[10] == '1' and not turn then
@@ -228,9 +229,7 @@ for i = 1, n do
   local at = 5 + (i - 1) * 7
   if ARGV[at + 7] == '1' and redis.call('EXISTS', KEYS[2 + i]) == 1 then return {'replay'} end
 end
-local current = 0
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-if #last > 0 then current = tonumber(string.match(last[1][1], '^(%d+)')) end
+local current = STREAM_VERSION
 local turn = redis.call('GET', KEYS[2])
 if (turn and turn ~= ARGV[5]) or current ~= tonumber(ARGV[1]) then
   return {'conflict', tostring(current)}
@@ -287,6 +286,7 @@ impl EventLog {
             Script::new(
                 &source
                     .replace("RUN_ID", RUN_ID_LUA)
+                    .replace("STREAM_VERSION", STREAM_VERSION_LUA)
                     .replace("PUBLISH", &publish),
             )
         };

@@ -3,7 +3,9 @@
 //! version check (see [`crate::eventlog`]).
 //!
 //! Board state lives in a bounded in-memory cache, one async lock per board
-//! so writes to a board on one instance queue instead of conflicting. Each
+//! so writes to a board on one instance queue instead of conflicting; the
+//! writes that queued while one was appended are decided in turn and
+//! appended together, in one script call (group commit). Each
 //! command first catches the cached state up from the stream, so a write
 //! made through another instance is seen; a lost race (another instance
 //! appended first) re-reads and retries, or answers 412 under `If-Match`.
@@ -762,7 +764,14 @@ impl BoardStore for EventSourcedStore {
         if caller == Caller::Analytics {
             return Err(DomainError::Forbidden("analytics tokens are read-only").into());
         }
-        // Group commit: the write waits in its board's queue; whoever holds
+        let slot = self.boards.get_with(board_id, Arc::default);
+        if let Ok(mut cached) = Arc::clone(&slot).try_lock_owned() {
+            // Nobody is writing this board here: write now.
+            return self
+                .write_one(&mut cached, caller, board_id, &request)
+                .await;
+        }
+        // Group commit: the write waits in its board's queue; whoever takes
         // the board's lock next writes everything queued, in order, in one
         // append. In a task of its own, so that a caller who goes away
         // stops neither its write (once queued) nor the others'.
@@ -774,7 +783,6 @@ impl BoardStore for EventSourcedStore {
         });
         let store = self.clone();
         tokio::spawn(async move {
-            let slot = store.boards.get_with(board_id, Arc::default);
             let mut cached = slot.lock_owned().await;
             let queued = store
                 .queued

@@ -455,12 +455,7 @@ fn answers_or_exits(port: u16, child: &mut Child) -> bool {
         if matches!(child.try_wait(), Ok(Some(_))) {
             return false;
         }
-        let pong = Command::new("redis-cli")
-            .args(["-p", &port.to_string(), "ping"])
-            .output()
-            .map(|o| o.stdout.starts_with(b"PONG"))
-            .unwrap_or(false);
-        if pong {
+        if pongs(port) {
             return true;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -470,18 +465,21 @@ fn answers_or_exits(port: u16, child: &mut Child) -> bool {
 
 fn wait_for_pong(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        let pong = Command::new("redis-cli")
-            .args(["-p", &port.to_string(), "ping"])
-            .output()
-            .map(|o| o.stdout.starts_with(b"PONG"))
-            .unwrap_or(false);
-        if pong {
-            return;
-        }
+    while !pongs(port) {
+        assert!(
+            Instant::now() < deadline,
+            "redis-server on port {port} did not start"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("redis-server on port {port} did not start");
+}
+
+fn pongs(port: u16) -> bool {
+    Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "ping"])
+        .output()
+        .map(|o| o.stdout.starts_with(b"PONG"))
+        .unwrap_or(false)
 }
 
 impl Drop for TestRedis {
