@@ -19,7 +19,7 @@
 //! were lost from Redis before the projector archived them and that no
 //! instance still holds (docs/OPERATIONS.md, "Durability").
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -578,6 +578,18 @@ impl EventSourcedStore {
         };
         let mut working = cached.board.clone();
         if working.is_none() {
+            return Err(group);
+        }
+        // Retries of one idempotent request must meet the stored result,
+        // which a group would write only after all of them.
+        let mut keys = HashSet::new();
+        let reused = group.iter().any(|one| {
+            one.request
+                .idempotency
+                .as_ref()
+                .is_some_and(|key| !keys.insert((one.caller.user(), key.key.as_str())))
+        });
+        if reused {
             return Err(group);
         }
         let mut decided = Vec::with_capacity(group.len());
