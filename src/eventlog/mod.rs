@@ -26,7 +26,7 @@ pub mod tail;
 use std::time::Duration;
 
 use redis::streams::StreamRangeReply;
-use redis::{AsyncCommands, Script};
+use redis::{AsyncCommands, Script, ScriptInvocation};
 use uuid::Uuid;
 
 use crate::domain::BoardEvent;
@@ -270,6 +270,33 @@ pub struct Writer {
     pub claim_turn: bool,
 }
 
+impl Writer {
+    /// A writer with a token of its own, not (yet) asking for the turn.
+    pub fn fresh() -> Writer {
+        Writer {
+            // Unique among concurrent writers; the OS RNG (Uuid::new_v4) is
+            // a system call per write.
+            token: format!("{:032x}", fastrand::u128(..)),
+            claim_turn: false,
+        }
+    }
+}
+
+/// The fields every script stores per event, in the order the scripts read
+/// them: schema version, type, actor, time, data.
+fn event_args<'i, 'a>(
+    invocation: &'i mut ScriptInvocation<'a>,
+    event: &BoardEvent,
+) -> &'i mut ScriptInvocation<'a> {
+    let fields = entry::encode(event);
+    invocation
+        .arg(fields.schema)
+        .arg(fields.event_type)
+        .arg(fields.actor)
+        .arg(fields.at)
+        .arg(fields.data)
+}
+
 #[derive(Clone)]
 pub struct EventLog {
     redis: RedisClient,
@@ -331,14 +358,7 @@ impl EventLog {
             .arg(changes_channel(board_id));
         for event in events {
             let event = event.borrow();
-            let fields = entry::encode(event);
-            invocation
-                .arg(event.version)
-                .arg(fields.schema)
-                .arg(fields.event_type)
-                .arg(fields.actor)
-                .arg(fields.at)
-                .arg(fields.data);
+            event_args(invocation.arg(event.version), event);
         }
         let (outcome, _run): (String, String) =
             within(invocation.invoke_async(&mut connection)).await??;
@@ -398,7 +418,6 @@ impl EventLog {
         run_id: &str,
     ) -> Result<Appended, LogError> {
         let mut connection = self.connection().await?;
-        let fields = entry::encode(event);
         let idempotent = idempotency.is_some();
         let (idem_key, record) = match idempotency {
             Some((key, record)) => (idempotency_key(event.board_id, event.actor, key), record),
@@ -408,12 +427,8 @@ impl EventLog {
         invocation
             .key(idem_key)
             .key(turn_key(event.board_id))
-            .arg(event.version - 1)
-            .arg(fields.schema)
-            .arg(fields.event_type)
-            .arg(fields.actor)
-            .arg(fields.at)
-            .arg(fields.data)
+            .arg(event.version - 1);
+        event_args(&mut invocation, event)
             .arg(record)
             .arg(idempotency_ttl.as_secs().max(1))
             .arg(&writer.token)
@@ -467,17 +482,11 @@ impl EventLog {
             .arg(idempotency_ttl.as_secs().max(1))
             .arg(&writer.token);
         for (event, idempotency) in events {
-            let fields = entry::encode(event);
             let (record, idempotent) = match idempotency {
                 Some((_, record)) => (record.as_str(), "1"),
                 None => ("", "0"),
             };
-            invocation
-                .arg(fields.schema)
-                .arg(fields.event_type)
-                .arg(fields.actor)
-                .arg(fields.at)
-                .arg(fields.data)
+            event_args(&mut invocation, event)
                 .arg(record)
                 .arg(idempotent);
         }

@@ -433,12 +433,7 @@ impl EventSourcedStore {
         // the board now refuses (its task exists, its If-Match is stale)
         // needs the stored result read first; see below.
         let key = request.idempotency.as_ref();
-        let mut writer = Writer {
-            // Unique among concurrent writers; the OS RNG (Uuid::new_v4) is
-            // a system call per write.
-            token: format!("{:032x}", fastrand::u128(..)),
-            claim_turn: false,
-        };
+        let mut writer = Writer::fresh();
         for attempt in 0..WRITE_ATTEMPTS {
             // After two lost races, ask for the board's turn.
             writer.claim_turn = attempt >= 2;
@@ -598,12 +593,7 @@ impl EventSourcedStore {
             let Ok(event) = prepare(working.as_ref(), board_id, &one.request, &ctx) else {
                 return Err(group);
             };
-            if matches!(
-                event.data,
-                EventData::BoardCreated(_)
-                    | EventData::MemberAdded(_)
-                    | EventData::MemberRemoved(_)
-            ) {
+            if changes_index(&event) {
                 return Err(group);
             }
             apply(&mut working, &event);
@@ -619,10 +609,7 @@ impl EventSourcedStore {
             });
             decided.push((event, record, rendered));
         }
-        let writer = Writer {
-            token: format!("{:032x}", fastrand::u128(..)),
-            claim_turn: false,
-        };
+        let writer = Writer::fresh();
         let events: Vec<(&BoardEvent, Option<(&str, String)>)> = decided
             .iter()
             .map(|(event, record, _)| {
@@ -669,6 +656,8 @@ impl EventSourcedStore {
         }
     }
 
+    /// Keeps the board registry and the users' board indexes in step with
+    /// the events [`changes_index`] names.
     async fn index_before(&self, board_id: Uuid, event: &BoardEvent) -> Result<(), StoreError> {
         match &event.data {
             EventData::BoardCreated(created) => {
@@ -694,6 +683,15 @@ impl EventSourcedStore {
                 .await;
         }
     }
+}
+
+/// Whether `event` needs `index_before` or `index_after`: such a write is
+/// never part of a group commit.
+fn changes_index(event: &BoardEvent) -> bool {
+    matches!(
+        event.data,
+        EventData::BoardCreated(_) | EventData::MemberAdded(_) | EventData::MemberRemoved(_)
+    )
 }
 
 fn archive_error(error: archive::ArchiveError) -> StoreError {
