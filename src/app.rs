@@ -130,13 +130,7 @@ impl Application {
             .await
             .with_context(|| format!("binding {addr}"))?;
         let addr = listener.local_addr().context("reading the bound address")?;
-        let mut stopped = stopping;
-        let server = warp::serve(http::routes(state))
-            .incoming(listener)
-            .graceful(async move {
-                let _ = stopped.wait_for(|stopping| *stopping).await;
-            })
-            .run();
+        let server = http::serve::serve(listener, http::routes(state), stopping);
         Ok(Application {
             addr,
             server: Box::pin(server),

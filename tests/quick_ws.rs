@@ -426,3 +426,63 @@ async fn sigterm_closes_websocket_clients_and_exits_within_the_grace_period() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_frame_sent_right_behind_the_upgrade_request_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    use tokio_tungstenite::WebSocketStream;
+
+    let app = spawn_app().await;
+    let server = app.server();
+    let board = server.quick_board("Eager").await;
+    let board_id = board["id"].as_str().unwrap();
+
+    // The request and a subscribe frame in one write: the frame reaches
+    // the server in hyper's read buffer, not on the upgraded socket.
+    let subscribe = json!({"type": "subscribe", "board_id": board_id}).to_string();
+    let mask = [0x12u8, 0x34, 0x56, 0x78];
+    let mut bytes = format!(
+        "GET /quick/ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n",
+        server.addr
+    )
+    .into_bytes();
+    assert!(subscribe.len() < 126, "one-byte length");
+    bytes.extend([0x81, 0x80 | subscribe.len() as u8]);
+    bytes.extend(mask);
+    bytes.extend(subscribe.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream.write_all(&bytes).await.unwrap();
+
+    // Read the 101; what follows its headers is the start of the frames.
+    let mut read = Vec::new();
+    let end = loop {
+        let mut buffer = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(n > 0, "closed before answering: {read:?}");
+        read.extend_from_slice(&buffer[..n]);
+        if let Some(at) = read.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&read[..end]).to_string();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let mut ws =
+        WebSocketStream::from_partially_read(stream, read[end..].to_vec(), Role::Client, None)
+            .await;
+    let answer = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("an answer to the early subscribe")
+        .unwrap()
+        .unwrap();
+    let answer: Value = serde_json::from_str(answer.to_text().unwrap()).unwrap();
+    assert_eq!(
+        answer,
+        json!({"type": "subscribed", "board_id": board_id, "version": 1})
+    );
+}

@@ -564,13 +564,7 @@ impl StreamRead {
             }
             return Err(error.clone().into());
         }
-        let reply: Option<redis::streams::StreamReadReply> = redis::from_redis_value(reply)?;
-        Ok(StreamRead::Entries(
-            reply
-                .and_then(|reply| reply.keys.into_iter().next())
-                .map(|stream| stream.ids)
-                .unwrap_or_default(),
-        ))
+        Ok(StreamRead::Entries(entry::read_reply_entries(reply)?))
     }
 }
 

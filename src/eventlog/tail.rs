@@ -15,11 +15,12 @@ use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::time::Duration;
 
-use redis::streams::{StreamRangeReply, StreamReadReply};
+use redis::streams::StreamRangeReply;
 use redis::{AsyncCommands, Value};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use super::entry::read_reply_entries;
 use super::{board_of_channel, changes_channel, decode_entry, entry_id, stream_key, REGISTRY};
 use crate::redis_client::{Notice, RedisClient};
 
@@ -198,11 +199,7 @@ pub async fn run(redis: RedisClient, options: TailOptions) -> anyhow::Result<()>
         }
         let replies: Vec<Value> = pipe.query_async(&mut connection).await?;
         for (board_id, reply) in boards.into_iter().zip(replies) {
-            let reply: Option<StreamReadReply> = redis::from_redis_value(reply)?;
-            let entries = reply
-                .and_then(|reply| reply.keys.into_iter().next())
-                .map(|stream| stream.ids)
-                .unwrap_or_default();
+            let entries = read_reply_entries(reply)?;
             // Under a group, own pending entries come first, until a read
             // of them comes back empty; a full page may have more behind it.
             let pending = group.is_some() && positions[&board_id] != ">";

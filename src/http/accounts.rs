@@ -20,6 +20,7 @@ use warp::{Filter, Reply};
 use super::auth::presented;
 use super::error::ApiError;
 use super::request::{body_bytes, parse_json};
+use super::serve::Peer;
 use crate::auth::{users, Auth, AuthError, Presented};
 
 #[derive(Deserialize)]
@@ -38,10 +39,11 @@ pub fn routes(auth: Arc<Auth>, body_limit: u64) -> BoxedFilter<(Response,)> {
             .and(warp::path::end())
             .and(warp::post())
             .and(with_auth.clone())
-            .and(warp::addr::remote())
+            .and(warp::ext::optional::<Peer>())
             .and(body_bytes(body_limit))
             .then(
-                move |auth: Arc<Auth>, from: Option<SocketAddr>, body: Bytes| async move {
+                move |auth: Arc<Auth>, from: Option<Peer>, body: Bytes| async move {
+                    let from = from.map(|Peer(address)| address);
                     render(enter(&auth, entry, from, &body).await)
                 },
             )

@@ -1,7 +1,9 @@
 //! The WebSocket opening handshake (RFC 6455, section 4.2) on warp's HTTP
 //! connection, done here rather than by `warp::ws()` so that the socket's
 //! buffers can be sized: warp's gives every connection tungstenite's
-//! default 128 KiB read buffer, most of an idle connection's memory.
+//! default 128 KiB read buffer, most of an idle connection's memory. Once
+//! upgraded, the session gets the bare TCP socket back from hyper (see
+//! `serve`), so no HTTP buffer stays under it.
 //!
 //! A request that is not an upgrade is refused with 426 (see
 //! [`ApiError::upgrade_required`]); the caller's filters (auth, caps) run
@@ -9,8 +11,11 @@
 
 use std::future::Future;
 
-use hyper::upgrade::OnUpgrade;
+use futures_util::future::{FutureExt, OptionFuture};
+
+use hyper::upgrade::{OnUpgrade, Parts};
 use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
@@ -21,7 +26,7 @@ use warp::{Filter, Rejection, Reply};
 use super::error::ApiError;
 
 /// An accepted WebSocket connection.
-pub type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+pub type Socket = WebSocketStream<TcpStream>;
 
 /// A valid upgrade request, not yet answered.
 pub struct Handshake {
@@ -71,18 +76,13 @@ impl Handshake {
         F: Future<Output = ()> + Send + 'static,
     {
         let accept_key = derive_accept_key(self.key.as_bytes());
-        let on_upgrade = self.on_upgrade;
-        tokio::spawn(async move {
-            match on_upgrade.await {
-                Ok(upgraded) => {
-                    let io = TokioIo::new(upgraded);
-                    let socket =
-                        WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-                    session(socket).await;
-                }
-                Err(error) => tracing::debug!(%error, "WebSocket upgrade failed"),
-            }
-        });
+        // Chained rather than one async block, so the running session's
+        // task does not also keep what started it (an idle connection holds
+        // its task's state for its whole life).
+        tokio::spawn(
+            upgrade(self.on_upgrade, config)
+                .then(move |socket| OptionFuture::from(socket.map(session))),
+        );
         let mut response = warp::reply::with_status(warp::reply(), StatusCode::SWITCHING_PROTOCOLS)
             .into_response();
         let headers = response.headers_mut();
@@ -93,6 +93,28 @@ impl Handshake {
         }
         response
     }
+}
+
+/// The upgraded connection as a WebSocket, once hyper hands it over.
+async fn upgrade(on_upgrade: OnUpgrade, config: WebSocketConfig) -> Option<Socket> {
+    let upgraded = match on_upgrade.await {
+        Ok(upgraded) => upgraded,
+        Err(error) => {
+            tracing::debug!(%error, "WebSocket upgrade failed");
+            return None;
+        }
+    };
+    // Bytes the client sent right behind its request, if any, are the
+    // start of its first frame. They are copied out so hyper's read buffer
+    // behind them is freed now.
+    let (io, early) = match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(Parts { io, read_buf, .. }) => (io.into_inner(), read_buf.to_vec()),
+        Err(_) => {
+            tracing::error!("WebSocket upgrade on a connection not from `serve`");
+            return None;
+        }
+    };
+    Some(WebSocketStream::from_partially_read(io, early, Role::Server, Some(config)).await)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod members;
 pub mod ops;
 pub mod page;
 pub mod request;
+pub mod serve;
 mod state;
 pub mod subscription;
 pub mod usernames;

@@ -16,13 +16,13 @@
 //! every version once, in order, from history and then live.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use futures_util::stream::{BoxStream, SplitSink};
+use futures_util::stream::{BoxStream, SplitSink, SplitStream};
 use futures_util::{FutureExt, Sink, SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
@@ -38,7 +38,7 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use super::connections::ConnectionCap;
+use super::connections::{ConnectionCap, ConnectionSlot};
 use super::error::ApiError;
 use super::handshake::{handshake, Handshake, Socket};
 use super::subscription::{OpenError, Subscription, Update};
@@ -63,9 +63,6 @@ const READ_BUFFER_BYTES: usize = 512;
 /// Frames are gathered up to this size before a write to the socket; a
 /// flush at the end of each burst writes the rest.
 const WRITE_BUFFER_BYTES: usize = 8 * 1024;
-/// An outbox that held more frames than this gives back its memory once
-/// empty, so a burst does not stay charged to an idle connection.
-const OUTBOX_KEPT_FRAMES: usize = 16;
 
 pub mod close {
     pub const NORMAL: u16 = 1000;
@@ -147,9 +144,8 @@ impl Gateway {
                         .claim(caller)
                         .map_err(warp::reject::custom)?;
                     let config = socket_config(&gateway.limits);
-                    Ok::<_, Rejection>(handshake.accept(config, move |socket| async move {
-                        let _slot = slot;
-                        Session::new(gateway, caller).run(socket).await;
+                    Ok::<_, Rejection>(handshake.accept(config, move |socket| {
+                        Session::new(gateway, caller, slot).run(socket)
                     }))
                 }
             })
@@ -262,7 +258,9 @@ impl Outbox {
     fn pop(&mut self) -> Message {
         let message = self.frames.pop_front().expect("a queued frame");
         self.bytes -= message.len();
-        if self.frames.is_empty() && self.frames.capacity() > OUTBOX_KEPT_FRAMES {
+        if self.frames.is_empty() {
+            // Given back once empty: most connections are idle most of the
+            // time, and a burst's queue is cheap to make again.
             self.frames = VecDeque::new();
         }
         message
@@ -274,6 +272,8 @@ struct Session {
     caller: Caller,
     /// One ordered update stream per subscribed board.
     subscriptions: StreamMap<Uuid, BoxStream<'static, Update>>,
+    /// The connection's place under the cap, given back when it ends.
+    _slot: ConnectionSlot,
 }
 
 /// The subscription's updates; `present` (the user's presence on the board)
@@ -290,17 +290,32 @@ fn updates(subscription: Subscription, present: Option<Present>) -> BoxStream<'s
 }
 
 impl Session {
-    fn new(gateway: Arc<Gateway>, caller: Caller) -> Self {
+    fn new(gateway: Arc<Gateway>, caller: Caller, slot: ConnectionSlot) -> Self {
         Session {
             gateway,
             caller,
-            subscriptions: StreamMap::new(),
+            // Most connections watch one board.
+            subscriptions: StreamMap::with_capacity(1),
+            _slot: slot,
         }
     }
 
-    async fn run(mut self, socket: Socket) {
-        let (mut sink, mut incoming) = socket.split();
-        let limits = self.gateway.limits;
+    /// The session's future: every idle connection holds one for its life,
+    /// so what it keeps across awaits is kept small. The socket is split
+    /// before the future is made, so its state holds the two halves only
+    /// (both handles to one shared socket), not a dead copy of the socket.
+    fn run(self, socket: Socket) -> impl Future<Output = ()> + Send + 'static {
+        let (sink, incoming) = socket.split();
+        self.serve(sink, incoming)
+    }
+
+    async fn serve(
+        mut self,
+        mut sink: SplitSink<Socket, Message>,
+        mut incoming: SplitStream<Socket>,
+    ) {
+        let gateway = Arc::clone(&self.gateway);
+        let limits = &gateway.limits;
         let mut outbox = Outbox::new(limits.outbound_queue_bytes);
         let mut shutdown = self.gateway.shutdown.clone();
         let stopping = async move { shutdown.wait_for(|stopping| *stopping).await.map(|_| ()) };
@@ -390,7 +405,13 @@ impl Session {
         // Nothing more is sent but the close frame, behind what the socket
         // already holds.
         drop(outbox);
-        drop(self);
+        // The subscriptions go now; the slot stays until the socket closes.
+        let Session {
+            subscriptions,
+            _slot,
+            ..
+        } = self;
+        drop(subscriptions);
         let frame = Message::Close(Some(CloseFrame {
             code: ending.code.into(),
             reason: ending.reason.into(),
