@@ -79,9 +79,7 @@ pub fn decode_entry(board_id: Uuid, entry: StreamId) -> Result<BoardEvent, Decod
                 .map_err(|e: uuid::Error| DecodeError::Field("actor", e.to_string()))?,
         ),
     };
-    let data: serde_json::Value = serde_json::from_slice(field(map, "data")?)
-        .map_err(|e| DecodeError::Field("data", e.to_string()))?;
-    let data = EventData::from_parts(text(map, "type")?, data)
+    let data = EventData::from_stored_json(text(map, "type")?, field(map, "data")?)
         .map_err(|e| DecodeError::Field("data", e.to_string()))?;
     Ok(BoardEvent {
         board_id,

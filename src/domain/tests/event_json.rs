@@ -281,8 +281,12 @@ fn every_event_type_round_trips_through_its_stored_parts() {
 
         let back = EventData::from_parts(type_name, data.clone())
             .unwrap_or_else(|e| panic!("{type_name} {data} does not parse back: {e}"));
-
         assert_eq!(back, event.data, "{type_name} {data}");
+
+        let stored = data.to_string();
+        let back = EventData::from_stored_json(type_name, stored.as_bytes())
+            .unwrap_or_else(|e| panic!("{type_name} {stored} does not parse back: {e}"));
+        assert_eq!(back, event.data, "{type_name} {stored}");
     }
 }
 
@@ -311,6 +315,18 @@ fn positions_survive_the_json_round_trip_bit_for_bit() {
     let back: EventData = serde_json::from_str(&text).unwrap();
 
     assert_eq!(back, moved, "{text}");
+}
+
+#[test]
+fn stored_json_is_refused_when_it_is_not_one_json_value_of_the_type() {
+    let ok = br#"{"task_id":"00000000-0000-0000-0000-000000000001"}"#;
+    assert!(EventData::from_stored_json("task.deleted", ok).is_ok());
+    assert!(EventData::from_stored_json("task.exploded", ok).is_err());
+    assert!(EventData::from_stored_json("task.deleted", b"{").is_err());
+    assert!(EventData::from_stored_json("task.deleted", b"").is_err());
+    // One JSON value, nothing after it.
+    let smuggled = br#"{"task_id":"00000000-0000-0000-0000-000000000001"},"type":"board.deleted""#;
+    assert!(EventData::from_stored_json("task.deleted", smuggled).is_err());
 }
 
 #[test]
