@@ -84,15 +84,17 @@ impl EventData {
         }
     }
 
-    /// Rebuilds the data from its stored parts (`type` and `data` JSON).
+    /// Rebuilds the data from its stored parts (`type` and `data` JSON), as
+    /// the archive returns them: through [`EventData::from_stored_json`], so
+    /// every reader decodes events the same way.
     pub fn from_parts(type_name: &str, data: Value) -> Result<Self, serde_json::Error> {
-        serde_json::from_value(serde_json::json!({ "type": type_name, "data": data }))
+        EventData::from_stored_json(type_name, &serde_json::to_vec(&data)?)
     }
 
-    /// [`EventData::from_parts`] from the `data` JSON text as the stream
-    /// stores it, parsed straight into the event's type: every reader of a
-    /// stream does this per event, and a `Value` in between cost a map and
-    /// a string per field. The inverse of [`EventData::type_name`].
+    /// Rebuilds the data from its stored parts, with `data` as the JSON text
+    /// the stream stores, parsed straight into the event's type: every
+    /// reader of a stream does this per event, and a `Value` in between cost
+    /// a map and a string per field. The inverse of [`EventData::type_name`].
     pub fn from_stored_json(type_name: &str, data: &[u8]) -> Result<Self, serde_json::Error> {
         use serde::de::Error as _;
         use serde_json::from_slice;
