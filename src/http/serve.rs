@@ -98,8 +98,9 @@ async fn serve_connection(
     }
 }
 
-/// Resolves once the server is stopping (or the sender is gone).
-async fn stopped(stopping: &mut watch::Receiver<bool>) {
+/// Resolves once the server is stopping (or the sender is gone); also
+/// what ends WebSocket sessions.
+pub(super) async fn stopped(stopping: &mut watch::Receiver<bool>) {
     let _ = stopping.wait_for(|stopping| *stopping).await;
 }
 
