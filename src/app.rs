@@ -85,14 +85,21 @@ impl Application {
                 let hub = Arc::new(Hub::default());
                 let (feed, presence_changes) = StreamFeed::new(redis.clone(), hub.clone());
                 background.push(tokio::spawn(feed.clone().run(stopping.clone())));
-                let store: Arc<dyn BoardStore> = Arc::new(EventSourcedStore::new(
+                background.push(redis.watch_topology(stopping.clone()));
+                let event_sourced = EventSourcedStore::new(
                     EventLog::new(redis.clone()),
                     hub,
                     feed.clone(),
                     Some(users.clone()),
                     CACHED_BOARDS,
                     Duration::from_secs(u64::from(settings.idempotency.ttl_hours) * 3600),
+                );
+                background.push(tokio::spawn(
+                    event_sourced
+                        .clone()
+                        .recheck_on_topology_change(stopping.clone()),
                 ));
+                let store: Arc<dyn BoardStore> = Arc::new(event_sourced);
                 let presence = Presence::new(redis.clone(), feed, users.clone());
                 background.push(tokio::spawn(
                     presence.clone().run(presence_changes, stopping.clone()),

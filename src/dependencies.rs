@@ -17,7 +17,9 @@ pub struct Dependencies {
 impl Dependencies {
     pub fn connect(settings: &Settings) -> anyhow::Result<Self> {
         let redis = match settings.redis_url() {
-            Some(url) => Some(RedisClient::new(url, settings.redis.cluster).context("redis.url")?),
+            Some(url) => {
+                Some(RedisClient::from_settings(url, &settings.redis).context("redis.url")?)
+            }
             None => None,
         };
         let postgres = match settings.postgres_url() {

@@ -7,6 +7,9 @@
 //! channel, the one its events use; instances with subscribers of the board
 //! re-read the hash and send them a `presence` frame.
 //!
+//! After a Redis topology change (a failover may have lost recent fields)
+//! each instance writes its own fields again.
+//!
 //! There is no per-board heartbeat, so an idle board costs Redis nothing:
 //! fields of an instance whose fan-out heartbeat stopped are ignored when
 //! read, and removed (with a notification) when any instance reaps it (see
@@ -242,18 +245,35 @@ impl Presence {
         mut changes: mpsc::UnboundedReceiver<Uuid>,
         mut stopping: watch::Receiver<bool>,
     ) {
+        let mut topology = self.redis.topology_changes();
         while !*stopping.borrow() {
             tokio::select! {
                 board = changes.recv() => match board {
                     Some(board_id) => self.notify(board_id).await,
                     None => break,
                 },
+                _ = topology.changed() => self.announce_again().await,
                 _ = stopping.changed() => {}
             }
         }
         let mine: Vec<(Uuid, Uuid)> = self.local.lock().keys().copied().collect();
         for (board_id, user) in mine {
             let _ = self.announce(board_id, user, None).await;
+        }
+    }
+
+    /// Writes this instance's fields again (a failover may have lost them).
+    async fn announce_again(&self) {
+        let mine: Vec<((Uuid, Uuid), String)> = self
+            .local
+            .lock()
+            .iter()
+            .map(|(key, (_, username))| (*key, username.clone()))
+            .collect();
+        for ((board_id, user), username) in mine {
+            if let Err(error) = self.announce(board_id, user, Some(&username)).await {
+                tracing::debug!(%board_id, %error, "presence: announcing again failed");
+            }
         }
     }
 

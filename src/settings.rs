@@ -42,11 +42,75 @@ pub struct ServerSettings {
 
 #[derive(Debug, Deserialize)]
 pub struct RedisSettings {
-    /// One URL, or in cluster mode comma-separated seed nodes.
+    /// One URL, or in cluster mode comma-separated seed nodes, or with
+    /// `sentinel_master` comma-separated Sentinel addresses.
     pub url: SecretString,
     /// Talk to a Redis Cluster (`url` lists seed nodes) instead of one node.
     #[serde(default)]
     pub cluster: bool,
+    /// The name Sentinel monitors the master under; `url` then lists the
+    /// Sentinels. Empty: no Sentinel.
+    #[serde(default)]
+    pub sentinel_master: String,
+    /// Replicas that must hold an `/api` write before it is answered 2xx
+    /// (`WAIT`); 0 answers once the master has it.
+    #[serde(default)]
+    pub replica_acks: u32,
+    /// How long a write waits for `replica_acks` replicas before 503.
+    #[serde(default = "default_replica_ack_timeout_ms")]
+    pub replica_ack_timeout_ms: u64,
+    /// How often each process looks at which Redis processes hold the data
+    /// (masters, their `run_id`s, slot owners) to notice a failover.
+    #[serde(default = "default_topology_check_ms")]
+    pub topology_check_ms: u64,
+    /// PEM file of the CA that signed the Redis servers' certificates
+    /// (`rediss://` URLs); empty: the platform's roots.
+    #[serde(default)]
+    pub tls_ca_file: String,
+    /// PEM client certificate and key, for providers that ask for one.
+    #[serde(default)]
+    pub tls_cert_file: String,
+    #[serde(default)]
+    pub tls_key_file: String,
+}
+
+impl RedisSettings {
+    fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |setting, message: &str| {
+            Err(SettingsError::Invalid {
+                setting,
+                message: message.into(),
+            })
+        };
+        if self.cluster && !self.sentinel_master.trim().is_empty() {
+            return invalid(
+                "redis.sentinel_master",
+                "Sentinel and redis.cluster=true exclude each other (a cluster fails over by itself)",
+            );
+        }
+        if self.replica_ack_timeout_ms == 0 {
+            // `WAIT n 0` would block forever.
+            return invalid("redis.replica_ack_timeout_ms", "must be at least 1");
+        }
+        if self.topology_check_ms < 100 {
+            return invalid("redis.topology_check_ms", "must be at least 100");
+        }
+        if self.tls_cert_file.trim().is_empty() != self.tls_key_file.trim().is_empty() {
+            return invalid(
+                "redis.tls_cert_file",
+                "a client certificate needs its key (redis.tls_key_file), and the reverse",
+            );
+        }
+        Ok(())
+    }
+}
+
+fn default_replica_ack_timeout_ms() -> u64 {
+    1000
+}
+
+fn default_topology_check_ms() -> u64 {
+    1000
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,6 +201,10 @@ pub struct ProjectorSettings {
     pub metrics_addr: String,
     /// How often lag is sampled for `/metrics`.
     pub lag_interval_ms: u64,
+    /// How often each held board's stream is compared with what was read
+    /// (the lag gauges' truth, and entries whose notification was missed);
+    /// also done at once after a Redis topology change.
+    pub reconcile_ms: u64,
     /// Boards whose folded state is kept in memory between batches.
     pub cached_boards: usize,
     /// Writer lanes per instance, each with its own PostgreSQL connection;
@@ -352,6 +420,7 @@ parked, replay) log warnings only.";
                 message: "must be at least 1".into(),
             });
         }
+        self.redis.validate()?;
         match self.log.filter.parse::<tracing_subscriber::EnvFilter>() {
             Ok(_) => Ok(()),
             Err(e) => Err(SettingsError::Invalid {

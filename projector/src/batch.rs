@@ -19,7 +19,7 @@ use streamboard::projection::progress::{self, park};
 use streamboard::projection::{
     project, ArchiveRows, DeadLetter, Progress, ProgressUpdates, ReadTables, RowChanges, Touched,
 };
-use streamboard::redis_client::RedisConnection;
+use streamboard::redis_client::{RedisClient, RedisConnection};
 use uuid::Uuid;
 
 use crate::metrics::{
@@ -132,7 +132,9 @@ impl StateCache {
 
 pub struct Projector {
     pool: Pool,
-    redis: RedisConnection,
+    /// Asked for its connection at each use: after a Sentinel promotion it
+    /// hands out one to the new master.
+    redis: RedisClient,
     group: String,
     trim_keep: Option<u64>,
     cache: StateCache,
@@ -145,7 +147,7 @@ pub struct Projector {
 impl Projector {
     pub fn new(
         pool: Pool,
-        redis: RedisConnection,
+        redis: RedisClient,
         group: String,
         trim_keep: Option<u64>,
         cached_boards: usize,
@@ -171,8 +173,8 @@ impl Projector {
         self
     }
 
-    pub fn redis(&mut self) -> &mut RedisConnection {
-        &mut self.redis
+    pub async fn redis(&self) -> redis::RedisResult<RedisConnection> {
+        self.redis.connection().await
     }
 
     pub fn pool(&self) -> &Pool {
@@ -227,7 +229,12 @@ impl Projector {
             .await?
             .remove(&board_id)
             .unwrap_or_default();
-        let next = stream::ranges(&mut self.redis, &[(board_id, current.version, None)], 1).await?;
+        let next = stream::ranges(
+            &mut self.redis().await?,
+            &[(board_id, current.version, None)],
+            1,
+        )
+        .await?;
         let Some(raw) = next.into_iter().flatten().next() else {
             return Ok(0);
         };
@@ -262,7 +269,7 @@ impl Projector {
         if missing.is_empty() {
             return Ok(());
         }
-        let mut raw = stream::raw_fields(&mut self.redis, &missing)
+        let mut raw = stream::raw_fields(&mut self.redis().await?, &missing)
             .await?
             .into_iter();
         for letter in letters.iter_mut().filter(|l| l.fields.is_null()) {
@@ -323,7 +330,7 @@ impl Projector {
         }
         let mut filled: HashMap<Uuid, Vec<Entry>> = HashMap::new();
         if !fills.is_empty() {
-            let ranges = stream::ranges(&mut self.redis, &fills, 0).await?;
+            let ranges = stream::ranges(&mut self.redis().await?, &fills, 0).await?;
             for ((board_id, _, _), raw) in fills.iter().zip(ranges) {
                 outcome.filled += raw.len();
                 filled.insert(
@@ -501,8 +508,11 @@ impl Projector {
                 }
             }
         }
-        if let Err(error) = stream::ack_and_trim(&mut self.redis, &self.group, &acks, &trims).await
-        {
+        let acked = match self.redis().await {
+            Ok(mut conn) => stream::ack_and_trim(&mut conn, &self.group, &acks, &trims).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = acked {
             tracing::warn!(%error, "XACK/XTRIM failed after commit; entries will be redelivered");
         }
     }

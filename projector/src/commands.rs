@@ -53,7 +53,7 @@ pub async fn replay(
     if let Some(version) = skip {
         tracing::warn!(%board_id, version, "skipped an entry; it is not in the archive");
     }
-    stream::ensure_groups(projector.redis(), group, &[board_id]).await?;
+    stream::ensure_groups(&mut projector.redis().await?, group, &[board_id]).await?;
     let outcome = catch_up(projector, &[board_id], batch_events).await?;
     let client = streamboard::postgres::client(projector.pool()).await?;
     let row = client
@@ -105,8 +105,8 @@ pub async fn rebuild(
     .context("rebuilding the read tables")?;
     let mut applied = 0;
     if tail {
-        let boards = stream::registered_boards(projector.redis()).await?;
-        stream::ensure_groups(projector.redis(), group, &boards).await?;
+        let boards = stream::registered_boards(&mut projector.redis().await?).await?;
+        stream::ensure_groups(&mut projector.redis().await?, group, &boards).await?;
         applied = catch_up(projector, &boards, batch_events).await?.applied;
     }
     println!(
@@ -145,7 +145,7 @@ pub async fn catch_up(
             for (board, version, _) in &requests {
                 last_seen.insert(*board, *version);
             }
-            let ranges = stream::ranges(projector.redis(), &requests, page).await?;
+            let ranges = stream::ranges(&mut projector.redis().await?, &requests, page).await?;
             let mut read = Vec::new();
             for ((board, _, _), entries) in requests.iter().zip(ranges) {
                 if entries.len() >= page {

@@ -133,11 +133,11 @@ async fn execute(command: Commands, settings: Settings) -> anyhow::Result<()> {
     if let Commands::Parked { all } = command {
         return commands::parked(&pool, all).await;
     }
-    let redis = RedisClient::new(
+    let redis = RedisClient::from_settings(
         settings
             .redis_url()
             .context("redis.url is not set (STREAMBOARD__REDIS__URL)")?,
-        settings.redis.cluster,
+        &settings.redis,
     )?;
     redis.check_mode().await?;
     let config = settings.projector.clone();
@@ -161,7 +161,7 @@ async fn execute(command: Commands, settings: Settings) -> anyhow::Result<()> {
     for _ in 0..lanes {
         let projector = Projector::new(
             pool.clone(),
-            redis.connection().await?,
+            redis.clone(),
             config.group.clone(),
             config.trim.then_some(config.trim_keep),
             config.cached_boards / lanes,
@@ -279,10 +279,12 @@ async fn run(
         projectors,
         heads,
     };
+    let topology = runner.redis.watch_topology(stop_rx.clone());
     let deliveries = tokio::spawn(dispatcher.run(stop_rx));
     let result = runner.run(boards_tx, shutdown_signal()).await;
     let _ = stop_tx.send(true);
     let _ = deliveries.await;
+    let _ = topology.await;
     tracing::info!("projector stopped");
     result
 }

@@ -13,7 +13,14 @@
 //!   partition arrives (a new instance's share, or a dead one's), the
 //!   reader first claims what its boards have pending on other consumers
 //!   (XAUTOCLAIM), removes those consumers, and reads every board once;
-//!   after a reconnect it reads every re-subscribed board once.
+//!   after a reconnect it reads every re-subscribed board once. After a
+//!   Redis topology change (a failover, a restart, a moved slot) it
+//!   subscribes again on a new connection and reconciles every board:
+//!   every `projector.reconcile_ms`, too, it compares each held board's
+//!   stream with what its group was given (so the lag gauges come from
+//!   the streams, and entries whose notification was missed are read),
+//!   and moves back a group that stands past its stream's end (a failover
+//!   to a replica that was behind).
 //! - writers: `projector.writers` lanes, each with its own PostgreSQL
 //!   connection and board cache. A board always goes to the same lane
 //!   (by id), and a lane applies its batches one after the other, so a
@@ -328,8 +335,13 @@ struct Reading {
     mine: HashSet<Uuid>,
     /// Boards of `mine` with entries to read.
     unread: HashSet<Uuid>,
+    /// Boards of `mine` whose subscription the server dropped (their slot
+    /// has another owner): subscribe again.
+    resubscribe: HashSet<Uuid>,
     /// The notification connection dropped.
     reconnect: bool,
+    /// Compare every board's stream with its group (see `reconcile`).
+    reconcile: bool,
 }
 
 impl Reader {
@@ -338,8 +350,17 @@ impl Reader {
         let mut state = Reading::default();
         let mut subscriber: Option<Subscriber> = None;
         let mut ownership_changed = true;
+        let mut topology = self.redis.topology_changes();
+        let mut reconcile =
+            tokio::time::interval(Duration::from_millis(self.settings.reconcile_ms));
+        reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        reconcile.reset();
         while !*self.stop.borrow() {
-            let waiting = state.unread.is_empty() && !ownership_changed && !state.reconnect;
+            let waiting = state.unread.is_empty()
+                && state.resubscribe.is_empty()
+                && !ownership_changed
+                && !state.reconnect
+                && !state.reconcile;
             if waiting && subscriber.is_some() {
                 tokio::select! {
                     push = pushes.recv() => {
@@ -349,6 +370,11 @@ impl Reader {
                     }
                     _ = self.boards.changed() => ownership_changed = true,
                     _ = self.owned.changed() => ownership_changed = true,
+                    _ = topology.changed() => {
+                        state.reconnect = true;
+                        state.reconcile = true;
+                    }
+                    _ = reconcile.tick() => state.reconcile = true,
                     () = stopped(&mut self.stop) => return,
                 }
             }
@@ -365,10 +391,20 @@ impl Reader {
                     state.mine.clear();
                     ownership_changed = true;
                 }
+                let subscriber = subscriber.as_mut().expect("made above");
                 if ownership_changed {
-                    let subscriber = subscriber.as_mut().expect("made above");
                     self.follow_ownership(&mut state, subscriber).await?;
                     ownership_changed = false;
+                }
+                for board in std::mem::take(&mut state.resubscribe) {
+                    if state.mine.contains(&board) {
+                        subscriber.subscribe(&changes_channel(board)).await?;
+                        state.unread.insert(board);
+                    }
+                }
+                if state.reconcile {
+                    self.reconcile(&mut state).await?;
+                    state.reconcile = false;
                 }
                 self.read_unread(&mut state).await
             };
@@ -377,6 +413,7 @@ impl Reader {
                 Ok(false) => return,
                 Err(error) => {
                     tracing::warn!(%error, "reading board streams failed; retrying");
+                    self.redis.suspect();
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
@@ -389,6 +426,15 @@ impl Reader {
             // Make a new connection and subscribe to every board again.
             Some(Notice::Disconnected) => {
                 state.reconnect = true;
+                self.redis.suspect();
+                return;
+            }
+            // Not asked for: the channel's slot has a new owner.
+            Some(Notice::Unsubscribed { channel }) => {
+                if let Some(board) = board_of_channel(&channel).filter(|b| state.mine.contains(b)) {
+                    state.resubscribe.insert(board);
+                    self.redis.suspect();
+                }
                 return;
             }
             Some(Notice::Message { channel, payload }) => (channel, payload.parse().ok()),
@@ -443,6 +489,46 @@ impl Reader {
         }
         self.take_over(&arrived).await?;
         state.unread.extend(arrived);
+        Ok(())
+    }
+
+    /// Compares every held board's stream with what its group was given:
+    /// the lag gauges take the streams' last versions, boards with entries
+    /// not yet delivered (a missed notification) are read, a group past
+    /// its stream's end is moved back to it, a missing group is made.
+    async fn reconcile(&self, state: &mut Reading) -> redis::RedisResult<()> {
+        let boards: Vec<Uuid> = state.mine.iter().copied().collect();
+        if boards.is_empty() {
+            return Ok(());
+        }
+        let group = self.settings.group.as_str();
+        let mut conn = self.redis.connection().await?;
+        let states = stream::stream_states(&mut conn, group, &boards).await?;
+        let mut missing = Vec::new();
+        for (board, seen) in states {
+            self.heads.lock().insert(board, seen.last);
+            match seen.delivered {
+                None => missing.push(board),
+                Some(delivered) if delivered > seen.last => {
+                    tracing::warn!(
+                        %board,
+                        delivered,
+                        stream_version = seen.last,
+                        "a board's stream ends before what its group was given (a failover to \
+                         a replica that was behind); reading on from the stream's end"
+                    );
+                    stream::rewind_group(&mut conn, group, board, seen.last).await?;
+                }
+                Some(delivered) if delivered < seen.last => {
+                    state.unread.insert(board);
+                }
+                Some(_) => {}
+            }
+        }
+        if !missing.is_empty() {
+            stream::ensure_groups(&mut conn, group, &missing).await?;
+            state.unread.extend(missing);
+        }
         Ok(())
     }
 

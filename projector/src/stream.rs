@@ -161,6 +161,110 @@ pub async fn ensure_groups(
     Ok(())
 }
 
+/// What a board's stream holds, against what the group was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamState {
+    /// The stream's last version (0: empty or missing).
+    pub last: u64,
+    /// The group's last delivered version; None without the group.
+    pub delivered: Option<u64>,
+}
+
+/// Each board's [`StreamState`]: two commands per board, pipelined.
+pub async fn stream_states(
+    conn: &mut RedisConnection,
+    group: &str,
+    boards: &[Uuid],
+) -> RedisResult<Vec<(Uuid, StreamState)>> {
+    let mut states = Vec::with_capacity(boards.len());
+    for chunk in boards.chunks(PIPELINE / 2) {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for board in chunk {
+            let key = stream_key(*board);
+            pipe.cmd("XREVRANGE")
+                .arg(&key)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1);
+            pipe.cmd("XINFO").arg("GROUPS").arg(&key);
+        }
+        let replies: Vec<Value> = pipe.query_async(conn).await?;
+        let mut replies = replies.into_iter();
+        for board in chunk {
+            let (Some(last), Some(groups)) = (replies.next(), replies.next()) else {
+                break;
+            };
+            let last = match last {
+                Value::Array(entries) => entries
+                    .into_iter()
+                    .next()
+                    .and_then(|entry| match entry {
+                        Value::Array(fields) => fields.into_iter().next(),
+                        _ => None,
+                    })
+                    .map_or(0, |id| parse_id(&text(&id)).0),
+                _ => 0,
+            };
+            states.push((
+                *board,
+                StreamState {
+                    last,
+                    delivered: delivered_of(groups, group),
+                },
+            ));
+        }
+    }
+    Ok(states)
+}
+
+/// The `last-delivered-id` of `group` in an `XINFO GROUPS` reply (RESP2
+/// arrays of field, value or RESP3 maps).
+fn delivered_of(reply: Value, group: &str) -> Option<u64> {
+    let Value::Array(groups) = reply else {
+        return None;
+    };
+    groups.into_iter().find_map(|info| {
+        let pairs: Vec<(Value, Value)> = match info {
+            Value::Map(pairs) => pairs,
+            Value::Array(flat) => {
+                let mut flat = flat.into_iter();
+                std::iter::from_fn(|| Some((flat.next()?, flat.next()?))).collect()
+            }
+            _ => return None,
+        };
+        let field = |name: &str| {
+            pairs
+                .iter()
+                .find(|(key, _)| text(key) == name)
+                .map(|(_, value)| text(value))
+        };
+        match field("name")? == group {
+            true => Some(parse_id(&field("last-delivered-id")?).0),
+            false => None,
+        }
+    })
+}
+
+/// Moves the group of `board` back to `version` (after a failover to a
+/// replica that was behind, the group may stand past the stream's end, and
+/// new entries below its position would never be delivered).
+pub async fn rewind_group(
+    conn: &mut RedisConnection,
+    group: &str,
+    board: Uuid,
+    version: u64,
+) -> RedisResult<()> {
+    redis::cmd("XGROUP")
+        .arg("SETID")
+        .arg(stream_key(board))
+        .arg(group)
+        .arg(format!("{version}-0"))
+        .query_async(conn)
+        .await
+}
+
 /// New entries for this consumer, at most `count` per stream, and the
 /// boards whose group is missing (Redis lost it: create it again).
 pub async fn read_group(
@@ -396,6 +500,35 @@ pub async fn registered_boards(conn: &mut RedisConnection) -> RedisResult<Vec<Uu
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_groups_delivered_version_comes_from_xinfo_groups() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let resp2 = Value::Array(vec![
+            Value::Array(vec![
+                bulk("name"),
+                bulk("ws:x"),
+                bulk("last-delivered-id"),
+                bulk("9-0"),
+            ]),
+            Value::Array(vec![
+                bulk("name"),
+                bulk("projector"),
+                bulk("consumers"),
+                Value::Int(1),
+                bulk("last-delivered-id"),
+                bulk("42-0"),
+            ]),
+        ]);
+        assert_eq!(delivered_of(resp2, "projector"), Some(42));
+        let resp3 = Value::Array(vec![Value::Map(vec![
+            (bulk("name"), bulk("projector")),
+            (bulk("last-delivered-id"), bulk("7-0")),
+        ])]);
+        assert_eq!(delivered_of(resp3.clone(), "projector"), Some(7));
+        assert_eq!(delivered_of(resp3, "other"), None);
+        assert_eq!(delivered_of(Value::Nil, "projector"), None);
+    }
+
     use std::collections::HashMap;
 
     use super::*;

@@ -14,6 +14,14 @@
 //! version gap and fill it from history. Idle, an instance costs Redis one
 //! heartbeat every few seconds, whatever the number of boards it watches.
 //!
+//! When the Redis topology changes (a failover, a restart, a moved slot;
+//! see [`crate::redis_client::topology`]) the feed makes a new notification
+//! connection, joins every board again and reads each once; a board whose
+//! stream is now shorter than what was delivered (a failover to a replica
+//! that was behind) gets a `resync`, so its subscribers reload it. A
+//! subscription the server drops on its own (`sunsubscribe`, pushed when
+//! another node takes the channel's slot) is made again at once.
+//!
 //! Groups are created at the version the first subscriber saw, so nothing
 //! between subscribing and the first read is missed. A board nobody watches
 //! any more has its group destroyed. Each instance heartbeats into
@@ -71,6 +79,12 @@ struct FeedState {
     /// The notification connection dropped: make a new one and join every
     /// board again (groups too: Redis may have come back empty).
     reconnect: bool,
+    /// The Redis topology changed: when joining again, compare each
+    /// board's stream with what was delivered (it may have rolled back).
+    check_heads: bool,
+    /// Joined boards whose subscription the server dropped (their slot has
+    /// another owner now): subscribe again, then read.
+    resubscribe: HashSet<Uuid>,
 }
 
 fn group_of(instance: &str) -> String {
@@ -136,6 +150,7 @@ impl StreamFeed {
         let mut subscriber: Option<Subscriber> = None;
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut topology = self.redis.topology_changes();
         while !*stopping.borrow() {
             tokio::select! {
                 _ = self.wake.notified() => {}
@@ -143,6 +158,11 @@ impl StreamFeed {
                     if let Err(error) = self.heartbeat_and_reap().await {
                         tracing::debug!(%error, "fan-out heartbeat failed");
                     }
+                }
+                _ = topology.changed() => {
+                    let mut state = self.state.lock();
+                    state.reconnect = true;
+                    state.check_heads = true;
                 }
                 _ = stopping.changed() => continue,
             }
@@ -152,14 +172,20 @@ impl StreamFeed {
                 }
                 if subscriber.is_none() {
                     // Every board joins again on the new connection.
-                    self.state.lock().joined.clear();
+                    {
+                        let mut state = self.state.lock();
+                        state.joined.clear();
+                        state.resubscribe.clear();
+                    }
                     subscriber = Some(self.redis.subscriber(pushes_tx.clone()).await?);
                 }
                 let subscriber = subscriber.as_mut().expect("made above");
+                self.resubscribe(subscriber).await?;
                 self.sync_boards(subscriber).await?;
                 self.read_unread().await
             };
             if let Err(error) = step.await {
+                self.redis.suspect();
                 if error.code() == Some("NOGROUP") {
                     // Redis lost our groups (restarted empty): make them again.
                     let mut state = self.state.lock();
@@ -231,14 +257,49 @@ impl StreamFeed {
                         self.wake.notify_one();
                     }
                 }
+                // Not asked for (a board left is no longer joined): the
+                // channel's slot has a new owner. Subscribe again there.
+                Some(Notice::Unsubscribed { channel }) => {
+                    let Some(board_id) = board_of_channel(&channel) else {
+                        continue;
+                    };
+                    let mut state = self.state.lock();
+                    if state.joined.contains(&board_id) {
+                        state.resubscribe.insert(board_id);
+                        drop(state);
+                        self.redis.suspect();
+                        self.wake.notify_one();
+                    }
+                }
                 Some(Notice::Disconnected) => {
                     tracing::debug!("fan-out: notification connection lost; reconnecting");
                     self.state.lock().reconnect = true;
+                    self.redis.suspect();
                     self.wake.notify_one();
                 }
                 None => {}
             }
         }
+    }
+
+    /// Subscribes again to the boards whose subscription the server
+    /// dropped, and reads each: what was published meanwhile was missed.
+    async fn resubscribe(&self, subscriber: &mut Subscriber) -> redis::RedisResult<()> {
+        let boards = std::mem::take(&mut self.state.lock().resubscribe);
+        for (i, board_id) in boards.iter().enumerate() {
+            if let Err(error) = subscriber.subscribe(&changes_channel(*board_id)).await {
+                self.state.lock().resubscribe.extend(boards.iter().skip(i));
+                return Err(error);
+            }
+        }
+        let mut state = self.state.lock();
+        for board_id in boards {
+            if state.joined.contains(&board_id) {
+                state.unread.insert(board_id);
+                let _ = self.presence_changes.send(board_id);
+            }
+        }
+        Ok(())
     }
 
     /// Joins newly watched boards (group, subscription), leaves boards
@@ -275,8 +336,14 @@ impl StreamFeed {
         }
         let mut connection = self.connection().await?;
         let group = group_of(&self.instance);
-        for (board_id, start) in joins {
+        let check_heads = std::mem::take(&mut self.state.lock().check_heads);
+        for (board_id, mut start) in joins {
             let key = stream_key(board_id);
+            if check_heads {
+                start = self
+                    .rolled_back_to(&mut connection, board_id, start)
+                    .await?;
+            }
             create_group(&mut connection, &key, &group, &entry_id(start)).await?;
             let _: i64 = connection.sadd(streams_of(&self.instance), &key).await?;
             subscriber.subscribe(&changes_channel(board_id)).await?;
@@ -297,6 +364,38 @@ impl StreamFeed {
             let _: i64 = connection.srem(streams_of(&self.instance), &key).await?;
         }
         Ok(())
+    }
+
+    /// Where to read `board_id` from after a topology change: `delivered`,
+    /// or the stream's last version if the stream no longer reaches it
+    /// (the new master was behind). Then what subscribers saw of the lost
+    /// versions may be written again with other events, so they are told
+    /// to reload the board.
+    async fn rolled_back_to(
+        &self,
+        connection: &mut RedisConnection,
+        board_id: Uuid,
+        delivered: u64,
+    ) -> redis::RedisResult<u64> {
+        let last: redis::streams::StreamRangeReply = connection
+            .xrevrange_count(stream_key(board_id), "+", "-", 1)
+            .await?;
+        let head = last.ids.first().map_or(0, |entry| entry_version(&entry.id));
+        if head >= delivered {
+            return Ok(delivered);
+        }
+        tracing::warn!(
+            %board_id,
+            delivered,
+            stream_version = head,
+            "the board's stream is behind what was delivered (a failover to a replica that \
+             was behind); telling subscribers to reload it"
+        );
+        self.hub.resync(board_id, head, ResyncReason::Diverged);
+        if let Some(position) = self.state.lock().positions.get_mut(&board_id) {
+            *position = head;
+        }
+        Ok(head)
     }
 
     /// Reads every board that has news, one command each in one pipeline.
@@ -421,6 +520,14 @@ impl StreamFeed {
     async fn connection(&self) -> redis::RedisResult<RedisConnection> {
         self.redis.connection().await
     }
+}
+
+/// The version of a stream entry id (`<version>-0`).
+fn entry_version(id: &str) -> u64 {
+    id.split('-')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Creates the group at `start`, or moves an existing one there.

@@ -26,7 +26,7 @@ pub mod tail;
 use std::time::Duration;
 
 use redis::streams::StreamRangeReply;
-use redis::{AsyncCommands, Script, ScriptInvocation};
+use redis::{AsyncCommands, Cmd, FromRedisValue, Script, Value};
 use uuid::Uuid;
 
 use crate::domain::BoardEvent;
@@ -103,12 +103,23 @@ pub fn entry_id(version: u64) -> String {
 pub enum LogError {
     #[error("Redis is unavailable: {0}")]
     Unavailable(String),
+    /// Written on the master, but fewer replicas than `redis.replica_acks`
+    /// acknowledged it in time: not acknowledged to the client, who retries
+    /// with the same idempotency key.
+    #[error("the write is not yet held by enough Redis replicas")]
+    NotReplicated,
     #[error("a stored event cannot be read: {0}")]
     Corrupt(#[from] DecodeError),
 }
 
 impl From<redis::RedisError> for LogError {
     fn from(error: redis::RedisError) -> Self {
+        LogError::Unavailable(error.to_string())
+    }
+}
+
+impl From<redis::ParsingError> for LogError {
+    fn from(error: redis::ParsingError) -> Self {
         LogError::Unavailable(error.to_string())
     }
 }
@@ -123,23 +134,7 @@ pub enum Appended {
     /// The idempotency key was already used; here is the record stored
     /// with the first append (opaque to the log: the store's JSON).
     Replay(String),
-    /// The Redis process is not the one the board was checked against
-    /// (restarted, or failed over): its stream may have lost acknowledged
-    /// events. Nothing was written; check the board, then retry.
-    NewRedis { run_id: String },
 }
-
-/// A stream's last version, and which Redis process holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamHead {
-    /// `run_id` from `INFO server`: a new one after every restart or
-    /// failover, the moment a stream may have rolled back.
-    pub run_id: String,
-    pub last_version: u64,
-}
-
-/// The Redis process's identity, readable inside a script.
-const RUN_ID_LUA: &str = "string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')";
 
 /// The last version in the stream KEYS[1] (entry ids are `<version>-0`),
 /// 0 for an empty stream, as a Lua expression.
@@ -148,49 +143,48 @@ const STREAM_VERSION_LUA: &str = "(function() \
     if #last > 0 then return tonumber(string.match(last[1][1], '^(%d+)')) end \
     return 0 end)()";
 
-const HEAD_SCRIPT: &str = r#"
-local version = STREAM_VERSION
-return {RUN_ID, tostring(version)}
-"#;
-
-/// Puts back events a stream lost, if it is still as the caller saw it,
-/// and tells the board's watchers. KEYS[1] stream; ARGV: run id, last
+/// Puts back events a stream lost, if it is still at the version the
+/// caller saw, and tells the board's watchers. KEYS[1] stream; ARGV: last
 /// version seen, changes channel, then six fields per event (version, v,
 /// type, actor, at, data).
 const RESTORE_SCRIPT: &str = r#"
-local run = RUN_ID
 local version = STREAM_VERSION
-if run ~= ARGV[1] or version ~= tonumber(ARGV[2]) then return {'moved', run} end
-for i = 4, #ARGV, 6 do
+if version ~= tonumber(ARGV[1]) then return 'moved' end
+for i = 3, #ARGV, 6 do
   redis.call('XADD', KEYS[1], ARGV[i] .. '-0', 'v', ARGV[i + 1], 'type', ARGV[i + 2],
     'version', ARGV[i], 'actor', ARGV[i + 3], 'at', ARGV[i + 4], 'data', ARGV[i + 5])
   version = tonumber(ARGV[i])
 end
-redis.call(PUBLISH, ARGV[3], tostring(version))
-return {'restored', run}
+redis.call(PUBLISH, ARGV[2], tostring(version))
+return 'restored'
 "#;
 
 /// Checks the expected version and appends in one atomic step; also stores
 /// the idempotent result next to the board and publishes the new version on
 /// the board's channel. Returns `{kind, value}`. Every key is the board's
 /// (one hash slot); without an idempotency key KEYS[2] is still a board key,
-/// unused (ARGV[13] = '0'), since an empty key name would hash to slot 0.
+/// unused (ARGV[12] = '0'), since an empty key name would hash to slot 0.
 ///
 /// Fairness: a writer that keeps losing races asks for the board's turn
 /// (`claim`); while another writer holds the turn, appends are refused as
 /// conflicts, so the starved writer gets through. A turn lasts at most
 /// `turn_ms`, in case its holder goes away.
+///
+/// A replay rewrites the stored record when replicas must acknowledge
+/// (ARGV[14] = '1'): `WAIT` counts a connection's own writes, so this makes
+/// the `WAIT` behind the script cover the first write too.
 const APPEND_SCRIPT: &str = r#"
 -- KEYS[1] stream, KEYS[2] idempotency key, KEYS[3] turn
 -- ARGV: expected version, schema v, type, actor, at, data, record,
---       ttl seconds, writer token, claim ('1' or '0'), turn ms, run id,
---       idempotent ('1' or '0'), changes channel
-local run = RUN_ID
-if run ~= ARGV[12] then return {'new-redis', run} end
-local idempotent = ARGV[13] == '1'
+--       ttl seconds, writer token, claim ('1' or '0'), turn ms,
+--       idempotent ('1' or '0'), changes channel, touch replay ('1' or '0')
+local idempotent = ARGV[12] == '1'
 if idempotent then
   local stored = redis.call('GET', KEYS[2])
-  if stored then return {'replay', stored} end
+  if stored then
+    if ARGV[14] == '1' then redis.call('SET', KEYS[2], stored, 'KEEPTTL') end
+    return {'replay', stored}
+  end
 end
 local current = STREAM_VERSION
 local turn = redis.call('GET', KEYS[3])
@@ -206,8 +200,16 @@ local id = redis.call('XADD', KEYS[1], version .. '-0',
   'actor', ARGV[4], 'at', ARGV[5], 'data', ARGV[6])
 if idempotent then redis.call('SET', KEYS[2], ARGV[7], 'EX', ARGV[8]) end
 if turn then redis.call('DEL', KEYS[3]) end
-redis.call(PUBLISH, ARGV[14], tostring(version))
+redis.call(PUBLISH, ARGV[13], tostring(version))
 return {'stored', id}
+"#;
+
+/// The stored first result of an idempotent write, rewritten (same value,
+/// same expiry) so that a `WAIT` behind it covers the first write.
+const IDEMPOTENT_RESULT_SCRIPT: &str = r#"
+local stored = redis.call('GET', KEYS[1])
+if stored then redis.call('SET', KEYS[1], stored, 'KEEPTTL') end
+return stored
 "#;
 
 /// Appends several events of one board in one step (group commit: the
@@ -219,32 +221,30 @@ return {'stored', id}
 /// used before: the writes go one by one instead).
 const APPEND_BATCH_SCRIPT: &str = r#"
 -- KEYS[1] stream, KEYS[2] turn, KEYS[2 + i] event i's idempotency key
--- ARGV: expected version, run id, changes channel, ttl seconds, writer
---       token, then per event: schema v, type, actor, at, data, record,
+-- ARGV: expected version, changes channel, ttl seconds, writer token,
+--       then per event: schema v, type, actor, at, data, record,
 --       idempotent ('1' or '0')
-local run = RUN_ID
-if run ~= ARGV[2] then return {'new-redis', run} end
 local n = #KEYS - 2
 for i = 1, n do
-  local at = 5 + (i - 1) * 7
+  local at = 4 + (i - 1) * 7
   if ARGV[at + 7] == '1' and redis.call('EXISTS', KEYS[2 + i]) == 1 then return {'replay'} end
 end
 local current = STREAM_VERSION
 local turn = redis.call('GET', KEYS[2])
-if (turn and turn ~= ARGV[5]) or current ~= tonumber(ARGV[1]) then
+if (turn and turn ~= ARGV[4]) or current ~= tonumber(ARGV[1]) then
   return {'conflict', tostring(current)}
 end
 local reply = {'stored'}
 for i = 1, n do
-  local at = 5 + (i - 1) * 7
+  local at = 4 + (i - 1) * 7
   local version = current + i
   reply[i + 1] = redis.call('XADD', KEYS[1], version .. '-0',
     'v', ARGV[at + 1], 'type', ARGV[at + 2], 'version', version,
     'actor', ARGV[at + 3], 'at', ARGV[at + 4], 'data', ARGV[at + 5])
-  if ARGV[at + 7] == '1' then redis.call('SET', KEYS[2 + i], ARGV[at + 6], 'EX', ARGV[4]) end
+  if ARGV[at + 7] == '1' then redis.call('SET', KEYS[2 + i], ARGV[at + 6], 'EX', ARGV[3]) end
 end
 if turn then redis.call('DEL', KEYS[2]) end
-redis.call(PUBLISH, ARGV[3], tostring(current + n))
+redis.call(PUBLISH, ARGV[2], tostring(current + n))
 return reply
 "#;
 
@@ -254,8 +254,8 @@ pub enum BatchAppended {
     /// Every event, in order, with its stream entry id.
     Stored { stream_ids: Vec<String> },
     /// Nothing was written: the board moved, another writer holds its
-    /// turn, a key was used before, or Redis is a new process. The writes
-    /// go one by one, which handles each case.
+    /// turn, or a key was used before. The writes go one by one, which
+    /// handles each case.
     Refused,
 }
 
@@ -284,17 +284,22 @@ impl Writer {
 
 /// The fields every script stores per event, in the order the scripts read
 /// them: schema version, type, actor, time, data.
-fn event_args<'i, 'a>(
-    invocation: &'i mut ScriptInvocation<'a>,
-    event: &BoardEvent,
-) -> &'i mut ScriptInvocation<'a> {
+fn event_args<'c>(call: &'c mut Cmd, event: &BoardEvent) -> &'c mut Cmd {
     let fields = entry::encode(event);
-    invocation
-        .arg(fields.schema)
+    call.arg(fields.schema)
         .arg(fields.event_type)
         .arg(fields.actor)
         .arg(fields.at)
         .arg(fields.data)
+}
+
+/// `EVALSHA` of `script` on `keys`, built by hand (rather than through
+/// redis-rs's invocation) so that it can be pipelined with `WAIT`; the
+/// arguments follow.
+fn evalsha(script: &Script, keys: &[String]) -> Cmd {
+    let mut call = redis::cmd("EVALSHA");
+    call.arg(script.get_hash()).arg(keys.len()).arg(keys);
+    call
 }
 
 #[derive(Clone)]
@@ -302,8 +307,8 @@ pub struct EventLog {
     redis: RedisClient,
     append: Script,
     append_batch: Script,
-    head: Script,
     restore: Script,
+    idempotent_result: Script,
 }
 
 impl EventLog {
@@ -312,7 +317,6 @@ impl EventLog {
         let script = |source: &str| {
             Script::new(
                 &source
-                    .replace("RUN_ID", RUN_ID_LUA)
                     .replace("STREAM_VERSION", STREAM_VERSION_LUA)
                     .replace("PUBLISH", &publish),
             )
@@ -321,48 +325,91 @@ impl EventLog {
             redis,
             append: script(APPEND_SCRIPT),
             append_batch: script(APPEND_BATCH_SCRIPT),
-            head: script(HEAD_SCRIPT),
             restore: script(RESTORE_SCRIPT),
+            idempotent_result: script(IDEMPOTENT_RESULT_SCRIPT),
         }
     }
 
-    /// The stream's last version and the Redis process that holds it.
-    pub async fn head(&self, board_id: Uuid) -> Result<StreamHead, LogError> {
-        let mut connection = self.connection().await?;
-        let (run_id, last): (String, String) = within(
-            self.head
-                .key(stream_key(board_id))
-                .invoke_async(&mut connection),
-        )
-        .await??;
-        Ok(StreamHead {
-            run_id,
-            last_version: last.parse().unwrap_or(0),
-        })
+    /// The Redis behind this log.
+    pub fn redis(&self) -> &RedisClient {
+        &self.redis
     }
 
-    /// Appends `events` (consecutive, from `head.last_version + 1`) with
-    /// their own versions, if the stream is still at `head`. False when it
-    /// moved meanwhile (another writer or restorer): read the head again.
+    /// Runs a write (a script call, or a plain command when `script` is
+    /// `None`) on the node owning `key`, waiting for `redis.replica_acks`
+    /// replicas; loads the script when the node lacks it.
+    async fn write<T: FromRedisValue>(
+        &self,
+        script: Option<&Script>,
+        key: &str,
+        call: &Cmd,
+    ) -> Result<(T, bool), LogError> {
+        let timeout = OPERATION_TIMEOUT + self.redis.replica_ack_timeout();
+        let mut loaded = false;
+        loop {
+            let outcome = tokio::time::timeout(timeout, self.redis.query_replicated(key, call))
+                .await
+                .map_err(|_| timed_out())?;
+            let no_script = match &outcome {
+                Ok((Value::ServerError(error), _)) => error.code() == "NOSCRIPT",
+                Err(error) => {
+                    error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+                }
+                _ => false,
+            };
+            match (script, no_script, loaded) {
+                (Some(script), true, false) => {
+                    let mut connection = self.connection().await?;
+                    within(script.prepare_invoke().load_async(&mut connection)).await??;
+                    loaded = true;
+                }
+                _ => {
+                    let (reply, acked) = outcome.inspect_err(|_| self.redis.suspect())?;
+                    if let Value::ServerError(error) = &reply {
+                        // MOVED, READONLY, CLUSTERDOWN...: a failover in
+                        // progress, most likely.
+                        self.redis.suspect();
+                        return Err(LogError::Unavailable(error.to_string()));
+                    }
+                    return Ok((T::from_redis_value(reply)?, acked));
+                }
+            }
+        }
+    }
+
+    /// The stream's last version (0 for an empty or missing stream).
+    pub async fn head(&self, board_id: Uuid) -> Result<u64, LogError> {
+        let mut connection = self.connection().await?;
+        let last: StreamRangeReply =
+            within(connection.xrevrange_count(stream_key(board_id), "+", "-", 1)).await??;
+        Ok(last
+            .ids
+            .first()
+            .and_then(|entry| entry.id.split('-').next()?.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Appends `events` (consecutive, from `head + 1`) with their own
+    /// versions, if the stream is still at `head`. False when it moved
+    /// meanwhile (another writer or restorer): read the head again.
     pub async fn restore(
         &self,
         board_id: Uuid,
-        head: &StreamHead,
+        head: u64,
         events: &[impl std::borrow::Borrow<BoardEvent>],
     ) -> Result<bool, LogError> {
-        let mut connection = self.connection().await?;
-        let mut invocation = self.restore.key(stream_key(board_id));
-        invocation
-            .arg(&head.run_id)
-            .arg(head.last_version)
-            .arg(changes_channel(board_id));
+        let key = stream_key(board_id);
+        let mut call = evalsha(&self.restore, std::slice::from_ref(&key));
+        call.arg(head).arg(changes_channel(board_id));
         for event in events {
             let event = event.borrow();
-            event_args(invocation.arg(event.version), event);
+            event_args(call.arg(event.version), event);
         }
-        let (outcome, _run): (String, String) =
-            within(invocation.invoke_async(&mut connection)).await??;
-        Ok(outcome == "restored")
+        let (outcome, acked): (String, bool) = self.write(Some(&self.restore), &key, &call).await?;
+        match (outcome == "restored", acked) {
+            (true, false) => Err(LogError::NotReplicated),
+            (restored, _) => Ok(restored),
+        }
     }
 
     async fn connection(&self) -> Result<RedisConnection, LogError> {
@@ -415,49 +462,50 @@ impl EventLog {
         idempotency: Option<(&str, String)>,
         idempotency_ttl: Duration,
         writer: &Writer,
-        run_id: &str,
     ) -> Result<Appended, LogError> {
-        let mut connection = self.connection().await?;
         let idempotent = idempotency.is_some();
         let (idem_key, record) = match idempotency {
             Some((key, record)) => (idempotency_key(event.board_id, event.actor, key), record),
             None => (idempotency_key(event.board_id, None, ""), String::new()),
         };
-        let mut invocation = self.append.key(stream_key(event.board_id));
-        invocation
-            .key(idem_key)
-            .key(turn_key(event.board_id))
-            .arg(event.version - 1);
-        event_args(&mut invocation, event)
+        let stream = stream_key(event.board_id);
+        let keys = [stream, idem_key, turn_key(event.board_id)];
+        let mut call = evalsha(&self.append, &keys);
+        call.arg(event.version - 1);
+        event_args(&mut call, event)
             .arg(record)
             .arg(idempotency_ttl.as_secs().max(1))
             .arg(&writer.token)
             .arg(if writer.claim_turn { "1" } else { "0" })
             .arg(TURN.as_millis() as u64)
-            .arg(run_id)
             .arg(if idempotent { "1" } else { "0" })
-            .arg(changes_channel(event.board_id));
-        let (kind, value): (String, String) =
-            within(invocation.invoke_async(&mut connection)).await??;
+            .arg(changes_channel(event.board_id))
+            .arg(if self.redis.replica_acks() > 0 {
+                "1"
+            } else {
+                "0"
+            });
+        let ((kind, value), acked): ((String, String), bool) =
+            self.write(Some(&self.append), &keys[0], &call).await?;
         match kind.as_str() {
-            "stored" => Ok(Appended::Stored { stream_id: value }),
+            "stored" if acked => Ok(Appended::Stored { stream_id: value }),
             "conflict" => Ok(Appended::Conflict {
                 current: value.parse().unwrap_or(0),
             }),
-            "new-redis" => Ok(Appended::NewRedis { run_id: value }),
+            _ if !acked => Err(LogError::NotReplicated),
             _ => Ok(Appended::Replay(value)),
         }
     }
 
     /// Appends `events` (consecutive versions of one board, the first at
     /// `events[0].version`) in one step, each with its idempotent record if
-    /// it has a key, if the board is still at the version before them.
+    /// it has a key, if the board is still at the version before them. One
+    /// `WAIT` covers them all.
     pub async fn append_batch(
         &self,
         events: &[(&BoardEvent, Option<(&str, String)>)],
         idempotency_ttl: Duration,
         writer: &Writer,
-        run_id: &str,
     ) -> Result<BatchAppended, LogError> {
         let Some((first, _)) = events.first() else {
             return Ok(BatchAppended::Stored {
@@ -465,19 +513,15 @@ impl EventLog {
             });
         };
         let board_id = first.board_id;
-        let mut connection = self.connection().await?;
-        let mut invocation = self.append_batch.key(stream_key(board_id));
-        invocation.key(turn_key(board_id));
+        let mut keys = vec![stream_key(board_id), turn_key(board_id)];
         for (event, idempotency) in events {
-            let key = match idempotency {
+            keys.push(match idempotency {
                 Some((key, _)) => idempotency_key(board_id, event.actor, key),
                 None => idempotency_key(board_id, None, ""),
-            };
-            invocation.key(key);
+            });
         }
-        invocation
-            .arg(first.version - 1)
-            .arg(run_id)
+        let mut call = evalsha(&self.append_batch, &keys);
+        call.arg(first.version - 1)
             .arg(changes_channel(board_id))
             .arg(idempotency_ttl.as_secs().max(1))
             .arg(&writer.token);
@@ -486,40 +530,57 @@ impl EventLog {
                 Some((_, record)) => (record.as_str(), "1"),
                 None => ("", "0"),
             };
-            event_args(&mut invocation, event)
-                .arg(record)
-                .arg(idempotent);
+            event_args(&mut call, event).arg(record).arg(idempotent);
         }
-        let reply: Vec<String> = within(invocation.invoke_async(&mut connection)).await??;
+        let (reply, acked): (Vec<String>, bool) = self
+            .write(Some(&self.append_batch), &keys[0], &call)
+            .await?;
         match reply.split_first() {
-            Some((kind, ids)) if kind == "stored" && ids.len() == events.len() => {
-                Ok(BatchAppended::Stored {
+            Some((kind, ids)) if kind == "stored" && ids.len() == events.len() => match acked {
+                true => Ok(BatchAppended::Stored {
                     stream_ids: ids.to_vec(),
-                })
-            }
+                }),
+                false => Err(LogError::NotReplicated),
+            },
             _ => Ok(BatchAppended::Refused),
         }
     }
 
-    /// The stored first result of an idempotent write, if any.
+    /// The stored first result of an idempotent write, if any; with replica
+    /// acks, only once enough replicas hold it.
     pub async fn idempotent_result(
         &self,
         board_id: Uuid,
         actor: Option<Uuid>,
         key: &str,
     ) -> Result<Option<String>, LogError> {
-        let mut connection = self.connection().await?;
-        within(connection.get(idempotency_key(board_id, actor, key)))
+        let key = idempotency_key(board_id, actor, key);
+        if self.redis.replica_acks() == 0 {
+            let mut connection = self.connection().await?;
+            return within(connection.get(key)).await?.map_err(LogError::from);
+        }
+        let call = evalsha(&self.idempotent_result, std::slice::from_ref(&key));
+        match self
+            .write(Some(&self.idempotent_result), &key, &call)
             .await?
-            .map_err(LogError::from)
+        {
+            (None, _) => Ok(None),
+            (Some(record), true) => Ok(Some(record)),
+            (Some(_), false) => Err(LogError::NotReplicated),
+        }
     }
 
     /// Adds a board to the registry; called before its first event.
     pub async fn register(&self, board_id: Uuid) -> Result<(), LogError> {
-        let mut connection = self.connection().await?;
-        let _: String =
-            within(connection.xadd(REGISTRY, "*", &[("board_id", board_id.to_string())])).await??;
-        Ok(())
+        let mut call = redis::cmd("XADD");
+        call.arg(REGISTRY)
+            .arg("*")
+            .arg("board_id")
+            .arg(board_id.to_string());
+        match self.write::<String>(None, REGISTRY, &call).await? {
+            (_, true) => Ok(()),
+            (_, false) => Err(LogError::NotReplicated),
+        }
     }
 
     /// Records that `user_id` may belong to `board_id` (or no longer does).
@@ -529,15 +590,13 @@ impl EventLog {
         board_id: Uuid,
         member: bool,
     ) -> Result<(), LogError> {
-        let mut connection = self.connection().await?;
         let key = user_boards_key(user_id);
-        let board = board_id.to_string();
-        let _: i64 = if member {
-            within(connection.sadd(key, board)).await??
-        } else {
-            within(connection.srem(key, board)).await??
-        };
-        Ok(())
+        let mut call = redis::cmd(if member { "SADD" } else { "SREM" });
+        call.arg(&key).arg(board_id.to_string());
+        match self.write::<i64>(None, &key, &call).await? {
+            (_, true) => Ok(()),
+            (_, false) => Err(LogError::NotReplicated),
+        }
     }
 
     /// Boards `user_id` may belong to (a superset; check each board).
@@ -572,5 +631,9 @@ impl StreamRead {
 async fn within<T>(operation: impl std::future::Future<Output = T>) -> Result<T, LogError> {
     tokio::time::timeout(OPERATION_TIMEOUT, operation)
         .await
-        .map_err(|_| LogError::Unavailable("Redis did not answer in time".into()))
+        .map_err(|_| timed_out())
+}
+
+fn timed_out() -> LogError {
+    LogError::Unavailable("Redis did not answer in time".into())
 }

@@ -62,24 +62,34 @@ impl<W: Write> Printer<W> {
 
 /// Prints events until the limit (or forever). Every command names one
 /// stream, so it works on a cluster as on one Redis; streams are read when
-/// their board's channel says they changed, not polled.
+/// their board's channel says they changed, not polled. Redis errors (a
+/// failover, a restart) are waited out; after a topology change every
+/// board is subscribed to again and read once.
 pub async fn run(redis: RedisClient, options: TailOptions) -> anyhow::Result<()> {
-    let mut connection = redis.connection().await?;
-    let (pushes_tx, mut pushes) = mpsc::unbounded_channel();
-    let mut subscriber = redis.subscriber(pushes_tx).await?;
-    let mut printer = Printer {
-        out: std::io::stdout().lock(),
-        printed: 0,
-        limit: options.limit,
-    };
     if options.limit == Some(0) {
         return Ok(());
     }
-    // Read positions per board: an entry id, or ">" under a group.
-    let mut positions: HashMap<Uuid, String> = HashMap::new();
-    let mut unread: HashSet<Uuid> = HashSet::new();
-    let mut registry_position = "0".to_owned();
-    let live_since = match &options.board {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let _watch = redis.watch_topology(stopped);
+    let mut topology = redis.topology_changes();
+    let (pushes_tx, pushes) = mpsc::unbounded_channel();
+    let subscriber = redis.subscriber(pushes_tx).await?;
+    let mut tail = Tail {
+        printer: Printer {
+            out: std::io::stdout().lock(),
+            printed: 0,
+            limit: options.limit,
+        },
+        positions: HashMap::new(),
+        unread: HashSet::new(),
+        registry_position: "0".to_owned(),
+        live_since: None,
+        subscriber,
+        pushes,
+        redis,
+    };
+    let mut connection = tail.redis.connection().await?;
+    match &options.board {
         Some(board_id) => {
             let start = match &options.group {
                 Some(group) => {
@@ -88,95 +98,168 @@ pub async fn run(redis: RedisClient, options: TailOptions) -> anyhow::Result<()>
                 }
                 None => entry_id(options.from),
             };
-            positions.insert(*board_id, start);
-            subscriber.subscribe(&changes_channel(*board_id)).await?;
-            unread.insert(*board_id);
-            None
-        }
-        None => Some(chrono::Utc::now().timestamp_millis()),
-    };
-    let group = options.group.clone();
-
-    loop {
-        if options.board.is_none() {
-            // Learn boards registered since the last look.
-            let reply: StreamRangeReply = connection
-                .xrange(REGISTRY, format!("({registry_position}"), "+")
+            tail.positions.insert(*board_id, start);
+            tail.subscriber
+                .subscribe(&changes_channel(*board_id))
                 .await?;
-            for entry in reply.ids {
-                registry_position = entry.id.clone();
-                let Some(board_id) = entry.get::<String>("board_id").and_then(|b| b.parse().ok())
-                else {
-                    continue;
-                };
-                if positions.contains_key(&board_id) {
-                    continue;
-                }
-                // Without a group, a live tail starts at the boards' present:
-                // boards registered before the tail started begin at their
-                // last entry; newer boards from their first.
-                let registered_ms: i64 = entry
-                    .id
-                    .split('-')
-                    .next()
-                    .and_then(|ms| ms.parse().ok())
-                    .unwrap_or(0);
-                let start = match (&group, live_since) {
-                    (None, Some(since)) if registered_ms < since => {
-                        let last: StreamRangeReply = connection
-                            .xrevrange_count(stream_key(board_id), "+", "-", 1)
-                            .await?;
-                        last.ids
-                            .first()
-                            .map_or_else(|| "0".to_owned(), |e| e.id.clone())
-                    }
-                    _ => "0".to_owned(),
-                };
-                if let Some(group) = &group {
-                    create_group(&mut connection, board_id, group).await?;
-                }
-                subscriber.subscribe(&changes_channel(board_id)).await?;
-                positions.insert(board_id, start);
-                unread.insert(board_id);
+            tail.unread.insert(*board_id);
+        }
+        None => tail.live_since = Some(chrono::Utc::now().timestamp_millis()),
+    }
+    let done = loop {
+        let step = async {
+            if options.board.is_none() {
+                tail.learn_boards(&options).await?;
+            }
+            if tail.unread.is_empty() {
+                tail.wait(&mut topology).await?;
+                return Ok(true);
+            }
+            tail.read(&options).await
+        };
+        match step.await {
+            Ok(true) => {}
+            Ok(false) => break Ok(()),
+            Err(error) if error.downcast_ref::<std::io::Error>().is_some() => break Err(error),
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "tail: Redis unavailable; retrying"
+                );
+                tail.redis.suspect();
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                // Read every board once more: notifications may have been
+                // missed meanwhile.
+                tail.unread.extend(tail.positions.keys().copied());
             }
         }
-        if unread.is_empty() {
-            // Wait for news (or, following all boards, for the next look
-            // at the registry).
-            let wait = tokio::time::timeout(REGISTRY_CHECK, pushes.recv());
-            let first = match wait.await {
-                Ok(Some(push)) => Some(push),
-                Ok(None) => anyhow::bail!("the notification connection closed"),
-                Err(_) => None,
+    };
+    let _ = stop.send(true);
+    done
+}
+
+/// A running tail: where it is in each board, and what to read next.
+struct Tail<W: Write> {
+    printer: Printer<W>,
+    /// Read positions per board: an entry id, or ">" under a group.
+    positions: HashMap<Uuid, String>,
+    unread: HashSet<Uuid>,
+    registry_position: String,
+    /// Following all boards without a group: when the tail started.
+    live_since: Option<i64>,
+    subscriber: crate::redis_client::Subscriber,
+    pushes: mpsc::UnboundedReceiver<redis::PushInfo>,
+    redis: RedisClient,
+}
+
+impl<W: Write> Tail<W> {
+    /// Learns boards registered since the last look.
+    async fn learn_boards(&mut self, options: &TailOptions) -> anyhow::Result<()> {
+        let mut connection = self.redis.connection().await?;
+        let reply: StreamRangeReply = connection
+            .xrange(REGISTRY, format!("({}", self.registry_position), "+")
+            .await?;
+        for entry in reply.ids {
+            self.registry_position = entry.id.clone();
+            let Some(board_id) = entry.get::<String>("board_id").and_then(|b| b.parse().ok())
+            else {
+                continue;
             };
-            let more = std::iter::from_fn(|| pushes.try_recv().ok());
-            for push in first.into_iter().chain(more) {
-                let channel = match Notice::of(push) {
-                    Some(Notice::Message { channel, .. }) => channel,
-                    Some(Notice::Subscribed { channel }) => channel,
-                    Some(Notice::Disconnected) => {
-                        // A new connection, subscribed to every board; each
-                        // is read once, as publications may have been missed.
-                        let (pushes_tx, receiver) = mpsc::unbounded_channel();
-                        pushes = receiver;
-                        subscriber = reconnect(&redis, pushes_tx, positions.keys()).await;
-                        unread.extend(positions.keys().copied());
-                        break;
-                    }
-                    _ => continue,
-                };
-                if let Some(board_id) = board_of_channel(&channel) {
-                    if positions.contains_key(&board_id) {
-                        unread.insert(board_id);
-                    }
+            if self.positions.contains_key(&board_id) {
+                continue;
+            }
+            // Without a group, a live tail starts at the boards' present:
+            // boards registered before the tail started begin at their
+            // last entry; newer boards from their first.
+            let registered_ms: i64 = entry
+                .id
+                .split('-')
+                .next()
+                .and_then(|ms| ms.parse().ok())
+                .unwrap_or(0);
+            let start = match (&options.group, self.live_since) {
+                (None, Some(since)) if registered_ms < since => {
+                    let last: StreamRangeReply = connection
+                        .xrevrange_count(stream_key(board_id), "+", "-", 1)
+                        .await?;
+                    last.ids
+                        .first()
+                        .map_or_else(|| "0".to_owned(), |e| e.id.clone())
+                }
+                _ => "0".to_owned(),
+            };
+            if let Some(group) = &options.group {
+                create_group(&mut connection, board_id, group).await?;
+            }
+            self.subscriber
+                .subscribe(&changes_channel(board_id))
+                .await?;
+            self.positions.insert(board_id, start);
+            self.unread.insert(board_id);
+        }
+        Ok(())
+    }
+
+    /// Waits for news (or, following all boards, for the next look at the
+    /// registry), and notes which boards to read.
+    async fn wait(
+        &mut self,
+        topology: &mut tokio::sync::watch::Receiver<u64>,
+    ) -> anyhow::Result<()> {
+        let first = tokio::select! {
+            push = self.pushes.recv() => match push {
+                Some(push) => Some(push),
+                None => anyhow::bail!("the notification connection closed"),
+            },
+            _ = topology.changed() => {
+                self.reconnect().await;
+                return Ok(());
+            }
+            () = tokio::time::sleep(REGISTRY_CHECK) => None,
+        };
+        let mut pushes = Vec::from_iter(first);
+        pushes.extend(std::iter::from_fn(|| self.pushes.try_recv().ok()));
+        for push in pushes {
+            let channel = match Notice::of(push) {
+                Some(Notice::Message { channel, .. }) => channel,
+                Some(Notice::Subscribed { channel }) => channel,
+                // The channel's slot has a new owner: subscribe there.
+                Some(Notice::Unsubscribed { channel }) => {
+                    self.redis.suspect();
+                    self.subscriber.subscribe(&channel).await?;
+                    channel
+                }
+                Some(Notice::Disconnected) => {
+                    self.reconnect().await;
+                    return Ok(());
+                }
+                _ => continue,
+            };
+            if let Some(board_id) = board_of_channel(&channel) {
+                if self.positions.contains_key(&board_id) {
+                    self.unread.insert(board_id);
                 }
             }
-            continue;
         }
-        let boards: Vec<Uuid> = unread.drain().collect();
+        Ok(())
+    }
+
+    /// A new connection, subscribed to every board; each is read once, as
+    /// publications may have been missed.
+    async fn reconnect(&mut self) {
+        let (pushes_tx, receiver) = mpsc::unbounded_channel();
+        self.pushes = receiver;
+        self.subscriber = reconnect(&self.redis, pushes_tx, self.positions.keys()).await;
+        self.unread.extend(self.positions.keys().copied());
+    }
+
+    /// Reads and prints the boards with news; false once the limit is
+    /// reached.
+    async fn read(&mut self, options: &TailOptions) -> anyhow::Result<bool> {
+        let boards: Vec<Uuid> = self.unread.iter().copied().collect();
         let mut pipe = redis::pipe();
         for board_id in &boards {
-            match &group {
+            match &options.group {
                 // Own pending entries first (a restart), then new ones.
                 Some(group) => pipe
                     .cmd("XREADGROUP")
@@ -187,45 +270,50 @@ pub async fn run(redis: RedisClient, options: TailOptions) -> anyhow::Result<()>
                     .arg(PAGE)
                     .arg("STREAMS")
                     .arg(stream_key(*board_id))
-                    .arg(&positions[board_id]),
+                    .arg(&self.positions[board_id]),
                 None => pipe
                     .cmd("XREAD")
                     .arg("COUNT")
                     .arg(PAGE)
                     .arg("STREAMS")
                     .arg(stream_key(*board_id))
-                    .arg(&positions[board_id]),
+                    .arg(&self.positions[board_id]),
             };
         }
+        let mut connection = self.redis.connection().await?;
         let replies: Vec<Value> = pipe.query_async(&mut connection).await?;
+        for board_id in &boards {
+            self.unread.remove(board_id);
+        }
         for (board_id, reply) in boards.into_iter().zip(replies) {
             let entries = read_reply_entries(reply)?;
             // Under a group, own pending entries come first, until a read
             // of them comes back empty; a full page may have more behind it.
-            let pending = group.is_some() && positions[&board_id] != ">";
+            let pending = options.group.is_some() && self.positions[&board_id] != ">";
             if pending && entries.is_empty() {
-                positions.insert(board_id, ">".to_owned());
+                self.positions.insert(board_id, ">".to_owned());
             }
             if pending || entries.len() == PAGE {
-                unread.insert(board_id);
+                self.unread.insert(board_id);
             }
             let key = stream_key(board_id);
             for entry in entries {
                 let id = entry.id.clone();
-                let more = printer.print(board_id, entry)?;
-                match &group {
+                let more = self.printer.print(board_id, entry)?;
+                match &options.group {
                     Some(group) => {
                         let _: i64 = connection.xack(&key, group, &[&id]).await?;
                     }
                     None => {
-                        positions.insert(board_id, id);
+                        self.positions.insert(board_id, id);
                     }
                 }
                 if !more {
-                    return Ok(());
+                    return Ok(false);
                 }
             }
         }
+        Ok(true)
     }
 }
 

@@ -11,13 +11,18 @@
 //! appended first) re-reads and retries, or answers 412 under `If-Match`.
 //!
 //! PostgreSQL is the durable copy. Before its first write (and first read)
-//! of a board, and again whenever Redis is a new process (the append script
-//! compares Redis's `run_id` with the one the board was checked under), the
-//! store makes sure the stream holds every event the archive or its own
-//! cache has, putting back what a restarted or rolled-back Redis lost.
-//! Versions are thereby never handed out twice, except for events that
-//! were lost from Redis before the projector archived them and that no
-//! instance still holds (docs/OPERATIONS.md, "Durability").
+//! of a board, and again whenever the Redis topology changed (a failover, a
+//! restart: see [`crate::redis_client::topology`]) or the stream turned out
+//! shorter than the cache, the store makes sure the stream holds every
+//! event the archive or its own cache has, putting back what a restarted
+//! or rolled-back Redis lost. After a change every instance checks the
+//! boards it holds at once, and writes wait until all have had time to.
+//! A Redis error in flight never makes the store forget a board: it checks
+//! the board against the stream next time instead. Versions are thereby
+//! never handed out twice, except for events that were lost from Redis
+//! before the projector archived them and that no instance still holds
+//! (docs/OPERATIONS.md, "Durability"); with `redis.replica_acks` >= 1 an
+//! acknowledged event is on a replica, so a failover keeps it.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -27,7 +32,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use dashmap::DashMap;
 use futures_util::future::join_all;
-use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
+use futures_util::StreamExt as _;
+use tokio::sync::{oneshot, watch, Mutex, OwnedMutexGuard};
 use uuid::Uuid;
 
 use super::write::{context, prepare, IdempotencyRecord};
@@ -50,6 +56,8 @@ const RECENT_EVENTS: usize = 128;
 const CATCH_UP_PAGE: usize = 1000;
 /// Queued writes of one board appended in one step, at most.
 const GROUP_COMMIT_MAX: usize = 64;
+/// Boards checked at once after a Redis topology change.
+const RECHECK_CONCURRENCY: usize = 16;
 
 /// A write waiting for its board's lock (see `EventSourcedStore::write`).
 struct Queued {
@@ -68,10 +76,10 @@ struct CachedBoard {
     /// When the last catch-up read was sent: it saw every event appended
     /// before that instant.
     synced_at: Option<Instant>,
-    /// The Redis process (`run_id`) whose stream was last checked against
-    /// the archive and this cache; appends name it, and Redis refuses them
-    /// once another process holds the stream.
-    verified_run: Option<String>,
+    /// The Redis topology generation under which the stream was last
+    /// checked against the archive and this cache; None: check it before
+    /// trusting the cache again (after an error whose outcome is unknown).
+    verified: Option<u64>,
 }
 
 impl CachedBoard {
@@ -135,6 +143,11 @@ impl From<LogError> for StoreError {
                 tracing::warn!(%detail, "Redis unavailable");
                 StoreError::Unavailable("Redis is unavailable; retry shortly".into())
             }
+            LogError::NotReplicated => StoreError::Unavailable(
+                "the write is not yet held by enough Redis replicas; retry with the same \
+                 Idempotency-Key"
+                    .into(),
+            ),
             LogError::Corrupt(error) => StoreError::Internal(error.into()),
         }
     }
@@ -163,7 +176,6 @@ impl EventSourcedStore {
         }
     }
 
-    /// The board's cached state, locked and caught up with its stream.
     /// The board's cached state, locked and caught up with its stream as of
     /// this call. Calls that queue on the lock share one read: a catch-up
     /// sent after a call arrived already covers every write that completed
@@ -172,7 +184,7 @@ impl EventSourcedStore {
         let arrived = Instant::now();
         let slot = self.boards.get_with(board_id, Arc::default);
         let mut cached = slot.lock_owned().await;
-        if cached.verified_run.is_none() {
+        if !self.is_verified(&cached) {
             self.verify(board_id, &mut cached).await?;
             return Ok(cached);
         }
@@ -194,18 +206,31 @@ impl EventSourcedStore {
     /// stream's history. Either way the board's live subscribers are told
     /// to reload it.
     async fn verify(&self, board_id: Uuid, cached: &mut CachedBoard) -> Result<(), StoreError> {
+        let redis = self.log.redis();
+        let generation = redis.generation();
+        // After a topology change, give every instance time to notice and
+        // put back what it holds, before this one reads or writes over it.
+        redis.settled().await;
+        self.verify_now(board_id, cached, generation).await
+    }
+
+    /// [`EventSourcedStore::verify`], without waiting for the other
+    /// instances: for putting back what this one holds.
+    async fn verify_now(
+        &self,
+        board_id: Uuid,
+        cached: &mut CachedBoard,
+        generation: u64,
+    ) -> Result<(), StoreError> {
         let mut resync = None;
         for _ in 0..WRITE_ATTEMPTS {
             let head = self.log.head(board_id).await?;
             let archived = self.archived_version(board_id).await?;
-            if !self
-                .cache_matches_stream(board_id, cached, head.last_version)
-                .await?
-            {
+            if !self.cache_matches_stream(board_id, cached, head).await? {
                 tracing::error!(
                     %board_id,
                     cached_version = cached.version(),
-                    stream_version = head.last_version,
+                    stream_version = head,
                     "the stream no longer matches this instance's cache: acknowledged events \
                      were lost from Redis before they were archived; serving the stream's history"
                 );
@@ -214,10 +239,10 @@ impl EventSourcedStore {
                 resync = Some(ResyncReason::Diverged);
             }
             let known = archived.max(cached.version());
-            if head.last_version >= known {
+            if head >= known {
                 // Catching up may start the cache afresh: mark it after.
                 self.catch_up(board_id, cached).await?;
-                cached.verified_run = Some(head.run_id);
+                cached.verified = Some(generation);
                 if let Some(reason) = resync {
                     // This instance's watchers at once (in order with the
                     // events that follow); the others' through the board's
@@ -235,13 +260,12 @@ impl EventSourcedStore {
                 }
                 return Ok(());
             }
-            let mut missing = if archived > head.last_version {
-                self.archived_after(board_id, head.last_version, archived)
-                    .await?
+            let mut missing = if archived > head {
+                self.archived_after(board_id, head, archived).await?
             } else {
                 Vec::new()
             };
-            let restored_to = archived.max(head.last_version);
+            let restored_to = archived.max(head);
             if cached.version() > restored_to {
                 missing.extend(
                     cached
@@ -253,7 +277,7 @@ impl EventSourcedStore {
             }
             let contiguous = missing
                 .iter()
-                .zip(head.last_version + 1..)
+                .zip(head + 1..)
                 .all(|(event, version)| event.version == version);
             if !contiguous || missing.is_empty() {
                 // The cache cannot bridge the gap to the archive: keep
@@ -261,16 +285,16 @@ impl EventSourcedStore {
                 cached.reset();
                 continue;
             }
-            if self.log.restore(board_id, &head, &missing).await? {
+            if self.log.restore(board_id, head, &missing).await? {
                 tracing::warn!(
                     %board_id,
-                    from = head.last_version + 1,
+                    from = head + 1,
                     to = missing.last().map_or(0, |e| e.version),
                     "Redis had lost acknowledged events of this board; restored them"
                 );
                 metrics::counter!(names::EVENTS_RESTORED).increment(missing.len() as u64);
                 resync.get_or_insert(ResyncReason::Restored);
-                if head.last_version == 0 {
+                if head == 0 {
                     // The registry may have gone with the stream.
                     self.log.register(board_id).await?;
                 }
@@ -334,20 +358,27 @@ impl EventSourcedStore {
         }
         cached.synced_at = Some(Instant::now());
         loop {
+            // A failed read leaves the cache as it was, each event folded
+            // in order: nothing to forget.
             let events = self
                 .events_from(board_id, cached.version(), CATCH_UP_PAGE)
-                .await
-                .inspect_err(|_| cached.reset())?;
+                .await?;
             let full_page = events.len() == CATCH_UP_PAGE;
             for event in events {
                 if event.version != cached.version() + 1 {
-                    // Never fold past a gap: start again from the stream.
-                    let found = event.version;
-                    let expected = cached.version() + 1;
+                    // Never fold past a gap: the stream holds more than the
+                    // cache (so nothing is lost), but not in a readable
+                    // order. Start again from the stream next time.
+                    tracing::warn!(
+                        %board_id,
+                        expected = cached.version() + 1,
+                        found = event.version,
+                        "a board's stream skips versions; reading it again"
+                    );
                     cached.reset();
-                    return Err(StoreError::Internal(anyhow::anyhow!(
-                        "board {board_id}: expected version {expected}, stream has {found}"
-                    )));
+                    return Err(StoreError::Unavailable(
+                        "this board is being read again from its stream; retry".into(),
+                    ));
                 }
                 cached.record(event);
             }
@@ -396,16 +427,60 @@ impl EventSourcedStore {
                 .events_from(board_id, history.len() as u64, CATCH_UP_PAGE)
                 .await?;
             if page.is_empty() {
-                break;
+                // The record outlived the event it names (a failover to a
+                // replica that had one and not the other): the board is
+                // being repaired, not broken.
+                self.log.redis().suspect();
+                return Err(StoreError::Unavailable(
+                    "the first result of this request is not readable yet; retry".into(),
+                ));
             }
             history.extend(page);
         }
         record.replay(key, None, &history)
     }
 
-    /// Keeps `user:<id>:boards` a superset of each user's boards: added
-    /// before the event that grants membership, removed after the one that
-    /// takes it away.
+    /// After each Redis topology change, until `stopping`: checks every
+    /// cached board against its stream at once, putting back the events
+    /// this instance acknowledged that the new Redis lacks, before another
+    /// instance writes over them (writes wait for that, see `verify`).
+    pub async fn recheck_on_topology_change(self, mut stopping: watch::Receiver<bool>) {
+        let redis = self.log.redis().clone();
+        let mut changes = redis.topology_changes();
+        loop {
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { return },
+                _ = stopping.wait_for(|stop| *stop) => return,
+            }
+            let generation = redis.generation();
+            let boards: Vec<(Uuid, Arc<Mutex<CachedBoard>>)> = self
+                .boards
+                .iter()
+                .map(|(board_id, slot)| (*board_id, slot))
+                .collect();
+            let store = &self;
+            let checked = futures_util::stream::iter(boards).for_each_concurrent(
+                RECHECK_CONCURRENCY,
+                |(board_id, slot)| async move {
+                    let mut cached = slot.lock().await;
+                    if cached.board.is_none() || cached.verified == Some(generation) {
+                        return;
+                    }
+                    if let Err(error) = store.verify_now(board_id, &mut cached, generation).await {
+                        tracing::warn!(%board_id, %error, "checking a board after a Redis topology change failed; it is checked again before its next use");
+                    }
+                },
+            );
+            checked.await;
+        }
+    }
+
+    /// Whether the cached board was checked against its stream under the
+    /// current Redis topology.
+    fn is_verified(&self, cached: &CachedBoard) -> bool {
+        cached.verified == Some(self.log.redis().generation())
+    }
+
     /// One write, on its own: decided against the cached board (caught up
     /// first when it disagrees), appended, retried after a lost race.
     async fn write_one(
@@ -421,7 +496,7 @@ impl EventSourcedStore {
         // when it disagrees (a refused command, a lost race) in case another
         // instance moved the board on. One round trip in the common case.
         let mut fresh = false;
-        if cached.verified_run.is_none() {
+        if !self.is_verified(cached) {
             self.verify(board_id, cached).await?;
             fresh = true;
         } else if cached.board.is_none() {
@@ -470,13 +545,7 @@ impl EventSourcedStore {
             });
             let appended = self
                 .log
-                .append(
-                    &event,
-                    record,
-                    self.idempotency_ttl,
-                    &writer,
-                    cached.verified_run.as_deref().unwrap_or_default(),
-                )
+                .append(&event, record, self.idempotency_ttl, &writer)
                 .await;
             match appended {
                 Ok(Appended::Stored { stream_id }) => {
@@ -491,15 +560,12 @@ impl EventSourcedStore {
                     metrics::counter!(names::EVENTS_APPENDED).increment(1);
                     return Ok(rendered);
                 }
-                Ok(Appended::NewRedis { run_id }) => {
-                    tracing::warn!(%board_id, %run_id, "Redis is a new process; checking the board");
-                    self.verify(board_id, cached).await?;
-                    fresh = true;
-                }
                 Ok(Appended::Conflict { current }) if current < cached.version() => {
-                    // The stream is behind what this instance saw without
-                    // Redis restarting (trimmed or rewritten by hand).
-                    cached.verified_run = None;
+                    // The stream is behind what this instance saw: Redis
+                    // lost events (a restart or failover not yet noticed,
+                    // or a stream rewritten by hand). Put them back first.
+                    tracing::warn!(%board_id, stream_version = current, "a board's stream is behind this instance's copy; checking it");
+                    self.log.redis().suspect();
                     self.verify(board_id, cached).await?;
                     fresh = true;
                 }
@@ -525,8 +591,10 @@ impl EventSourcedStore {
                     };
                 }
                 Err(error) => {
-                    // The append may or may not have happened: re-read next time.
-                    cached.reset();
+                    // The append may or may not have happened: check the
+                    // stream against the cache next time (never forget what
+                    // was acknowledged).
+                    cached.verified = None;
                     return Err(error.into());
                 }
             }
@@ -568,9 +636,9 @@ impl EventSourcedStore {
         board_id: Uuid,
         group: Vec<Queued>,
     ) -> Result<(), Vec<Queued>> {
-        let Some(run_id) = cached.verified_run.clone() else {
+        if !self.is_verified(cached) {
             return Err(group);
-        };
+        }
         let mut working = cached.board.clone();
         if working.is_none() {
             return Err(group);
@@ -621,7 +689,7 @@ impl EventSourcedStore {
             .collect();
         let appended = self
             .log
-            .append_batch(&events, self.idempotency_ttl, &writer, &run_id)
+            .append_batch(&events, self.idempotency_ttl, &writer)
             .await;
         drop(events);
         match appended {
@@ -638,18 +706,22 @@ impl EventSourcedStore {
             }
             Ok(BatchAppended::Refused) => Err(group),
             Err(error) => {
-                // The append may or may not have happened: re-read next time.
-                cached.reset();
-                let unavailable = matches!(error, LogError::Unavailable(_));
-                let mut first = Some(StoreError::from(error));
+                // The append may or may not have happened: check the stream
+                // against the cache next time.
+                cached.verified = None;
+                let first = StoreError::from(error);
+                // Every write of the group gets the same answer.
+                let again = || match &first {
+                    StoreError::Unavailable(message) => StoreError::Unavailable(message.clone()),
+                    _ => StoreError::Internal(anyhow::anyhow!("a group append failed")),
+                };
+                let mut group = group.into_iter();
+                let head = group.next();
                 for one in group {
-                    let error = first.take().unwrap_or_else(|| match unavailable {
-                        true => {
-                            StoreError::Unavailable("Redis is unavailable; retry shortly".into())
-                        }
-                        false => StoreError::Internal(anyhow::anyhow!("a group append failed")),
-                    });
-                    let _ = one.done.send(Err(error));
+                    let _ = one.done.send(Err(again()));
+                }
+                if let Some(one) = head {
+                    let _ = one.done.send(Err(first));
                 }
                 Ok(())
             }

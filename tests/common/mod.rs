@@ -21,6 +21,8 @@
 //! - `ws`: [`WsClient`], the JSON frame protocol of `/ws` and `/quick/ws`.
 //! - `projector`: [`Projector`], one `projector run`.
 //! - `services`: [`TestRedis`] and [`TestDb`], private to one test.
+//! - `ha`: Redis that fails over (a cluster with replicas, Sentinel), for
+//!   the fault suite.
 //! - `checks`: assertions and JSON helpers.
 //!
 //! Each test binary compiles all of it and uses a part: hence the
@@ -30,6 +32,7 @@
 pub mod checks;
 pub mod client;
 pub mod env;
+pub mod ha;
 pub mod process;
 pub mod projector;
 pub mod realtime;

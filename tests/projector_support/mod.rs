@@ -51,9 +51,6 @@ pub struct Writer {
     /// Drop tasks at explicit positions (which now and then rebalances a
     /// whole column into one large event); off: always the column's end.
     pub explicit_positions: bool,
-    /// The Redis process appends are checked against, per board (in a
-    /// cluster each board's node is a process of its own).
-    run_ids: HashMap<Uuid, String>,
 }
 
 impl Writer {
@@ -65,7 +62,6 @@ impl Writer {
             guests: (0..5).map(|_| Uuid::new_v4()).collect(),
             rng: Rng::new(seed),
             explicit_positions: true,
-            run_ids: HashMap::new(),
         }
     }
 
@@ -154,14 +150,9 @@ impl Writer {
             token: Uuid::new_v4().to_string(),
             claim_turn: false,
         };
-        if !self.run_ids.contains_key(&board) {
-            let head = self.log.head(board).await.expect("the stream's head");
-            self.run_ids.insert(board, head.run_id);
-        }
-        let run_id = self.run_ids[&board].as_str();
         match self
             .log
-            .append(&event, None, Duration::from_secs(60), &appender, run_id)
+            .append(&event, None, Duration::from_secs(60), &appender)
             .await
         {
             Ok(Appended::Stored { .. }) => {}

@@ -1,0 +1,961 @@
+//! Redis as the server, the projector and the CLIs reach it: one node, a
+//! Redis Cluster (`redis.cluster`), or a master found through Sentinel
+//! (`redis.sentinel_master`), over TCP or TLS (`rediss://`), behind one
+//! type, so nothing else cares which. In a cluster every multi-key command
+//! and script names keys of one hash slot (board keys share the
+//! `{<board_id>}` tag); plain pipelines of single-key commands are split
+//! per node.
+//!
+//! - [`RedisClient::connection`]: one multiplexed connection per process,
+//!   shared by every task. Commands are pipelined on it: no pool checkout,
+//!   no `PING` per use, so a write costs the one command it sends.
+//! - [`RedisClient::query_replicated`]: a write followed by `WAIT` on the
+//!   node that owns its key, when `redis.replica_acks` asks for replicas
+//!   (on connections of their own, since `WAIT` holds its connection).
+//! - [`RedisClient::blocking`]: a connection of its own for a command that
+//!   blocks (`XREAD BLOCK`), which would hold up everyone on the shared one.
+//! - [`RedisClient::subscriber`]: a RESP3 connection for board
+//!   notifications, which re-subscribes by itself after a reconnect.
+//! - [`topology`]: which Redis processes hold the data. Each long-running
+//!   process watches it ([`RedisClient::watch_topology`]); a failover, a
+//!   restart or a moved slot bumps a generation that the readers and the
+//!   store act on (see docs/OPERATIONS.md, "Failover").
+
+pub mod topology;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo,
+    Pipeline, ProtocolVersion, PushInfo, PushKind, RedisError, RedisFuture, RedisResult,
+    TlsCertificates, TlsMode, Value,
+};
+use tokio::sync::{mpsc, watch};
+
+use crate::settings::RedisSettings;
+use topology::Topology;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connections for writes that wait for replicas: a `WAIT` holds up the
+/// commands queued behind it on its connection, so writes spread over these.
+const REPLICATED_CONNECTIONS: usize = 16;
+
+/// How Redis is deployed, from the settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deployment {
+    Single,
+    Cluster,
+    /// `redis.url` lists the Sentinels that monitor this master.
+    Sentinel {
+        master: String,
+    },
+}
+
+/// What a [`RedisClient`] needs besides the URLs.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    pub deployment: Deployment,
+    /// Replicas that must acknowledge a write (`WAIT`); 0: none.
+    pub replica_acks: u32,
+    pub replica_ack_timeout: Duration,
+    pub topology_check: Duration,
+    pub tls: TlsFiles,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        RedisOptions {
+            deployment: Deployment::Single,
+            replica_acks: 0,
+            replica_ack_timeout: Duration::from_secs(1),
+            topology_check: Duration::from_secs(1),
+            tls: TlsFiles::default(),
+        }
+    }
+}
+
+/// PEM files for `rediss://` connections (empty: the platform's roots, no
+/// client certificate).
+#[derive(Debug, Clone, Default)]
+pub struct TlsFiles {
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+}
+
+impl RedisOptions {
+    pub fn from_settings(settings: &RedisSettings) -> RedisOptions {
+        let master = settings.sentinel_master.trim();
+        RedisOptions {
+            deployment: if settings.cluster {
+                Deployment::Cluster
+            } else if !master.is_empty() {
+                Deployment::Sentinel {
+                    master: master.to_owned(),
+                }
+            } else {
+                Deployment::Single
+            },
+            replica_acks: settings.replica_acks,
+            replica_ack_timeout: Duration::from_millis(settings.replica_ack_timeout_ms),
+            topology_check: Duration::from_millis(settings.topology_check_ms),
+            tls: TlsFiles {
+                ca: settings.tls_ca_file.trim().to_owned(),
+                cert: settings.tls_cert_file.trim().to_owned(),
+                key: settings.tls_key_file.trim().to_owned(),
+            },
+        }
+    }
+}
+
+/// Where Redis is and how to talk to it (cheap to clone: clones share
+/// their connections and topology).
+#[derive(Clone)]
+pub struct RedisClient {
+    options: Arc<RedisOptions>,
+    urls: Arc<Vec<String>>,
+    certs: Option<TlsCertificates>,
+    connections: Arc<Connections>,
+    topology: Arc<Topology>,
+}
+
+/// The connections to the current master(s), made on first use (so a Redis
+/// that is down at start-up is picked up when it comes back) and made anew
+/// when Sentinel names another master.
+#[derive(Default)]
+struct Connections {
+    current: parking_lot::Mutex<Option<Arc<Connected>>>,
+    building: tokio::sync::Mutex<()>,
+}
+
+struct Connected {
+    shared: RedisConnection,
+    /// For [`RedisClient::query_replicated`] (empty when no replica acks).
+    replicated: Vec<RedisConnection>,
+    next: AtomicUsize,
+    /// A single Redis's (or Sentinel's master's) address; blocking
+    /// connections come from a pool there.
+    blocking: Option<deadpool_redis::Pool>,
+    /// The master Sentinel named, when there is one.
+    master: Option<ConnectionInfo>,
+}
+
+/// The process's shared, multiplexed connection (cheap to clone).
+#[derive(Clone)]
+pub enum RedisConnection {
+    /// With the topology to tell when the connection was lost (Redis may
+    /// have restarted).
+    Single(ConnectionManager, std::sync::Weak<Topology>),
+    Cluster(ClusterConnection),
+}
+
+/// A connection of one's own, for a command that blocks.
+pub enum BlockingConnection {
+    Single(deadpool_redis::Connection),
+    Cluster(ClusterConnection),
+}
+
+/// What the Redis behind `redis.url` is, as opposed to what the settings say.
+#[derive(Debug, thiserror::Error)]
+pub enum ModeError {
+    #[error(
+        "redis.url points at a Redis Cluster node; set redis.cluster=true \
+         (STREAMBOARD__REDIS__CLUSTER=true) and list the cluster's nodes, comma-separated, \
+         in redis.url"
+    )]
+    ClusterNodeAsSingle,
+    #[error(
+        "redis.cluster is true but {0} is not a cluster node (cluster_enabled:0); set \
+         redis.cluster=false (STREAMBOARD__REDIS__CLUSTER=false) for a single Redis"
+    )]
+    SingleAsCluster(String),
+    #[error(
+        "redis.url has several nodes ({0}); that needs redis.cluster=true, or \
+         redis.sentinel_master for a list of Sentinels"
+    )]
+    SeveralNodes(usize),
+    #[error(
+        "redis.sentinel_master is set but {0} is not a Sentinel; list the Sentinels in redis.url"
+    )]
+    NotASentinel(String),
+    #[error("{setting}: {message}")]
+    Tls {
+        setting: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    Redis(#[from] RedisError),
+}
+
+impl RedisClient {
+    /// `urls`: one URL, or comma-separated seed nodes of a cluster; no
+    /// Sentinel, TLS files or replica acknowledgements.
+    pub fn new(urls: &str, cluster: bool) -> Result<Self, ModeError> {
+        let deployment = match cluster {
+            true => Deployment::Cluster,
+            false => Deployment::Single,
+        };
+        RedisClient::with_options(
+            urls,
+            RedisOptions {
+                deployment,
+                ..RedisOptions::default()
+            },
+        )
+    }
+
+    pub fn from_settings(urls: &str, settings: &RedisSettings) -> Result<Self, ModeError> {
+        RedisClient::with_options(urls, RedisOptions::from_settings(settings))
+    }
+
+    pub fn with_options(urls: &str, options: RedisOptions) -> Result<Self, ModeError> {
+        let urls: Vec<String> = urls
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if options.deployment == Deployment::Single && urls.len() > 1 {
+            return Err(ModeError::SeveralNodes(urls.len()));
+        }
+        let mut tls = false;
+        for url in &urls {
+            let info = url.as_str().into_connection_info()?;
+            tls |= matches!(info.addr(), ConnectionAddr::TcpTls { .. });
+        }
+        let certs = read_certs(&options.tls)?;
+        if tls || certs.is_some() {
+            // rustls needs a process-wide crypto provider; ring, as the
+            // projector's webhook client uses (no C toolchain for aws-lc).
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let topology = Arc::new(Topology::new(options.topology_check));
+        Ok(RedisClient {
+            options: Arc::new(options),
+            urls: Arc::new(urls),
+            certs,
+            connections: Arc::default(),
+            topology,
+        })
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        self.options.deployment == Deployment::Cluster
+    }
+
+    pub fn deployment(&self) -> &Deployment {
+        &self.options.deployment
+    }
+
+    /// Replicas a write must reach before it is acknowledged.
+    pub fn replica_acks(&self) -> u32 {
+        self.options.replica_acks
+    }
+
+    /// `SPUBLISH` in a cluster (the channel lives in its hash slot, so a
+    /// board's script may publish on a board-tagged channel), `PUBLISH` on
+    /// one node, where redis-rs subscribes to plain channels only.
+    pub fn publish_command(&self) -> &'static str {
+        if self.is_cluster() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        }
+    }
+
+    /// The shared connection. It reconnects by itself; after a Sentinel
+    /// promotion the next call returns one to the new master.
+    pub async fn connection(&self) -> RedisResult<RedisConnection> {
+        Ok(self.connected().await?.shared.clone())
+    }
+
+    /// Runs `command` (keys of one hash slot, `key`'s) on the node that owns
+    /// `key`; with `redis.replica_acks` > 0, followed by `WAIT` on the same
+    /// connection. Returns the reply, and whether enough replicas hold
+    /// everything the connection wrote so far (always true without replica
+    /// acks). A reply that is an error comes back as `Value::ServerError`.
+    pub async fn query_replicated(&self, key: &str, command: &Cmd) -> RedisResult<(Value, bool)> {
+        let connected = self.connected().await?;
+        let wanted = self.options.replica_acks;
+        if wanted == 0 || connected.replicated.is_empty() {
+            let mut connection = connected.shared.clone();
+            let reply = match connection.req_packed_command(command).await {
+                Ok(reply) => reply,
+                Err(error) => server_error_value(error)?,
+            };
+            return Ok((reply, true));
+        }
+        let index = connected.next.fetch_add(1, Ordering::Relaxed) % connected.replicated.len();
+        let mut connection = connected.replicated[index].clone();
+        let mut pipe = redis::pipe();
+        pipe.add_command(command.clone())
+            .cmd("WAIT")
+            .arg(wanted)
+            .arg(self.options.replica_ack_timeout.as_millis() as u64);
+        let mut replies = match &mut connection {
+            // Both to the one node, so that `WAIT` counts this write.
+            RedisConnection::Cluster(c) => {
+                let route =
+                    SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master));
+                c.route_pipeline(pipe, 0, 2, route).await?
+            }
+            RedisConnection::Single(c, _) => {
+                let mut pipe = pipe;
+                pipe.ignore_errors();
+                c.req_packed_commands(&pipe, 0, 2).await?
+            }
+        };
+        let acked = match replies.pop() {
+            Some(Value::Int(replicas)) => replicas >= i64::from(wanted),
+            _ => false,
+        };
+        let reply = replies.pop().unwrap_or(Value::Nil);
+        Ok((reply, acked))
+    }
+
+    /// How long a [`RedisClient::query_replicated`] may take at most.
+    pub fn replica_ack_timeout(&self) -> Duration {
+        match self.options.replica_acks {
+            0 => Duration::ZERO,
+            _ => self.options.replica_ack_timeout,
+        }
+    }
+
+    /// A connection for a blocking command (no response timeout).
+    pub async fn blocking(&self) -> RedisResult<BlockingConnection> {
+        if self.is_cluster() {
+            let client = self.cluster_builder()?.build()?;
+            return Ok(BlockingConnection::Cluster(
+                client.get_async_connection().await?,
+            ));
+        }
+        let connected = self.connected().await?;
+        let pool = connected.blocking.as_ref().expect("a pool for one node");
+        pool.get()
+            .await
+            .map(BlockingConnection::Single)
+            .map_err(pool_error)
+    }
+
+    /// A connection for notifications; each arrives on `pushes` (see
+    /// [`Notice::of`]). Subscriptions survive reconnects. After a topology
+    /// change, make a new one (see [`topology`]).
+    pub async fn subscriber(
+        &self,
+        pushes: mpsc::UnboundedSender<PushInfo>,
+    ) -> RedisResult<Subscriber> {
+        if self.is_cluster() {
+            self.check_mode().await.map_err(mode_to_redis)?;
+            let client = self
+                .cluster_builder()?
+                .use_protocol(ProtocolVersion::RESP3)
+                .push_sender(pushes)
+                .build()?;
+            return Ok(Subscriber::Cluster(client.get_async_connection().await?));
+        }
+        let connected = self.connected().await?;
+        let info = match &connected.master {
+            Some(master) => master.clone(),
+            None => self.node_info(&self.first_url())?,
+        };
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        let client = Client::open(info.set_redis_settings(settings))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_push_sender(pushes)
+            .set_automatic_resubscription();
+        Ok(Subscriber::Single(
+            ConnectionManager::new_with_config(client, config).await?,
+        ))
+    }
+
+    /// Refuses a Redis that is not what the settings say: a cluster node
+    /// used as a single Redis answers `MOVED` for most keys, and the reverse
+    /// cannot work at all.
+    pub async fn check_mode(&self) -> Result<(), ModeError> {
+        let url = self.first_url();
+        let client = Client::open(self.node_info(&url)?)?;
+        let mut connection =
+            tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
+                .await
+                .map_err(|_| timed_out())??;
+        if let Deployment::Sentinel { .. } = self.options.deployment {
+            let role: RedisResult<Vec<Value>> =
+                redis::cmd("ROLE").query_async(&mut connection).await;
+            let is_sentinel =
+                matches!(role.as_deref(), Ok([Value::BulkString(kind), ..]) if kind == b"sentinel");
+            return match is_sentinel {
+                true => Ok(()),
+                false => Err(ModeError::NotASentinel(redact(&url))),
+            };
+        }
+        let info: String = redis::cmd("INFO")
+            .arg("cluster")
+            .query_async(&mut connection)
+            .await?;
+        let is_cluster = info.contains("cluster_enabled:1");
+        match (self.is_cluster(), is_cluster) {
+            (false, true) => Err(ModeError::ClusterNodeAsSingle),
+            (true, false) => Err(ModeError::SingleAsCluster(redact(&url))),
+            _ => Ok(()),
+        }
+    }
+
+    /// `ok` or `fail` from `CLUSTER INFO` (`None` for a single Redis).
+    pub async fn cluster_state(&self) -> RedisResult<Option<String>> {
+        if !self.is_cluster() {
+            return Ok(None);
+        }
+        let mut connection = self.connection().await?;
+        let info: String = redis::cmd("CLUSTER")
+            .arg("INFO")
+            .query_async(&mut connection)
+            .await?;
+        Ok(info
+            .lines()
+            .find_map(|line| line.strip_prefix("cluster_state:"))
+            .map(|state| state.trim().to_owned()))
+    }
+
+    /// The generation of the Redis topology: it goes up whenever a master
+    /// changes, restarts or a slot moves (see [`topology`]).
+    pub fn topology_changes(&self) -> watch::Receiver<u64> {
+        self.topology.subscribe()
+    }
+
+    /// The current generation (see [`RedisClient::topology_changes`]).
+    pub fn generation(&self) -> u64 {
+        self.topology.generation()
+    }
+
+    /// Something looked wrong (a dropped connection, `MOVED`, `READONLY`, an
+    /// unsubscribe pushed by the server): look at the topology now rather
+    /// than at the next periodic check.
+    pub fn suspect(&self) {
+        self.topology.suspect();
+    }
+
+    /// Resolves once a topology change has had time to reach every process
+    /// (each checks every `redis.topology_check_ms`), so that each has put
+    /// back what it acknowledged before anyone writes over it.
+    pub async fn settled(&self) {
+        self.topology.settled().await
+    }
+
+    /// Watches the topology until `stop` turns true (see [`topology`]).
+    pub fn watch_topology(&self, stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(topology::watch(self.clone(), stop))
+    }
+
+    async fn connected(&self) -> RedisResult<Arc<Connected>> {
+        if let Some(connected) = self.connections.current.lock().clone() {
+            return Ok(connected);
+        }
+        let _building = self.connections.building.lock().await;
+        if let Some(connected) = self.connections.current.lock().clone() {
+            return Ok(connected);
+        }
+        self.check_mode().await.map_err(mode_to_redis)?;
+        let connected = Arc::new(self.connect().await?);
+        *self.connections.current.lock() = Some(connected.clone());
+        Ok(connected)
+    }
+
+    /// Forgets the connections, so the next use connects to the master
+    /// Sentinel names then.
+    fn reconnect_to_master(&self) {
+        self.connections.current.lock().take();
+    }
+
+    async fn connect(&self) -> RedisResult<Connected> {
+        let replicated_count = match self.options.replica_acks {
+            0 => 0,
+            _ => REPLICATED_CONNECTIONS,
+        };
+        if self.is_cluster() {
+            let client = self.cluster_builder()?.build()?;
+            let shared = RedisConnection::Cluster(client.get_async_connection().await?);
+            let mut replicated = Vec::with_capacity(replicated_count);
+            for _ in 0..replicated_count {
+                // A client each: one cluster client multiplexes one
+                // connection per node, which a `WAIT` would hold up.
+                let client = self.cluster_builder()?.build()?;
+                replicated.push(RedisConnection::Cluster(
+                    client.get_async_connection().await?,
+                ));
+            }
+            return Ok(Connected {
+                shared,
+                replicated,
+                next: AtomicUsize::new(0),
+                blocking: None,
+                master: None,
+            });
+        }
+        let (info, master) = match &self.options.deployment {
+            Deployment::Sentinel { master } => {
+                let info = self.sentinel_client(master)?.async_get_client().await?;
+                let info = info.get_connection_info().clone();
+                (info.clone(), Some(info))
+            }
+            _ => (self.node_info(&self.first_url())?, None),
+        };
+        let manager = || {
+            let client = Client::open(info.clone());
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                .set_number_of_retries(1);
+            async move { ConnectionManager::new_with_config(client?, config).await }
+        };
+        let topology = Arc::downgrade(&self.topology);
+        let shared = RedisConnection::Single(manager().await?, topology.clone());
+        let mut replicated = Vec::with_capacity(replicated_count);
+        for _ in 0..replicated_count {
+            replicated.push(RedisConnection::Single(manager().await?, topology.clone()));
+        }
+        // No response timeout: redis-rs's default (500 ms) would end every
+        // `XREAD BLOCK` longer than that as an error.
+        let blocking = deadpool_redis::Manager::new_with_config(
+            info.clone(),
+            AsyncConnectionConfig::new().set_response_timeout(None),
+        )?;
+        let blocking = deadpool_redis::Pool::builder(blocking)
+            .runtime(deadpool_redis::Runtime::Tokio1)
+            .build()
+            .map_err(|e| invalid(e.to_string()))?;
+        Ok(Connected {
+            shared,
+            replicated,
+            next: AtomicUsize::new(0),
+            blocking: Some(blocking),
+            master,
+        })
+    }
+
+    fn cluster_builder(&self) -> RedisResult<ClusterClientBuilder> {
+        let mut builder = ClusterClientBuilder::new(
+            self.urls
+                .iter()
+                .map(|url| self.node_info(url))
+                .collect::<RedisResult<Vec<_>>>()?,
+        )
+        .connection_timeout(CONNECT_TIMEOUT);
+        if let Some(certs) = &self.certs {
+            builder = builder.certs(certs.clone());
+        }
+        Ok(builder)
+    }
+
+    fn sentinel_client(&self, master: &str) -> RedisResult<SentinelClient> {
+        let infos = self
+            .urls
+            .iter()
+            .map(|url| url.as_str().into_connection_info())
+            .collect::<RedisResult<Vec<_>>>()?;
+        let first = infos
+            .first()
+            .cloned()
+            .ok_or_else(|| invalid("no Sentinel address".into()))?;
+        let tls = matches!(first.addr(), ConnectionAddr::TcpTls { .. });
+        let mut builder = SentinelClientBuilder::new(
+            infos.iter().map(|info| info.addr().clone()),
+            master,
+            SentinelServerType::Master,
+        )?;
+        // The URLs' credentials and scheme serve the Sentinels and the
+        // master alike.
+        let settings = first.redis_settings();
+        if let Some(username) = settings.username() {
+            builder = builder
+                .set_client_to_redis_username(username)
+                .set_client_to_sentinel_username(username);
+        }
+        if let Some(password) = settings.password() {
+            builder = builder
+                .set_client_to_redis_password(password)
+                .set_client_to_sentinel_password(password);
+        }
+        if tls {
+            builder = builder
+                .set_client_to_redis_tls_mode(TlsMode::Secure)
+                .set_client_to_sentinel_tls_mode(TlsMode::Secure);
+        }
+        if let Some(certs) = &self.certs {
+            builder = builder
+                .set_client_to_redis_certificates(certs.clone())
+                .set_client_to_sentinel_certificates(certs.clone());
+        }
+        builder.build()
+    }
+
+    /// A node's connection info, with the TLS files when its URL is
+    /// `rediss://`.
+    fn node_info(&self, url: &str) -> RedisResult<ConnectionInfo> {
+        match &self.certs {
+            Some(certs) => Ok(Client::build_with_tls(url, certs.clone())?
+                .get_connection_info()
+                .clone()),
+            None => url.into_connection_info(),
+        }
+    }
+
+    fn first_url(&self) -> String {
+        self.urls.first().cloned().unwrap_or_default()
+    }
+}
+
+/// The TLS files, read once at start-up so that a missing file is a clear
+/// configuration error.
+fn read_certs(files: &TlsFiles) -> Result<Option<TlsCertificates>, ModeError> {
+    let read = |setting: &'static str, path: &str| -> Result<Option<Vec<u8>>, ModeError> {
+        if path.is_empty() {
+            return Ok(None);
+        }
+        std::fs::read(path).map(Some).map_err(|e| ModeError::Tls {
+            setting,
+            message: format!("cannot read {path}: {e}"),
+        })
+    };
+    let root_cert = read("redis.tls_ca_file", &files.ca)?;
+    let client_cert = read("redis.tls_cert_file", &files.cert)?;
+    let client_key = read("redis.tls_key_file", &files.key)?;
+    let client_tls = match (client_cert, client_key) {
+        (Some(client_cert), Some(client_key)) => Some(redis::ClientTlsConfig {
+            client_cert,
+            client_key,
+        }),
+        _ => None,
+    };
+    if root_cert.is_none() && client_tls.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(TlsCertificates {
+        client_tls,
+        root_cert,
+    }))
+}
+
+/// The URL without its credentials, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn invalid(detail: String) -> RedisError {
+    RedisError::from((redis::ErrorKind::InvalidClientConfig, "redis.url", detail))
+}
+
+fn timed_out() -> RedisError {
+    RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "Redis did not answer in time",
+    ))
+}
+
+fn pool_error(error: impl std::fmt::Display) -> RedisError {
+    RedisError::from(std::io::Error::other(format!(
+        "no Redis connection: {error}"
+    )))
+}
+
+fn mode_to_redis(error: ModeError) -> RedisError {
+    match error {
+        ModeError::Redis(error) => error,
+        other => invalid(other.to_string()),
+    }
+}
+
+/// A command's own server error as its reply (as pipelines give them), any
+/// other failure as the error.
+fn server_error_value(error: RedisError) -> RedisResult<Value> {
+    match error.clone().into_server_errors() {
+        Some(errors) if errors.len() == 1 => Ok(Value::ServerError(errors[0].1.clone())),
+        _ => Err(error),
+    }
+}
+
+/// Whether a command failed because the connection was gone (Redis
+/// restarted, a network blip): the connection manager reconnects, and the
+/// command is sent once more. Safe for our writes: an append names the
+/// version it expects, so one that reaches a Redis that lost the board's
+/// stream is refused, and the store checks the board then.
+fn connection_lost(error: &RedisError) -> bool {
+    error.is_connection_dropped() || error.is_io_error()
+}
+
+/// A lost connection may mean a restarted Redis: look at once.
+fn lost(topology: &std::sync::Weak<Topology>) {
+    if let Some(topology) = topology.upgrade() {
+        topology.suspect();
+    }
+}
+
+impl ConnectionLike for RedisConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            RedisConnection::Single(c, topology) => Box::pin(async move {
+                match c.req_packed_command(cmd).await {
+                    Err(error) if connection_lost(&error) => {
+                        lost(topology);
+                        c.req_packed_command(cmd).await
+                    }
+                    result => result,
+                }
+            }),
+            // The cluster client retries (and follows redirections) itself.
+            RedisConnection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            RedisConnection::Single(c, topology) => Box::pin(async move {
+                match c.req_packed_commands(cmd, offset, count).await {
+                    Err(error) if connection_lost(&error) => {
+                        lost(topology);
+                        c.req_packed_commands(cmd, offset, count).await
+                    }
+                    result => result,
+                }
+            }),
+            // redis-rs sends a pipeline to one node and refuses one whose
+            // commands span hash slots; ours name many boards. So each
+            // command goes on its own, concurrently (the connection still
+            // pipelines them per node), replies in order, a command's server
+            // error as its reply, as a pipeline gives them.
+            RedisConnection::Cluster(c) if !cmd.is_transaction() && cmd.len() > 1 => {
+                let connection = c.clone();
+                Box::pin(async move {
+                    let replies = cmd.cmd_iter().map(|command| {
+                        let mut connection = connection.clone();
+                        async move {
+                            match connection.req_packed_command(command).await {
+                                Ok(value) => Ok(value),
+                                Err(error) => server_error_value(error),
+                            }
+                        }
+                    });
+                    let replies = futures_util::future::try_join_all(replies).await?;
+                    Ok(replies.into_iter().skip(offset).take(count).collect())
+                })
+            }
+            RedisConnection::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            RedisConnection::Single(c, _) => c.get_db(),
+            RedisConnection::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl ConnectionLike for BlockingConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            BlockingConnection::Single(c) => c.req_packed_command(cmd),
+            BlockingConnection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            BlockingConnection::Single(c) => c.req_packed_commands(cmd, offset, count),
+            BlockingConnection::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            BlockingConnection::Single(c) => c.get_db(),
+            BlockingConnection::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// A connection that receives notifications: sharded channels in a
+/// cluster, plain ones on a single Redis (see
+/// [`RedisClient::publish_command`]).
+pub enum Subscriber {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Subscriber {
+    pub async fn subscribe(&mut self, channel: &str) -> RedisResult<()> {
+        match self {
+            Subscriber::Single(c) => c.subscribe(channel).await,
+            Subscriber::Cluster(c) => c.ssubscribe(channel).await,
+        }
+    }
+
+    pub async fn unsubscribe(&mut self, channel: &str) -> RedisResult<()> {
+        match self {
+            Subscriber::Single(c) => c.unsubscribe(channel).await,
+            Subscriber::Cluster(c) => c.sunsubscribe(channel).await,
+        }
+    }
+}
+
+/// A push from a [`Subscriber`], as the listeners need it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Notice {
+    Message {
+        channel: String,
+        payload: String,
+    },
+    /// (Re)subscribed to `channel`, as after a reconnect: anything sent
+    /// meanwhile was missed.
+    Subscribed {
+        channel: String,
+    },
+    /// Unsubscribed from `channel`: when the listener did not ask for it,
+    /// the server dropped the subscription because another node now owns
+    /// the channel's slot (a failover, a moved slot). Subscribe again.
+    Unsubscribed {
+        channel: String,
+    },
+    /// The connection dropped; re-subscriptions follow when it is back.
+    Disconnected,
+}
+
+impl Notice {
+    pub fn of(push: PushInfo) -> Option<Notice> {
+        let text = |value: &Value| match value {
+            Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+            Value::SimpleString(text) => Some(text.clone()),
+            _ => None,
+        };
+        match push.kind {
+            PushKind::Message | PushKind::SMessage => Some(Notice::Message {
+                channel: text(push.data.first()?)?,
+                payload: text(push.data.get(1)?)?,
+            }),
+            PushKind::Subscribe | PushKind::SSubscribe => Some(Notice::Subscribed {
+                channel: text(push.data.first()?)?,
+            }),
+            PushKind::Unsubscribe | PushKind::SUnsubscribe => Some(Notice::Unsubscribed {
+                channel: text(push.data.first()?)?,
+            }),
+            PushKind::Disconnection => Some(Notice::Disconnected),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_nodes_need_cluster_or_sentinel_mode() {
+        let refused = RedisClient::new("redis://127.0.0.1:7001,redis://127.0.0.1:7002", false);
+        assert!(matches!(refused, Err(ModeError::SeveralNodes(2))));
+        let client =
+            RedisClient::new(" redis://127.0.0.1:7001, redis://127.0.0.1:7002 ", true).unwrap();
+        assert_eq!(client.urls.len(), 2);
+        assert_eq!(client.publish_command(), "SPUBLISH");
+        let single = RedisClient::new("redis://127.0.0.1:6379", false).unwrap();
+        assert_eq!(single.publish_command(), "PUBLISH");
+        let sentinels = RedisClient::with_options(
+            "redis://127.0.0.1:26379,redis://127.0.0.1:26380",
+            RedisOptions {
+                deployment: Deployment::Sentinel {
+                    master: "main".into(),
+                },
+                ..RedisOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(sentinels.publish_command(), "PUBLISH");
+    }
+
+    #[test]
+    fn a_missing_tls_file_names_its_setting() {
+        let options = RedisOptions {
+            tls: TlsFiles {
+                ca: "/nonexistent/ca.pem".into(),
+                ..TlsFiles::default()
+            },
+            ..RedisOptions::default()
+        };
+        let refused = RedisClient::with_options("rediss://127.0.0.1:6379", options);
+        match refused {
+            Err(ModeError::Tls { setting, message }) => {
+                assert_eq!(setting, "redis.tls_ca_file");
+                assert!(message.contains("/nonexistent/ca.pem"), "{message}");
+            }
+            other => panic!("expected a TLS error, got {:?}", other.err()),
+        }
+    }
+
+    #[test]
+    fn passwords_stay_out_of_messages() {
+        assert_eq!(
+            redact("redis://user:secret@127.0.0.1:6379"),
+            "redis://***@127.0.0.1:6379"
+        );
+    }
+
+    #[test]
+    fn pushes_become_notices() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let message = PushInfo {
+            kind: PushKind::SMessage,
+            data: vec![bulk("board:{x}:changes"), bulk("7")],
+        };
+        assert_eq!(
+            Notice::of(message),
+            Some(Notice::Message {
+                channel: "board:{x}:changes".into(),
+                payload: "7".into()
+            })
+        );
+        let resubscribed = PushInfo {
+            kind: PushKind::Subscribe,
+            data: vec![bulk("board:{x}:changes"), Value::Int(1)],
+        };
+        assert_eq!(
+            Notice::of(resubscribed),
+            Some(Notice::Subscribed {
+                channel: "board:{x}:changes".into()
+            })
+        );
+        // What a demoted master pushes to its shard channel subscribers.
+        let moved = PushInfo {
+            kind: PushKind::SUnsubscribe,
+            data: vec![bulk("board:{x}:changes"), Value::Int(0)],
+        };
+        assert_eq!(
+            Notice::of(moved),
+            Some(Notice::Unsubscribed {
+                channel: "board:{x}:changes".into()
+            })
+        );
+    }
+}
