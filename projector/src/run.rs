@@ -342,6 +342,9 @@ struct Reading {
     reconnect: bool,
     /// Compare every board's stream with its group (see `reconcile`).
     reconcile: bool,
+    /// With replica acks: boards whose last read replicas did not confirm;
+    /// their entries are pending on this consumer, read again from `0`.
+    unconfirmed: HashSet<Uuid>,
 }
 
 impl Reader {
@@ -581,11 +584,42 @@ impl Reader {
         let count = (budget / boards.len()).max(1);
         let mut conn = self.redis.connection().await?;
         let group = self.settings.group.as_str();
-        let (read, no_group) =
-            stream::read_group(&mut conn, group, &self.name, &boards, count).await?;
+        // Boards to read again at once, whatever this read brought.
+        let mut again = Vec::new();
+        let (read, no_group) = if self.redis.replica_acks() == 0 {
+            stream::read_group(&mut conn, group, &self.name, &boards, count).await?
+        } else {
+            let from: Vec<(Uuid, &str)> = boards
+                .iter()
+                .map(|board| match state.unconfirmed.contains(board) {
+                    true => (*board, "0"),
+                    false => (*board, ">"),
+                })
+                .collect();
+            let replicated =
+                stream::read_group_replicated(&self.redis, group, &self.name, &from, count).await?;
+            for board in &replicated.confirmed {
+                // Its pending entries are confirmed: new entries next.
+                if state.unconfirmed.remove(board) {
+                    again.push(*board);
+                }
+            }
+            if !replicated.unconfirmed.is_empty() {
+                tracing::warn!(
+                    boards = replicated.unconfirmed.len(),
+                    "entries read are not yet on enough replicas; reading them again"
+                );
+                state
+                    .unconfirmed
+                    .extend(replicated.unconfirmed.iter().copied());
+                again.extend(replicated.unconfirmed);
+            }
+            (replicated.read, replicated.no_group)
+        };
         for board in &boards {
             state.unread.remove(board);
         }
+        state.unread.extend(again);
         if !no_group.is_empty() {
             tracing::warn!(
                 boards = no_group.len(),

@@ -16,7 +16,7 @@ use redis::{RedisResult, Value};
 use serde_json::json;
 use streamboard::domain::BoardEvent;
 use streamboard::eventlog::{decode_entry, entry, entry_id, stream_key, StreamRead, REGISTRY};
-use streamboard::redis_client::{BlockingConnection, RedisConnection};
+use streamboard::redis_client::{BlockingConnection, RedisClient, RedisConnection};
 use uuid::Uuid;
 
 /// Known board streams, in registration order: what the registry follower
@@ -263,6 +263,68 @@ pub async fn rewind_group(
         .arg(format!("{version}-0"))
         .query_async(conn)
         .await
+}
+
+/// What [`read_group_replicated`] read.
+#[derive(Default)]
+pub struct ReplicatedRead {
+    /// Entries replicas hold, per board.
+    pub read: Vec<(Uuid, Vec<StreamId>)>,
+    /// Boards whose group is missing.
+    pub no_group: Vec<Uuid>,
+    /// Boards whose read replicas did not confirm in time: the entries are
+    /// now pending on this consumer; read them again from `0`.
+    pub unconfirmed: Vec<Uuid>,
+    /// Boards whose read replicas confirmed (with entries or none).
+    pub confirmed: Vec<Uuid>,
+}
+
+/// Like [`read_group`], with `redis.replica_acks`: each board's read is
+/// followed by `WAIT` on its node and connection, and its entries come back
+/// only once that many replicas hold them (an `XREADGROUP` that delivers
+/// entries is itself replicated, after them). So the archive never holds an
+/// event a failover can take back, one whose write was answered 503 and
+/// will be retried. `boards` pairs each board with where to read: `>` for
+/// new entries, `0` for this consumer's own pending ones.
+pub async fn read_group_replicated(
+    redis: &RedisClient,
+    group: &str,
+    consumer: &str,
+    boards: &[(Uuid, &str)],
+    count: usize,
+) -> RedisResult<ReplicatedRead> {
+    let reads = boards.iter().map(|(board, from)| async move {
+        let key = stream_key(*board);
+        let mut read = redis::cmd("XREADGROUP");
+        read.arg("GROUP")
+            .arg(group)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("STREAMS")
+            .arg(&key)
+            .arg(*from);
+        let (reply, confirmed) = redis.query_replicated(&key, &read).await?;
+        Ok::<_, redis::RedisError>((*board, StreamRead::of(reply)?, confirmed))
+    });
+    let mut replicated = ReplicatedRead::default();
+    for read in futures_util::future::join_all(reads).await {
+        match read? {
+            (board, StreamRead::NoGroup, _) => replicated.no_group.push(board),
+            (board, StreamRead::Entries(entries), false) if !entries.is_empty() => {
+                replicated.unconfirmed.push(board)
+            }
+            (board, StreamRead::Entries(entries), _) => {
+                replicated.confirmed.push(board);
+                // Entries deleted since (nothing left but their ids) are
+                // left to the batch, which skips them.
+                if !entries.is_empty() {
+                    replicated.read.push((board, entries));
+                }
+            }
+        }
+    }
+    Ok(replicated)
 }
 
 /// New entries for this consumer, at most `count` per stream, and the

@@ -43,6 +43,9 @@ use crate::settings::RedisSettings;
 use topology::Topology;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a command may take (redirections and retries included) before
+/// it fails: a dead node must not hold its callers longer than this.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Connections for writes that wait for replicas: a `WAIT` holds up the
 /// commands queued behind it on its connection, so writes spread over these.
 const REPLICATED_CONNECTIONS: usize = 16;
@@ -355,6 +358,7 @@ impl RedisClient {
             self.check_mode().await.map_err(mode_to_redis)?;
             let client = self
                 .cluster_builder()?
+                .response_timeout(RESPONSE_TIMEOUT)
                 .use_protocol(ProtocolVersion::RESP3)
                 .push_sender(pushes)
                 .build()?;
@@ -483,13 +487,19 @@ impl RedisClient {
             _ => REPLICATED_CONNECTIONS,
         };
         if self.is_cluster() {
-            let client = self.cluster_builder()?.build()?;
+            let client = self
+                .cluster_builder()?
+                .response_timeout(RESPONSE_TIMEOUT)
+                .build()?;
             let shared = RedisConnection::Cluster(client.get_async_connection().await?);
             let mut replicated = Vec::with_capacity(replicated_count);
             for _ in 0..replicated_count {
                 // A client each: one cluster client multiplexes one
                 // connection per node, which a `WAIT` would hold up.
-                let client = self.cluster_builder()?.build()?;
+                let client = self
+                    .cluster_builder()?
+                    .response_timeout(RESPONSE_TIMEOUT + self.options.replica_ack_timeout)
+                    .build()?;
                 replicated.push(RedisConnection::Cluster(
                     client.get_async_connection().await?,
                 ));
@@ -510,18 +520,23 @@ impl RedisClient {
             }
             _ => (self.node_info(&self.first_url())?, None),
         };
-        let manager = || {
+        let manager = |response_timeout| {
             let client = Client::open(info.clone());
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                .set_response_timeout(Some(response_timeout))
                 .set_number_of_retries(1);
             async move { ConnectionManager::new_with_config(client?, config).await }
         };
         let topology = Arc::downgrade(&self.topology);
-        let shared = RedisConnection::Single(manager().await?, topology.clone());
+        let shared = RedisConnection::Single(manager(RESPONSE_TIMEOUT).await?, topology.clone());
         let mut replicated = Vec::with_capacity(replicated_count);
         for _ in 0..replicated_count {
-            replicated.push(RedisConnection::Single(manager().await?, topology.clone()));
+            let waiting = RESPONSE_TIMEOUT + self.options.replica_ack_timeout;
+            replicated.push(RedisConnection::Single(
+                manager(waiting).await?,
+                topology.clone(),
+            ));
         }
         // No response timeout: redis-rs's default (500 ms) would end every
         // `XREAD BLOCK` longer than that as an error.
@@ -607,6 +622,26 @@ impl RedisClient {
                 .clone()),
             None => url.into_connection_info(),
         }
+    }
+
+    /// A node at `host:port` (a cluster's, learnt from `CLUSTER NODES`),
+    /// reached the way the seeds are (credentials, TLS).
+    fn node_at(&self, host: &str, port: u16) -> RedisResult<ConnectionInfo> {
+        let seed = self.node_info(&self.first_url())?;
+        let addr = match seed.addr() {
+            ConnectionAddr::TcpTls {
+                insecure,
+                tls_params,
+                ..
+            } => ConnectionAddr::TcpTls {
+                host: host.to_owned(),
+                port,
+                insecure: *insecure,
+                tls_params: tls_params.clone(),
+            },
+            _ => ConnectionAddr::Tcp(host.to_owned(), port),
+        };
+        Ok(seed.set_addr(addr))
     }
 
     fn first_url(&self) -> String {

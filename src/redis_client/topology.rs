@@ -22,14 +22,18 @@
 
 use std::time::{Duration, Instant};
 
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{RedisResult, Value};
+use std::collections::HashMap;
+
+use redis::aio::MultiplexedConnection;
+use redis::{Client, IntoConnectionInfo, RedisResult, Value};
 use tokio::sync::{watch, Notify};
 
 use super::{RedisClient, RedisConnection};
 
 /// Checks are at least this far apart, however often something looks wrong.
 const MIN_GAP: Duration = Duration::from_millis(100);
+/// How long a cluster node may take to answer a probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct Topology {
     interval: Duration,
@@ -37,6 +41,10 @@ pub struct Topology {
     changed_at: parking_lot::Mutex<Option<Instant>>,
     check_now: Notify,
     last: parking_lot::Mutex<Option<String>>,
+    /// A cluster's masters at the last look (`host:port`), asked first.
+    masters: parking_lot::Mutex<Vec<String>>,
+    /// A connection per node probed (cluster), made again when it fails.
+    probes: tokio::sync::Mutex<HashMap<String, MultiplexedConnection>>,
 }
 
 impl Topology {
@@ -47,7 +55,52 @@ impl Topology {
             changed_at: parking_lot::Mutex::new(None),
             check_now: Notify::new(),
             last: parking_lot::Mutex::new(None),
+            masters: parking_lot::Mutex::new(Vec::new()),
+            probes: tokio::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// `<command> <arg>` on the node at `addr` (`host:port`), on a probe
+    /// connection of its own, within [`PROBE_TIMEOUT`].
+    async fn probe(
+        &self,
+        client: &RedisClient,
+        addr: &str,
+        command: &str,
+        arg: &str,
+    ) -> RedisResult<String> {
+        let mut probes = self.probes.lock().await;
+        let attempt = async {
+            let connection = match probes.get(addr) {
+                Some(connection) => connection.clone(),
+                None => {
+                    let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "0"));
+                    let info = client.node_at(host, port.parse().unwrap_or(0))?;
+                    let connection = Client::open(info)?
+                        .get_multiplexed_async_connection()
+                        .await?;
+                    probes.insert(addr.to_owned(), connection.clone());
+                    connection
+                }
+            };
+            let mut connection = connection;
+            let reply: Value = redis::cmd(command)
+                .arg(arg)
+                .query_async(&mut connection)
+                .await?;
+            match reply {
+                Value::BulkString(text) => Ok(String::from_utf8_lossy(&text).into_owned()),
+                Value::VerbatimString { text, .. } => Ok(text),
+                other => Ok(redis::from_redis_value(other)?),
+            }
+        };
+        let reply = tokio::time::timeout(PROBE_TIMEOUT, attempt)
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()));
+        if reply.is_err() {
+            probes.remove(addr);
+        }
+        reply
     }
 
     pub(super) fn subscribe(&self) -> watch::Receiver<u64> {
@@ -130,43 +183,41 @@ async fn look(client: &RedisClient) -> RedisResult<String> {
             Ok(format!("{named} {run_id}"))
         }
         super::Deployment::Cluster => {
-            let RedisConnection::Cluster(mut connection) = client.connection().await? else {
-                unreachable!("a cluster client has a cluster connection");
-            };
-            let nodes = connection
-                .route_command(
-                    redis::cmd("CLUSTER").arg("NODES").clone(),
-                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary),
-                )
-                .await?;
-            let nodes = match nodes {
-                Value::BulkString(text) => String::from_utf8_lossy(&text).into_owned(),
-                Value::VerbatimString { text, .. } => text,
-                other => redis::from_redis_value(other)?,
-            };
+            // Probes on connections of their own: asking a dead node through
+            // the shared cluster connection sends it into recovery, holding
+            // up every command of the process.
+            let topology = &client.topology;
+            let mut known: Vec<String> = topology.masters.lock().clone();
+            known.extend(client.urls.iter().filter_map(|url| {
+                let info = url.as_str().into_connection_info().ok()?;
+                Some(info.addr().to_string())
+            }));
+            let mut nodes = None;
+            for addr in &known {
+                if let Ok(text) = topology.probe(client, addr, "CLUSTER", "NODES").await {
+                    nodes = Some(text);
+                    break;
+                }
+            }
+            let nodes = nodes.ok_or_else(|| {
+                redis::RedisError::from(std::io::Error::other("no cluster node answers"))
+            })?;
             let mut masters = Vec::new();
+            let mut addrs = Vec::new();
             for master in cluster_masters(&nodes) {
-                let (host, port) = master.addr.rsplit_once(':').unwrap_or((master.addr, "0"));
-                let route = SingleNodeRoutingInfo::ByAddress {
-                    host: host.to_owned(),
-                    port: port.parse().unwrap_or(0),
-                };
-                let info = connection
-                    .route_command(
-                        redis::cmd("INFO").arg("server").clone(),
-                        RoutingInfo::SingleNode(route),
-                    )
-                    .await;
-                let run_id = info
+                let run_id = topology
+                    .probe(client, master.addr, "INFO", "server")
+                    .await
                     .ok()
-                    .and_then(|info| redis::from_redis_value::<String>(info).ok())
                     .and_then(|info| parse_run_id(&info))
                     .unwrap_or_else(|| "down".to_owned());
                 masters.push(format!(
                     "{} {} {} {}",
                     master.id, master.addr, run_id, master.slots
                 ));
+                addrs.push(master.addr.to_owned());
             }
+            *topology.masters.lock() = addrs;
             masters.sort();
             Ok(masters.join("; "))
         }

@@ -80,11 +80,23 @@ struct CachedBoard {
     /// checked against the archive and this cache; None: check it before
     /// trusting the cache again (after an error whose outcome is unknown).
     verified: Option<u64>,
+    /// The last version this instance acknowledged (answered 2xx). Only
+    /// events up to it are put back into a stream that lost them: later
+    /// ones were read from the stream, and may be writes that were never
+    /// acknowledged (not yet replicated), whose retries would apply them
+    /// a second time.
+    acknowledged: u64,
 }
 
 impl CachedBoard {
     fn version(&self) -> u64 {
         self.board.as_ref().map_or(0, |b| b.version)
+    }
+
+    /// Records an event this instance appended and acknowledges.
+    fn acknowledge(&mut self, event: BoardEvent) {
+        self.acknowledged = event.version;
+        self.record(event);
     }
 
     fn record(&mut self, event: BoardEvent) {
@@ -266,12 +278,12 @@ impl EventSourcedStore {
                 Vec::new()
             };
             let restored_to = archived.max(head);
-            if cached.version() > restored_to {
+            if cached.acknowledged > restored_to {
                 missing.extend(
                     cached
                         .recent
                         .iter()
-                        .filter(|e| e.version > restored_to)
+                        .filter(|e| e.version > restored_to && e.version <= cached.acknowledged)
                         .map(|e| (**e).clone()),
                 );
             }
@@ -551,7 +563,7 @@ impl EventSourcedStore {
                 Ok(Appended::Stored { stream_id }) => {
                     event.stream_id = Some(stream_id);
                     self.index_after(board_id, &event).await;
-                    cached.record(event);
+                    cached.acknowledge(event);
                     let board = cached
                         .board
                         .as_ref()
@@ -698,7 +710,7 @@ impl EventSourcedStore {
                     group.into_iter().zip(decided).zip(stream_ids)
                 {
                     event.stream_id = Some(stream_id);
-                    cached.record(event);
+                    cached.acknowledge(event);
                     metrics::counter!(names::EVENTS_APPENDED).increment(1);
                     let _ = one.done.send(Ok(rendered));
                 }
