@@ -132,3 +132,70 @@ async fn a_rolled_back_redis_never_acknowledges_a_version_twice() {
         "{restored}"
     );
 }
+
+#[tokio::test]
+async fn a_redis_error_in_flight_never_makes_the_server_forget_acknowledged_events() {
+    // Arrange: 6 acknowledged events, none archived (no projector).
+    let env = TestEnv::api()
+        .with_board("inflight", "Roadmap")
+        .spawn()
+        .await;
+    let owner = env.owner();
+    for i in 0..5 {
+        add_task(&env, 0, &format!("acknowledged {i}")).await;
+    }
+    let path = format!("/api/boards/{}/tasks", owner.board_id);
+
+    // Act: a write times out against a stalled Redis (its outcome unknown
+    // to the server), then Redis comes back with nothing in it.
+    env.redis().pause();
+    let stalled = post_keyed(env.server(), &owner.token, &path, "in-flight").await;
+    env.redis().resume();
+    assert_eq!(stalled.status(), 503);
+    assert!(stalled.headers().contains_key("retry-after"));
+    env.redis().cli(&["FLUSHALL"]);
+    let retried = post_keyed(env.server(), &owner.token, &path, "in-flight").await;
+
+    // Assert: the acknowledged events came back from the server's copy, and
+    // the retry applied its write once, at the next version.
+    assert_eq!(retried.status(), 201);
+    assert_eq!(common::etag_version(&retried), 7);
+    let history = env
+        .server()
+        .api_history(&owner.token, &owner.board_id)
+        .await;
+    assert_eq!(versions(&history), (1..=7).collect::<Vec<_>>());
+    let titles: Vec<&str> = history
+        .iter()
+        .filter_map(|e| e["data"]["title"].as_str())
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "acknowledged 0",
+            "acknowledged 1",
+            "acknowledged 2",
+            "acknowledged 3",
+            "acknowledged 4",
+            "in-flight"
+        ]
+    );
+}
+
+/// `POST path {"title": key}` with `Idempotency-Key: key`.
+async fn post_keyed(
+    server: &common::TestServer,
+    token: &str,
+    path: &str,
+    key: &str,
+) -> reqwest::Response {
+    server
+        .send_auth(
+            reqwest::Method::POST,
+            path,
+            token,
+            &[("Idempotency-Key", key)],
+            Some(json!({ "title": key })),
+        )
+        .await
+}

@@ -13,7 +13,7 @@
 //! - answers 500: none (a failover is a 503 with `Retry-After`);
 //! - subscribers: each reaches the last version of every board within
 //!   15 s of the failover, with no version skipped unless a `resync` frame
-//!   said to reload;
+//!   said to reload; `streamboard tail` prints every version;
 //! - the projection: the PostgreSQL archive holds exactly the history
 //!   within 15 s, and the projector's lag gauge reads 0 then.
 //!
@@ -56,6 +56,8 @@ struct Stack {
     db: TestDb,
     token: String,
     boards: Vec<String>,
+    /// What every binary of the stack runs with (for `streamboard tail`).
+    settings: Vec<(String, String)>,
 }
 
 impl Stack {
@@ -97,6 +99,7 @@ impl Stack {
             db,
             token,
             boards,
+            settings,
         }
     }
 
@@ -236,6 +239,45 @@ async fn watch(
     }
 }
 
+/// `streamboard tail` of every board, live, and what it printed.
+struct Tail {
+    _child: tokio::process::Child,
+    printed: Arc<Mutex<std::collections::HashSet<(String, u64)>>>,
+}
+
+impl Tail {
+    fn start(settings: &[(String, String)]) -> Tail {
+        use tokio::io::AsyncBufReadExt;
+        let mut command = common::process::command(common::process::streamboard_bin(), settings);
+        let mut child = command
+            .arg("tail")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("streamboard tail");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let printed = Arc::new(Mutex::new(std::collections::HashSet::new()));
+        let sink = printed.clone();
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let event: Value = serde_json::from_str(&line).expect("a JSON line");
+                let board = event["board_id"].as_str().unwrap_or_default().to_owned();
+                let version = event["version"].as_u64().unwrap_or_default();
+                sink.lock().unwrap().insert((board, version));
+            }
+        });
+        Tail {
+            _child: child,
+            printed,
+        }
+    }
+
+    fn printed(&self) -> std::collections::HashSet<(String, u64)> {
+        self.printed.lock().unwrap().clone()
+    }
+}
+
 /// Runs the workload around `fault`, then checks what the module docs say.
 async fn survive(stack: Stack, name: &str, fault: impl std::future::Future<Output = ()>) {
     let stack = Arc::new(stack);
@@ -260,6 +302,7 @@ async fn survive(stack: Stack, name: &str, fault: impl std::future::Future<Outpu
         assert!(Instant::now() < subscribed, "subscribers did not subscribe");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let tail = Tail::start(&stack.settings);
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| {
             tokio::spawn(write(
@@ -350,6 +393,37 @@ async fn survive(stack: Stack, name: &str, fault: impl std::future::Future<Outpu
     stop_watching.store(true, Ordering::Relaxed);
     for watcher in watchers {
         watcher.await.expect("a watcher");
+    }
+    // `streamboard tail` printed every version from where it started (a
+    // board's latest event when the tail first looked at it).
+    loop {
+        let printed = tail.printed();
+        let missing: Vec<String> = last
+            .iter()
+            .filter_map(|(board, version)| {
+                let first = printed
+                    .iter()
+                    .filter(|(b, _)| b == *board)
+                    .map(|(_, v)| *v)
+                    .min()?;
+                let gaps: Vec<u64> = (first..=*version)
+                    .filter(|v| !printed.contains(&((*board).clone(), *v)))
+                    .collect();
+                (!gaps.is_empty()).then(|| format!("{board}: {gaps:?}"))
+            })
+            .collect();
+        let silent = last
+            .keys()
+            .filter(|board| !printed.iter().any(|(b, _)| b == **board))
+            .count();
+        if missing.is_empty() && silent == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}: streamboard tail missed versions: {missing:?} ({silent} boards never printed)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (gaps, resyncs) = views.iter().fold((0, 0), |(gaps, resyncs), view| {
         view.lock()

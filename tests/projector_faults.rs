@@ -274,3 +274,39 @@ async fn killed_mid_batch_many_times_every_event_lands_once() {
     );
     survivor.terminate().await;
 }
+
+/// A notification can be missed (a failover drops it, a subscription is
+/// being renewed): the projector's periodic reconcile compares each held
+/// board's stream with its group, so such entries are archived anyway and
+/// the lag gauge counts them meanwhile. Here entries are written with no
+/// notification at all.
+#[tokio::test]
+async fn entries_whose_notification_was_missed_are_archived_by_the_reconcile() {
+    let env = TestEnv::stores().spawn().await;
+    let (redis, db) = (env.redis(), env.db());
+    let mut writer = Writer::new(redis, 11);
+    let boards = writer.create_boards(2).await;
+    writer.step_all(&boards, 3).await;
+    let projector = env
+        .spawn_projector_with(&[("STREAMBOARD__PROJECTOR__RECONCILE_MS", "1000")])
+        .await;
+    wait_caught_up(db, redis, &boards, WAIT).await;
+
+    // Written as the append script would, minus its notification.
+    let silent = boards[0];
+    for _ in 0..3 {
+        let event = writer.step_offline(silent);
+        xadd_event(redis, &event).await;
+    }
+    wait_caught_up(db, redis, &boards, Duration::from_secs(10)).await;
+    assert_read_model(db, &stream_events(redis, &boards).await).await;
+    let mut lag = f64::MAX;
+    for _ in 0..50 {
+        lag = projector.metric("streamboard_projector_lag_events").await;
+        if lag == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(lag, 0.0, "the lag gauge once everything is archived");
+}

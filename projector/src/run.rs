@@ -417,6 +417,9 @@ impl Reader {
                 Err(error) => {
                     tracing::warn!(%error, "reading board streams failed; retrying");
                     self.redis.suspect();
+                    // A subscription may be half made: start over on a new
+                    // connection (every board is subscribed to and read).
+                    state.reconnect = true;
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }

@@ -38,8 +38,8 @@ use tokio::sync::{mpsc, watch, Notify};
 use uuid::Uuid;
 
 use super::{
-    board_of_channel, changes_channel, decode_entry, entry_id, presence_key, stream_key,
-    unix_millis, StreamRead, RESYNC_PREFIX,
+    board_of_channel, changes_channel, decode_entry, entry_id, entry_version, presence_key,
+    stream_key, unix_millis, StreamRead, RESYNC_PREFIX,
 };
 use crate::fanout::{Hub, ResyncReason};
 use crate::redis_client::{Notice, RedisClient, RedisConnection, Subscriber};
@@ -193,6 +193,9 @@ impl StreamFeed {
                     state.unread.clear();
                 } else {
                     tracing::warn!(%error, "fan-out read failed; retrying");
+                    // A subscription may be half made: start over on a new
+                    // connection (every board joins again and is read).
+                    self.state.lock().reconnect = true;
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
                 self.wake.notify_one();
@@ -520,14 +523,6 @@ impl StreamFeed {
     async fn connection(&self) -> redis::RedisResult<RedisConnection> {
         self.redis.connection().await
     }
-}
-
-/// The version of a stream entry id (`<version>-0`).
-fn entry_version(id: &str) -> u64 {
-    id.split('-')
-        .next()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// Creates the group at `start`, or moves an existing one there.

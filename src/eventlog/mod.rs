@@ -99,6 +99,14 @@ pub fn entry_id(version: u64) -> String {
     format!("{version}-0")
 }
 
+/// The version of a stream entry id (`<version>-0`); 0 for anything else
+/// (a group position such as `0` or `>`).
+pub fn entry_version(id: &str) -> u64 {
+    id.split_once('-')
+        .and_then(|(version, _)| version.parse().ok())
+        .unwrap_or(0)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     #[error("Redis is unavailable: {0}")]
@@ -382,11 +390,7 @@ impl EventLog {
         let mut connection = self.connection().await?;
         let last: StreamRangeReply =
             within(connection.xrevrange_count(stream_key(board_id), "+", "-", 1)).await??;
-        Ok(last
-            .ids
-            .first()
-            .and_then(|entry| entry.id.split('-').next()?.parse().ok())
-            .unwrap_or(0))
+        Ok(last.ids.first().map_or(0, |entry| entry_version(&entry.id)))
     }
 
     /// Appends `events` (consecutive, from `head + 1`) with their own

@@ -21,7 +21,9 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::entry::read_reply_entries;
-use super::{board_of_channel, changes_channel, decode_entry, entry_id, stream_key, REGISTRY};
+use super::{
+    board_of_channel, changes_channel, decode_entry, entry_id, entry_version, stream_key, REGISTRY,
+};
 use crate::redis_client::{Notice, RedisClient};
 
 /// How often the registry is checked for new boards when nothing else
@@ -128,9 +130,9 @@ pub async fn run(redis: RedisClient, options: TailOptions) -> anyhow::Result<()>
                 );
                 tail.redis.suspect();
                 tokio::time::sleep(Duration::from_millis(500)).await;
-                // Read every board once more: notifications may have been
-                // missed meanwhile.
-                tail.unread.extend(tail.positions.keys().copied());
+                // Subscribe again on a new connection and read every board
+                // once more: notifications may have been missed meanwhile.
+                tail.reconnect().await;
             }
         }
     };
@@ -245,12 +247,44 @@ impl<W: Write> Tail<W> {
     }
 
     /// A new connection, subscribed to every board; each is read once, as
-    /// publications may have been missed.
+    /// publications may have been missed. A stream now shorter than what
+    /// was printed (a failover to a replica that was behind) is read on
+    /// from its end, so what is written next is printed, lost versions
+    /// being written again with other events.
     async fn reconnect(&mut self) {
         let (pushes_tx, receiver) = mpsc::unbounded_channel();
         self.pushes = receiver;
         self.subscriber = reconnect(&self.redis, pushes_tx, self.positions.keys()).await;
+        if let Err(error) = self.rewind_rolled_back().await {
+            tracing::warn!(%error, "tail: cannot compare the streams with what was printed");
+        }
         self.unread.extend(self.positions.keys().copied());
+    }
+
+    /// See [`Tail::reconnect`]; positions under a group are the group's.
+    async fn rewind_rolled_back(&mut self) -> redis::RedisResult<()> {
+        let mut connection = self.redis.connection().await?;
+        for (board_id, position) in self.positions.iter_mut() {
+            let printed = entry_version(position);
+            if printed == 0 {
+                continue;
+            }
+            let last: StreamRangeReply = connection
+                .xrevrange_count(stream_key(*board_id), "+", "-", 1)
+                .await?;
+            let head = last.ids.first().map_or(0, |e| entry_version(&e.id));
+            if head < printed {
+                tracing::warn!(
+                    %board_id,
+                    printed,
+                    stream_version = head,
+                    "tail: the stream lost versions already printed (a failover to a replica \
+                     that was behind); they may come again with other events"
+                );
+                *position = entry_id(head);
+            }
+        }
+        Ok(())
     }
 
     /// Reads and prints the boards with news; false once the limit is

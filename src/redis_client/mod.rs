@@ -842,18 +842,31 @@ pub enum Subscriber {
 }
 
 impl Subscriber {
+    /// Subscribes, or fails within [`RESPONSE_TIMEOUT`]: a subscription
+    /// waits for the node's confirmation, which a dead or paused node never
+    /// sends. After a failure, make a new subscriber.
     pub async fn subscribe(&mut self, channel: &str) -> RedisResult<()> {
-        match self {
-            Subscriber::Single(c) => c.subscribe(channel).await,
-            Subscriber::Cluster(c) => c.ssubscribe(channel).await,
-        }
+        let subscribed = async {
+            match self {
+                Subscriber::Single(c) => c.subscribe(channel).await,
+                Subscriber::Cluster(c) => c.ssubscribe(channel).await,
+            }
+        };
+        tokio::time::timeout(RESPONSE_TIMEOUT, subscribed)
+            .await
+            .unwrap_or_else(|_| Err(timed_out()))
     }
 
     pub async fn unsubscribe(&mut self, channel: &str) -> RedisResult<()> {
-        match self {
-            Subscriber::Single(c) => c.unsubscribe(channel).await,
-            Subscriber::Cluster(c) => c.sunsubscribe(channel).await,
-        }
+        let unsubscribed = async {
+            match self {
+                Subscriber::Single(c) => c.unsubscribe(channel).await,
+                Subscriber::Cluster(c) => c.sunsubscribe(channel).await,
+            }
+        };
+        tokio::time::timeout(RESPONSE_TIMEOUT, unsubscribed)
+            .await
+            .unwrap_or_else(|_| Err(timed_out()))
     }
 }
 

@@ -377,6 +377,46 @@ fn port_of(addr: &str) -> u16 {
         .expect("a node address")
 }
 
+/// A replica of a single Redis (`--replicaof`), killed on drop.
+pub struct Replica {
+    node: Node,
+    _dir: TempDir,
+}
+
+impl Replica {
+    /// Starts a replica of the Redis on `master` and waits until it is in
+    /// sync.
+    pub fn start(master: u16) -> Replica {
+        let dir = TempDir(temp_dir("replica"));
+        let node = loop {
+            let port = free_port();
+            let mut args = node_args(port, false);
+            args.extend(["--replicaof".into(), "127.0.0.1".into(), master.to_string()]);
+            if let Some(node) = Node::start(port, dir.0.join(port.to_string()), args) {
+                break node;
+            }
+        };
+        let port = node.port;
+        wait_until("a replica in sync", Duration::from_secs(20), || {
+            cli(port, &["INFO", "replication"]).contains("master_link_status:up")
+        });
+        Replica { node, _dir: dir }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.node.port
+    }
+}
+
+/// A directory removed on drop.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// The master name the Sentinels monitor.
 pub const SENTINEL_MASTER: &str = "streamboard";
 

@@ -231,6 +231,25 @@ impl TestRedis {
         wait_for_pong(self.port);
     }
 
+    /// SIGSTOP: the server stops answering, connections stay open.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`TestRedis::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(child) = child.as_ref() {
+            let _ = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status();
+        }
+    }
+
     /// Runs a redis-cli command against this server (following a cluster's
     /// redirections) and returns its output.
     pub fn cli(&self, args: &[&str]) -> String {
