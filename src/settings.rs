@@ -336,6 +336,19 @@ parked, replay) log warnings only.";
                 message: "must be at least 1024".into(),
             });
         }
+        if let Some(origin) = self
+            .server
+            .cors_origins
+            .iter()
+            .find(|origin| origin.as_str() != "*" && !is_origin(origin))
+        {
+            return Err(SettingsError::Invalid {
+                setting: "server.cors_origins",
+                message: format!(
+                    "'{origin}' is not an origin (scheme://host[:port], no path), nor \"*\""
+                ),
+            });
+        }
         let secret = self.auth.jwt_secret.expose_secret();
         if self.profile != "dev" && secret.len() < MIN_JWT_SECRET_BYTES {
             return Err(SettingsError::Invalid {
@@ -386,6 +399,13 @@ parked, replay) log warnings only.";
     pub fn jwt_secret(&self) -> &str {
         non_empty(&self.auth.jwt_secret).unwrap_or("streamboard-dev-only-secret-do-not-deploy")
     }
+}
+
+/// `https://boards.example.com` or `http://localhost:3000`: what a browser
+/// sends as `Origin`, exactly.
+fn is_origin(text: &str) -> bool {
+    url::Url::parse(text)
+        .is_ok_and(|url| url.has_host() && url.origin().ascii_serialization() == text)
 }
 
 fn non_empty(secret: &SecretString) -> Option<&str> {
@@ -488,6 +508,31 @@ mod tests {
         .unwrap();
         let err = Settings::load_from("dev", &dir, &dir).unwrap_err();
         assert!(err.to_string().contains("max_connections"), "{err}");
+    }
+
+    #[test]
+    fn cors_allows_nothing_by_default_and_takes_only_origins() {
+        let dir = temp_dir("cors");
+        let dev = Settings::load_from("dev", &dir, &dir).unwrap();
+        assert!(dev.server.cors_origins.is_empty(), "built-in default");
+        std::fs::write(
+            dir.join("dev.toml"),
+            "[server]\ncors_origins = [\"https://a.example\", \"http://localhost:3000\"]\n",
+        )
+        .unwrap();
+        assert!(Settings::load_from("dev", &dir, &dir).is_ok());
+        for bad in ["nonsense", "https://a.example/", "https://a.example/path"] {
+            std::fs::write(
+                dir.join("dev.toml"),
+                format!("[server]\ncors_origins = [\"{bad}\"]\n"),
+            )
+            .unwrap();
+            let err = Settings::load_from("dev", &dir, &dir).unwrap_err();
+            assert!(
+                err.to_string().contains("server.cors_origins"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -30,7 +30,8 @@ use crate::views::{self, View};
 #[serde(deny_unknown_fields)]
 struct CreateBoardBody {
     name: String,
-    columns: Option<Vec<String>>,
+    #[serde(default, with = "::serde_with::rust::double_option")]
+    columns: Option<Option<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -89,7 +90,7 @@ fn not_null<T>(field: &'static str, value: Option<Option<T>>) -> Result<Option<T
 fn create_board(body: CreateBoardBody) -> Result<Command, DomainError> {
     Ok(Command::CreateBoard {
         name: BoardName::parse(&body.name)?,
-        columns: match body.columns {
+        columns: match not_null("columns", body.columns)? {
             Some(columns) => Columns::parse(&columns)?,
             None => Columns::default_columns(),
         },
@@ -496,6 +497,13 @@ pub fn routes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_board_refuses_null_columns() {
+        let body = br#"{"name": "Plan", "columns": null}"#;
+        let error = create_board(parse_json(body).unwrap()).unwrap_err();
+        assert_eq!(error.field(), Some("columns"), "{error}");
+    }
 
     #[test]
     fn a_new_task_refuses_null_where_a_field_may_be_omitted() {

@@ -116,6 +116,8 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .unify();
     let all = warp::path::full().and(all).map(error::with_allow_header);
 
+    let secure = state.settings.auth.cookie_secure;
+    let all = all.map(move |response| auth::secure_cookies(response, secure));
     all.with(cors(&state.settings.server.cors_origins))
         .with(warp::log::custom(ops::record_request))
         .map(Reply::into_response)
@@ -140,5 +142,28 @@ fn cors(origins: &[String]) -> warp::cors::Builder {
         builder
             .allow_origins(origins.iter().map(String::as_str))
             .allow_credentials(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn origin_allowed(origins: &[&str], origin: &str) -> bool {
+        let origins: Vec<String> = origins.iter().map(|o| (*o).to_owned()).collect();
+        let filter = warp::any().map(warp::reply).with(cors(&origins));
+        warp::test::request()
+            .header("origin", origin)
+            .filter(&filter)
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn no_origin_is_allowed_unless_listed() {
+        assert!(!origin_allowed(&[], "http://localhost:3000").await);
+        assert!(origin_allowed(&["https://a.example"], "https://a.example").await);
+        assert!(!origin_allowed(&["https://a.example"], "https://b.example").await);
+        assert!(origin_allowed(&["*"], "https://b.example").await);
     }
 }

@@ -15,7 +15,7 @@ use warp::{Filter, Rejection, Reply};
 
 use super::error::ApiError;
 use super::members::ensure_owner;
-use super::request::{body_bytes, parse_json};
+use super::request::{body_bytes, parse_json, present};
 use crate::postgres;
 use crate::store::{BoardStore, Caller};
 use crate::webhooks::{self, registry, WebhookError};
@@ -24,7 +24,9 @@ use crate::webhooks::{self, registry, WebhookError};
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     url: String,
+    #[serde(default, deserialize_with = "present")]
     events: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
     secret: Option<String>,
 }
 
