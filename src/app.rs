@@ -15,6 +15,7 @@ use crate::dependencies::Dependencies;
 use crate::eventlog::feed::StreamFeed;
 use crate::eventlog::EventLog;
 use crate::fanout::Hub;
+use crate::http::accept::{Admission, ConnectionLimits};
 use crate::http::connections::ConnectionCap;
 use crate::http::{self, ws, ApiState, AppState};
 use crate::postgres;
@@ -130,7 +131,8 @@ impl Application {
             .await
             .with_context(|| format!("binding {addr}"))?;
         let addr = listener.local_addr().context("reading the bound address")?;
-        let server = http::serve::serve(listener, http::routes(state), stopping);
+        let admission = Admission::new(ConnectionLimits::from(&state.settings.server));
+        let server = http::serve::serve(listener, http::routes(state), admission, stopping);
         Ok(Application {
             addr,
             server: Box::pin(server),

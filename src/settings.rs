@@ -38,6 +38,16 @@ pub struct ServerSettings {
     pub shutdown_grace_seconds: u64,
     /// The built board page, served at `/`.
     pub web_dir: PathBuf,
+    /// Open client sockets, WebSockets included; past it a new one gets 503.
+    pub max_connections: usize,
+    /// Open client sockets from one IP address (0: no cap); past it 429.
+    pub max_connections_per_address: usize,
+    /// A connection with no request under way is closed after this.
+    pub idle_timeout_seconds: u64,
+    /// A request's head must be complete this long after its first byte.
+    pub header_read_timeout_seconds: u64,
+    /// A request's body must be complete this long after its head.
+    pub body_read_timeout_seconds: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -330,6 +340,30 @@ parked, replay) log warnings only.";
 
     fn validate(&self) -> Result<(), SettingsError> {
         self.server_addr()?;
+        let server = &self.server;
+        let checks: [(&'static str, bool, &str); 4] = [
+            (
+                "server.max_connections",
+                server.max_connections >= 1,
+                "must be at least 1",
+            ),
+            (
+                "server.idle_timeout_seconds",
+                server.idle_timeout_seconds >= 1,
+                "must be at least 1",
+            ),
+            (
+                "server.header_read_timeout_seconds",
+                server.header_read_timeout_seconds >= 1,
+                "must be at least 1",
+            ),
+            (
+                "server.body_read_timeout_seconds",
+                server.body_read_timeout_seconds >= 1,
+                "must be at least 1",
+            ),
+        ];
+        first_failed(&checks)?;
         if self.server.body_limit_bytes < 1024 {
             return Err(SettingsError::Invalid {
                 setting: "server.body_limit_bytes",

@@ -16,7 +16,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use super::error::ApiError;
-use super::request::{parse_board_page, parse_json, write_headers, Page, WriteHeaders};
+use super::request::{parse_board_page, parse_json, write_headers, BodyLimit, Page, WriteHeaders};
 use crate::domain::values::{
     Assignee, BoardName, ColumnName, Columns, CustomFields, Description, FieldsPatch, Position,
     TaskTitle,
@@ -279,7 +279,7 @@ pub fn routes(
     store: Arc<dyn BoardStore>,
     caller: BoxedFilter<(Caller,)>,
     reader: BoxedFilter<(Caller,)>,
-    body_limit: u64,
+    body_limit: BodyLimit,
 ) -> BoxedFilter<(Response,)> {
     let ctx = Ctx { store };
     let boards = warp::any()

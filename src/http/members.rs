@@ -13,7 +13,7 @@ use warp::{Filter, Rejection};
 
 use super::boards::{respond, run_write, Write};
 use super::error::ApiError;
-use super::request::{parse_json, present, write_headers, WriteHeaders};
+use super::request::{parse_json, present, write_headers, BodyLimit, WriteHeaders};
 use crate::auth::users;
 use crate::domain::{Command, DomainError, Role};
 use crate::store::BoardStore;
@@ -80,7 +80,7 @@ pub fn routes(
     store: Arc<dyn BoardStore>,
     users_pool: Pool,
     caller: BoxedFilter<(Caller,)>,
-    body_limit: u64,
+    body_limit: BodyLimit,
 ) -> BoxedFilter<(Response,)> {
     let members = warp::any()
         .map(move || store.clone())

@@ -1,6 +1,7 @@
 //! The HTTP adapter: routes, request parsing, the error boundary, and the
 //! WebSocket gateway. Handlers stay thin: parse, call the store, render.
 
+pub mod accept;
 pub mod accounts;
 pub mod auth;
 pub mod boards;
@@ -31,7 +32,7 @@ pub use state::{ApiState, AppState};
 
 /// Every route of the server, with CORS, error recovery and access logs.
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
-    let body_limit = state.settings.server.body_limit_bytes;
+    let body_limit = request::BodyLimit::from(&state.settings.server);
     let anonymous = warp::any().map(|| Caller::Anonymous).boxed();
 
     let quick = warp::path("quick").and(

@@ -7,6 +7,7 @@
 //! is 422 naming its field, before any handler sees it.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -18,16 +19,47 @@ use warp::path::FullPath;
 use warp::{Filter, Rejection};
 
 use super::error::ApiError;
+use crate::settings::ServerSettings;
 use crate::store::write::fingerprint;
 use crate::store::IdempotencyKey;
 use crate::views::{BoardKey, BoardPage};
 
-/// The body as bytes; larger than `limit` gets 413, whether or not the
-/// client sent a Content-Length.
-pub fn body_bytes(limit: u64) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
+/// How large a request body may be, and how long it may take to arrive.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit {
+    pub bytes: u64,
+    pub read_timeout: Duration,
+}
+
+impl From<&ServerSettings> for BodyLimit {
+    fn from(server: &ServerSettings) -> Self {
+        BodyLimit {
+            bytes: server.body_limit_bytes,
+            read_timeout: Duration::from_secs(server.body_read_timeout_seconds),
+        }
+    }
+}
+
+/// The body as bytes; larger than `limit.bytes` gets 413, whether or not
+/// the client sent a Content-Length; not all there within
+/// `limit.read_timeout` gets 408 (a client sending a byte a minute holds
+/// no connection for long).
+pub fn body_bytes(limit: BodyLimit) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
     warp::header::optional::<u64>("content-length")
         .and(warp::body::stream())
-        .and_then(move |length: Option<u64>, stream| collect_body(length, stream, limit))
+        .and_then(move |length: Option<u64>, stream| async move {
+            match tokio::time::timeout(
+                limit.read_timeout,
+                collect_body(length, stream, limit.bytes),
+            )
+            .await
+            {
+                Ok(body) => body,
+                Err(_) => Err(warp::reject::custom(ApiError::request_timeout(
+                    limit.read_timeout,
+                ))),
+            }
+        })
 }
 
 async fn collect_body<S, B>(length: Option<u64>, stream: S, limit: u64) -> Result<Bytes, Rejection>
@@ -233,7 +265,7 @@ pub struct WriteHeaders {
 /// `If-Match` and `Idempotency-Key`, with the request fingerprinted so a
 /// reused key is told apart from a retry.
 pub fn write_headers(
-    body_limit: u64,
+    body_limit: BodyLimit,
 ) -> impl Filter<Extract = (WriteHeaders, Bytes), Error = Rejection> + Clone {
     warp::method()
         .and(warp::path::full())

@@ -15,7 +15,7 @@ use warp::{Filter, Rejection, Reply};
 
 use super::error::ApiError;
 use super::members::ensure_owner;
-use super::request::{body_bytes, parse_json, present};
+use super::request::{body_bytes, parse_json, present, BodyLimit};
 use crate::postgres;
 use crate::store::{BoardStore, Caller};
 use crate::webhooks::{self, registry, WebhookError};
@@ -61,7 +61,7 @@ pub fn routes(
     store: Arc<dyn BoardStore>,
     pool: Pool,
     caller: BoxedFilter<(Caller,)>,
-    body_limit: u64,
+    body_limit: BodyLimit,
     allow_private_targets: bool,
 ) -> BoxedFilter<(Response,)> {
     let context = Context {
