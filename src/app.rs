@@ -23,7 +23,7 @@ use crate::presence::Presence;
 use crate::redis_client::{ModeError, RedisClient};
 use crate::settings::Settings;
 use crate::store::event_sourced::EventSourcedStore;
-use crate::store::memory::MemoryStore;
+use crate::store::memory::{MemoryStore, QuickLimits};
 use crate::store::BoardStore;
 
 /// Boards whose state the event-sourced store keeps in memory.
@@ -62,11 +62,19 @@ impl Application {
                 "no Redis or PostgreSQL configured: serving quick-win mode (/quick) only"
             );
         }
-        let quick: Arc<dyn BoardStore> = Arc::new(MemoryStore::new(
-            settings.quick.max_boards,
-            settings.quick.max_events_per_board,
-            Duration::from_secs(u64::from(settings.idempotency.ttl_hours) * 3600),
-        ));
+        let quick_store = Arc::new(MemoryStore::new(QuickLimits {
+            max_boards: settings.quick.max_boards,
+            max_events_per_board: settings.quick.max_events_per_board,
+            max_bytes: settings.quick.max_bytes,
+            idle_expiry: Duration::from_secs(settings.quick.idle_board_seconds),
+            idempotency_ttl: Duration::from_secs(u64::from(settings.idempotency.ttl_hours) * 3600),
+        }));
+        let mut background = Vec::new();
+        background.push(tokio::spawn(Arc::clone(&quick_store).expire_idle_every(
+            Duration::from_secs((settings.quick.idle_board_seconds / 10).clamp(1, 60)),
+            stopping.clone(),
+        )));
+        let quick: Arc<dyn BoardStore> = quick_store;
         let connections = ConnectionCap::new(
             settings.websocket.max_connections,
             settings.websocket.max_connections_per_user,
@@ -79,7 +87,6 @@ impl Application {
             connections.clone(),
             stopping.clone(),
         );
-        let mut background = Vec::new();
         let api = match (&dependencies.redis, &dependencies.postgres) {
             (Some(redis), Some(users)) => {
                 prepare_schema(users).await?;

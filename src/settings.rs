@@ -48,6 +48,8 @@ pub struct ServerSettings {
     pub header_read_timeout_seconds: u64,
     /// A request's body must be complete this long after its head.
     pub body_read_timeout_seconds: u64,
+    /// List pages (boards, history) end at this many bytes of JSON.
+    pub list_page_bytes: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,9 +86,16 @@ impl AuthSettings {
 
 #[derive(Debug, Deserialize)]
 pub struct QuickSettings {
+    /// Boards held at once (deleted ones do not count).
     pub max_boards: usize,
     /// Events each quick-win board keeps; older ones are folded away.
     pub max_events_per_board: usize,
+    /// Estimated heap bytes over all boards, history included.
+    pub max_bytes: usize,
+    /// Boards nobody read, wrote or watched for this long are dropped.
+    pub idle_board_seconds: u64,
+    /// Boards one client address may create per minute.
+    pub creates_per_minute: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -341,7 +350,22 @@ parked, replay) log warnings only.";
     fn validate(&self) -> Result<(), SettingsError> {
         self.server_addr()?;
         let server = &self.server;
-        let checks: [(&'static str, bool, &str); 4] = [
+        let checks: [(&'static str, bool, &str); 7] = [
+            (
+                "server.list_page_bytes",
+                server.list_page_bytes >= 4096,
+                "must be at least 4096",
+            ),
+            (
+                "quick.max_bytes",
+                self.quick.max_bytes >= 1024 * 1024,
+                "must be at least 1048576 (1 MiB)",
+            ),
+            (
+                "quick.idle_board_seconds",
+                self.quick.idle_board_seconds >= 1,
+                "must be at least 1",
+            ),
             (
                 "server.max_connections",
                 server.max_connections >= 1,

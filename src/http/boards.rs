@@ -24,7 +24,7 @@ use crate::domain::values::{
 use crate::domain::{Command, DomainError, NewTask, TaskPatch};
 use crate::store::write::board_id_for;
 use crate::store::{BoardStore, Caller, Rendered, WriteRequest};
-use crate::views::{self, View};
+use crate::views::{PageWriter, View};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -207,6 +207,8 @@ fn json_response(body: Bytes) -> Response {
 #[derive(Clone)]
 struct Ctx {
     store: Arc<dyn BoardStore>,
+    /// Where list pages (boards, history) end in bytes.
+    page_bytes: usize,
 }
 
 /// One write as a route states it: the command, what its response shows,
@@ -280,8 +282,9 @@ pub fn routes(
     caller: BoxedFilter<(Caller,)>,
     reader: BoxedFilter<(Caller,)>,
     body_limit: BodyLimit,
+    page_bytes: usize,
 ) -> BoxedFilter<(Response,)> {
-    let ctx = Ctx { store };
+    let ctx = Ctx { store, page_bytes };
     let boards = warp::any()
         .map(move || ctx.clone())
         .and(warp::path("boards"));
@@ -301,7 +304,8 @@ pub fn routes(
         .and(warp::query::<HashMap<String, String>>())
         .and_then(
             |ctx: Ctx, caller: Caller, query: HashMap<String, String>| async move {
-                let page = parse_board_page(&query).map_err(warp::reject::custom)?;
+                let page =
+                    parse_board_page(&query, ctx.page_bytes).map_err(warp::reject::custom)?;
                 let body = ctx.store.list_boards(caller, page).await?;
                 Ok::<_, Rejection>(json_response(body))
             },
@@ -464,11 +468,16 @@ pub fn routes(
                     .store
                     .events_after(caller, board_id, page.after, page.limit)
                     .await?;
-                let next_after = events.last().map(|e| e.version);
-                let body = views::to_bytes(&serde_json::json!({
-                    "events": events,
-                    "next_after": next_after,
-                }));
+                // The page ends at `limit` events or at its byte budget,
+                // whichever comes first; `next_after` goes on from there.
+                let mut page = PageWriter::new("events", ctx.page_bytes);
+                for event in &events {
+                    if !page.push(event.version, &**event) {
+                        break;
+                    }
+                }
+                let next_after = page.last();
+                let body = page.finish(&[("next_after", serde_json::json!(next_after))]);
                 Ok::<_, Rejection>(json_response(body))
             },
         );

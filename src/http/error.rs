@@ -191,6 +191,14 @@ impl From<StoreError> for ApiError {
                 "this Idempotency-Key was already used for a different request",
             ),
             StoreError::LimitReached(message) => ApiError::limit_reached(message),
+            StoreError::BudgetFull(message) => ApiError {
+                retry_after_seconds: Some(60),
+                ..ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "insufficient_storage",
+                    message,
+                )
+            },
             StoreError::HistoryTrimmed { oldest } => ApiError {
                 details: Some(json!({ "oldest_version": oldest })),
                 ..ApiError::new(

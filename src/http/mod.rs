@@ -33,18 +33,22 @@ pub use state::{ApiState, AppState};
 /// Every route of the server, with CORS, error recovery and access logs.
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let body_limit = request::BodyLimit::from(&state.settings.server);
+    let page_bytes = state.settings.server.list_page_bytes;
     let anonymous = warp::any().map(|| Caller::Anonymous).boxed();
 
-    let quick = warp::path("quick").and(
-        boards::routes(
-            state.quick.clone(),
-            anonymous.clone(),
-            anonymous.clone(),
-            body_limit,
-        )
-        .or(state.quick_gateway.clone().route(anonymous))
-        .unify(),
-    );
+    let quick = warp::path("quick")
+        .and(creation_quota(state.settings.quick.creates_per_minute))
+        .and(
+            boards::routes(
+                state.quick.clone(),
+                anonymous.clone(),
+                anonymous.clone(),
+                body_limit,
+                page_bytes,
+            )
+            .or(state.quick_gateway.clone().route(anonymous))
+            .unify(),
+        );
 
     let api = match &state.api {
         Some(api) => {
@@ -59,7 +63,13 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
                 .and(
                     accounts::routes(api.auth.clone(), body_limit)
                         .or(usernames::named(
-                            boards::routes(api.store.clone(), user.clone(), reader, body_limit),
+                            boards::routes(
+                                api.store.clone(),
+                                user.clone(),
+                                reader,
+                                body_limit,
+                                page_bytes,
+                            ),
                             api.users.clone(),
                         ))
                         .unify()
@@ -125,6 +135,59 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
+/// `POST /quick/boards` counts against its client's address, an IPv6
+/// /64 counting as one address (one host gets a whole /64): past
+/// `per_minute` a create gets 429 with `Retry-After`. Other requests pass.
+fn creation_quota(per_minute: u32) -> impl Filter<Extract = (), Error = warp::Rejection> + Clone {
+    type Limiter = governor::DefaultKeyedRateLimiter<std::net::IpAddr>;
+    let per_minute = std::num::NonZeroU32::new(per_minute.max(1)).expect("at least 1");
+    let limiter: Arc<Limiter> = Arc::new(governor::RateLimiter::keyed(
+        governor::Quota::per_minute(per_minute),
+    ));
+    warp::method()
+        .and(warp::path::full())
+        .and(warp::ext::optional::<serve::Peer>())
+        .and_then(
+            move |method: warp::http::Method,
+                  path: warp::path::FullPath,
+                  peer: Option<serve::Peer>| {
+                let limiter = Arc::clone(&limiter);
+                async move {
+                    let creates = method == warp::http::Method::POST
+                        && path.as_str().trim_end_matches('/') == "/quick/boards";
+                    let Some(serve::Peer(address)) = peer.filter(|_| creates) else {
+                        return Ok(());
+                    };
+                    limiter
+                        .check_key(&client_key(address.ip()))
+                        .map_err(|not_until| {
+                            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                                &governor::clock::DefaultClock::default(),
+                            ));
+                            warp::reject::custom(ApiError::too_many_requests(
+                                "too many quick-win boards created from this address; retry later",
+                                wait.as_secs().max(1),
+                            ))
+                        })
+                }
+            },
+        )
+        .untuple_one()
+}
+
+/// Who a quota is kept for: the IPv4 address, or the IPv6 /64.
+fn client_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => std::net::IpAddr::V4(v4),
+            None => {
+                std::net::IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64)))
+            }
+        },
+        v4 => v4,
+    }
+}
+
 fn cors(origins: &[String]) -> warp::cors::Builder {
     let builder = warp::cors()
         .allow_methods(["GET", "POST", "PATCH", "DELETE", "OPTIONS"])
@@ -158,6 +221,15 @@ mod tests {
             .filter(&filter)
             .await
             .is_ok()
+    }
+
+    #[test]
+    fn quotas_are_kept_per_ipv4_address_and_per_ipv6_64() {
+        let key = |ip: &str| client_key(ip.parse().unwrap()).to_string();
+        assert_eq!(key("203.0.113.7"), "203.0.113.7");
+        assert_eq!(key("::ffff:203.0.113.7"), "203.0.113.7");
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:bbbb::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
     }
 
     #[tokio::test]

@@ -381,8 +381,12 @@ impl Page {
 pub const BOARDS_PAGE_DEFAULT: usize = 50;
 pub const BOARDS_PAGE_MAX: usize = 200;
 
-/// `?limit=&cursor=` of a board list, checked with the field named.
-pub fn parse_board_page(query: &HashMap<String, String>) -> Result<BoardPage, ApiError> {
+/// `?limit=&cursor=` of a board list, checked with the field named; the
+/// page also ends at `max_bytes` of JSON.
+pub fn parse_board_page(
+    query: &HashMap<String, String>,
+    max_bytes: usize,
+) -> Result<BoardPage, ApiError> {
     refuse_unknown(query, &["cursor", "limit"])?;
     let after = match query.get("cursor").map(String::as_str) {
         None | Some("") => None,
@@ -391,7 +395,11 @@ pub fn parse_board_page(query: &HashMap<String, String>) -> Result<BoardPage, Ap
         })?),
     };
     let limit = page_limit(query, BOARDS_PAGE_DEFAULT, BOARDS_PAGE_MAX)?;
-    Ok(BoardPage { after, limit })
+    Ok(BoardPage {
+        after,
+        limit,
+        max_bytes,
+    })
 }
 
 /// 422 naming the first query parameter that is not one of `known`.
@@ -562,13 +570,18 @@ mod tests {
                 .collect()
         };
         let field = |query: &[(&str, &str)]| {
-            parse_board_page(&q(query)).unwrap_err().details.unwrap()["field"].clone()
+            parse_board_page(&q(query), 4096)
+                .unwrap_err()
+                .details
+                .unwrap()["field"]
+                .clone()
         };
         assert_eq!(
-            parse_board_page(&q(&[])).unwrap(),
+            parse_board_page(&q(&[]), 4096).unwrap(),
             BoardPage {
                 after: None,
-                limit: 50
+                limit: 50,
+                max_bytes: 4096
             }
         );
         let key = BoardKey {
@@ -577,10 +590,11 @@ mod tests {
         };
         let cursor = key.to_cursor();
         assert_eq!(
-            parse_board_page(&q(&[("cursor", &cursor), ("limit", "200")])).unwrap(),
+            parse_board_page(&q(&[("cursor", &cursor), ("limit", "200")]), 4096).unwrap(),
             BoardPage {
                 after: Some(key),
-                limit: 200
+                limit: 200,
+                max_bytes: 4096
             }
         );
         assert_eq!(field(&[("limit", "201")]), "limit");

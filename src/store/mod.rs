@@ -100,6 +100,9 @@ pub enum StoreError {
     IdempotencyKeyReused,
     #[error("{0}")]
     LimitReached(String),
+    /// The store's memory budget is spent (quick-win's `quick.max_bytes`).
+    #[error("{0}")]
+    BudgetFull(String),
     /// The versions asked for are older than the history this store keeps.
     #[error("history before version {oldest} is no longer kept")]
     HistoryTrimmed { oldest: u64 },
