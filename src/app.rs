@@ -114,7 +114,15 @@ impl Application {
                 );
                 Some(ApiState {
                     store,
-                    auth: Arc::new(Auth::from_settings(&settings, users.clone(), redis.clone())),
+                    auth: Arc::new(Auth::from_settings(
+                        &settings,
+                        users.clone(),
+                        dependencies
+                            .postgres_target
+                            .clone()
+                            .expect("a pool comes with its target"),
+                        redis.clone(),
+                    )),
                     users: users.clone(),
                     gateway,
                     connections,

@@ -124,6 +124,10 @@ impl From<DbError> for StoreError {
             DbError::UniqueViolation { .. } => StoreError::Domain(DomainError::conflict(
                 "a record with these values already exists",
             )),
+            DbError::TlsRefused(detail) => {
+                tracing::error!(%detail, "PostgreSQL unavailable");
+                StoreError::Unavailable("PostgreSQL is unavailable; retry shortly".into())
+            }
             DbError::Internal(error) => StoreError::Internal(error),
         }
     }
