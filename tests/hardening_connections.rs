@@ -197,3 +197,34 @@ async fn server_status(addr: std::net::SocketAddr) -> (u16, String) {
     let (status, body) = raw_status_and_body(&answer);
     (status, body.to_owned())
 }
+
+#[tokio::test]
+async fn a_request_head_with_bare_lf_line_ends_is_refused_and_crlf_ones_served() {
+    let env = spawn_timed(&[]).await;
+    let server = env.server();
+
+    for head in [
+        &b"GET /health HTTP/1.1\nHost: x\n\n"[..],
+        &b"GET /health HTTP/1.1\r\nHost: x\n\r\n"[..],
+    ] {
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        stream.write_all(head).await.unwrap();
+        let (answer, closed) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(!answer.contains("200 OK"), "{head:?} was served: {answer}");
+        assert!(closed.is_some(), "{head:?}: the connection is closed");
+    }
+
+    // The same request with CRLF is served, and a body may hold bare LFs.
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /quick/boards HTTP/1.1\r\nHost: x\r\nContent-Length: 17\r\n\
+              Connection: close\r\n\r\n{\n\"name\": \"LF\"\n}\n",
+        )
+        .await
+        .unwrap();
+    let (answer, _) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(raw_status_and_body(&answer).0, 201, "{answer}");
+}

@@ -157,6 +157,9 @@ pub struct Clock {
     /// When the current phase began.
     since: Mutex<Instant>,
     changed: Notify,
+    /// Requests awaited so far: a new value means a new head to check.
+    heads: std::sync::atomic::AtomicU64,
+    upgraded: std::sync::atomic::AtomicBool,
 }
 
 impl Clock {
@@ -165,6 +168,8 @@ impl Clock {
             phase: AtomicU8::new(WAITING),
             since: Mutex::new(Instant::now()),
             changed: Notify::new(),
+            heads: std::sync::atomic::AtomicU64::new(0),
+            upgraded: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -194,7 +199,26 @@ impl Clock {
 
     /// The response is written: the next request is awaited.
     pub fn waiting(&self) {
+        self.heads.fetch_add(1, Ordering::AcqRel);
         self.enter(WAITING);
+    }
+
+    /// A response is written: the next request is awaited, unless the
+    /// connection was upgraded.
+    fn finished(&self) {
+        if !self.upgraded.load(Ordering::Acquire) {
+            self.waiting();
+        }
+    }
+
+    /// The connection was upgraded (WebSocket): no more heads, no deadline.
+    pub fn upgraded(&self) {
+        self.upgraded.store(true, Ordering::Release);
+        self.enter(SERVING);
+    }
+
+    fn reading_head(&self) -> Option<u64> {
+        (self.phase.load(Ordering::Acquire) != SERVING).then(|| self.heads.load(Ordering::Acquire))
     }
 
     /// When the connection is to be closed if nothing changes; `None`
@@ -219,6 +243,7 @@ impl Clock {
 pub struct ClientStream {
     stream: TcpStream,
     clock: Arc<Clock>,
+    head: HeadCheck,
     _slot: Slot,
 }
 
@@ -227,8 +252,49 @@ impl ClientStream {
         ClientStream {
             stream,
             clock,
+            head: HeadCheck::default(),
             _slot: slot,
         }
+    }
+}
+
+/// Lines of a request head end in CRLF (RFC 9112): a bare LF, which
+/// hyper's parser lets through, could make a proxy in front and this
+/// server read different requests from the same bytes. Checked from a
+/// head's first byte to its blank line.
+#[derive(Default)]
+struct HeadCheck {
+    /// Which awaited request these bytes belong to (`Clock::heads`).
+    head: u64,
+    /// The head's blank line was seen: what follows is its body.
+    done: bool,
+    /// The last bytes seen, across reads.
+    last: [u8; 3],
+}
+
+impl HeadCheck {
+    /// False if `bytes` hold a bare LF in the head of request `head`.
+    fn check(&mut self, head: u64, bytes: &[u8]) -> bool {
+        if head != self.head {
+            *self = HeadCheck {
+                head,
+                ..HeadCheck::default()
+            };
+        }
+        for &byte in bytes {
+            if self.done {
+                return true;
+            }
+            if byte == b'\n' {
+                if self.last[2] != b'\r' {
+                    return false;
+                }
+                // CR LF CR LF: the blank line that ends the head.
+                self.done = self.last[..2] == *b"\r\n";
+            }
+            self.last = [self.last[1], self.last[2], byte];
+        }
+        true
     }
 }
 
@@ -242,6 +308,15 @@ impl AsyncRead for ClientStream {
         let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             self.clock.received();
+            if let Some(head) = self.clock.reading_head() {
+                let this = &mut *self;
+                if !this.head.check(head, &buf.filled()[before..]) {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "a request head line ends in a bare LF",
+                    )));
+                }
+            }
         }
         polled
     }
@@ -292,7 +367,7 @@ impl<B> Finished<B> {
 
 impl<B> Drop for Finished<B> {
     fn drop(&mut self) {
-        self.clock.waiting();
+        self.clock.finished();
     }
 }
 
@@ -365,6 +440,28 @@ mod tests {
             let json: serde_json::Value = serde_json::from_str(body).unwrap();
             assert!(json["error"]["code"].is_string());
         }
+    }
+
+    #[test]
+    fn head_lines_must_end_in_crlf() {
+        let check = |parts: &[&[u8]]| {
+            let mut head = HeadCheck::default();
+            parts.iter().all(|part| head.check(0, part))
+        };
+        assert!(check(&[b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"]));
+        assert!(check(&[b"GET / HTTP/1.1\r", b"\nHost: x\r\n\r", b"\n"]));
+        assert!(!check(&[b"GET / HTTP/1.1\nHost: x\r\n\r\n"]));
+        assert!(!check(&[b"GET / HTTP/1.1\r\nHost: x\n\n"]));
+        // A body after the blank line may hold any bytes.
+        assert!(check(&[
+            b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\n{\n}"
+        ]));
+        let mut head = HeadCheck::default();
+        assert!(head.check(0, b"GET / HTTP/1.1\r\n\r\nbody\n"));
+        assert!(
+            !head.check(1, b"GET / HTTP/1.1\n"),
+            "the next request's head is checked"
+        );
     }
 
     #[test]

@@ -119,6 +119,10 @@ async fn serve_connection(
         let response = routes.clone().call(request);
         async move {
             let response = response.await?;
+            // An upgrade's bytes are frames: they have no head to time or check.
+            if response.status() == warp::http::StatusCode::SWITCHING_PROTOCOLS {
+                clock.upgraded();
+            }
             Ok::<_, std::convert::Infallible>(response.map(|body| Finished::new(body, clock)))
         }
     });
