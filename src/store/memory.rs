@@ -91,6 +91,9 @@ struct BoardSlot {
     bytes: usize,
     /// The last read, write or subscription.
     touched: Instant,
+    /// Taken out of the store (expired, or an empty or deleted board let
+    /// go): a writer that got hold of it just before must start over.
+    gone: bool,
 }
 
 impl Default for BoardSlot {
@@ -104,6 +107,7 @@ impl Default for BoardSlot {
             history_json: 0,
             bytes: 0,
             touched: Instant::now(),
+            gone: false,
         }
     }
 }
@@ -215,26 +219,35 @@ impl MemoryStore {
         })
     }
 
-    /// Moves the slot's share of the budget to its new estimate; refuses
-    /// (changing nothing) when growth would pass `max_bytes`.
+    /// Reserves room for the slot to grow to `estimate`; refuses (changing
+    /// nothing) when that would pass `max_bytes`.
     fn charge(&self, slot: &mut BoardSlot, estimate: usize) -> Result<(), StoreError> {
-        if estimate > slot.bytes {
-            let grow = estimate - slot.bytes;
-            let before = self.used_bytes.fetch_add(grow, Ordering::AcqRel);
-            if before + grow > self.limits.max_bytes {
-                self.used_bytes.fetch_sub(grow, Ordering::AcqRel);
-                return Err(StoreError::BudgetFull(format!(
-                    "quick-win memory is full (quick.max_bytes, {} bytes); \
-                     delete boards or retry later",
-                    self.limits.max_bytes
-                )));
-            }
+        let grow = estimate.saturating_sub(slot.bytes);
+        let before = self.used_bytes.fetch_add(grow, Ordering::AcqRel);
+        if before + grow > self.limits.max_bytes {
+            self.used_bytes.fetch_sub(grow, Ordering::AcqRel);
+            return Err(StoreError::BudgetFull(format!(
+                "quick-win memory is full (quick.max_bytes, {} bytes); \
+                 delete boards or retry later",
+                self.limits.max_bytes
+            )));
+        }
+        slot.bytes += grow;
+        Ok(())
+    }
+
+    /// Sets the slot's share to what it now holds, whatever the budget
+    /// (a write already accepted is never undone by its accounting).
+    fn settle(&self, slot: &mut BoardSlot) {
+        let estimate = slot.estimate();
+        if estimate >= slot.bytes {
+            self.used_bytes
+                .fetch_add(estimate - slot.bytes, Ordering::AcqRel);
         } else {
             self.used_bytes
                 .fetch_sub(slot.bytes - estimate, Ordering::AcqRel);
         }
         slot.bytes = estimate;
-        Ok(())
     }
 
     fn write_locked(
@@ -249,6 +262,9 @@ impl MemoryStore {
             return Err(DomainError::Forbidden("analytics tokens are read-only").into());
         }
         let actor = caller.user();
+        if slot.gone {
+            return Err(StoreError::Domain(DomainError::NotFound("board")));
+        }
         slot.touched = Instant::now();
         if let Some(key) = key {
             let now = Instant::now();
@@ -270,7 +286,12 @@ impl MemoryStore {
         let event_json = json_len(&event);
         let deletes = matches!(event.data, EventData::BoardDeleted(_));
         if !deletes {
-            let growth = HEAP_PER_JSON_BYTE * 2 * event_json + HEAP_PER_EVENT + HEAP_PER_TASK;
+            // An upper bound of what the event adds: itself in the history,
+            // the task it changes in the board and in the base snapshot.
+            let growth = HEAP_PER_JSON_BYTE * 4 * (event_json + 64)
+                + HEAP_PER_EVENT
+                + 2 * HEAP_PER_TASK
+                + HEAP_PER_RECORD;
             let estimate = slot.estimate() + growth;
             self.charge(slot, estimate)?;
         }
@@ -325,10 +346,9 @@ impl MemoryStore {
                 }
             }
         }
-        // The true estimate now that the event is in: it only ever shrinks
-        // from what was charged, so this cannot be refused.
-        let estimate = slot.estimate();
-        let _ = self.charge(slot, estimate);
+        // What the board holds now that the event is in (at most what was
+        // reserved for it).
+        self.settle(slot);
         Ok(rendered)
     }
 
@@ -349,8 +369,9 @@ impl MemoryStore {
         let mut expired = 0;
         for board_id in idle {
             let removed = self.boards.remove_if(&board_id, |_, slot| {
-                let slot = slot.lock();
-                now.duration_since(slot.touched) >= self.limits.idle_expiry
+                let mut slot = slot.lock();
+                slot.gone = now.duration_since(slot.touched) >= self.limits.idle_expiry;
+                slot.gone
             });
             if let Some((_, slot)) = removed {
                 let slot = slot.lock();
@@ -436,18 +457,27 @@ impl BoardStore for MemoryStore {
         board_id: Uuid,
         request: WriteRequest,
     ) -> Result<Rendered, StoreError> {
-        let slot = self.slot_for_write(board_id, &request.command)?;
-        let mut guard = slot.lock();
-        let result = self.write_locked(&mut guard, caller, board_id, &request);
-        // A refused create leaves no empty slot behind, and a deleted board
-        // no tombstone unless an idempotent retry of its delete may come.
-        let leaves_nothing =
-            guard.board.as_ref().is_none_or(|b| b.deleted) && guard.idempotency.is_empty();
-        drop(guard);
+        let creates = matches!(request.command, Command::CreateBoard { .. });
+        let (result, leaves_nothing) = loop {
+            let slot = self.slot_for_write(board_id, &request.command)?;
+            let mut guard = slot.lock();
+            if guard.gone && creates {
+                // Let go between lookup and lock: a create starts anew.
+                continue;
+            }
+            let result = self.write_locked(&mut guard, caller, board_id, &request);
+            // A refused create leaves no empty slot behind, and a deleted
+            // board no tombstone unless an idempotent retry of its delete
+            // may come.
+            let leaves_nothing =
+                guard.board.as_ref().is_none_or(|b| b.deleted) && guard.idempotency.is_empty();
+            break (result, leaves_nothing);
+        };
         if leaves_nothing {
             let removed = self.boards.remove_if(&board_id, |_, s| {
-                let s = s.lock();
-                s.board.as_ref().is_none_or(|b| b.deleted) && s.idempotency.is_empty()
+                let mut s = s.lock();
+                s.gone = s.board.as_ref().is_none_or(|b| b.deleted) && s.idempotency.is_empty();
+                s.gone
             });
             if let Some((_, slot)) = removed {
                 let bytes = slot.lock().bytes;
@@ -496,5 +526,109 @@ impl BoardStore for MemoryStore {
 
     fn unwatch(&self, board_id: Uuid) {
         self.hub.release(board_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::values::{BoardName, Columns, CustomFields, Description, TaskTitle};
+    use crate::domain::NewTask;
+
+    fn store(max_bytes: usize, idle_expiry: Duration) -> MemoryStore {
+        MemoryStore::new(QuickLimits {
+            max_boards: 10,
+            max_events_per_board: 100,
+            max_bytes,
+            idle_expiry,
+            idempotency_ttl: Duration::from_secs(60),
+        })
+    }
+
+    fn request(command: Command) -> WriteRequest {
+        WriteRequest {
+            command,
+            if_match: None,
+            idempotency: None,
+            reply: View::Nothing,
+        }
+    }
+
+    fn create_board() -> WriteRequest {
+        request(Command::CreateBoard {
+            name: BoardName::parse("b").unwrap(),
+            columns: Columns::default_columns(),
+        })
+    }
+
+    fn big_task() -> WriteRequest {
+        request(Command::CreateTask(NewTask {
+            task_id: Uuid::now_v7(),
+            title: TaskTitle::parse("t").unwrap(),
+            description: Description::parse(&"d".repeat(10_000)).unwrap(),
+            status: None,
+            position: None,
+            assigned_to: None,
+            fields: CustomFields::default(),
+        }))
+    }
+
+    #[tokio::test]
+    async fn writes_stop_at_the_budget_and_a_delete_gives_it_all_back() {
+        let store = store(1024 * 1024, Duration::from_secs(3600));
+        let board = Uuid::now_v7();
+        store
+            .write(Caller::Anonymous, board, create_board())
+            .await
+            .unwrap();
+        let mut written = 0;
+        let refused = loop {
+            match store.write(Caller::Anonymous, board, big_task()).await {
+                Ok(_) => written += 1,
+                Err(error) => break error,
+            }
+            assert!(written < 1000, "the budget never filled");
+        };
+        assert!(matches!(refused, StoreError::BudgetFull(_)), "{refused:?}");
+        assert!(store.used_bytes() <= 1024 * 1024);
+        // Each 10 KB description is held twice over (board and history).
+        assert!((10..=30).contains(&written), "{written} tasks fit in 1 MiB");
+        let version = store
+            .read(Caller::Anonymous, board, View::Board)
+            .await
+            .unwrap()
+            .version;
+        assert_eq!(version, 1 + written, "the refused write changed nothing");
+
+        store
+            .write(Caller::Anonymous, board, request(Command::DeleteBoard))
+            .await
+            .unwrap();
+        assert_eq!(store.used_bytes(), 0, "a deleted board holds nothing");
+        assert_eq!(store.live_boards.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn idle_boards_expire_and_give_their_room_back() {
+        let store = store(1024 * 1024, Duration::ZERO);
+        let board = Uuid::now_v7();
+        store
+            .write(Caller::Anonymous, board, create_board())
+            .await
+            .unwrap();
+        assert!(store.used_bytes() > 0);
+
+        assert_eq!(store.expire_idle(), 1);
+
+        assert_eq!(store.used_bytes(), 0);
+        assert!(store
+            .read(Caller::Anonymous, board, View::Board)
+            .await
+            .is_err());
+        let late = store.write(Caller::Anonymous, board, big_task()).await;
+        assert!(matches!(
+            late,
+            Err(StoreError::Domain(DomainError::NotFound(_)))
+        ));
     }
 }
