@@ -352,3 +352,32 @@ async fn with_secure_cookies_every_set_cookie_carries_secure() {
         }
     }
 }
+
+#[tokio::test]
+async fn cors_allows_listed_origins_and_the_page_s_own_and_no_other() {
+    let env = TestEnv::quick()
+        .setting("STREAMBOARD__SERVER__CORS_ORIGINS", "https://app.example")
+        .spawn()
+        .await;
+    let server = env.server();
+    let own = format!("http://{}", server.addr);
+    let create = |origin: String| async move {
+        server
+            .send_raw(
+                Method::POST,
+                "/quick/boards",
+                &[("origin", origin.as_str())],
+                Some(br#"{"name":"CORS"}"#.to_vec()),
+            )
+            .await
+    };
+
+    let listed = create("https://app.example".into()).await;
+    assert_eq!(listed.status(), 201);
+    assert_eq!(
+        listed.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert_eq!(create(own).await.status(), 201, "the page's own origin");
+    assert_eq!(create("https://evil.example".into()).await.status(), 403);
+}

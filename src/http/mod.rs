@@ -128,11 +128,43 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let all = warp::path::full().and(all).map(error::with_allow_header);
 
     let secure = state.settings.auth.cookie_secure;
-    let all = all.map(move |response| auth::secure_cookies(response, secure));
-    all.with(cors(&state.settings.server.cors_origins))
+    let all = all
+        .map(move |response| auth::secure_cookies(response, secure))
+        .boxed();
+    // The page at `/` is served from this origin: its own writes carry an
+    // `Origin` naming it and are no cross-origin requests, whatever
+    // `server.cors_origins` lists.
+    let same_origin = same_origin().and(all.clone());
+    let cross_origin = all
+        .with(cors(&state.settings.server.cors_origins))
+        .map(Reply::into_response);
+    same_origin
+        .or(cross_origin)
+        .unify()
         .with(warp::log::custom(ops::record_request))
         .map(Reply::into_response)
         .boxed()
+}
+
+/// Passes a request whose `Origin` names the host it was sent to (the
+/// `Host` header: a proxy in front passes it on); rejects anything else,
+/// which then goes through CORS.
+fn same_origin() -> impl Filter<Extract = (), Error = warp::Rejection> + Clone {
+    warp::header::optional::<String>("origin")
+        .and(warp::header::optional::<String>("host"))
+        .and_then(|origin: Option<String>, host: Option<String>| async move {
+            match (origin, host) {
+                (Some(origin), Some(host)) if origin_host(&origin) == Some(host.as_str()) => Ok(()),
+                _ => Err(warp::reject()),
+            }
+        })
+        .untuple_one()
+}
+
+/// `host[:port]` of an origin (`https://boards.example.com:8443`).
+fn origin_host(origin: &str) -> Option<&str> {
+    let (scheme, host) = origin.split_once("://")?;
+    (matches!(scheme, "http" | "https") && !host.is_empty() && !host.contains('/')).then_some(host)
 }
 
 /// `POST /quick/boards` counts against its client's address, an IPv6
@@ -230,6 +262,34 @@ mod tests {
         assert_eq!(key("::ffff:203.0.113.7"), "203.0.113.7");
         assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:bbbb::9"));
         assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+    }
+
+    #[test]
+    fn an_origin_names_a_host_and_port() {
+        assert_eq!(
+            origin_host("https://boards.example.com"),
+            Some("boards.example.com")
+        );
+        assert_eq!(origin_host("http://localhost:8080"), Some("localhost:8080"));
+        assert_eq!(origin_host("null"), None);
+        assert_eq!(origin_host("https://a.example/path"), None);
+        assert_eq!(origin_host("file://"), None);
+    }
+
+    #[tokio::test]
+    async fn same_origin_requests_pass_and_others_do_not() {
+        let passes = |origin: &'static str, host: &'static str| async move {
+            warp::test::request()
+                .header("origin", origin)
+                .header("host", host)
+                .filter(&same_origin())
+                .await
+                .is_ok()
+        };
+        assert!(passes("http://localhost:8080", "localhost:8080").await);
+        assert!(passes("https://boards.example.com", "boards.example.com").await);
+        assert!(!passes("https://evil.example", "boards.example.com").await);
+        assert!(!passes("http://localhost:8081", "localhost:8080").await);
     }
 
     #[tokio::test]
