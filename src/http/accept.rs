@@ -58,6 +58,19 @@ impl From<&ServerSettings> for ConnectionLimits {
     }
 }
 
+/// Who a per-address limit is kept for: the IPv4 address, or the IPv6
+/// /64 (one host or household gets a whole /64, so counting /128s would
+/// let it open as many as it likes).
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),
+        },
+        v4 => v4,
+    }
+}
+
 /// Open sockets, in total and by address.
 pub struct Admission {
     limits: ConnectionLimits,
@@ -106,6 +119,7 @@ impl Admission {
 
     /// A slot for a socket from `address`, or why there is none.
     pub fn admit(self: &Arc<Self>, address: IpAddr) -> Result<Slot, Refusal> {
+        let address = client_key(address);
         let mut open = self.open.lock();
         if open.total >= self.limits.max_connections {
             return Err(Refusal::ServerFull);
@@ -423,6 +437,15 @@ mod tests {
         let unlimited = Admission::new(limits(10, 0));
         let many: Vec<_> = (0..10).map(|_| unlimited.admit(a).unwrap()).collect();
         assert_eq!(many.len(), 10);
+    }
+
+    #[test]
+    fn limits_are_kept_per_ipv4_address_and_per_ipv6_64() {
+        let key = |ip: &str| client_key(ip.parse().unwrap()).to_string();
+        assert_eq!(key("203.0.113.7"), "203.0.113.7");
+        assert_eq!(key("::ffff:203.0.113.7"), "203.0.113.7");
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:bbbb::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
     }
 
     #[test]
