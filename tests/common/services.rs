@@ -520,9 +520,15 @@ impl TestDb {
         TestDb { name, admin_url }
     }
 
+    /// The admin URL with this database in its path; its parameters
+    /// (`?sslmode=verify-full&sslrootcert=…`) are kept.
     pub fn url(&self) -> String {
-        match self.admin_url.rsplit_once('/') {
-            Some((server, _)) => format!("{server}/{}", self.name),
+        let (base, query) = match self.admin_url.split_once('?') {
+            Some((base, query)) => (base, format!("?{query}")),
+            None => (self.admin_url.as_str(), String::new()),
+        };
+        match base.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{}{query}", self.name),
             None => panic!("STREAMBOARD_TEST_POSTGRES_URL needs a database path"),
         }
     }
