@@ -211,6 +211,9 @@ start_server() { # $1: log name, $2: port (PORT)
             STREAMBOARD__LOG__FILTER=warn \
             STREAMBOARD__WEBSOCKET__MAX_CONNECTIONS=20000 \
             STREAMBOARD__WEBSOCKET__MAX_CONNECTIONS_PER_USER=20000 \
+            STREAMBOARD__SERVER__MAX_CONNECTIONS=30000 \
+            STREAMBOARD__SERVER__MAX_CONNECTIONS_PER_ADDRESS=0 \
+            STREAMBOARD__QUICK__CREATES_PER_MINUTE=100000000 \
             ${SERVER_ENV[@]+"${SERVER_ENV[@]}"} \
             "$BIN/streamboard"
     ) >"$log" 2>&1 &

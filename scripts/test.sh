@@ -7,6 +7,8 @@
 #   STRICT=1 ./scripts/test.sh     also cargo fmt --check and clippy -D warnings
 #   SKIP_CLUSTER=1 ./scripts/test.sh   without the second run of the Redis suites
 #                                  against a Redis Cluster
+#   SKIP_PG_TLS=1 ./scripts/test.sh   without the run of the /api suites over TLS
+#                                  to a PostgreSQL of their own (ssl = on, verify-full)
 #   SKIP_FUZZ=1 / SKIP_CLIENTS=1   skip Schemathesis / the TypeScript client tests
 #
 # Makes sure local Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432) are up,
@@ -76,6 +78,29 @@ if [[ ${SKIP_CLUSTER:-0} != 1 && $# -eq 0 ]]; then
         STREAMBOARD_TEST_REDIS_CLUSTER=1 cargo test -p streamboard $tests -- \
             --skip without_redis_a_token_cannot_be_checked_and_gets_503 || status=$?
     fi
+fi
+
+# The suites that use PostgreSQL most, once more over TLS: a PostgreSQL of
+# their own that refuses plain connections, certificates made here, and every
+# server, projector and psql connecting with sslmode=verify-full.
+# SKIP_PG_TLS=1 skips this run; extra arguments skip it too.
+if [[ ${SKIP_PG_TLS:-0} != 1 && $# -eq 0 ]]; then
+    # shellcheck source=scripts/postgres-tls.sh
+    . scripts/postgres-tls.sh
+    tls_suites=(api_auth_flow api_isolation api_sessions hardening_text realtime_sse
+        projector_convergence webhooks_api)
+    sb_step "Running the PostgreSQL suites over TLS (verify-full): ${tls_suites[*]}"
+    trap 'sb_pg_tls_stop; sb_stop_started_services' EXIT
+    sb_pg_tls_start "$(mktemp -d "${TMPDIR:-/tmp}/streamboard-pg-tls.XXXXXX")"
+    if [[ ${runner[1]} == nextest ]]; then
+        filter=$(printf 'binary(%s) | ' "${tls_suites[@]}")
+        STREAMBOARD_TEST_POSTGRES_URL="$SB_PG_TLS_URL" "${runner[@]}" -E "${filter% | }" || status=$?
+    else
+        tests=$(printf -- '--test %s ' "${tls_suites[@]}")
+        # shellcheck disable=SC2086
+        STREAMBOARD_TEST_POSTGRES_URL="$SB_PG_TLS_URL" cargo test -p streamboard $tests || status=$?
+    fi
+    sb_pg_tls_stop
 fi
 
 # Schemathesis against the live server (scripts/fuzz.sh); SKIP_FUZZ=1 skips it.

@@ -15,6 +15,7 @@ use crate::dependencies::Dependencies;
 use crate::eventlog::feed::StreamFeed;
 use crate::eventlog::EventLog;
 use crate::fanout::Hub;
+use crate::http::accept::{Admission, ConnectionLimits};
 use crate::http::connections::ConnectionCap;
 use crate::http::{self, ws, ApiState, AppState};
 use crate::postgres;
@@ -22,7 +23,7 @@ use crate::presence::Presence;
 use crate::redis_client::{ModeError, RedisClient};
 use crate::settings::Settings;
 use crate::store::event_sourced::EventSourcedStore;
-use crate::store::memory::MemoryStore;
+use crate::store::memory::{MemoryStore, QuickLimits};
 use crate::store::BoardStore;
 
 /// Boards whose state the event-sourced store keeps in memory.
@@ -61,11 +62,19 @@ impl Application {
                 "no Redis or PostgreSQL configured: serving quick-win mode (/quick) only"
             );
         }
-        let quick: Arc<dyn BoardStore> = Arc::new(MemoryStore::new(
-            settings.quick.max_boards,
-            settings.quick.max_events_per_board,
-            Duration::from_secs(u64::from(settings.idempotency.ttl_hours) * 3600),
-        ));
+        let quick_store = Arc::new(MemoryStore::new(QuickLimits {
+            max_boards: settings.quick.max_boards,
+            max_events_per_board: settings.quick.max_events_per_board,
+            max_bytes: settings.quick.max_bytes,
+            idle_expiry: Duration::from_secs(settings.quick.idle_board_seconds),
+            idempotency_ttl: Duration::from_secs(u64::from(settings.idempotency.ttl_hours) * 3600),
+        }));
+        let mut background = Vec::new();
+        background.push(tokio::spawn(Arc::clone(&quick_store).expire_idle_every(
+            Duration::from_secs((settings.quick.idle_board_seconds / 10).clamp(1, 60)),
+            stopping.clone(),
+        )));
+        let quick: Arc<dyn BoardStore> = quick_store;
         let connections = ConnectionCap::new(
             settings.websocket.max_connections,
             settings.websocket.max_connections_per_user,
@@ -78,7 +87,6 @@ impl Application {
             connections.clone(),
             stopping.clone(),
         );
-        let mut background = Vec::new();
         let api = match (&dependencies.redis, &dependencies.postgres) {
             (Some(redis), Some(users)) => {
                 prepare_schema(users).await?;
@@ -113,7 +121,15 @@ impl Application {
                 );
                 Some(ApiState {
                     store,
-                    auth: Arc::new(Auth::from_settings(&settings, users.clone(), redis.clone())),
+                    auth: Arc::new(Auth::from_settings(
+                        &settings,
+                        users.clone(),
+                        dependencies
+                            .postgres_target
+                            .clone()
+                            .expect("a pool comes with its target"),
+                        redis.clone(),
+                    )),
                     users: users.clone(),
                     gateway,
                     connections,
@@ -137,7 +153,8 @@ impl Application {
             .await
             .with_context(|| format!("binding {addr}"))?;
         let addr = listener.local_addr().context("reading the bound address")?;
-        let server = http::serve::serve(listener, http::routes(state), stopping);
+        let admission = Admission::new(ConnectionLimits::from(&state.settings.server));
+        let server = http::serve::serve(listener, http::routes(state), admission, stopping);
         Ok(Application {
             addr,
             server: Box::pin(server),

@@ -6,12 +6,16 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+use crate::postgres::PostgresTarget;
 use crate::redis_client::RedisClient;
 use crate::settings::Settings;
 
 pub struct Dependencies {
     pub redis: Option<RedisClient>,
     pub postgres: Option<deadpool_postgres::Pool>,
+    /// Where the pool connects, with its TLS: for connections of their own
+    /// (LISTEN for deleted accounts).
+    pub postgres_target: Option<PostgresTarget>,
 }
 
 impl Dependencies {
@@ -22,12 +26,15 @@ impl Dependencies {
             }
             None => None,
         };
-        let postgres = match settings.postgres_url() {
-            Some(url) => {
-                let config: tokio_postgres::Config = url.parse().context("postgres.url")?;
+        let postgres_target = settings
+            .postgres_url()
+            .map(PostgresTarget::parse)
+            .transpose()?;
+        let postgres = match &postgres_target {
+            Some(target) => {
                 let manager = deadpool_postgres::Manager::from_config(
-                    config,
-                    tokio_postgres::NoTls,
+                    target.config.clone(),
+                    target.tls.clone(),
                     deadpool_postgres::ManagerConfig {
                         recycling_method: deadpool_postgres::RecyclingMethod::Fast,
                     },
@@ -42,7 +49,11 @@ impl Dependencies {
             }
             None => None,
         };
-        Ok(Dependencies { redis, postgres })
+        Ok(Dependencies {
+            redis,
+            postgres,
+            postgres_target,
+        })
     }
 
     pub fn is_empty(&self) -> bool {

@@ -12,10 +12,12 @@
 //!   append script, the board registry); cross-instance fan-out
 //!   ([`eventlog::feed`]) and `streamboard tail` ([`eventlog::tail`]).
 //! - [`presence`]: who watches which board, across instances (`/ws`).
-//! - [`http`]: warp routes, request parsing, the error boundary, and the
-//!   WebSocket gateway ([`http::ws`]).
+//! - [`http`]: warp routes, request parsing (where text the stores cannot
+//!   hold is refused), the error boundary, the WebSocket gateway
+//!   ([`http::ws`]), and what bounds a connection ([`http::accept`]).
 //! - [`auth`]: accounts (Argon2id), JWTs, the auth filters and `/api/auth/*`.
-//! - [`postgres`]: embedded migrations and what driver errors mean.
+//! - [`postgres`]: embedded migrations, the TLS to reach PostgreSQL
+//!   ([`postgres::target`]), and what driver errors mean.
 //! - [`projection`]: the PostgreSQL read model the `projector` binary
 //!   writes: fold, read rows, archive, progress, rebuild.
 //! - [`webhooks`]: per-board webhooks: the rules for a new one, and the

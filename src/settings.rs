@@ -38,6 +38,18 @@ pub struct ServerSettings {
     pub shutdown_grace_seconds: u64,
     /// The built board page, served at `/`.
     pub web_dir: PathBuf,
+    /// Open client sockets, WebSockets included; past it a new one gets 503.
+    pub max_connections: usize,
+    /// Open client sockets from one IP address (0: no cap); past it 429.
+    pub max_connections_per_address: usize,
+    /// A connection with no request under way is closed after this.
+    pub idle_timeout_seconds: u64,
+    /// A request's head must be complete this long after its first byte.
+    pub header_read_timeout_seconds: u64,
+    /// A request's body must be complete this long after its head.
+    pub body_read_timeout_seconds: u64,
+    /// List pages (boards, history) end at this many bytes of JSON.
+    pub list_page_bytes: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,9 +150,16 @@ impl AuthSettings {
 
 #[derive(Debug, Deserialize)]
 pub struct QuickSettings {
+    /// Boards held at once (deleted ones do not count).
     pub max_boards: usize,
     /// Events each quick-win board keeps; older ones are folded away.
     pub max_events_per_board: usize,
+    /// Estimated heap bytes over all boards, history included.
+    pub max_bytes: usize,
+    /// Boards nobody read, wrote or watched for this long are dropped.
+    pub idle_board_seconds: u64,
+    /// Boards one client address may create per minute.
+    pub creates_per_minute: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -398,10 +417,62 @@ parked, replay) log warnings only.";
 
     fn validate(&self) -> Result<(), SettingsError> {
         self.server_addr()?;
+        let server = &self.server;
+        let checks: [(&'static str, bool, &str); 7] = [
+            (
+                "server.list_page_bytes",
+                server.list_page_bytes >= 4096,
+                "must be at least 4096",
+            ),
+            (
+                "quick.max_bytes",
+                self.quick.max_bytes >= 1024 * 1024,
+                "must be at least 1048576 (1 MiB)",
+            ),
+            (
+                "quick.idle_board_seconds",
+                self.quick.idle_board_seconds >= 1,
+                "must be at least 1",
+            ),
+            (
+                "server.max_connections",
+                server.max_connections >= 1,
+                "must be at least 1",
+            ),
+            (
+                "server.idle_timeout_seconds",
+                server.idle_timeout_seconds >= 1,
+                "must be at least 1",
+            ),
+            (
+                "server.header_read_timeout_seconds",
+                server.header_read_timeout_seconds >= 1,
+                "must be at least 1",
+            ),
+            (
+                "server.body_read_timeout_seconds",
+                server.body_read_timeout_seconds >= 1,
+                "must be at least 1",
+            ),
+        ];
+        first_failed(&checks)?;
         if self.server.body_limit_bytes < 1024 {
             return Err(SettingsError::Invalid {
                 setting: "server.body_limit_bytes",
                 message: "must be at least 1024".into(),
+            });
+        }
+        if let Some(origin) = self
+            .server
+            .cors_origins
+            .iter()
+            .find(|origin| origin.as_str() != "*" && !is_origin(origin))
+        {
+            return Err(SettingsError::Invalid {
+                setting: "server.cors_origins",
+                message: format!(
+                    "'{origin}' is not an origin (scheme://host[:port], no path), nor \"*\""
+                ),
             });
         }
         let secret = self.auth.jwt_secret.expose_secret();
@@ -455,6 +526,13 @@ parked, replay) log warnings only.";
     pub fn jwt_secret(&self) -> &str {
         non_empty(&self.auth.jwt_secret).unwrap_or("streamboard-dev-only-secret-do-not-deploy")
     }
+}
+
+/// `https://boards.example.com` or `http://localhost:3000`: what a browser
+/// sends as `Origin`, exactly.
+fn is_origin(text: &str) -> bool {
+    url::Url::parse(text)
+        .is_ok_and(|url| url.has_host() && url.origin().ascii_serialization() == text)
 }
 
 fn non_empty(secret: &SecretString) -> Option<&str> {
@@ -557,6 +635,31 @@ mod tests {
         .unwrap();
         let err = Settings::load_from("dev", &dir, &dir).unwrap_err();
         assert!(err.to_string().contains("max_connections"), "{err}");
+    }
+
+    #[test]
+    fn cors_allows_nothing_by_default_and_takes_only_origins() {
+        let dir = temp_dir("cors");
+        let dev = Settings::load_from("dev", &dir, &dir).unwrap();
+        assert!(dev.server.cors_origins.is_empty(), "built-in default");
+        std::fs::write(
+            dir.join("dev.toml"),
+            "[server]\ncors_origins = [\"https://a.example\", \"http://localhost:3000\"]\n",
+        )
+        .unwrap();
+        assert!(Settings::load_from("dev", &dir, &dir).is_ok());
+        for bad in ["nonsense", "https://a.example/", "https://a.example/path"] {
+            std::fs::write(
+                dir.join("dev.toml"),
+                format!("[server]\ncors_origins = [\"{bad}\"]\n"),
+            )
+            .unwrap();
+            let err = Settings::load_from("dev", &dir, &dir).unwrap_err();
+            assert!(
+                err.to_string().contains("server.cors_origins"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub mod names {
     pub const EVENTS_RESTORED: &str = "streamboard_events_restored_total";
     pub const CACHE_DIVERGED: &str = "streamboard_cache_diverged_total";
     pub const WS_SLOW_CLIENTS: &str = "streamboard_ws_slow_clients_total";
+    pub const CONNECTIONS_REFUSED: &str = "streamboard_connections_refused_total";
+    pub const CONNECTIONS_TIMED_OUT: &str = "streamboard_connections_timed_out_total";
 }
 
 /// Installs the global metrics recorder and returns the handle `/metrics`
@@ -92,7 +94,19 @@ pub fn register_server_metrics() {
         names::WS_SLOW_CLIENTS,
         "WebSocket clients closed with 1008 because they stopped reading."
     );
+    describe_counter!(
+        names::CONNECTIONS_REFUSED,
+        "Sockets answered 503 or 429 at accept: over server.max_connections or \
+         server.max_connections_per_address."
+    );
+    describe_counter!(
+        names::CONNECTIONS_TIMED_OUT,
+        "Connections closed idle (server.idle_timeout_seconds) or with a request head \
+         still arriving (server.header_read_timeout_seconds)."
+    );
     for name in [
+        names::CONNECTIONS_REFUSED,
+        names::CONNECTIONS_TIMED_OUT,
         names::EVENTS_APPENDED,
         names::APPEND_CONFLICTS,
         names::EVENTS_RESTORED,

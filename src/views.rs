@@ -121,34 +121,114 @@ impl BoardKey {
     }
 }
 
-/// One page of a board list: the boards after `after`, at most `limit`.
+/// One page of a board list: the boards after `after`, at most `limit`,
+/// and at most `max_bytes` of JSON (see [`PageWriter`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BoardPage {
     pub after: Option<BoardKey>,
     pub limit: usize,
+    pub max_bytes: usize,
 }
 
 impl BoardPage {
-    /// This page's items, in list order, and the key the next page starts
-    /// after (`None` on the last page).
-    pub fn select<T>(&self, mut items: Vec<(BoardKey, T)>) -> (Vec<T>, Option<BoardKey>) {
+    /// This page's items with their keys, in list order, and the key the
+    /// next page starts after (`None` on the last page).
+    pub fn select<T>(
+        &self,
+        mut items: Vec<(BoardKey, T)>,
+    ) -> (Vec<(BoardKey, T)>, Option<BoardKey>) {
         items.retain(|(key, _)| self.after.is_none_or(|after| *key > after));
         items.sort_unstable_by_key(|(key, _)| *key);
         let more = items.len() > self.limit;
         items.truncate(self.limit);
         let next = more.then(|| items.last().map(|(key, _)| *key)).flatten();
-        (items.into_iter().map(|(_, item)| item).collect(), next)
+        (items, next)
     }
 }
 
-/// `{"boards": [...], "next_cursor": ...}`: one page of rendered boards;
-/// the last page has no `next_cursor`.
-pub fn board_list(boards: Vec<Value>, next: Option<BoardKey>) -> Bytes {
-    let mut page = serde_json::json!({ "boards": boards });
-    if let Some(next) = next {
-        page["next_cursor"] = Value::from(next.to_cursor());
+/// A JSON list response written item by item, ending where the next item
+/// would take it past `max_bytes`: `{"<field>": [...]` and what `finish`
+/// adds. The first item always goes in, so every page moves on (a single
+/// item larger than the budget makes a page of its own). Each item is
+/// serialised once, straight into the body.
+pub struct PageWriter<K> {
+    body: Vec<u8>,
+    max_bytes: usize,
+    /// The key of the last item written.
+    last: Option<K>,
+    /// An item was left out for want of room.
+    full: bool,
+}
+
+impl<K: Copy> PageWriter<K> {
+    pub fn new(field: &str, max_bytes: usize) -> Self {
+        let mut body = Vec::with_capacity(max_bytes.min(64 * 1024));
+        body.extend_from_slice(b"{\"");
+        body.extend_from_slice(field.as_bytes());
+        body.extend_from_slice(b"\":[");
+        PageWriter {
+            body,
+            max_bytes,
+            last: None,
+            full: false,
+        }
     }
-    to_bytes(&page)
+
+    /// Writes `item` if it fits; false (and nothing written) once it does
+    /// not, after which the page takes nothing more.
+    pub fn push<T: Serialize + ?Sized>(&mut self, key: K, item: &T) -> bool {
+        if self.full {
+            return false;
+        }
+        let start = self.body.len();
+        if self.last.is_some() {
+            self.body.push(b',');
+        }
+        serde_json::to_writer(&mut self.body, item).expect("views serialise");
+        // Room for the closing `]`, a cursor and `}`.
+        if self.last.is_some() && self.body.len() + 128 > self.max_bytes {
+            self.body.truncate(start);
+            self.full = true;
+            return false;
+        }
+        self.last = Some(key);
+        true
+    }
+
+    /// Whether an item was left out: the page ended at its byte budget.
+    pub fn is_full(&self) -> bool {
+        self.full
+    }
+
+    /// The key of the last item written.
+    pub fn last(&self) -> Option<K> {
+        self.last
+    }
+
+    /// Closes the list and adds `"<name>": <value>` pairs.
+    pub fn finish(mut self, fields: &[(&str, Value)]) -> Bytes {
+        self.body.push(b']');
+        for (name, value) in fields {
+            self.body.push(b',');
+            serde_json::to_writer(&mut self.body, name).expect("views serialise");
+            self.body.push(b':');
+            serde_json::to_writer(&mut self.body, value).expect("views serialise");
+        }
+        self.body.push(b'}');
+        Bytes::from(self.body)
+    }
+}
+
+/// `{"boards": [...], "next_cursor": ...}`: one page of rendered boards.
+/// `next` is where the page would go on by count; a page cut short by
+/// its byte budget goes on after its last board instead. The last page
+/// has no `next_cursor`.
+pub fn board_list(page: PageWriter<BoardKey>, next: Option<BoardKey>) -> Bytes {
+    let next = if page.is_full() { page.last() } else { next };
+    match next {
+        Some(next) => page.finish(&[("next_cursor", Value::from(next.to_cursor()))]),
+        None => page.finish(&[]),
+    }
 }
 
 /// A rendered response: the board version it reflects and the JSON body.
@@ -268,24 +348,54 @@ mod tests {
                 .collect::<Vec<_>>()
         };
 
-        let first = BoardPage {
-            after: None,
-            limit: 3,
-        }
-        .select(items());
+        let page = |after, limit| BoardPage {
+            after,
+            limit,
+            max_bytes: usize::MAX,
+        };
+        let ids = |(items, next): (Vec<(BoardKey, u128)>, _)| {
+            (
+                items.into_iter().map(|(_, id)| id).collect::<Vec<_>>(),
+                next,
+            )
+        };
+        let first = ids(page(None, 3).select(items()));
         assert_eq!(first, (vec![2, 9, 5], Some(key(2, 5))));
-        let second = BoardPage {
-            after: first.1,
-            limit: 3,
-        }
-        .select(items());
+        let second = ids(page(first.1, 3).select(items()));
         assert_eq!(second, (vec![1], None));
-        let exact = BoardPage {
-            after: None,
-            limit: 4,
-        }
-        .select(items());
+        let exact = page(None, 4).select(items());
         assert_eq!(exact.1, None);
+    }
+
+    #[test]
+    fn a_page_ends_at_its_byte_budget_and_goes_on_after_its_last_item() {
+        let big = "x".repeat(400);
+        let mut page = PageWriter::new("boards", 1000);
+        assert!(page.push(key(1, 1), &big));
+        assert!(page.push(key(2, 2), &big));
+        assert!(!page.push(key(3, 3), &big), "a third would pass 1000 bytes");
+        assert!(
+            !page.push(key(4, 4), "tiny"),
+            "a full page takes nothing more"
+        );
+        let body = board_list(page, None);
+        assert!(body.len() <= 1000, "{}", body.len());
+        let json: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["boards"].as_array().unwrap().len(), 2);
+        assert_eq!(json["next_cursor"], key(2, 2).to_cursor());
+
+        let mut alone = PageWriter::new("boards", 10);
+        assert!(alone.push(key(1, 1), &big), "the first item always goes in");
+        let json: Value = serde_json::from_slice(&board_list(alone, None)).unwrap();
+        assert_eq!(json["boards"].as_array().unwrap().len(), 1);
+        assert!(json.get("next_cursor").is_none());
+
+        let whole = PageWriter::<BoardKey>::new("boards", 1000);
+        let json: Value = serde_json::from_slice(&board_list(whole, Some(key(9, 9)))).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"boards": [], "next_cursor": key(9, 9).to_cursor()})
+        );
     }
 
     #[test]

@@ -326,3 +326,41 @@ async fn an_oversized_websocket_message_closes_with_1009() {
     assert_eq!(u16::from(close.code), 1009, "{close:?}");
     assert!(close.reason.contains("too big"), "{close:?}");
 }
+
+#[tokio::test]
+async fn webhook_targets_in_ipv6_forms_of_private_space_are_422() {
+    let env = TestEnv::api()
+        .setting("STREAMBOARD__WEBHOOKS__ALLOW_PRIVATE_TARGETS", "false")
+        .spawn()
+        .await;
+    let server = env.server();
+    let owner = server.board_owner("hooks6", "Hooks").await;
+    let hooks = format!("/api/boards/{}/webhooks", owner.board_id);
+
+    for host in [
+        "[64:ff9b::a9fe:a9fe]",
+        "[64:ff9b::7f00:1]",
+        "[64:ff9b:1::a9fe:a9fe]",
+        "[2002:a9fe:a9fe::]",
+        "[::a9fe:a9fe]",
+        "[::127.0.0.1]",
+        "[::ffff:127.0.0.1]",
+        "[2001:0:4136:e378:8000:63bf:3fff:fdd2]",
+    ] {
+        let response = server
+            .post_auth(
+                &owner.token,
+                &hooks,
+                serde_json::json!({"url": format!("http://{host}/hook")}),
+            )
+            .await;
+        let error = error_body(response, 422).await;
+        assert_eq!(error["details"]["field"], "url", "{host}: {error}");
+    }
+    let listed = server.get_json_auth(&owner.token, &hooks).await;
+    assert_eq!(
+        listed["webhooks"].as_array().map(Vec::len),
+        Some(0),
+        "{listed}"
+    );
+}

@@ -99,6 +99,7 @@ impl Auth {
     pub fn from_settings(
         settings: &Settings,
         pool: Pool,
+        target: crate::postgres::PostgresTarget,
         redis: crate::redis_client::RedisClient,
     ) -> Self {
         let ttl = Duration::from_secs(u64::from(settings.auth.token_ttl_days) * 24 * 3600);
@@ -109,7 +110,7 @@ impl Auth {
             settings.auth.cookie_secure,
             settings.auth.attempts_per_minute,
         )
-        .with_sessions(Sessions::new(pool, redis, user_cache, ttl))
+        .with_sessions(Sessions::new(pool, target, redis, user_cache, ttl))
     }
 
     pub fn keys(&self) -> &TokenKeys {

@@ -15,25 +15,41 @@
 //! `iat` for tokens issued before `jti` existed; logging out with such a
 //! token revokes every token of the user, having no id to name it by.
 //!
+//! Deleted accounts: PostgreSQL announces each deleted `users` row
+//! (`NOTIFY streamboard_users_deleted`, a trigger of migration V4) and every
+//! instance LISTENs on a connection of its own, forgetting that account at
+//! once, so its tokens are refused on every instance from the next request
+//! on. Answers are cached (up to `auth.user_cache_seconds`) only while that
+//! connection is up; while it is down every request reads `users`, and on
+//! reconnecting the cache starts empty (a deletion may have been missed).
+//!
 //! Limits, by design:
 //! - A logout through this instance takes effect here at once; other
 //!   instances may accept the token for up to [`REVOCATION_CACHE`] more.
-//! - An account deleted from PostgreSQL is refused within
-//!   `auth.user_cache_seconds`.
 //! - Redis unreachable and no cached answer: fail closed, 503. A revoked
 //!   token never works during an outage; the board routes need Redis anyway.
 //! - PostgreSQL unreachable and no cached answer: fail open, the account is
 //!   taken to exist, so board routes keep working through an outage as
 //!   before; a deleted account's token is the only thing let through.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use deadpool_postgres::Pool;
+use futures_util::StreamExt;
 use moka::sync::Cache;
+use tokio_postgres::AsyncMessage;
 use uuid::Uuid;
 
 use super::{users, AuthError, Token};
+use crate::postgres::PostgresTarget;
 use crate::store::StoreError;
+
+/// The channel the `users_deleted_notify` trigger announces deletions on.
+const DELETIONS_CHANNEL: &str = "streamboard_users_deleted";
+/// The longest wait between two attempts to LISTEN again.
+const LISTEN_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// How long an instance trusts what Redis said about a token.
 pub const REVOCATION_CACHE: Duration = Duration::from_secs(2);
@@ -48,14 +64,23 @@ pub struct Sessions {
 }
 
 impl Sessions {
+    /// Listens for deleted accounts on a connection to `target` of its
+    /// own (a task that lives as long as the process).
     pub fn new(
         users: Pool,
+        target: PostgresTarget,
         redis: crate::redis_client::RedisClient,
         user_cache: Duration,
         token_ttl: Duration,
     ) -> Self {
+        let users = KnownUsers::new(users, user_cache);
+        tokio::spawn(listen_for_deletions(
+            target,
+            users.known.clone(),
+            Arc::clone(&users.deletions),
+        ));
         Sessions {
-            users: KnownUsers::new(users, user_cache),
+            users,
             revocations: Revocations::new(redis, token_ttl),
         }
     }
@@ -75,10 +100,21 @@ impl Sessions {
     }
 }
 
-/// Whether a user id names an account, cached for a bounded time.
+/// Whether a user id names an account, cached while deletions are heard.
 struct KnownUsers {
     pool: Pool,
     known: Cache<Uuid, bool>,
+    deletions: Arc<Deletions>,
+}
+
+/// What the deletion listener tells the cache.
+#[derive(Default)]
+struct Deletions {
+    /// LISTEN is in place: cached answers can be trusted.
+    listening: AtomicBool,
+    /// Deletions heard so far; an answer read from `users` while one
+    /// arrived may be stale and is not cached.
+    heard: AtomicU64,
 }
 
 impl KnownUsers {
@@ -89,15 +125,22 @@ impl KnownUsers {
                 .max_capacity(CACHED_ENTRIES)
                 .time_to_live(ttl)
                 .build(),
+            deletions: Arc::default(),
         }
     }
 
     async fn ensure_known(&self, user: Uuid) -> Result<(), AuthError> {
-        let known = match self.known.get(&user) {
+        let listening = self.deletions.listening.load(Ordering::Acquire);
+        let cached = listening.then(|| self.known.get(&user)).flatten();
+        let heard_before = self.deletions.heard.load(Ordering::Acquire);
+        let known = match cached {
             Some(known) => known,
             None => match users::find(&self.pool, user).await {
                 Ok(found) => {
-                    self.known.insert(user, found.is_some());
+                    let heard_after = self.deletions.heard.load(Ordering::Acquire);
+                    if listening && heard_before == heard_after {
+                        self.known.insert(user, found.is_some());
+                    }
                     found.is_some()
                 }
                 // Fail open: board routes run on Redis and kept working
@@ -113,6 +156,63 @@ impl KnownUsers {
                 "the account of this token no longer exists",
             ))
         }
+    }
+}
+
+/// Keeps a connection LISTENing for deleted accounts and drops each from
+/// `known` as it is announced; reconnects with backoff when it breaks.
+async fn listen_for_deletions(
+    target: PostgresTarget,
+    known: Cache<Uuid, bool>,
+    deletions: Arc<Deletions>,
+) {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match target.config.connect(target.tls.clone()).await {
+            Ok((client, mut connection)) => {
+                let (notices, mut heard) = tokio::sync::mpsc::unbounded_channel();
+                // The connection delivers notifications as it is polled.
+                let driver = tokio::spawn(async move {
+                    let mut messages =
+                        futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                    while let Some(Ok(message)) = messages.next().await {
+                        if let AsyncMessage::Notification(notice) = message {
+                            if notices.send(notice.payload().to_owned()).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+                match client
+                    .batch_execute(&format!("LISTEN {DELETIONS_CHANNEL}"))
+                    .await
+                {
+                    Ok(()) => {
+                        // Deletions while nobody listened were missed.
+                        known.invalidate_all();
+                        deletions.listening.store(true, Ordering::Release);
+                        delay = Duration::from_secs(1);
+                        while let Some(payload) = heard.recv().await {
+                            deletions.heard.fetch_add(1, Ordering::AcqRel);
+                            match payload.parse::<Uuid>() {
+                                Ok(user) => known.invalidate(&user),
+                                Err(_) => known.invalidate_all(),
+                            }
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "LISTEN for deleted accounts failed"),
+                }
+                deletions.listening.store(false, Ordering::Release);
+                known.invalidate_all();
+                driver.abort();
+                tracing::warn!("stopped hearing of deleted accounts; reading `users` on every request until back");
+            }
+            Err(error) => {
+                tracing::debug!(%error, "cannot LISTEN for deleted accounts yet");
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(LISTEN_RETRY_MAX);
     }
 }
 

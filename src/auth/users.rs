@@ -60,19 +60,41 @@ impl Username {
     }
 }
 
-/// A new password: 8 to 128 characters. Never printed.
+/// A new password: 8 to 128 characters, not all whitespace, and not one
+/// of the 10,000 most common passwords (in any case). Never printed.
 pub struct Password(String);
 
 impl Password {
     pub fn parse(raw: &str) -> Result<Password, AuthError> {
-        if !PASSWORD_CHARS.contains(&raw.chars().count()) {
-            return Err(AuthError::Invalid {
+        let refuse = |reason| {
+            Err(AuthError::Invalid {
                 field: "password",
-                reason: "must be 8 to 128 characters",
-            });
+                reason,
+            })
+        };
+        if !PASSWORD_CHARS.contains(&raw.chars().count()) {
+            return refuse("must be 8 to 128 characters");
+        }
+        if raw.trim().is_empty() {
+            return refuse("must not be only whitespace");
+        }
+        if is_common_password(raw) {
+            return refuse("is one of the most common passwords; choose another");
         }
         Ok(Password(raw.to_owned()))
     }
+}
+
+/// The 10,000 most common passwords, most common first, lower case: the
+/// head of the list Django ships (`common-passwords.txt.gz`, compiled by
+/// Royce Williams from breach corpora; BSD-3-Clause, see
+/// `common-passwords.LICENSE`).
+const COMMON_PASSWORDS: &str = include_str!("common-passwords.txt");
+
+fn is_common_password(password: &str) -> bool {
+    static COMMON: OnceLock<std::collections::HashSet<&'static str>> = OnceLock::new();
+    let common = COMMON.get_or_init(|| COMMON_PASSWORDS.lines().collect());
+    common.contains(password.trim().to_lowercase().as_str())
 }
 
 impl fmt::Debug for Password {
@@ -328,6 +350,32 @@ mod tests {
         ));
         let password = Password::parse("correct horse").unwrap();
         assert!(!format!("{password:?}").contains("horse"));
+    }
+
+    #[test]
+    fn blank_and_common_passwords_are_refused() {
+        for bad in [
+            " ".repeat(8),
+            "\t\n  \u{a0}   ".to_owned(),
+            "password".to_owned(),
+            "Password1".to_owned(),
+            "  qwertyuiop ".to_owned(),
+            "iloveyou".to_owned(),
+        ] {
+            assert!(
+                matches!(
+                    Password::parse(&bad),
+                    Err(AuthError::Invalid {
+                        field: "password",
+                        ..
+                    })
+                ),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(COMMON_PASSWORDS.lines().count(), 10_000);
+        assert!(Password::parse("correct horse battery").is_ok());
+        assert!(Password::parse("  spaces around are fine  ").is_ok());
     }
 
     #[tokio::test]

@@ -19,7 +19,7 @@ use warp::{Filter, Reply};
 
 use super::auth::presented;
 use super::error::ApiError;
-use super::request::{body_bytes, parse_json};
+use super::request::{body_bytes, parse_json, BodyLimit};
 use super::serve::Peer;
 use crate::auth::{users, Auth, AuthError, Presented};
 
@@ -30,7 +30,7 @@ struct Credentials {
     password: String,
 }
 
-pub fn routes(auth: Arc<Auth>, body_limit: u64) -> BoxedFilter<(Response,)> {
+pub fn routes(auth: Arc<Auth>, body_limit: BodyLimit) -> BoxedFilter<(Response,)> {
     let with_auth = warp::any().map(move || auth.clone());
 
     let sign_in = |action: &'static str, entry: Entry| {
@@ -176,7 +176,13 @@ mod tests {
             "a-test-secret-that-is-long-enough-for-hs256",
             Duration::from_secs(3600),
         );
-        routes(Arc::new(Auth::new(keys, None, false, 60)), 1024)
+        routes(
+            Arc::new(Auth::new(keys, None, false, 60)),
+            BodyLimit {
+                bytes: 1024,
+                read_timeout: std::time::Duration::from_secs(5),
+            },
+        )
     }
 
     fn error_code(response: &warp::http::Response<Bytes>) -> String {

@@ -219,3 +219,56 @@ mod tests {
         assert_eq!((error.status.as_u16(), error.code), (403, "forbidden"));
     }
 }
+
+/// With `auth.cookie_secure` (the `prod` default), every `Set-Cookie` the
+/// server sends carries `Secure`, whoever wrote it (a session, a logout,
+/// the clearing cookie of a 401): one rule, applied to every response.
+pub fn secure_cookies(mut response: warp::reply::Response, secure: bool) -> warp::reply::Response {
+    if !secure {
+        return response;
+    }
+    let headers = response.headers_mut();
+    let cookies: Vec<HeaderValue> = headers
+        .get_all(warp::http::header::SET_COOKIE)
+        .iter()
+        .map(|cookie| {
+            let has_secure = cookie.to_str().is_ok_and(|text| {
+                text.split(';')
+                    .any(|a| a.trim().eq_ignore_ascii_case("secure"))
+            });
+            if has_secure {
+                cookie.clone()
+            } else {
+                let mut bytes = cookie.as_bytes().to_vec();
+                bytes.extend_from_slice(b"; Secure");
+                HeaderValue::from_bytes(&bytes).unwrap_or_else(|_| cookie.clone())
+            }
+        })
+        .collect();
+    if cookies.is_empty() {
+        return response;
+    }
+    headers.remove(warp::http::header::SET_COOKIE);
+    for cookie in cookies {
+        headers.append(warp::http::header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+#[cfg(test)]
+mod cookie_tests {
+    use super::*;
+
+    #[test]
+    fn every_cookie_gets_secure_when_asked() {
+        let mut response = warp::reply::Response::default();
+        let headers = response.headers_mut();
+        headers.append("set-cookie", HeaderValue::from_static("token=; Max-Age=0"));
+        headers.append("set-cookie", HeaderValue::from_static("a=b; Secure"));
+        let plain = secure_cookies(response, false);
+        assert_eq!(plain.headers()["set-cookie"], "token=; Max-Age=0");
+        let secured = secure_cookies(plain, true);
+        let cookies: Vec<_> = secured.headers().get_all("set-cookie").iter().collect();
+        assert_eq!(cookies, ["token=; Max-Age=0; Secure", "a=b; Secure"]);
+    }
+}

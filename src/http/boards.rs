@@ -16,7 +16,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use super::error::ApiError;
-use super::request::{parse_board_page, parse_json, write_headers, Page, WriteHeaders};
+use super::request::{parse_board_page, parse_json, write_headers, BodyLimit, Page, WriteHeaders};
 use crate::domain::values::{
     Assignee, BoardName, ColumnName, Columns, CustomFields, Description, FieldsPatch, Position,
     TaskTitle,
@@ -24,13 +24,14 @@ use crate::domain::values::{
 use crate::domain::{Command, DomainError, NewTask, TaskPatch};
 use crate::store::write::board_id_for;
 use crate::store::{BoardStore, Caller, Rendered, WriteRequest};
-use crate::views::{self, View};
+use crate::views::{PageWriter, View};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateBoardBody {
     name: String,
-    columns: Option<Vec<String>>,
+    #[serde(default, with = "::serde_with::rust::double_option")]
+    columns: Option<Option<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -89,7 +90,7 @@ fn not_null<T>(field: &'static str, value: Option<Option<T>>) -> Result<Option<T
 fn create_board(body: CreateBoardBody) -> Result<Command, DomainError> {
     Ok(Command::CreateBoard {
         name: BoardName::parse(&body.name)?,
-        columns: match body.columns {
+        columns: match not_null("columns", body.columns)? {
             Some(columns) => Columns::parse(&columns)?,
             None => Columns::default_columns(),
         },
@@ -206,6 +207,8 @@ fn json_response(body: Bytes) -> Response {
 #[derive(Clone)]
 struct Ctx {
     store: Arc<dyn BoardStore>,
+    /// Where list pages (boards, history) end in bytes.
+    page_bytes: usize,
 }
 
 /// One write as a route states it: the command, what its response shows,
@@ -278,9 +281,10 @@ pub fn routes(
     store: Arc<dyn BoardStore>,
     caller: BoxedFilter<(Caller,)>,
     reader: BoxedFilter<(Caller,)>,
-    body_limit: u64,
+    body_limit: BodyLimit,
+    page_bytes: usize,
 ) -> BoxedFilter<(Response,)> {
-    let ctx = Ctx { store };
+    let ctx = Ctx { store, page_bytes };
     let boards = warp::any()
         .map(move || ctx.clone())
         .and(warp::path("boards"));
@@ -300,7 +304,8 @@ pub fn routes(
         .and(warp::query::<HashMap<String, String>>())
         .and_then(
             |ctx: Ctx, caller: Caller, query: HashMap<String, String>| async move {
-                let page = parse_board_page(&query).map_err(warp::reject::custom)?;
+                let page =
+                    parse_board_page(&query, ctx.page_bytes).map_err(warp::reject::custom)?;
                 let body = ctx.store.list_boards(caller, page).await?;
                 Ok::<_, Rejection>(json_response(body))
             },
@@ -463,11 +468,16 @@ pub fn routes(
                     .store
                     .events_after(caller, board_id, page.after, page.limit)
                     .await?;
-                let next_after = events.last().map(|e| e.version);
-                let body = views::to_bytes(&serde_json::json!({
-                    "events": events,
-                    "next_after": next_after,
-                }));
+                // The page ends at `limit` events or at its byte budget,
+                // whichever comes first; `next_after` goes on from there.
+                let mut page = PageWriter::new("events", ctx.page_bytes);
+                for event in &events {
+                    if !page.push(event.version, &**event) {
+                        break;
+                    }
+                }
+                let next_after = page.last();
+                let body = page.finish(&[("next_after", serde_json::json!(next_after))]);
                 Ok::<_, Rejection>(json_response(body))
             },
         );
@@ -496,6 +506,13 @@ pub fn routes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_board_refuses_null_columns() {
+        let body = br#"{"name": "Plan", "columns": null}"#;
+        let error = create_board(parse_json(body).unwrap()).unwrap_err();
+        assert_eq!(error.field(), Some("columns"), "{error}");
+    }
 
     #[test]
     fn a_new_task_refuses_null_where_a_field_may_be_omitted() {

@@ -82,6 +82,17 @@ impl ApiError {
             format!("request body is larger than {limit} bytes"),
         )
     }
+    /// The body did not arrive in time; the connection is closed.
+    pub fn request_timeout(limit: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request body did not arrive within {} s",
+                limit.as_secs()
+            ),
+        )
+    }
     /// Every limit (boards, tasks, members) answers the same way.
     pub fn limit_reached(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "limit_reached", message)
@@ -121,7 +132,10 @@ impl ApiError {
                 header::HeaderValue::from_static("upgrade"),
             );
         }
-        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+        if matches!(
+            self.status,
+            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+        ) {
             // The unread body is not drained: the connection cannot be reused.
             headers.insert(
                 header::CONNECTION,
@@ -177,6 +191,14 @@ impl From<StoreError> for ApiError {
                 "this Idempotency-Key was already used for a different request",
             ),
             StoreError::LimitReached(message) => ApiError::limit_reached(message),
+            StoreError::BudgetFull(message) => ApiError {
+                retry_after_seconds: Some(60),
+                ..ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "insufficient_storage",
+                    message,
+                )
+            },
             StoreError::HistoryTrimmed { oldest } => ApiError {
                 details: Some(json!({ "oldest_version": oldest })),
                 ..ApiError::new(

@@ -13,9 +13,9 @@ use std::future::Future;
 
 use futures_util::future::{FutureExt, OptionFuture};
 
+use super::accept::ClientStream;
 use hyper::upgrade::{OnUpgrade, Parts};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
@@ -26,7 +26,7 @@ use warp::{Filter, Rejection, Reply};
 use super::error::ApiError;
 
 /// An accepted WebSocket connection.
-pub type Socket = WebSocketStream<TcpStream>;
+pub type Socket = WebSocketStream<ClientStream>;
 
 /// A valid upgrade request, not yet answered.
 pub struct Handshake {
@@ -107,7 +107,7 @@ async fn upgrade(on_upgrade: OnUpgrade, config: WebSocketConfig) -> Option<Socke
     // Bytes the client sent right behind its request, if any, are the
     // start of its first frame. They are copied out so hyper's read buffer
     // behind them is freed now.
-    let (io, early) = match upgraded.downcast::<TokioIo<TcpStream>>() {
+    let (io, early) = match upgraded.downcast::<TokioIo<ClientStream>>() {
         Ok(Parts { io, read_buf, .. }) => (io.into_inner(), read_buf.to_vec()),
         Err(_) => {
             tracing::error!("WebSocket upgrade on a connection not from `serve`");

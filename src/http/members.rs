@@ -13,7 +13,7 @@ use warp::{Filter, Rejection};
 
 use super::boards::{respond, run_write, Write};
 use super::error::ApiError;
-use super::request::{parse_json, write_headers, WriteHeaders};
+use super::request::{parse_json, present, write_headers, BodyLimit, WriteHeaders};
 use crate::auth::users;
 use crate::domain::{Command, DomainError, Role};
 use crate::store::BoardStore;
@@ -23,7 +23,9 @@ use crate::views::View;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AddMemberBody {
+    #[serde(default, deserialize_with = "present")]
     user_id: Option<Uuid>,
+    #[serde(default, deserialize_with = "present")]
     username: Option<String>,
     role: Role,
 }
@@ -78,7 +80,7 @@ pub fn routes(
     store: Arc<dyn BoardStore>,
     users_pool: Pool,
     caller: BoxedFilter<(Caller,)>,
-    body_limit: u64,
+    body_limit: BodyLimit,
 ) -> BoxedFilter<(Response,)> {
     let members = warp::any()
         .map(move || store.clone())

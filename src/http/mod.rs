@@ -1,6 +1,7 @@
 //! The HTTP adapter: routes, request parsing, the error boundary, and the
 //! WebSocket gateway. Handlers stay thin: parse, call the store, render.
 
+pub mod accept;
 pub mod accounts;
 pub mod auth;
 pub mod boards;
@@ -31,19 +32,23 @@ pub use state::{ApiState, AppState};
 
 /// Every route of the server, with CORS, error recovery and access logs.
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
-    let body_limit = state.settings.server.body_limit_bytes;
+    let body_limit = request::BodyLimit::from(&state.settings.server);
+    let page_bytes = state.settings.server.list_page_bytes;
     let anonymous = warp::any().map(|| Caller::Anonymous).boxed();
 
-    let quick = warp::path("quick").and(
-        boards::routes(
-            state.quick.clone(),
-            anonymous.clone(),
-            anonymous.clone(),
-            body_limit,
-        )
-        .or(state.quick_gateway.clone().route(anonymous))
-        .unify(),
-    );
+    let quick = warp::path("quick")
+        .and(creation_quota(state.settings.quick.creates_per_minute))
+        .and(
+            boards::routes(
+                state.quick.clone(),
+                anonymous.clone(),
+                anonymous.clone(),
+                body_limit,
+                page_bytes,
+            )
+            .or(state.quick_gateway.clone().route(anonymous))
+            .unify(),
+        );
 
     let api = match &state.api {
         Some(api) => {
@@ -58,7 +63,13 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
                 .and(
                     accounts::routes(api.auth.clone(), body_limit)
                         .or(usernames::named(
-                            boards::routes(api.store.clone(), user.clone(), reader, body_limit),
+                            boards::routes(
+                                api.store.clone(),
+                                user.clone(),
+                                reader,
+                                body_limit,
+                                page_bytes,
+                            ),
                             api.users.clone(),
                         ))
                         .unify()
@@ -116,10 +127,97 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .unify();
     let all = warp::path::full().and(all).map(error::with_allow_header);
 
-    all.with(cors(&state.settings.server.cors_origins))
+    let secure = state.settings.auth.cookie_secure;
+    let all = all
+        .map(move |response| auth::secure_cookies(response, secure))
+        .boxed();
+    // The page at `/` is served from this origin: its own writes carry an
+    // `Origin` naming it and are no cross-origin requests, whatever
+    // `server.cors_origins` lists.
+    let same_origin = same_origin().and(all.clone());
+    let cross_origin = all
+        .with(cors(&state.settings.server.cors_origins))
+        .map(Reply::into_response);
+    same_origin
+        .or(cross_origin)
+        .unify()
         .with(warp::log::custom(ops::record_request))
         .map(Reply::into_response)
         .boxed()
+}
+
+/// Passes a request whose `Origin` names the host it was sent to (the
+/// `Host` header: a proxy in front passes it on); rejects anything else,
+/// which then goes through CORS.
+fn same_origin() -> impl Filter<Extract = (), Error = warp::Rejection> + Clone {
+    warp::header::optional::<String>("origin")
+        .and(warp::header::optional::<String>("host"))
+        .and_then(|origin: Option<String>, host: Option<String>| async move {
+            match (origin, host) {
+                (Some(origin), Some(host)) if origin_host(&origin) == Some(host.as_str()) => Ok(()),
+                _ => Err(warp::reject()),
+            }
+        })
+        .untuple_one()
+}
+
+/// `host[:port]` of an origin (`https://boards.example.com:8443`).
+fn origin_host(origin: &str) -> Option<&str> {
+    let (scheme, host) = origin.split_once("://")?;
+    (matches!(scheme, "http" | "https") && !host.is_empty() && !host.contains('/')).then_some(host)
+}
+
+/// `POST /quick/boards` counts against its client's address, an IPv6
+/// /64 counting as one address (one host gets a whole /64): past
+/// `per_minute` a create gets 429 with `Retry-After`. Other requests pass.
+fn creation_quota(per_minute: u32) -> impl Filter<Extract = (), Error = warp::Rejection> + Clone {
+    type Limiter = governor::DefaultKeyedRateLimiter<std::net::IpAddr>;
+    let per_minute = std::num::NonZeroU32::new(per_minute.max(1)).expect("at least 1");
+    let limiter: Arc<Limiter> = Arc::new(governor::RateLimiter::keyed(
+        governor::Quota::per_minute(per_minute),
+    ));
+    warp::method()
+        .and(warp::path::full())
+        .and(warp::ext::optional::<serve::Peer>())
+        .and_then(
+            move |method: warp::http::Method,
+                  path: warp::path::FullPath,
+                  peer: Option<serve::Peer>| {
+                let limiter = Arc::clone(&limiter);
+                async move {
+                    let creates = method == warp::http::Method::POST
+                        && path.as_str().trim_end_matches('/') == "/quick/boards";
+                    let Some(serve::Peer(address)) = peer.filter(|_| creates) else {
+                        return Ok(());
+                    };
+                    limiter
+                        .check_key(&client_key(address.ip()))
+                        .map_err(|not_until| {
+                            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                                &governor::clock::DefaultClock::default(),
+                            ));
+                            warp::reject::custom(ApiError::too_many_requests(
+                                "too many quick-win boards created from this address; retry later",
+                                wait.as_secs().max(1),
+                            ))
+                        })
+                }
+            },
+        )
+        .untuple_one()
+}
+
+/// Who a quota is kept for: the IPv4 address, or the IPv6 /64.
+fn client_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => std::net::IpAddr::V4(v4),
+            None => {
+                std::net::IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64)))
+            }
+        },
+        v4 => v4,
+    }
 }
 
 fn cors(origins: &[String]) -> warp::cors::Builder {
@@ -140,5 +238,56 @@ fn cors(origins: &[String]) -> warp::cors::Builder {
         builder
             .allow_origins(origins.iter().map(String::as_str))
             .allow_credentials(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn origin_allowed(origins: &[&str], origin: &str) -> bool {
+        let origins: Vec<String> = origins.iter().map(|o| (*o).to_owned()).collect();
+        let filter = warp::any().map(warp::reply).with(cors(&origins));
+        warp::test::request()
+            .header("origin", origin)
+            .filter(&filter)
+            .await
+            .is_ok()
+    }
+
+    #[test]
+    fn an_origin_names_a_host_and_port() {
+        assert_eq!(
+            origin_host("https://boards.example.com"),
+            Some("boards.example.com")
+        );
+        assert_eq!(origin_host("http://localhost:8080"), Some("localhost:8080"));
+        assert_eq!(origin_host("null"), None);
+        assert_eq!(origin_host("https://a.example/path"), None);
+        assert_eq!(origin_host("file://"), None);
+    }
+
+    #[tokio::test]
+    async fn same_origin_requests_pass_and_others_do_not() {
+        let passes = |origin: &'static str, host: &'static str| async move {
+            warp::test::request()
+                .header("origin", origin)
+                .header("host", host)
+                .filter(&same_origin())
+                .await
+                .is_ok()
+        };
+        assert!(passes("http://localhost:8080", "localhost:8080").await);
+        assert!(passes("https://boards.example.com", "boards.example.com").await);
+        assert!(!passes("https://evil.example", "boards.example.com").await);
+        assert!(!passes("http://localhost:8081", "localhost:8080").await);
+    }
+
+    #[tokio::test]
+    async fn no_origin_is_allowed_unless_listed() {
+        assert!(!origin_allowed(&[], "http://localhost:3000").await);
+        assert!(origin_allowed(&["https://a.example"], "https://a.example").await);
+        assert!(!origin_allowed(&["https://a.example"], "https://b.example").await);
+        assert!(origin_allowed(&["*"], "https://b.example").await);
     }
 }

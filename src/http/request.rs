@@ -1,27 +1,65 @@
 //! Reading requests: bodies within a byte limit, strict JSON with the
 //! offending field named, and the `If-Match` / `Idempotency-Key` headers.
+//!
+//! [`parse_json`] is also the one place where text is checked for what the
+//! stores cannot hold, for every route: a string PostgreSQL cannot store
+//! (NUL) or that is not Unicode at all (a lone surrogate in a `\u` escape)
+//! is 422 naming its field, before any handler sees it.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::error::Category;
+use serde_json::Value;
 use warp::http::{HeaderValue, Method};
 use warp::path::FullPath;
 use warp::{Filter, Rejection};
 
 use super::error::ApiError;
+use crate::settings::ServerSettings;
 use crate::store::write::fingerprint;
 use crate::store::IdempotencyKey;
 use crate::views::{BoardKey, BoardPage};
 
-/// The body as bytes; larger than `limit` gets 413, whether or not the
-/// client sent a Content-Length.
-pub fn body_bytes(limit: u64) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
+/// How large a request body may be, and how long it may take to arrive.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit {
+    pub bytes: u64,
+    pub read_timeout: Duration,
+}
+
+impl From<&ServerSettings> for BodyLimit {
+    fn from(server: &ServerSettings) -> Self {
+        BodyLimit {
+            bytes: server.body_limit_bytes,
+            read_timeout: Duration::from_secs(server.body_read_timeout_seconds),
+        }
+    }
+}
+
+/// The body as bytes; larger than `limit.bytes` gets 413, whether or not
+/// the client sent a Content-Length; not all there within
+/// `limit.read_timeout` gets 408 (a client sending a byte a minute holds
+/// no connection for long).
+pub fn body_bytes(limit: BodyLimit) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
     warp::header::optional::<u64>("content-length")
         .and(warp::body::stream())
-        .and_then(move |length: Option<u64>, stream| collect_body(length, stream, limit))
+        .and_then(move |length: Option<u64>, stream| async move {
+            match tokio::time::timeout(
+                limit.read_timeout,
+                collect_body(length, stream, limit.bytes),
+            )
+            .await
+            {
+                Ok(body) => body,
+                Err(_) => Err(warp::reject::custom(ApiError::request_timeout(
+                    limit.read_timeout,
+                ))),
+            }
+        })
 }
 
 async fn collect_body<S, B>(length: Option<u64>, stream: S, limit: u64) -> Result<Bytes, Rejection>
@@ -47,7 +85,8 @@ where
 }
 
 /// Parses a JSON body strictly: malformed JSON is 400; unknown fields,
-/// missing fields and wrong types are 422 naming the field.
+/// missing fields, wrong types and text the stores cannot hold are 422
+/// naming the field.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     match body.iter().find(|b| !b.is_ascii_whitespace()) {
         None => return Err(ApiError::bad_request("request body must be a JSON object")),
@@ -64,13 +103,83 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
                 return Err(ApiError::bad_request(format!("malformed JSON: {syntax}")));
             }
+            // JSON text is UTF-8; the syntax check does not look inside strings.
+            if std::str::from_utf8(body).is_err() {
+                return Err(ApiError::bad_request("malformed JSON: not UTF-8 text"));
+            }
             return Err(field_error(error));
         }
     };
     deserializer
         .end()
         .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+    refuse_nul(body)?;
     Ok(value)
+}
+
+/// 422 naming the first string (key or value) that holds a NUL character:
+/// PostgreSQL stores no NUL in `text` or `jsonb`. Raw NUL bytes are
+/// malformed JSON already, so only bodies with a `\u0000` escape are
+/// walked, which keeps the usual request at one parse.
+fn refuse_nul(body: &[u8]) -> Result<(), ApiError> {
+    let escaped = body
+        .windows(6)
+        .any(|w| w[0] == b'\\' && w[1] == b'u' && w[2..].iter().all(|&b| b == b'0'));
+    if !escaped {
+        return Ok(());
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+    match nul_path(&value, "") {
+        Some(field) => Err(ApiError::invalid_field(
+            field,
+            "must not contain NUL characters",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The dotted path of the first string in `value` holding a NUL (array
+/// items are named by their array, as the domain names them).
+fn nul_path(value: &Value, path: &str) -> Option<String> {
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match value {
+        Value::String(text) if text.contains('\0') => Some(field_or_body(path)),
+        Value::Array(items) => items.iter().find_map(|item| nul_path(item, path)),
+        Value::Object(map) => map.iter().find_map(|(key, value)| {
+            if key.contains('\0') {
+                Some(field_or_body(path))
+            } else {
+                nul_path(value, &join(key))
+            }
+        }),
+        _ => None,
+    }
+}
+
+fn field_or_body(path: &str) -> String {
+    if path.is_empty() {
+        "body".to_owned()
+    } else {
+        path.to_owned()
+    }
+}
+
+/// For a field that may be omitted but not sent as `null`
+/// (`#[serde(default, deserialize_with = "present")]`): `null` is then a
+/// wrong type, 422 naming the field.
+pub fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 /// A well-formed body that does not fit: 422 naming the field.
@@ -90,8 +199,43 @@ fn field_error(error: serde_path_to_error::Error<serde_json::Error>) -> ApiError
             };
             ApiError::invalid_field(field, strip_position(&message))
         }
+        // Well-formed UTF-8 JSON (the syntax check passed) with a value that
+        // could not be decoded: a lone surrogate escape (text no store can
+        // hold), a number out of range.
+        Category::Syntax if undecodable_value(&inner.to_string()) => {
+            ApiError::invalid_field(array_free(&path), strip_position(&inner.to_string()))
+        }
         _ => ApiError::bad_request(format!("malformed JSON: {inner}")),
     }
+}
+
+/// serde_json's words for a value it cannot decode, as opposed to a
+/// document too deep to read (which stays 400).
+fn undecodable_value(message: &str) -> bool {
+    ["surrogate", "hex escape", "number out of range"]
+        .iter()
+        .any(|words| message.contains(words))
+}
+
+/// serde's path without array indices (`columns[2]` is `columns`) or the
+/// key it could not read (`fields.?` is `fields`), or `body` for the top
+/// level.
+fn array_free(path: &str) -> String {
+    let mut field = String::with_capacity(path.len());
+    let mut in_index = false;
+    for c in path.chars() {
+        match c {
+            '[' => in_index = true,
+            ']' => in_index = false,
+            c if !in_index => field.push(c),
+            _ => {}
+        }
+    }
+    let named: Vec<&str> = field
+        .split('.')
+        .filter(|segment| !segment.is_empty() && *segment != "?")
+        .collect();
+    field_or_body(&named.join("."))
 }
 
 /// serde names unknown and missing fields in backticks: "unknown field `x`".
@@ -121,7 +265,7 @@ pub struct WriteHeaders {
 /// `If-Match` and `Idempotency-Key`, with the request fingerprinted so a
 /// reused key is told apart from a retry.
 pub fn write_headers(
-    body_limit: u64,
+    body_limit: BodyLimit,
 ) -> impl Filter<Extract = (WriteHeaders, Bytes), Error = Rejection> + Clone {
     warp::method()
         .and(warp::path::full())
@@ -237,8 +381,12 @@ impl Page {
 pub const BOARDS_PAGE_DEFAULT: usize = 50;
 pub const BOARDS_PAGE_MAX: usize = 200;
 
-/// `?limit=&cursor=` of a board list, checked with the field named.
-pub fn parse_board_page(query: &HashMap<String, String>) -> Result<BoardPage, ApiError> {
+/// `?limit=&cursor=` of a board list, checked with the field named; the
+/// page also ends at `max_bytes` of JSON.
+pub fn parse_board_page(
+    query: &HashMap<String, String>,
+    max_bytes: usize,
+) -> Result<BoardPage, ApiError> {
     refuse_unknown(query, &["cursor", "limit"])?;
     let after = match query.get("cursor").map(String::as_str) {
         None | Some("") => None,
@@ -247,7 +395,11 @@ pub fn parse_board_page(query: &HashMap<String, String>) -> Result<BoardPage, Ap
         })?),
     };
     let limit = page_limit(query, BOARDS_PAGE_DEFAULT, BOARDS_PAGE_MAX)?;
-    Ok(BoardPage { after, limit })
+    Ok(BoardPage {
+        after,
+        limit,
+        max_bytes,
+    })
 }
 
 /// 422 naming the first query parameter that is not one of `known`.
@@ -320,6 +472,54 @@ mod tests {
         );
     }
 
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Nested {
+        name: String,
+        columns: Option<Vec<String>>,
+        fields: Option<serde_json::Map<String, Value>>,
+    }
+
+    fn refused_field(body: &str) -> (u16, String) {
+        let error = parse_json::<Nested>(body.as_bytes()).unwrap_err();
+        let field = error.details.map_or(Value::Null, |d| d["field"].clone());
+        (
+            error.status.as_u16(),
+            field.as_str().unwrap_or("").to_owned(),
+        )
+    }
+
+    #[test]
+    fn text_the_stores_cannot_hold_is_422_naming_its_field() {
+        let cases = [
+            (r#"{"name":"a\u0000b"}"#, "name"),
+            (r#"{"name":"x","columns":["ok","b\u0000"]}"#, "columns"),
+            (
+                r#"{"name":"x","fields":{"k":{"deep":["\u0000"]}}}"#,
+                "fields.k.deep",
+            ),
+            (r#"{"name":"x","fields":{"k\u0000":1}}"#, "fields"),
+            (r#"{"name":"\ud800"}"#, "name"),
+            (r#"{"name":"x\udfffy"}"#, "name"),
+            (r#"{"name":"x","columns":["\udbff"]}"#, "columns"),
+            (r#"{"name":"x","fields":{"k":"\ud83d"}}"#, "fields.k"),
+            (r#"{"name":"x","fields":{"\ud800":1}}"#, "fields"),
+        ];
+        for (body, field) in cases {
+            assert_eq!(refused_field(body), (422, field.to_owned()), "{body}");
+        }
+    }
+
+    #[test]
+    fn four_byte_characters_and_escaped_backslashes_are_text() {
+        let emoji = parse_json::<Nested>(r#"{"name":"\ud83d\ude00 𝕳"}"#.as_bytes()).unwrap();
+        assert_eq!(emoji.name, "😀 𝕳");
+        // `\\u0000` is a backslash followed by "u0000": six harmless characters.
+        let literal = parse_json::<Nested>(br#"{"name":"\\u0000"}"#).unwrap();
+        assert_eq!(literal.name, "\\u0000");
+    }
+
     #[test]
     fn if_match_accepts_quoted_weak_and_bare_versions() {
         assert_eq!(parse_if_match("\"3\"").unwrap(), Some(3));
@@ -370,13 +570,18 @@ mod tests {
                 .collect()
         };
         let field = |query: &[(&str, &str)]| {
-            parse_board_page(&q(query)).unwrap_err().details.unwrap()["field"].clone()
+            parse_board_page(&q(query), 4096)
+                .unwrap_err()
+                .details
+                .unwrap()["field"]
+                .clone()
         };
         assert_eq!(
-            parse_board_page(&q(&[])).unwrap(),
+            parse_board_page(&q(&[]), 4096).unwrap(),
             BoardPage {
                 after: None,
-                limit: 50
+                limit: 50,
+                max_bytes: 4096
             }
         );
         let key = BoardKey {
@@ -385,10 +590,11 @@ mod tests {
         };
         let cursor = key.to_cursor();
         assert_eq!(
-            parse_board_page(&q(&[("cursor", &cursor), ("limit", "200")])).unwrap(),
+            parse_board_page(&q(&[("cursor", &cursor), ("limit", "200")]), 4096).unwrap(),
             BoardPage {
                 after: Some(key),
-                limit: 200
+                limit: 200,
+                max_bytes: 4096
             }
         );
         assert_eq!(field(&[("limit", "201")]), "limit");

@@ -15,7 +15,7 @@ use warp::{Filter, Rejection, Reply};
 
 use super::error::ApiError;
 use super::members::ensure_owner;
-use super::request::{body_bytes, parse_json};
+use super::request::{body_bytes, parse_json, present, BodyLimit};
 use crate::postgres;
 use crate::store::{BoardStore, Caller};
 use crate::webhooks::{self, registry, WebhookError};
@@ -24,7 +24,9 @@ use crate::webhooks::{self, registry, WebhookError};
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     url: String,
+    #[serde(default, deserialize_with = "present")]
     events: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
     secret: Option<String>,
 }
 
@@ -59,7 +61,7 @@ pub fn routes(
     store: Arc<dyn BoardStore>,
     pool: Pool,
     caller: BoxedFilter<(Caller,)>,
-    body_limit: u64,
+    body_limit: BodyLimit,
     allow_private_targets: bool,
 ) -> BoxedFilter<(Response,)> {
     let context = Context {

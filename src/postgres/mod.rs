@@ -16,6 +16,10 @@ use anyhow::Context as _;
 use deadpool_postgres::{Object, Pool, PoolError};
 use tokio_postgres::error::SqlState;
 
+pub mod target;
+
+pub use target::PostgresTarget;
+
 mod embedded {
     refinery::embed_migrations!("src/postgres/migrations");
 }
@@ -40,6 +44,10 @@ pub enum DbError {
     /// A unique constraint or unique index refused a write (SQLSTATE 23505).
     #[error("unique constraint {constraint} violated")]
     UniqueViolation { constraint: String },
+    /// TLS refused the server: a wrong CA or host name in `postgres.url`.
+    /// Clients get 503 as for an outage; start-up and `migrate` stop.
+    #[error("{0}")]
+    TlsRefused(String),
     #[error(transparent)]
     Internal(anyhow::Error),
 }
@@ -69,6 +77,12 @@ impl From<tokio_postgres::Error> for DbError {
 
 impl From<PoolError> for DbError {
     fn from(error: PoolError) -> Self {
+        if let Some(cause) = target::tls_cause(&error) {
+            return DbError::TlsRefused(format!(
+                "postgres.url: TLS refused the PostgreSQL server's certificate ({cause}); \
+                 check sslmode and sslrootcert"
+            ));
+        }
         match error {
             PoolError::NoRuntimeSpecified => DbError::Internal(anyhow::anyhow!("{error}")),
             // Timeouts, a closed pool, and failures to open a connection.

@@ -46,7 +46,7 @@ use crate::eventlog::{Appended, BatchAppended, EventLog, LogError, Writer};
 use crate::fanout::{Hub, ResyncReason};
 use crate::projection::archive;
 use crate::telemetry::names;
-use crate::views::{self, BoardKey, BoardPage, BoardView, View};
+use crate::views::{self, BoardKey, BoardPage, BoardView, PageWriter, View};
 
 /// Attempts at a write that keeps losing races before answering 503.
 const WRITE_ATTEMPTS: usize = 16;
@@ -789,7 +789,10 @@ fn archive_error(error: archive::ArchiveError) -> StoreError {
 impl BoardStore for EventSourcedStore {
     async fn list_boards(&self, caller: Caller, page: BoardPage) -> Result<Bytes, StoreError> {
         let Some(user) = caller.user() else {
-            return Ok(views::board_list(Vec::new(), None));
+            return Ok(views::board_list(
+                PageWriter::new("boards", page.max_bytes),
+                None,
+            ));
         };
         // Redis's index, and the read model's memberships for boards whose
         // index entries a Redis restart lost.
@@ -819,23 +822,19 @@ impl BoardStore for EventSourcedStore {
             listed.extend(key?);
         }
         let (ids, next) = page.select(listed);
-        let reads = join_all(ids.into_iter().map(|id| async move {
+        // One board at a time, until the page's byte budget is reached: a
+        // page never holds more than that, however large its boards.
+        let mut list = PageWriter::new("boards", page.max_bytes);
+        for (key, id) in ids {
             let cached = self.current(id).await?;
             // A board deleted since it was picked is left out.
-            let value = match readable(cached.board.as_ref(), caller) {
-                Ok(board) => {
-                    Some(serde_json::to_value(BoardView::new(board)).map_err(anyhow::Error::from)?)
+            if let Ok(board) = readable(cached.board.as_ref(), caller) {
+                if !list.push(key, &BoardView::new(board)) {
+                    break;
                 }
-                Err(_) => None,
-            };
-            Ok::<_, StoreError>(value)
-        }))
-        .await;
-        let mut boards = Vec::new();
-        for read in reads {
-            boards.extend(read?);
+            }
         }
-        Ok(views::board_list(boards, next))
+        Ok(views::board_list(list, next))
     }
 
     async fn read(

@@ -100,6 +100,9 @@ pub enum StoreError {
     IdempotencyKeyReused,
     #[error("{0}")]
     LimitReached(String),
+    /// The store's memory budget is spent (quick-win's `quick.max_bytes`).
+    #[error("{0}")]
+    BudgetFull(String),
     /// The versions asked for are older than the history this store keeps.
     #[error("history before version {oldest} is no longer kept")]
     HistoryTrimmed { oldest: u64 },
@@ -121,6 +124,10 @@ impl From<DbError> for StoreError {
             DbError::UniqueViolation { .. } => StoreError::Domain(DomainError::conflict(
                 "a record with these values already exists",
             )),
+            DbError::TlsRefused(detail) => {
+                tracing::error!(%detail, "PostgreSQL unavailable");
+                StoreError::Unavailable("PostgreSQL is unavailable; retry shortly".into())
+            }
             DbError::Internal(error) => StoreError::Internal(error),
         }
     }

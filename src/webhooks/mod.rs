@@ -181,39 +181,84 @@ pub async fn check_reachable(url: &url::Url) -> Result<(), WebhookError> {
 /// Addresses a webhook must not reach unless the operator allows it:
 /// loopback, private and shared (CGNAT) ranges, link-local (which holds
 /// the cloud metadata services, 169.254.169.254 and fd00:ec2::254 alike),
-/// unspecified, multicast and broadcast.
+/// unique-local, unspecified, multicast, broadcast, reserved and
+/// documentation ranges; and every IPv6 form that carries an IPv4 address
+/// a packet may end up at (mapped, compatible, SIIT-translated, NAT64,
+/// 6to4, Teredo) when that IPv4 address is forbidden.
 pub fn is_forbidden(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(ip) => is_forbidden_v4(ip),
-        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
-            Some(v4) => is_forbidden_v4(v4),
-            None => is_forbidden_v6(ip),
-        },
+        IpAddr::V6(ip) => is_forbidden_v6(ip),
     }
 }
 
 fn is_forbidden_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, ..] = ip.octets();
+    let [a, b, c, _] = ip.octets();
     ip.is_loopback()
         || ip.is_private()
         || ip.is_link_local()
         || ip.is_unspecified()
         || ip.is_multicast()
         || ip.is_broadcast()
+        || ip.is_documentation()
         || a == 0
         // 100.64.0.0/10: shared address space (CGNAT; some clouds' metadata).
         || (a == 100 && (64..128).contains(&b))
+        // 192.0.0.0/24: IETF protocol assignments (NAT64 discovery, DS-Lite).
+        || (a == 192 && b == 0 && c == 0)
+        // 198.18.0.0/15: benchmarking; 240.0.0.0/4: reserved.
+        || (a == 198 && (18..20).contains(&b))
+        || a >= 240
 }
 
+/// IPv6 prefixes refused whatever follows them: `(prefix, length)`.
+const FORBIDDEN_V6: [(u128, u32); 9] = [
+    (0xfc00 << 112, 7),           // unique local (fd00:ec2::254: AWS metadata)
+    (0xfe80 << 112, 10),          // link-local
+    (0xfec0 << 112, 10),          // site-local (deprecated, still routed inside)
+    (0xff00 << 112, 8),           // multicast
+    (0x0064_ff9b_0001 << 80, 48), // NAT64 for local use (RFC 8215)
+    (0x2001_0000 << 96, 32),      // Teredo: tunnels to an address we cannot see
+    (0x2001_0db8 << 96, 32),      // documentation
+    (0x0100 << 112, 64),          // discard-only
+    (0x2001_0002 << 96, 48),      // benchmarking
+];
+
 fn is_forbidden_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
-    ip.is_loopback()
-        || ip.is_unspecified()
-        || ip.is_multicast()
-        // fc00::/7: unique local (fd00:ec2::254 is AWS's metadata service).
-        || (first & 0xfe00) == 0xfc00
-        // fe80::/10: link-local.
-        || (first & 0xffc0) == 0xfe80
+    let bits = u128::from(ip);
+    let in_prefix = |prefix: u128, length: u32| {
+        let mask = u128::MAX << (128 - length);
+        bits & mask == prefix & mask
+    };
+    if ip.is_loopback() || ip.is_unspecified() {
+        return true;
+    }
+    if FORBIDDEN_V6
+        .iter()
+        .any(|&(prefix, length)| in_prefix(prefix, length))
+    {
+        return true;
+    }
+    embedded_v4(bits, in_prefix).is_some_and(is_forbidden_v4)
+}
+
+/// The IPv4 address an IPv6 address carries, in the forms that deliver to
+/// it: `::ffff:a.b.c.d` (mapped), `::a.b.c.d` (compatible, deprecated),
+/// `::ffff:0:a.b.c.d` (SIIT), `64:ff9b::a.b.c.d` (NAT64) in the last 32
+/// bits, and `2002:AABB:CCDD::/48` (6to4) in bits 16 to 47.
+fn embedded_v4(bits: u128, in_prefix: impl Fn(u128, u32) -> bool) -> Option<Ipv4Addr> {
+    let last = Ipv4Addr::from((bits & 0xffff_ffff) as u32);
+    if in_prefix(0xffff << 32, 96)
+        || in_prefix(0, 96)
+        || in_prefix(0xffff_0000 << 32, 96)
+        || in_prefix(0x0064_ff9b << 96, 96)
+    {
+        return Some(last);
+    }
+    if in_prefix(0x2002 << 112, 16) {
+        return Some(Ipv4Addr::from((bits >> 80) as u32));
+    }
+    None
 }
 
 #[cfg(test)]
@@ -244,26 +289,92 @@ mod tests {
         }
     }
 
+    /// Every shape of address a target may take, and whether it is refused.
+    const SHAPES: [(&str, bool); 56] = [
+        // IPv4: private, loopback, link-local (metadata), shared, special.
+        ("127.0.0.1", true),
+        ("127.255.255.254", true),
+        ("10.1.2.3", true),
+        ("172.16.0.1", true),
+        ("172.31.255.255", true),
+        ("192.168.1.1", true),
+        ("169.254.169.254", true),
+        ("100.100.100.200", true),
+        ("100.64.0.1", true),
+        ("0.0.0.0", true),
+        ("0.1.2.3", true),
+        ("224.0.0.1", true),
+        ("239.255.255.250", true),
+        ("255.255.255.255", true),
+        ("240.0.0.1", true),
+        ("192.0.0.170", true),
+        ("192.0.2.1", true),
+        ("198.18.0.1", true),
+        ("203.0.113.9", true),
+        // IPv6 of its own: loopback, unspecified, unique-local, link-local.
+        ("::1", true),
+        ("::", true),
+        ("fd00:ec2::254", true),
+        ("fc00::1", true),
+        ("fe80::1", true),
+        ("febf::1", true),
+        ("fec0::1", true),
+        ("ff02::1", true),
+        ("2001:db8::1", true),
+        ("100::1", true),
+        // IPv4 inside IPv6: mapped, compatible, SIIT, NAT64, 6to4, Teredo.
+        ("::ffff:10.0.0.1", true),
+        ("::ffff:127.0.0.1", true),
+        ("::ffff:169.254.169.254", true),
+        ("::a9fe:a9fe", true),
+        ("::127.0.0.1", true),
+        ("::ffff:0:a9fe:a9fe", true),
+        ("64:ff9b::a9fe:a9fe", true),
+        ("64:ff9b::7f00:1", true),
+        ("64:ff9b::10.0.0.1", true),
+        ("64:ff9b:1::a9fe:a9fe", true),
+        ("64:ff9b:1:ffff::5db8:d70e", true),
+        ("2002:a9fe:a9fe::", true),
+        ("2002:7f00:1::1", true),
+        ("2002:c0a8:101::", true),
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", true),
+        ("2001::1", true),
+        // Public: allowed, including public IPv4 in the embedding forms.
+        ("93.184.215.14", false),
+        ("8.8.8.8", false),
+        ("100.128.0.1", false),
+        ("172.32.0.1", false),
+        ("2606:2800:21f:cb07:6820:80da:af6b:8b2c", false),
+        ("2a00:1450:4001:81a::200e", false),
+        ("::ffff:93.184.215.14", false),
+        ("64:ff9b::5db8:d70e", false),
+        ("64:ff9b::8.8.8.8", false),
+        ("2002:5db8:d70e::1", false),
+        ("2001:4860:4860::8888", false),
+    ];
+
     #[test]
-    fn private_and_metadata_addresses_are_forbidden() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.100.100.200",
-            "0.0.0.0",
-            "::1",
-            "fd00:ec2::254",
-            "fe80::1",
-            "::ffff:10.0.0.1",
+    fn every_address_shape_is_judged() {
+        for (ip, forbidden) in SHAPES {
+            assert_eq!(is_forbidden(ip.parse().unwrap()), forbidden, "{ip}");
+        }
+    }
+
+    #[tokio::test]
+    async fn ipv6_literals_reaching_private_space_are_refused_as_urls() {
+        for host in [
+            "[64:ff9b::a9fe:a9fe]",
+            "[64:ff9b::7f00:1]",
+            "[2002:a9fe:a9fe::]",
+            "[::a9fe:a9fe]",
+            "[::127.0.0.1]",
+            "[::ffff:169.254.169.254]",
         ] {
-            assert!(is_forbidden(ip.parse().unwrap()), "{ip}");
+            let url = target(&format!("http://{host}/hook")).unwrap();
+            assert!(check_reachable(&url).await.is_err(), "{host}");
         }
-        for ip in ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"] {
-            assert!(!is_forbidden(ip.parse().unwrap()), "{ip}");
-        }
+        let public = target("http://[2606:2800:21f:cb07:6820:80da:af6b:8b2c]/").unwrap();
+        assert!(check_reachable(&public).await.is_ok());
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -539,9 +539,15 @@ impl TestDb {
         TestDb { name, admin_url }
     }
 
+    /// The admin URL with this database in its path; its parameters
+    /// (`?sslmode=verify-full&sslrootcert=…`) are kept.
     pub fn url(&self) -> String {
-        match self.admin_url.rsplit_once('/') {
-            Some((server, _)) => format!("{server}/{}", self.name),
+        let (base, query) = match self.admin_url.split_once('?') {
+            Some((base, query)) => (base, format!("?{query}")),
+            None => (self.admin_url.as_str(), String::new()),
+        };
+        match base.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{}{query}", self.name),
             None => panic!("STREAMBOARD_TEST_POSTGRES_URL needs a database path"),
         }
     }

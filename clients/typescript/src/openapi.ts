@@ -14,7 +14,12 @@ export interface paths {
         /** All boards, each with its tasks and its full history, a page at a time */
         get: operations["quickListBoards"];
         put?: never;
-        /** Create a board */
+        /**
+         * Create a board
+         * @description At most `quick.creates_per_minute` (30) creates per client address
+         *     (an IPv6 /64 counts as one) and `quick.max_boards` live boards
+         *     (deleted ones free their place at once).
+         */
         post: operations["quickCreateBoard"];
         delete?: never;
         options?: never;
@@ -940,7 +945,7 @@ export interface components {
             events: components["schemas"]["Event"][];
             /**
              * Format: int64
-             * @description The last version in this page (pass it as `after` for the next page); `null` when the page is empty.
+             * @description The last version in this page (pass it as `after` for the next page); `null` when the page is empty. A page ends at `limit` events or before it passes `server.list_page_bytes` (4 MiB) of JSON, whichever comes first.
              */
             next_after: number | null;
         };
@@ -1368,6 +1373,53 @@ export interface components {
                 "application/json": components["schemas"]["Error"];
             };
         };
+        /** @description `request_timeout`: the body did not arrive within `server.body_read_timeout_seconds` (30 s) of the request's head. Sent with `Connection: close`. */
+        RequestTimeout: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "error": {
+                 *         "code": "request_timeout",
+                 *         "message": "the request body did not arrive within 30 s"
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /** @description `insufficient_storage`: quick-win's memory budget (`quick.max_bytes`, 256 MiB) is spent; nothing was written. Deleting boards frees room at once; idle boards expire after `quick.idle_board_seconds`. */
+        InsufficientStorage: {
+            headers: {
+                /** @description Seconds to wait before retrying. */
+                "Retry-After"?: number;
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "error": {
+                 *         "code": "insufficient_storage",
+                 *         "message": "quick-win memory is full (quick.max_bytes, 268435456 bytes); delete boards or retry later"
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /** @description `too_many_requests`: this address created `quick.creates_per_minute` boards within the last minute. */
+        TooManyCreates: {
+            headers: {
+                /** @description Seconds until the next create is allowed. */
+                "Retry-After"?: number;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
         /** @description The body is larger than `server.body_limit_bytes`. Sent with `Connection: close` (the rest of the body is not read). */
         PayloadTooLarge: {
             headers: {
@@ -1470,7 +1522,7 @@ export interface components {
         };
     };
     parameters: {
-        /** @description Boards per page (default 50). Out of range is 422 naming `limit`. */
+        /** @description Boards per page (default 50). Out of range is 422 naming `limit`. A page also ends before it passes `server.list_page_bytes` (4 MiB) of JSON; `next_cursor` then goes on after its last board (a board larger than that makes a page of its own). */
         BoardsLimit: number;
         /**
          * @description The `next_cursor` of the previous page; omit it for the first page.
@@ -1576,7 +1628,7 @@ export interface operations {
     quickListBoards: {
         parameters: {
             query?: {
-                /** @description Boards per page (default 50). Out of range is 422 naming `limit`. */
+                /** @description Boards per page (default 50). Out of range is 422 naming `limit`. A page also ends before it passes `server.list_page_bytes` (4 MiB) of JSON; `next_cursor` then goes on after its last board (a board larger than that makes a page of its own). */
                 limit?: components["parameters"]["BoardsLimit"];
                 /**
                  * @description The `next_cursor` of the previous page; omit it for the first page.
@@ -1623,9 +1675,12 @@ export interface operations {
         responses: {
             201: components["responses"]["BoardCreated"];
             400: components["responses"]["BadRequest"];
+            408: components["responses"]["RequestTimeout"];
             409: components["responses"]["Conflict"];
             413: components["responses"]["PayloadTooLarge"];
             422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyCreates"];
+            507: components["responses"]["InsufficientStorage"];
         };
     };
     quickGetBoard: {
@@ -1708,10 +1763,12 @@ export interface operations {
             200: components["responses"]["BoardOk"];
             400: components["responses"]["BadRequest"];
             404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
             409: components["responses"]["Conflict"];
             412: components["responses"]["PreconditionFailed"];
             413: components["responses"]["PayloadTooLarge"];
             422: components["responses"]["Unprocessable"];
+            507: components["responses"]["InsufficientStorage"];
         };
     };
     quickCreateTask: {
@@ -1744,10 +1801,12 @@ export interface operations {
             201: components["responses"]["TaskCreated"];
             400: components["responses"]["BadRequest"];
             404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
             409: components["responses"]["Conflict"];
             412: components["responses"]["PreconditionFailed"];
             413: components["responses"]["PayloadTooLarge"];
             422: components["responses"]["Unprocessable"];
+            507: components["responses"]["InsufficientStorage"];
         };
     };
     quickGetTask: {
@@ -1833,9 +1892,11 @@ export interface operations {
             200: components["responses"]["TaskOk"];
             400: components["responses"]["BadRequest"];
             404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
             412: components["responses"]["PreconditionFailed"];
             413: components["responses"]["PayloadTooLarge"];
             422: components["responses"]["Unprocessable"];
+            507: components["responses"]["InsufficientStorage"];
         };
     };
     quickBoardHistory: {
@@ -1911,6 +1972,7 @@ export interface operations {
         responses: {
             201: components["responses"]["Session"];
             400: components["responses"]["BadRequest"];
+            408: components["responses"]["RequestTimeout"];
             /** @description The username is taken (in any case). */
             409: {
                 headers: {
@@ -1976,6 +2038,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            408: components["responses"]["RequestTimeout"];
             413: components["responses"]["PayloadTooLarge"];
             422: components["responses"]["Unprocessable"];
             429: components["responses"]["TooManyAttempts"];
@@ -2034,7 +2097,7 @@ export interface operations {
     listBoards: {
         parameters: {
             query?: {
-                /** @description Boards per page (default 50). Out of range is 422 naming `limit`. */
+                /** @description Boards per page (default 50). Out of range is 422 naming `limit`. A page also ends before it passes `server.list_page_bytes` (4 MiB) of JSON; `next_cursor` then goes on after its last board (a board larger than that makes a page of its own). */
                 limit?: components["parameters"]["BoardsLimit"];
                 /**
                  * @description The `next_cursor` of the previous page; omit it for the first page.
@@ -2086,6 +2149,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            408: components["responses"]["RequestTimeout"];
             409: components["responses"]["Conflict"];
             413: components["responses"]["PayloadTooLarge"];
             422: components["responses"]["Unprocessable"];
@@ -2180,6 +2244,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
             409: components["responses"]["Conflict"];
             412: components["responses"]["PreconditionFailed"];
             413: components["responses"]["PayloadTooLarge"];
@@ -2219,6 +2284,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
             409: components["responses"]["Conflict"];
             412: components["responses"]["PreconditionFailed"];
             413: components["responses"]["PayloadTooLarge"];
@@ -2317,6 +2383,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
             412: components["responses"]["PreconditionFailed"];
             413: components["responses"]["PayloadTooLarge"];
             422: components["responses"]["Unprocessable"];
@@ -2488,6 +2555,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
             409: components["responses"]["Conflict"];
             412: components["responses"]["PreconditionFailed"];
             413: components["responses"]["PayloadTooLarge"];
@@ -2599,6 +2667,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
             409: components["responses"]["Conflict"];
             413: components["responses"]["PayloadTooLarge"];
             422: components["responses"]["Unprocessable"];

@@ -81,7 +81,7 @@ describe("event-sourced board page", () => {
       const page = await context.newPage();
       await page.goto(`${at.server.url}/?mode=api`);
       await page.fill('input[name="username"]', "page_user");
-      await page.fill('input[name="password"]', "password123");
+      await page.fill('input[name="password"]', "sdk test passphrase");
       await page.click('button[name="register"]');
       await page.waitForSelector('[data-user="page_user"]');
       assert.ok((await context.cookies()).some((c) => c.name === "token"), "the session cookie is set");
@@ -101,7 +101,7 @@ describe("event-sourced board page", () => {
       await page.fill('input[name="password"]', "wrong-password");
       await page.click('button[name="login"]');
       await page.waitForSelector('[role="alert"]:not(:empty)');
-      await page.fill('input[name="password"]', "password123");
+      await page.fill('input[name="password"]', "sdk test passphrase");
       await page.click('button[name="login"]');
       await page.waitForSelector('[data-task-id]:has-text("First card")');
     } finally {
@@ -111,7 +111,7 @@ describe("event-sourced board page", () => {
 
   test("after a server restart the page reconnects and shows what was written meanwhile", async () => {
     const sb = at.env.client(at.server);
-    const session = await sb.register("restart_page", "password123");
+    const session = await sb.register("restart_page", "sdk test passphrase");
     const board = await sb.createBoard({ name: "Restart" });
     await sb.createTask(board.id, { title: "before the restart" });
     const context = await browser.newContext();

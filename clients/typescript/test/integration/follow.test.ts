@@ -88,8 +88,8 @@ describe("event-sourced mode", () => {
   test("accounts, members with names, and presence with names", async () => {
     const ann = at.env.client(at.server);
     const bob = at.env.client(at.server);
-    const annSession = await ann.register("ann_sdk", "password123");
-    await bob.register("bob_sdk", "password123");
+    const annSession = await ann.register("ann_sdk", "sdk test passphrase");
+    await bob.register("bob_sdk", "sdk test passphrase");
     assert.equal((await ann.me())?.username, "ann_sdk");
     const board = await ann.createBoard({ name: "Team", columns: ["backlog", "doing", "done"] });
     await ann.addMember(board.id, { username: "bob_sdk" }, "editor");
@@ -116,7 +116,7 @@ describe("event-sourced mode", () => {
 
   test("a retried mutation with its key writes once", async () => {
     const sb = at.env.client(at.server);
-    await sb.register("retry_sdk", "password123");
+    await sb.register("retry_sdk", "sdk test passphrase");
     const board = await sb.createBoard({ name: "Retries" });
     // The same request twice with one key, as a retry after a lost answer.
     const send = () =>
@@ -132,7 +132,7 @@ describe("event-sourced mode", () => {
 
   test("a follow resumes across a server restart, with what was written meanwhile and nothing twice", async () => {
     const sb = at.env.client(at.server, { maxBackoffMs: 400 });
-    await sb.register("restart_sdk", "password123");
+    await sb.register("restart_sdk", "sdk test passphrase");
     const board = await sb.createBoard({ name: "Restarts" });
     await sb.createTask(board.id, { title: "before" });
     const { seen, listener, options } = recorder();
