@@ -37,6 +37,18 @@ end
 return 0
 "#;
 
+/// Takes the lease if it is free or already ours (after a round that
+/// failed, this instance let go of its partitions but the keys still name
+/// it). KEYS[1] lease; ARGV: me, ms.
+const TAKE: &str = r#"
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"#;
+
 /// Gives the lease up if it is ours. KEYS[1] lease; ARGV: me.
 const RELEASE: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -77,6 +89,11 @@ impl Leases {
 
     pub fn partitions(&self) -> u32 {
         self.partitions
+    }
+
+    /// How long a lease lasts unrenewed.
+    pub fn lease(&self) -> Duration {
+        self.lease
     }
 
     /// How often leases are renewed (a third of their life).
@@ -163,18 +180,18 @@ impl Leases {
                 .collect();
             let mut pipe = redis::pipe();
             for partition in &candidates {
-                pipe.cmd("SET")
+                pipe.cmd("EVAL")
+                    .arg(TAKE)
+                    .arg(1)
                     .arg(self.lease_key(*partition))
                     .arg(&self.me)
-                    .arg("NX")
-                    .arg("PX")
                     .arg(ms);
             }
             // Asking for all free ones at once would take more than the
             // share; the extra ones are given back just below.
-            let taken: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+            let taken: Vec<i64> = pipe.query_async(&mut conn).await?;
             for (partition, ok) in candidates.iter().zip(taken) {
-                if ok.is_some() {
+                if ok == 1 {
                     kept.insert(*partition);
                 }
             }

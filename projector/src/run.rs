@@ -174,6 +174,9 @@ impl Runner {
     }
 }
 
+/// How soon a failed lease round is tried again.
+const RETRY_LEASES: Duration = Duration::from_millis(250);
+
 /// Renews and balances this instance's partitions until `stop`; returns
 /// what it held last.
 async fn hold_leases(
@@ -182,15 +185,20 @@ async fn hold_leases(
     mut stop: watch::Receiver<bool>,
 ) -> BTreeSet<u32> {
     let mut held = BTreeSet::new();
-    let mut tick = tokio::time::interval(leases.renewal());
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut renewed = tokio::time::Instant::now();
+    let mut wait = Duration::ZERO;
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            () = tokio::time::sleep(wait) => {}
             () = stopped(&mut stop) => return held,
         }
-        match leases.round(&held).await {
-            Ok(now) => {
+        let started = tokio::time::Instant::now();
+        // A round that hangs must not outlive the leases it renews.
+        let round = tokio::time::timeout(leases.renewal(), leases.round(&held)).await;
+        match round {
+            Ok(Ok(now)) => {
+                renewed = started;
+                wait = leases.renewal();
                 if now != held {
                     tracing::info!(
                         partitions = now.len(),
@@ -202,11 +210,20 @@ async fn hold_leases(
                     owned.send_replace(Arc::new(held.clone()));
                 }
             }
-            // Held leases lapse if this goes on: drop them before another
-            // instance can take them, rather than project them twice.
-            Err(error) => {
-                tracing::warn!(%error, "renewing partition leases failed");
-                if !held.is_empty() {
+            failed => {
+                let error = match failed {
+                    Ok(Err(error)) => error.to_string(),
+                    _ => "timed out".to_owned(),
+                };
+                // The leases renewed last still hold for a while (a failover
+                // takes a few seconds): keep projecting until the next
+                // renewal could come after they lapse, then drop them
+                // before another instance can take them, rather than
+                // project them twice.
+                wait = RETRY_LEASES;
+                let lapsing = renewed.elapsed() + RETRY_LEASES + leases.renewal() >= leases.lease();
+                tracing::warn!(%error, dropping = lapsing && !held.is_empty(), "renewing partition leases failed");
+                if lapsing && !held.is_empty() {
                     held.clear();
                     metrics::gauge!(PARTITIONS_HELD).set(0.0);
                     owned.send_replace(Owned::default());
@@ -544,14 +561,19 @@ impl Reader {
         let mut conn = self.redis.connection().await?;
         let group = self.settings.group.as_str();
         let count = self.settings.batch_events;
-        let mut left: Vec<Uuid> = boards.to_vec();
+        let mut left: Vec<(Uuid, String)> =
+            boards.iter().map(|board| (*board, "0-0".to_owned())).collect();
         while !left.is_empty() {
             let claimed = stream::claim(&mut conn, group, &self.name, &left, count).await?;
-            let claimed_count: usize = claimed.iter().map(|(_, entries)| entries.len()).sum();
+            let claimed_count: usize = claimed.iter().map(|c| c.entries.len()).sum();
             left = claimed
                 .iter()
-                .filter(|(_, entries)| entries.len() >= count)
-                .map(|(board, _)| *board)
+                .filter_map(|c| c.next.clone().map(|next| (c.board, next)))
+                .collect();
+            let entries: Vec<(Uuid, Vec<redis::streams::StreamId>)> = claimed
+                .into_iter()
+                .filter(|c| !c.entries.is_empty())
+                .map(|c| (c.board, c.entries))
                 .collect();
             if claimed_count > 0 {
                 tracing::info!(
@@ -559,7 +581,7 @@ impl Reader {
                     "claimed pending entries of a taken-over partition"
                 );
                 metrics::counter!(CLAIMED_TOTAL).increment(claimed_count as u64);
-                if !self.lanes.send(claimed).await {
+                if !self.lanes.send(entries).await {
                     return Ok(());
                 }
             }

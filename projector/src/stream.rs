@@ -368,35 +368,45 @@ pub async fn claim(
     conn: &mut RedisConnection,
     group: &str,
     consumer: &str,
-    boards: &[Uuid],
+    boards: &[(Uuid, String)],
     count: usize,
-) -> RedisResult<Vec<(Uuid, Vec<StreamId>)>> {
+) -> RedisResult<Vec<Claimed>> {
     let mut claimed = Vec::new();
     for chunk in boards.chunks(PIPELINE) {
-        let replies = each_board(conn, chunk, |pipe, board| {
+        let ids: Vec<Uuid> = chunk.iter().map(|(board, _)| *board).collect();
+        let replies = each_board(conn, &ids, |pipe, board| {
+            let start = chunk.iter().find(|(b, _)| *b == board).map_or("0-0", |(_, s)| s);
             pipe.cmd("XAUTOCLAIM")
                 .arg(stream_key(board))
                 .arg(group)
                 .arg(consumer)
                 .arg(0)
-                .arg("0-0")
+                .arg(start)
                 .arg("COUNT")
                 .arg(count);
         })
         .await?;
-        for (board, reply) in chunk.iter().zip(replies) {
+        for (board, reply) in ids.iter().zip(replies) {
             if let Value::ServerError(error) = &reply {
                 // NOGROUP: the reader recreates groups; nothing to claim here.
                 tracing::debug!(%board, error = ?error, "XAUTOCLAIM failed");
                 continue;
             }
             let reply: StreamAutoClaimReply = redis::from_redis_value(reply)?;
-            if !reply.claimed.is_empty() {
-                claimed.push((*board, reply.claimed));
-            }
+            // "0-0": the scan went round every pending entry.
+            let next = (reply.next_stream_id != "0-0").then_some(reply.next_stream_id);
+            claimed.push(Claimed { board: *board, entries: reply.claimed, next });
         }
     }
     Ok(claimed)
+}
+
+/// What one XAUTOCLAIM took of a board's pending entries, and where the
+/// next one starts (`None` once every entry was seen).
+pub struct Claimed {
+    pub board: Uuid,
+    pub entries: Vec<StreamId>,
+    pub next: Option<String>,
 }
 
 /// For each `(board, after, last)`: the stream's entries after version
