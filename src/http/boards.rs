@@ -16,12 +16,15 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use super::error::ApiError;
-use super::request::{parse_board_page, parse_json, write_headers, Page, WriteHeaders};
+use super::request::{
+    parse_board_page, parse_flow_query, parse_json, parse_moment, write_headers, Page, WriteHeaders,
+};
 use crate::domain::values::{
     Assignee, BoardName, ColumnName, Columns, CustomFields, Description, FieldsPatch, Position,
     TaskTitle,
 };
 use crate::domain::{Command, DomainError, NewTask, TaskPatch};
+use crate::store::history::History;
 use crate::store::write::board_id_for;
 use crate::store::{BoardStore, Caller, Rendered, WriteRequest};
 use crate::views::{self, View};
@@ -202,10 +205,29 @@ fn json_response(body: Bytes) -> Response {
     response
 }
 
-/// Everything a route handler needs: the store and who is asking.
+/// Everything a route handler needs: the store, and its past (time
+/// travel, analytics) over it.
 #[derive(Clone)]
 struct Ctx {
     store: Arc<dyn BoardStore>,
+    history: Arc<History>,
+}
+
+impl Ctx {
+    /// `view` of the board now, or at `?at=` / `?as_of=`.
+    async fn read(
+        &self,
+        caller: Caller,
+        board_id: Uuid,
+        view: View,
+        query: &HashMap<String, String>,
+    ) -> Result<Response, Rejection> {
+        let rendered = match parse_moment(query).map_err(warp::reject::custom)? {
+            None => self.store.read(caller, board_id, view).await?,
+            Some(moment) => self.history.read_at(caller, board_id, moment, view).await?,
+        };
+        Ok(respond(StatusCode::OK, rendered))
+    }
 }
 
 /// One write as a route states it: the command, what its response shows,
@@ -270,17 +292,19 @@ fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Rejection> {
     parse_json(body).map_err(warp::reject::custom)
 }
 
-/// The board routes over `store`. `caller` says who asks; `reader` is the
-/// same for the history route, where analytics tokens are welcome too. Both
-/// run only once a route's path and method match, so a request is
-/// authenticated once and unknown paths stay 404.
+/// The board routes over `store` and its `history`. `caller` says who
+/// asks; `reader` is the same for the history and analytics routes, where
+/// analytics tokens are welcome too. Both run only once a route's path and
+/// method match, so a request is authenticated once and unknown paths stay
+/// 404.
 pub fn routes(
     store: Arc<dyn BoardStore>,
+    history: Arc<History>,
     caller: BoxedFilter<(Caller,)>,
     reader: BoxedFilter<(Caller,)>,
     body_limit: u64,
 ) -> BoxedFilter<(Response,)> {
-    let ctx = Ctx { store };
+    let ctx = Ctx { store, history };
     let boards = warp::any()
         .map(move || ctx.clone())
         .and(warp::path("boards"));
@@ -328,10 +352,12 @@ pub fn routes(
         .and(warp::path::end())
         .and(warp::get())
         .and(caller.clone())
-        .and_then(|ctx: Ctx, board_id: Uuid, caller: Caller| async move {
-            let rendered = ctx.store.read(caller, board_id, View::Board).await?;
-            Ok::<_, Rejection>(respond(StatusCode::OK, rendered))
-        });
+        .and(warp::query::<HashMap<String, String>>())
+        .and_then(
+            |ctx: Ctx, board_id: Uuid, caller: Caller, query: HashMap<String, String>| async move {
+                ctx.read(caller, board_id, View::Board, &query).await
+            },
+        );
 
     let update_board_route = board
         .clone()
@@ -397,15 +423,21 @@ pub fn routes(
             },
         );
 
-    let read_task = task.clone().and(warp::get()).and(caller.clone()).and_then(
-        |ctx: Ctx, board_id: Uuid, task_id: Uuid, caller: Caller| async move {
-            let rendered = ctx
-                .store
-                .read(caller, board_id, View::Task(task_id))
-                .await?;
-            Ok::<_, Rejection>(respond(StatusCode::OK, rendered))
-        },
-    );
+    let read_task = task
+        .clone()
+        .and(warp::get())
+        .and(caller.clone())
+        .and(warp::query::<HashMap<String, String>>())
+        .and_then(
+            |ctx: Ctx,
+             board_id: Uuid,
+             task_id: Uuid,
+             caller: Caller,
+             query: HashMap<String, String>| async move {
+                ctx.read(caller, board_id, View::Task(task_id), &query)
+                    .await
+            },
+        );
 
     let update_task_route = task
         .clone()
@@ -450,6 +482,21 @@ pub fn routes(
         },
     );
 
+    let analytics = board
+        .clone()
+        .and(warp::path("analytics"))
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(reader.clone())
+        .and(warp::query::<HashMap<String, String>>())
+        .and_then(
+            |ctx: Ctx, board_id: Uuid, caller: Caller, query: HashMap<String, String>| async move {
+                let query = parse_flow_query(&query).map_err(warp::reject::custom)?;
+                let body = ctx.history.analytics(caller, board_id, query).await?;
+                Ok::<_, Rejection>(json_response(body))
+            },
+        );
+
     let history = board
         .and(warp::path("events"))
         .and(warp::path::end())
@@ -489,6 +536,8 @@ pub fn routes(
         .or(delete_task)
         .unify()
         .or(history)
+        .unify()
+        .or(analytics)
         .unify()
         .boxed()
 }

@@ -25,6 +25,7 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
+use crate::store::history::History;
 use crate::store::Caller;
 use error::ApiError;
 pub use state::{ApiState, AppState};
@@ -34,9 +35,11 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let body_limit = state.settings.server.body_limit_bytes;
     let anonymous = warp::any().map(|| Caller::Anonymous).boxed();
 
+    let analytics = &state.settings.analytics;
     let quick = warp::path("quick").and(
         boards::routes(
             state.quick.clone(),
+            Arc::new(History::new(state.quick.clone(), analytics)),
             anonymous.clone(),
             anonymous.clone(),
             body_limit,
@@ -58,7 +61,13 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
                 .and(
                     accounts::routes(api.auth.clone(), body_limit)
                         .or(usernames::named(
-                            boards::routes(api.store.clone(), user.clone(), reader, body_limit),
+                            boards::routes(
+                                api.store.clone(),
+                                Arc::new(History::new(api.store.clone(), analytics)),
+                                user.clone(),
+                                reader,
+                                body_limit,
+                            ),
                             api.users.clone(),
                         ))
                         .unify()

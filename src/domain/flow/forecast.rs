@@ -57,7 +57,7 @@ pub fn forecast(
 ) -> Forecast {
     let trials = options.trials.max(1) as usize;
     let mut rng = fastrand::Rng::with_seed(options.seed);
-    let mut draw = |rng: &mut fastrand::Rng| match sample.len() {
+    let draw = |rng: &mut fastrand::Rng| match sample.len() {
         0 => 0,
         n => sample[rng.usize(..n)],
     };

@@ -221,7 +221,11 @@ impl FlowLog {
         visits * std::mem::size_of::<Visit>()
             + titles
             + self.tasks.len() * (std::mem::size_of::<TaskFlow>() + 48)
-            + self.columns.iter().map(|(_, c)| 32 + 2 * c.len()).sum::<usize>()
+            + self
+                .columns
+                .iter()
+                .map(|(_, c)| 32 + 2 * c.len())
+                .sum::<usize>()
             + self.names.iter().map(|n| 2 * n.len() + 64).sum::<usize>()
     }
 }

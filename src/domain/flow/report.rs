@@ -243,7 +243,9 @@ fn midnight(date: NaiveDate) -> DateTime<Utc> {
 }
 
 fn seconds(duration: Duration) -> f64 {
-    duration.num_microseconds().map_or(f64::MAX, |us| us as f64 / 1e6)
+    duration
+        .num_microseconds()
+        .map_or(f64::MAX, |us| us as f64 / 1e6)
 }
 
 /// Nearest rank: the smallest value with at least p% of values at or below it.

@@ -22,7 +22,9 @@ fn task(n: u128) -> Uuid {
 
 /// Monday 2026-03-02, plus `days` days and `hours` hours.
 fn t(days: i64, hours: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap() + Duration::days(days) + Duration::hours(hours)
+    Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap()
+        + Duration::days(days)
+        + Duration::hours(hours)
 }
 
 fn date(day: u32) -> NaiveDate {
@@ -106,14 +108,12 @@ impl Story {
     }
 
     fn delete(&mut self, n: u128, at: DateTime<Utc>) -> &mut Self {
-        self.push(
-            EventData::TaskDeleted(TaskDeleted { task_id: task(n) }),
-            at,
-        )
+        self.push(EventData::TaskDeleted(TaskDeleted { task_id: task(n) }), at)
     }
 
     fn report(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> FlowReport {
-        self.log.report(FlowRange::new(from, to, 366).unwrap(), &OPTIONS)
+        self.log
+            .report(FlowRange::new(from, to, 366).unwrap(), &OPTIONS)
     }
 }
 
@@ -148,10 +148,7 @@ fn transitions_are_column_changes_creations_and_deletions() {
     let before = story.board.clone();
     story.delete(1, t(0, 4));
     let deleted = transition(before.as_ref(), story.events.last().unwrap()).unwrap();
-    assert_eq!(
-        (deleted.from.as_deref(), deleted.to),
-        (Some("doing"), None)
-    );
+    assert_eq!((deleted.from.as_deref(), deleted.to), (Some("doing"), None));
     // The fold ignores a task that is not there; so does the transition.
     assert_eq!(
         transition(story.board.as_ref(), story.events.last().unwrap()),

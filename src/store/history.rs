@@ -1,0 +1,310 @@
+//! A board's past: its state at any version or time (`?at=`, `?as_of=`)
+//! and its flow analytics (`/analytics`), over any [`BoardStore`], so both
+//! modes answer them from the same code.
+//!
+//! Each board asked about is followed: its history is folded once, with
+//! the domain's one fold beside a [`FlowLog`], and every later request
+//! folds only the events since (read through the store's own history
+//! route, so `/api` reads the stream or the archive and `/quick` its
+//! memory). Every few versions the board is kept as a checkpoint, so the
+//! board at any version is a checkpoint plus at most one spacing of events,
+//! never a refold of the whole history. Followed boards share a memory
+//! bound (`analytics.cache_mib`); the least recently used are dropped and,
+//! when asked again, folded again.
+//!
+//! Access is the history's: every request reads at least one event through
+//! `events_after` as the caller, which refuses whoever may not read it.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+use uuid::Uuid;
+
+use super::{BoardStore, Caller, Rendered, StoreError};
+use crate::domain::flow::{FlowLog, FlowOptions, FlowRange};
+use crate::domain::{apply, Board, BoardEvent, DomainError};
+use crate::settings::AnalyticsSettings;
+use crate::views::{self, View};
+
+/// Events read per round trip while following a board.
+const PAGE: usize = 1000;
+/// Versions between checkpoints at first; doubled whenever a board has
+/// more than [`MAX_CHECKPOINTS`], so a long history keeps at most that many.
+const CHECKPOINT_SPACING: u64 = 1000;
+const MAX_CHECKPOINTS: usize = 32;
+/// The default range of `/analytics`: the last 30 days.
+const DEFAULT_RANGE_DAYS: i64 = 30;
+/// The forecast's seed when the request names none.
+pub const DEFAULT_SEED: u64 = 0x5eed;
+
+/// A moment of a board's life: a version, or a time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Moment {
+    Version(u64),
+    Time(DateTime<Utc>),
+}
+
+/// `?from=&to=&seed=` of an analytics request, parsed.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FlowQuery {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub seed: Option<u64>,
+}
+
+pub struct History {
+    store: Arc<dyn BoardStore>,
+    followed: moka::sync::Cache<Uuid, Arc<Followed>>,
+    limits: AnalyticsSettings,
+}
+
+#[derive(Default)]
+struct Followed {
+    trail: Arc<Mutex<Trail>>,
+    /// `trail`'s weight in bytes, for the cache's bound.
+    weight: AtomicU32,
+}
+
+/// One board's history folded so far.
+#[derive(Default)]
+struct Trail {
+    board: Option<Board>,
+    flow: FlowLog,
+    /// The last event folded: a catch-up reads it again to check that the
+    /// history it follows is still the store's (a Redis that lost events).
+    last: Option<Arc<BoardEvent>>,
+    checkpoints: Vec<Checkpoint>,
+    spacing: u64,
+}
+
+#[derive(Clone)]
+struct Checkpoint {
+    board: Board,
+    /// The effective time of its version's event (see `domain::flow`).
+    at: DateTime<Utc>,
+    bytes: usize,
+}
+
+impl Trail {
+    fn fold(&mut self, event: Arc<BoardEvent>) {
+        self.flow.fold(&mut self.board, &event);
+        if self.spacing == 0 {
+            self.spacing = CHECKPOINT_SPACING;
+        }
+        if event.version % self.spacing == 0 {
+            if let (Some(board), Some(at)) = (&self.board, self.flow.latest()) {
+                self.checkpoints.push(Checkpoint {
+                    board: board.clone(),
+                    at,
+                    bytes: board_bytes(board),
+                });
+            }
+            if self.checkpoints.len() > MAX_CHECKPOINTS {
+                self.spacing *= 2;
+                let spacing = self.spacing;
+                self.checkpoints.retain(|c| c.board.version % spacing == 0);
+            }
+        }
+        self.last = Some(event);
+    }
+
+    fn weight(&self) -> u32 {
+        let bytes = self.flow.weight()
+            + self.board.as_ref().map_or(0, board_bytes)
+            + self.checkpoints.iter().map(|c| c.bytes).sum::<usize>();
+        u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
+
+    /// The latest checkpoint that `keep` accepts, as a starting point.
+    fn start(&self, keep: impl Fn(&Checkpoint) -> bool) -> (Option<Board>, Option<DateTime<Utc>>) {
+        match self.checkpoints.iter().rev().find(|c| keep(c)) {
+            Some(checkpoint) => (Some(checkpoint.board.clone()), Some(checkpoint.at)),
+            None => (None, None),
+        }
+    }
+}
+
+/// Roughly the bytes a board holds (its texts, a fixed cost per task and
+/// custom field): the cache's measure, not an exact one.
+fn board_bytes(board: &Board) -> usize {
+    let tasks: usize = board
+        .tasks
+        .values()
+        .map(|t| 320 + t.title.len() + t.description.len() + 96 * t.fields.len())
+        .sum();
+    512 + tasks + 48 * board.members.len()
+}
+
+impl History {
+    pub fn new(store: Arc<dyn BoardStore>, limits: &AnalyticsSettings) -> History {
+        History {
+            store,
+            followed: moka::sync::Cache::builder()
+                .max_capacity(limits.cache_mib.saturating_mul(1 << 20))
+                .weigher(|_, followed: &Arc<Followed>| followed.weight.load(Ordering::Relaxed))
+                .time_to_idle(Duration::from_secs(1800))
+                .build(),
+            limits: limits.clone(),
+        }
+    }
+
+    /// The board followed up to its latest event, locked; refuses callers
+    /// who may not read its history.
+    async fn follow(
+        &self,
+        caller: Caller,
+        board_id: Uuid,
+    ) -> Result<OwnedMutexGuard<Trail>, StoreError> {
+        let followed = self.followed.get_with(board_id, Arc::default);
+        let mut trail = Arc::clone(&followed.trail).lock_owned().await;
+        let result = self.catch_up(caller, board_id, &mut trail).await;
+        if result.is_err() {
+            // A trail that may have stopped half-way is started again.
+            *trail = Trail::default();
+        }
+        result?;
+        followed.weight.store(trail.weight(), Ordering::Relaxed);
+        // Inserted again so that the cache weighs it as it is now.
+        self.followed.insert(board_id, followed);
+        Ok(trail)
+    }
+
+    async fn catch_up(
+        &self,
+        caller: Caller,
+        board_id: Uuid,
+        trail: &mut Trail,
+    ) -> Result<(), StoreError> {
+        let mut restarts = 0;
+        loop {
+            let after = trail.flow.version().saturating_sub(1);
+            let events = self
+                .store
+                .events_after(caller, board_id, after, PAGE)
+                .await?;
+            let full = events.len() == PAGE;
+            let mut events = events.into_iter().peekable();
+            if let Some(last) = &trail.last {
+                let same = events.next().is_some_and(|e| {
+                    e.version == last.version && e.at == last.at && e.data == last.data
+                });
+                if !same {
+                    // The store's history is no longer the one followed.
+                    restarts += 1;
+                    if restarts > 2 {
+                        return Err(StoreError::Internal(anyhow::anyhow!(
+                            "board {board_id}: its history keeps changing under the analytics reader"
+                        )));
+                    }
+                    *trail = Trail::default();
+                    continue;
+                }
+            }
+            for event in events {
+                let expected = trail.flow.version() + 1;
+                if event.version != expected {
+                    return Err(StoreError::Internal(anyhow::anyhow!(
+                        "board {board_id}: expected version {expected} in its history, got {}",
+                        event.version
+                    )));
+                }
+                trail.fold(event);
+            }
+            if !full {
+                return match trail.board {
+                    Some(_) => Ok(()),
+                    None => Err(DomainError::NotFound("board").into()),
+                };
+            }
+        }
+    }
+
+    /// The board (or one of its tasks, per `view`) as it was at `moment`.
+    pub async fn read_at(
+        &self,
+        caller: Caller,
+        board_id: Uuid,
+        moment: Moment,
+        view: View,
+    ) -> Result<Rendered, StoreError> {
+        if let Moment::Time(at) = moment {
+            if at > crate::clock::now() {
+                return Err(DomainError::invalid("as_of", "must not be in the future").into());
+            }
+        }
+        let trail = self.follow(caller, board_id).await?;
+        let current = trail.flow.version();
+        let (mut board, mut latest) = match moment {
+            Moment::Version(version) if version > current => {
+                return Err(DomainError::NotFound("board version").into());
+            }
+            Moment::Version(version) => trail.start(|c| c.board.version <= version),
+            Moment::Time(at) if trail.flow.created_at().is_none_or(|created| at < created) => {
+                return Err(DomainError::NotFound("board at that time").into());
+            }
+            Moment::Time(at) => trail.start(|c| c.at <= at),
+        };
+        drop(trail);
+        let target = match moment {
+            Moment::Version(version) => version,
+            Moment::Time(_) => current,
+        };
+        // Read the rest as the caller: through the store's own history.
+        'read: loop {
+            let after = board.as_ref().map_or(0, |b| b.version);
+            if after >= target {
+                break;
+            }
+            let events = self
+                .store
+                .events_through(caller, board_id, after, target, PAGE)
+                .await?;
+            if events.is_empty() {
+                return Err(StoreError::Internal(anyhow::anyhow!(
+                    "board {board_id}: history ends before version {target}"
+                )));
+            }
+            for event in events {
+                if let Moment::Time(at) = moment {
+                    let effective = latest.map_or(event.at, |l| l.max(event.at));
+                    if effective > at {
+                        break 'read;
+                    }
+                    latest = Some(effective);
+                }
+                apply(&mut board, &event);
+            }
+        }
+        let board = board
+            .filter(|b| !b.deleted)
+            .ok_or(StoreError::Domain(DomainError::NotFound("board")))?;
+        Ok(views::render(&board, view)?)
+    }
+
+    /// The flow metrics of the board over `query`'s range, as JSON.
+    pub async fn analytics(
+        &self,
+        caller: Caller,
+        board_id: Uuid,
+        query: FlowQuery,
+    ) -> Result<Bytes, StoreError> {
+        let now = crate::clock::now();
+        let to = query.to.map_or(now, |to| to.min(now));
+        let from = query
+            .from
+            .unwrap_or(to - chrono::Duration::days(DEFAULT_RANGE_DAYS));
+        let range = FlowRange::new(from, to, self.limits.max_range_days)?;
+        let options = FlowOptions {
+            trials: self.limits.forecast_trials,
+            seed: query.seed.unwrap_or(DEFAULT_SEED),
+            max_listed: self.limits.max_listed_tasks,
+        };
+        let trail = self.follow(caller, board_id).await?;
+        let report = trail.flow.report(range, &options);
+        Ok(views::to_bytes(&report))
+    }
+}
