@@ -56,6 +56,29 @@ pub struct FlowQuery {
     pub seed: Option<u64>,
 }
 
+impl FlowQuery {
+    /// The range and options asked for: `to` defaults to `now` (and is
+    /// never later), `from` to 30 days before `to`, the seed to
+    /// [`DEFAULT_SEED`]; the bounds are `limits`'.
+    pub fn resolve(
+        &self,
+        limits: &AnalyticsSettings,
+        now: DateTime<Utc>,
+    ) -> Result<(FlowRange, FlowOptions), DomainError> {
+        let to = self.to.map_or(now, |to| to.min(now));
+        let from = self
+            .from
+            .unwrap_or(to - chrono::Duration::days(DEFAULT_RANGE_DAYS));
+        let range = FlowRange::new(from, to, limits.max_range_days)?;
+        let options = FlowOptions {
+            trials: limits.forecast_trials,
+            seed: self.seed.unwrap_or(DEFAULT_SEED),
+            max_listed: limits.max_listed_tasks,
+        };
+        Ok((range, options))
+    }
+}
+
 pub struct History {
     store: Arc<dyn BoardStore>,
     followed: moka::sync::Cache<Uuid, Arc<Followed>>,
@@ -292,17 +315,7 @@ impl History {
         board_id: Uuid,
         query: FlowQuery,
     ) -> Result<Bytes, StoreError> {
-        let now = crate::clock::now();
-        let to = query.to.map_or(now, |to| to.min(now));
-        let from = query
-            .from
-            .unwrap_or(to - chrono::Duration::days(DEFAULT_RANGE_DAYS));
-        let range = FlowRange::new(from, to, self.limits.max_range_days)?;
-        let options = FlowOptions {
-            trials: self.limits.forecast_trials,
-            seed: query.seed.unwrap_or(DEFAULT_SEED),
-            max_listed: self.limits.max_listed_tasks,
-        };
+        let (range, options) = query.resolve(&self.limits, crate::clock::now())?;
         let trail = self.follow(caller, board_id).await?;
         let report = trail.flow.report(range, &options);
         Ok(views::to_bytes(&report))
