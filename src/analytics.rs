@@ -156,8 +156,12 @@ pub fn table(report: &FlowReport) -> String {
         "Board {} at version {}, from {} to {}",
         report.board_id,
         report.version,
-        report.from.to_rfc3339(),
-        report.to.to_rfc3339()
+        report
+            .from
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        report
+            .to
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
     );
     let wip: Vec<String> = report
         .columns
