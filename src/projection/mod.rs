@@ -30,3 +30,18 @@ pub use fold::{project, ApplyError, Touched};
 pub use progress::{DeadLetter, Progress, ProgressUpdates};
 pub use rows::{ReadTables, RowChanges};
 pub use transitions::TransitionRows;
+
+/// Runs one multi-row statement (`unnest` of column arrays) for `rows`
+/// queued rows; nothing when there are none.
+pub(crate) async fn write_rows(
+    txn: &deadpool_postgres::Transaction<'_>,
+    sql: &str,
+    rows: usize,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<u64, tokio_postgres::Error> {
+    if rows == 0 {
+        return Ok(0);
+    }
+    let statement = txn.prepare_cached(sql).await?;
+    txn.execute(&statement, params).await
+}

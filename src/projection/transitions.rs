@@ -44,10 +44,6 @@ impl TransitionRows {
     }
 
     pub async fn insert(&self, txn: &Transaction<'_>) -> Result<u64, Error> {
-        if self.is_empty() {
-            return Ok(0);
-        }
-        let statement = txn.prepare_cached(INSERT).await?;
         let params: [&(dyn ToSql + Sync); 7] = [
             &self.board_id,
             &self.version,
@@ -57,6 +53,6 @@ impl TransitionRows {
             &self.at,
             &self.actor,
         ];
-        txn.execute(&statement, &params).await
+        super::write_rows(txn, INSERT, self.version.len(), &params).await
     }
 }

@@ -118,7 +118,7 @@ impl Trail {
         if self.spacing == 0 {
             self.spacing = CHECKPOINT_SPACING;
         }
-        if event.version % self.spacing == 0 {
+        if event.version.is_multiple_of(self.spacing) {
             if let (Some(board), Some(at)) = (&self.board, self.flow.latest()) {
                 self.checkpoints.push(Checkpoint {
                     board: board.clone(),
@@ -129,7 +129,8 @@ impl Trail {
             if self.checkpoints.len() > MAX_CHECKPOINTS {
                 self.spacing *= 2;
                 let spacing = self.spacing;
-                self.checkpoints.retain(|c| c.board.version % spacing == 0);
+                self.checkpoints
+                    .retain(|c| c.board.version.is_multiple_of(spacing));
             }
         }
         self.last = Some(event);

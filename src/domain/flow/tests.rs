@@ -123,7 +123,7 @@ const OPTIONS: FlowOptions = FlowOptions {
     max_listed: 100,
 };
 
-fn finished<'a>(report: &'a FlowReport, n: u128) -> Option<&'a report::FinishedTask> {
+fn finished(report: &FlowReport, n: u128) -> Option<&report::FinishedTask> {
     report.finished.tasks.iter().find(|f| f.task_id == task(n))
 }
 
