@@ -66,9 +66,12 @@ impl FlowQuery {
         now: DateTime<Utc>,
     ) -> Result<(FlowRange, FlowOptions), DomainError> {
         let to = self.to.map_or(now, |to| to.min(now));
-        let from = self
-            .from
-            .unwrap_or(to - chrono::Duration::days(DEFAULT_RANGE_DAYS));
+        let from = match self.from {
+            Some(from) => from,
+            None => to
+                .checked_sub_signed(chrono::Duration::days(DEFAULT_RANGE_DAYS))
+                .ok_or_else(|| DomainError::invalid("to", "is too far in the past"))?,
+        };
         let range = FlowRange::new(from, to, limits.max_range_days)?;
         let options = FlowOptions {
             trials: limits.forecast_trials,
