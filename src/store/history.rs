@@ -171,7 +171,9 @@ impl History {
             store,
             followed: moka::sync::Cache::builder()
                 .max_capacity(limits.cache_mib.saturating_mul(1 << 20))
-                .weigher(|_, followed: &Arc<Followed>| followed.weight.load(Ordering::Relaxed))
+                .weigher(|_, followed: &Arc<Followed>| {
+                    followed.weight.load(Ordering::Relaxed).max(1024)
+                })
                 .time_to_idle(Duration::from_secs(1800))
                 .build(),
             limits: limits.clone(),
@@ -188,12 +190,15 @@ impl History {
     ) -> Result<OwnedMutexGuard<Trail>, StoreError> {
         let followed = self.followed.get_with(board_id, Arc::default);
         let mut trail = Arc::clone(&followed.trail).lock_owned().await;
-        let result = self.catch_up(caller, board_id, &mut trail).await;
-        if result.is_err() {
-            // A trail that may have stopped half-way is started again.
-            *trail = Trail::default();
+        // A trail stopped half-way is still a prefix of the history, and a
+        // caller refused (or a store unavailable) leaves it as it was: only
+        // an empty one is dropped, so unknown boards take no memory.
+        if let Err(error) = self.catch_up(caller, board_id, &mut trail).await {
+            if trail.flow.version() == 0 {
+                self.followed.invalidate(&board_id);
+            }
+            return Err(error);
         }
-        result?;
         followed.weight.store(trail.weight(), Ordering::Relaxed);
         // Inserted again so that the cache weighs it as it is now.
         self.followed.insert(board_id, followed);
@@ -524,5 +529,55 @@ mod tests {
         let trail = history.follow(Caller::Anonymous, board).await.unwrap();
         assert_eq!(trail.flow.version(), 51);
         assert_eq!(trail.last.as_ref().map(|e| e.version), Some(51));
+    }
+
+    #[tokio::test]
+    async fn refused_callers_and_unknown_boards_cost_no_fold_and_no_memory() {
+        let memory = Arc::new(MemoryStore::new(10, 100_000, Duration::from_secs(60)));
+        let (owner, stranger) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let board = Uuid::now_v7();
+        let request = WriteRequest {
+            command: Command::CreateBoard {
+                name: BoardName::parse("private").unwrap(),
+                columns: Columns::default_columns(),
+            },
+            if_match: None,
+            idempotency: None,
+            reply: View::Nothing,
+        };
+        memory
+            .write(Caller::User(owner), board, request)
+            .await
+            .unwrap();
+        let history = History::new(memory.clone(), &limits());
+        let query = FlowQuery::default();
+        history
+            .analytics(Caller::User(owner), board, query)
+            .await
+            .unwrap();
+        let refused = history
+            .analytics(Caller::User(stranger), board, query)
+            .await;
+        assert!(matches!(
+            refused,
+            Err(StoreError::Domain(DomainError::NotFound("board")))
+        ));
+        // The owner's trail is intact.
+        assert_eq!(
+            history
+                .follow(Caller::User(owner), board)
+                .await
+                .unwrap()
+                .flow
+                .version(),
+            1
+        );
+
+        let unknown = Uuid::now_v7();
+        assert!(history
+            .analytics(Caller::Anonymous, unknown, query)
+            .await
+            .is_err());
+        assert!(history.followed.get(&unknown).is_none());
     }
 }
