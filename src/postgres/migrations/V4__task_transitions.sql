@@ -53,11 +53,18 @@ ON CONFLICT DO NOTHING;
 -- Per task: when it was created, started (first in a column other than the
 -- board's first), finished (its last entry into the board's last column,
 -- if it is still there or was deleted from there), and the lead and cycle
--- times in seconds. Columns are the board's current ones. Times are made
--- non-decreasing along each board's transitions, as the API does along its
--- events (the two differ only if server clocks disagreed).
+-- times in seconds. Columns are the board's current ones, read from the
+-- archive (not from `boards`, which `projector rebuild` swaps for a new
+-- table). Times are made non-decreasing along each board's transitions, as
+-- the API does along its events (the two differ only if server clocks
+-- disagreed).
 CREATE VIEW task_cycle_times AS
-WITH timed AS (
+WITH board_columns AS (
+    SELECT DISTINCT ON (board_id) board_id, data->'columns' AS columns
+    FROM events
+    WHERE type IN ('board.created', 'board.updated') AND data->'columns' IS NOT NULL
+    ORDER BY board_id, version DESC
+), timed AS (
     SELECT t.*, max(t.at) OVER (PARTITION BY t.board_id ORDER BY t.version) AS effective_at
     FROM task_transitions t
 ), per_task AS (
@@ -72,7 +79,7 @@ WITH timed AS (
            (array_agg(t.from_column ORDER BY t.version DESC))[1] AS left_from,
            b.columns->>(jsonb_array_length(b.columns) - 1) AS last_column
     FROM timed t
-    JOIN boards b ON b.id = t.board_id
+    JOIN board_columns b ON b.board_id = t.board_id
     GROUP BY t.board_id, t.task_id, b.columns
 ), judged AS (
     SELECT *, current_column IS NULL AS deleted,
