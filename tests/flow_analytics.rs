@@ -702,6 +702,11 @@ async fn api_boards_have_the_same_metrics_past_versions_transitions_views_and_cl
         flow.lines().map(str::to_owned).collect::<Vec<_>>(),
         from_api
     );
+    // The views outlive `projector rebuild`, which swaps the read tables.
+    let rebuilt = env.projector_command(&["rebuild"]).await;
+    assert!(rebuilt.status.success(), "rebuild: {rebuilt:?}");
+    let counted = format!("SELECT count(*) FROM task_cycle_times WHERE board_id = '{board}'");
+    assert_eq!(db.query(&counted), "4");
     projector.terminate().await;
 
     // A deleted board: its owner no longer reads it, an analytics token
