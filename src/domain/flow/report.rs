@@ -325,7 +325,9 @@ impl FlowLog {
         // Per column and day: +1 where a stay starts counting, -1 where it stops.
         let mut flow = vec![vec![0i64; days.dates.len() + 1]; self.names.len()];
         let mut wip = vec![0u64; self.names.len()];
-        let mut finished: Vec<(&TaskFlow, FinishedTask)> = Vec::new();
+        // Column times are summed by id; only listed tasks get names.
+        let mut column_seconds = vec![0.0f64; self.names.len()];
+        let mut finished: Vec<Done> = Vec::new();
         let mut in_progress: Vec<(&TaskFlow, ColumnId, DateTime<Utc>)> = Vec::new();
         let mut unfinished = 0u64;
         for task in &self.tasks {
@@ -360,28 +362,17 @@ impl FlowLog {
             if finished_at < range.from {
                 continue;
             }
-            let created_at = visits[0].at;
-            let mut time_in_column = BTreeMap::new();
             for pair in visits[..=finish.visit].windows(2) {
                 if let Some(column) = pair[0].column {
-                    *time_in_column.entry(name(column)).or_insert(0.0) +=
-                        seconds(pair[1].at - pair[0].at);
+                    column_seconds[column as usize] += seconds(pair[1].at - pair[0].at);
                 }
             }
-            finished.push((
+            finished.push(Done {
                 task,
-                FinishedTask {
-                    task_id: task.id,
-                    title: task.title.clone(),
-                    created_at,
-                    started_at: finish.started_at,
-                    finished_at,
-                    lead_time_seconds: seconds(finished_at - created_at),
-                    cycle_time_seconds: seconds(finished_at - finish.started_at),
-                    time_in_column,
-                    deleted: finish.deleted,
-                },
-            ));
+                visits: &visits[..=finish.visit],
+                started_at: finish.started_at,
+                deleted: finish.deleted,
+            });
         }
 
         // Columns shown: the board's, then any other that held a task.
@@ -407,39 +398,38 @@ impl FlowLog {
             })
             .collect();
 
-        let lead_time = percentiles(finished.iter().map(|(_, f)| f.lead_time_seconds).collect());
-        let cycle_time = percentiles(finished.iter().map(|(_, f)| f.cycle_time_seconds).collect());
+        let lead_time = percentiles(finished.iter().map(Done::lead_time).collect());
+        let cycle_time = percentiles(finished.iter().map(Done::cycle_time).collect());
         let p85 = cycle_time.p85_seconds;
 
         let mut per_day = vec![0u64; days.dates.len()];
-        for (_, task) in &finished {
-            if let Some(day) = days.index_of(task.finished_at) {
+        for task in &finished {
+            if let Some(day) = days.index_of(task.finished_at()) {
                 per_day[day] += 1;
             }
         }
         let throughput = throughput(&days, &per_day);
 
-        let mut column_time: BTreeMap<&str, f64> = BTreeMap::new();
-        for (_, task) in &finished {
-            for (column, secs) in &task.time_in_column {
-                *column_time.entry(column).or_insert(0.0) += secs;
+        // In the order the flow shows its columns; only columns some
+        // finished task stood in.
+        let mut visited = vec![false; self.names.len()];
+        for task in &finished {
+            for visit in &task.visits[..task.visits.len() - 1] {
+                if let Some(column) = visit.column {
+                    visited[column as usize] = true;
+                }
             }
         }
-        let mut time_in_column: Vec<ColumnTime> = column_time
-            .into_iter()
-            .map(|(column, total)| ColumnTime {
-                column: column.to_owned(),
-                total_seconds: total,
-                mean_seconds: total / finished.len() as f64,
+        let time_in_column: Vec<ColumnTime> = shown
+            .iter()
+            .chain(&(0..self.names.len() as ColumnId).collect::<Vec<_>>())
+            .filter(|&&c| std::mem::take(&mut visited[c as usize]))
+            .map(|&c| ColumnTime {
+                column: name(c),
+                total_seconds: column_seconds[c as usize],
+                mean_seconds: column_seconds[c as usize] / finished.len() as f64,
             })
             .collect();
-        let order = |column: &str| {
-            shown
-                .iter()
-                .position(|&c| self.names[c as usize] == column)
-                .unwrap_or(usize::MAX)
-        };
-        time_in_column.sort_by_key(|c| order(&c.column));
 
         in_progress.sort_by(|a, b| a.2.cmp(&b.2).then(a.0.id.cmp(&b.0.id)));
         let aging = Aging {
@@ -463,11 +453,11 @@ impl FlowLog {
                 .collect(),
         };
 
-        // Most recently finished first.
+        // Most recently finished first; only the listed ones in full.
         finished.sort_by(|a, b| {
-            b.1.finished_at
-                .cmp(&a.1.finished_at)
-                .then(a.0.id.cmp(&b.0.id))
+            b.finished_at()
+                .cmp(&a.finished_at())
+                .then(a.task.id.cmp(&b.task.id))
         });
         let count = finished.len();
         let sample: Vec<u64> = per_day
@@ -500,15 +490,62 @@ impl FlowLog {
                 count,
                 truncated: count > options.max_listed,
                 tasks: finished
-                    .into_iter()
+                    .iter()
                     .take(options.max_listed)
-                    .map(|(_, f)| f)
+                    .map(|done| done.listed(&name))
                     .collect(),
             },
             throughput,
             time_in_column,
             aging,
             forecast: forecast::forecast(&sample, unfinished, range.to, options),
+        }
+    }
+}
+
+/// A task finished in the range: its visits up to the one that finished it.
+struct Done<'a> {
+    task: &'a TaskFlow,
+    visits: &'a [Visit],
+    started_at: DateTime<Utc>,
+    deleted: bool,
+}
+
+impl Done<'_> {
+    fn created_at(&self) -> DateTime<Utc> {
+        self.visits[0].at
+    }
+
+    fn finished_at(&self) -> DateTime<Utc> {
+        self.visits[self.visits.len() - 1].at
+    }
+
+    fn lead_time(&self) -> f64 {
+        seconds(self.finished_at() - self.created_at())
+    }
+
+    fn cycle_time(&self) -> f64 {
+        seconds(self.finished_at() - self.started_at)
+    }
+
+    fn listed(&self, name: &impl Fn(ColumnId) -> String) -> FinishedTask {
+        let mut time_in_column = BTreeMap::new();
+        for pair in self.visits.windows(2) {
+            if let Some(column) = pair[0].column {
+                *time_in_column.entry(name(column)).or_insert(0.0) +=
+                    seconds(pair[1].at - pair[0].at);
+            }
+        }
+        FinishedTask {
+            task_id: self.task.id,
+            title: self.task.title.clone(),
+            created_at: self.created_at(),
+            started_at: self.started_at,
+            finished_at: self.finished_at(),
+            lead_time_seconds: self.lead_time(),
+            cycle_time_seconds: self.cycle_time(),
+            time_in_column,
+            deleted: self.deleted,
         }
     }
 }
