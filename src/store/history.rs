@@ -10,7 +10,8 @@
 //! board at any version is a checkpoint plus at most one spacing of events,
 //! never a refold of the whole history. Followed boards share a memory
 //! bound (`analytics.cache_mib`); the least recently used are dropped and,
-//! when asked again, folded again.
+//! when asked again, folded again. One board's checkpoints weigh at most a
+//! quarter of that bound, so every board fits.
 //!
 //! Access is the history's: every request reads at least one event through
 //! `events_after` as the caller, which refuses whoever may not read it.
@@ -33,9 +34,10 @@ use crate::views::{self, View};
 /// Events read per round trip while following a board.
 const PAGE: usize = 1000;
 /// Versions between checkpoints at first; doubled whenever a board has
-/// more than [`MAX_CHECKPOINTS`], so a long history keeps at most that many.
+/// more than [`MAX_CHECKPOINTS`], or checkpoints heavier than a quarter of
+/// the cache, so a long history keeps at most that many and any board fits.
 const CHECKPOINT_SPACING: u64 = 1000;
-const MAX_CHECKPOINTS: usize = 32;
+const MAX_CHECKPOINTS: usize = 64;
 /// The default range of `/analytics`: the last 30 days.
 const DEFAULT_RANGE_DAYS: i64 = 30;
 /// The forecast's seed when the request names none.
@@ -88,6 +90,8 @@ pub struct History {
     limits: AnalyticsSettings,
     /// Versions between a new board's first checkpoints.
     spacing: u64,
+    /// The most bytes one board's checkpoints may weigh.
+    checkpoint_budget: usize,
 }
 
 #[derive(Default)]
@@ -107,6 +111,8 @@ struct Trail {
     last: Option<Arc<BoardEvent>>,
     checkpoints: Vec<Checkpoint>,
     spacing: u64,
+    /// The most bytes its checkpoints may weigh.
+    budget: usize,
 }
 
 #[derive(Clone)]
@@ -128,7 +134,12 @@ impl Trail {
                     bytes: board_bytes(board),
                 });
             }
-            if self.checkpoints.len() > MAX_CHECKPOINTS {
+            let heavy = |checkpoints: &[Checkpoint]| {
+                checkpoints.iter().map(|c| c.bytes).sum::<usize>() > self.budget
+            };
+            while self.checkpoints.len() > MAX_CHECKPOINTS
+                || (!self.checkpoints.is_empty() && heavy(&self.checkpoints))
+            {
                 self.spacing *= 2;
                 let spacing = self.spacing;
                 self.checkpoints
@@ -178,6 +189,7 @@ impl History {
                 .build(),
             limits: limits.clone(),
             spacing: CHECKPOINT_SPACING,
+            checkpoint_budget: usize::try_from(limits.cache_mib << 20).unwrap_or(usize::MAX) / 4,
         }
     }
 
@@ -215,6 +227,7 @@ impl History {
         loop {
             if trail.spacing == 0 {
                 trail.spacing = self.spacing;
+                trail.budget = self.checkpoint_budget;
             }
             let after = trail.flow.version().saturating_sub(1);
             let events = self
@@ -444,14 +457,14 @@ mod tests {
             let expected = views::render(&folded.unwrap(), View::Board).unwrap();
             assert_eq!(past, expected, "version {version}");
         }
-        // 700 versions at a first spacing of 10: thinned to at most 32.
+        // 700 versions at a first spacing of 10: thinned to at most 64.
         let trail = history.follow(Caller::Anonymous, board).await.unwrap();
         assert!(trail.checkpoints.len() <= MAX_CHECKPOINTS);
-        assert_eq!(trail.spacing, 40);
+        assert_eq!(trail.spacing, 20);
         assert!(trail
             .checkpoints
             .iter()
-            .all(|c| c.board.version.is_multiple_of(40)));
+            .all(|c| c.board.version.is_multiple_of(20)));
         drop(trail);
 
         // A time is the last version at or before it (all these events
@@ -481,6 +494,31 @@ mod tests {
             beyond,
             Err(StoreError::Domain(DomainError::NotFound(_)))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_heavy_boards_checkpoints_are_thinned_to_its_budget() {
+        let memory = Arc::new(MemoryStore::new(10, 100_000, Duration::from_secs(60)));
+        let board = long_board(&memory, 300).await;
+        let history = History {
+            spacing: 10,
+            checkpoint_budget: 12_000,
+            ..History::new(memory.clone(), &limits())
+        };
+        let past = history
+            .read_at(Caller::Anonymous, board, Moment::Version(123), View::Board)
+            .await
+            .unwrap();
+        let events = memory
+            .events_after(Caller::Anonymous, board, 0, 1000)
+            .await
+            .unwrap();
+        let folded = Board::from_events(events.iter().take(123).map(|e| &**e)).unwrap();
+        assert_eq!(past, views::render(&folded, View::Board).unwrap());
+        let trail = history.follow(Caller::Anonymous, board).await.unwrap();
+        let bytes: usize = trail.checkpoints.iter().map(|c| c.bytes).sum();
+        assert!(bytes <= 12_000, "{bytes}");
+        assert!(!trail.checkpoints.is_empty() && trail.spacing > 10);
     }
 
     #[tokio::test]
