@@ -71,24 +71,28 @@ pub async fn run(target: &Target, args: History) -> anyhow::Result<Outcome> {
         )
         .await?;
     let board_path = format!("{prefix}/boards/{board}");
-    // Each worker claims whole task lives until the history is long enough.
+    // Each worker claims whole task lives, and their events, until the
+    // history is long enough.
+    let lives = Arc::new(AtomicUsize::new(0));
     let claimed = Arc::new(AtomicUsize::new(1));
     let mut workers = Vec::with_capacity(connections);
     for _ in 0..connections {
         let claimed = Arc::clone(&claimed);
+        let lives = Arc::clone(&lives);
         let tasks = format!("{board_path}/tasks");
         let mut http = Http::connect_as(target.addr, token.as_deref()).await?;
         workers.push(tokio::spawn(async move {
             loop {
-                let life = claimed.fetch_add(LIFE, Ordering::Relaxed);
-                if life >= events {
+                let life = lives.fetch_add(1, Ordering::Relaxed);
+                let stays = life % 10 == 0;
+                let count = if stays { 2 } else { LIFE };
+                if claimed.fetch_add(count, Ordering::Relaxed) + count > events {
                     return anyhow::Ok(());
                 }
                 let task = http
                     .create(&tasks, &json!({"title": format!("work {life}")}))
                     .await?;
                 let path = format!("{tasks}/{task}");
-                let stays = (life / LIFE) % 10 == 0;
                 let steps: &[&str] = if stays {
                     &["in_progress"]
                 } else {
