@@ -18,7 +18,7 @@ def result: if .pass then "**PASS**" else "**FAIL**" end;
   elif .scenario == "history-analytics-cold" then
     "| history: first analytics answer | \(.ms) ms for \(.events | n) events (\(.per_s | n) events/s folded; \(.answer_bytes | n) bytes) | \(.throughput_x | x) | | \(.server_us_per_unit) us per event, \(.cpu_x | x) | \(.target) | \(result) |"
   elif .scenario == "history-analytics" or .scenario == "history-time-travel" then
-    "| \(.scenario) | \(.per_s | n) answers/s; p50 \(.p50_ms) / p99 \(.p99_ms) ms (\(.events | n)-event board) | \(.throughput_x | x) | \(.p99_x | x) | \(.server_us_per_unit) us, \(.cpu_x | x) | \(.target) | \(result) |"
+    "| \(.scenario) | \(.per_s | n) answers/s; p50 \(.p50_ms) / p99 \(.p99_ms) ms (\(.events | n)-event board) | | \(.p99_x | x) | \(.server_us_per_unit) us, \(.cpu_x | x) | \(.target) | \(result) |"
   elif .scenario == "projector" then
     "| projector | \(.per_s | n) events/s (\(.events | n) events in \(.seconds) s; CPU s projector \(.cpu_s.projector), PostgreSQL \(.cpu_s.postgres), Redis \(.cpu_s.redis)) | \(.throughput_x | x) | | \(.server_us_per_unit) us (projector), \(.cpu_x | x) | \(.target) | \(result) |"
   else
