@@ -1,5 +1,5 @@
 # scripts/bench-summary.jq - bench.sh's summary.json from the runs' JSON lines.
-# Inputs (--slurpfile): $xadd $quick $fanout $idle $api $hot $projector, each
+# Inputs (--slurpfile): $xadd $quick $fanout $idle $api $hot $projector $history, each
 # a list of runs, and $scale (the scale-out runs, each tagged with its
 # `redis`: single or cluster); --rawfile env. Every figure is the median over the runs;
 # every target a ratio to the same-run XADD baseline, or a count.
@@ -85,7 +85,30 @@ def loop_row($name; $runs):
               cpu_s: { projector: ($runs | med(.cpu_s.projector)), postgres: ($runs | med(.cpu_s.postgres)),
                        redis: ($runs | med(.cpu_s.redis)) },
               target: ">= 1.0x XADD/s events folded into PostgreSQL" }
-      | . + { pass: at_least(.throughput_x; 1.0) } )
+      | . + { pass: at_least(.throughput_x; 1.0) } ),
+    # One board's long history: the first analytics answer folds all of it
+    # (events/s against XADD/s); later answers and time travel are bounded
+    # in latency (p99 against XADD p99) and in server CPU per answer
+    # (against Redis's CPU per XADD).
+    ( $history | select(length > 0) | . as $runs
+      | row("history-analytics-cold"; .; "event"; med(.cold.events_per_s); null;
+            med(.cold.server_cpu_ms * 1000 / .events))
+      | . + { events: ($runs | med(.events)), ms: ($runs | med(.cold.ms)),
+              answer_bytes: ($runs | med(.cold.answer_bytes)),
+              target: ">= 1.0x XADD/s events folded by the first analytics answer" }
+      | . + { pass: at_least(.throughput_x; 1.0) } ),
+    ( $history | select(length > 0) | . as $runs
+      | row("history-analytics"; .; "answer"; med(.analytics.answers_per_s); med(.analytics.latency.p99_ms);
+            med(.analytics.server_cpu_ms_per_answer * 1000))
+      | . + { events: ($runs | med(.events)), p50_ms: ($runs | med(.analytics.latency.p50_ms)),
+              target: "p99 <= 50x XADD p99, server CPU per answer <= 2000x Redis per XADD" }
+      | . + { pass: (at_most(.p99_x; 50) and at_most(.cpu_x; 2000)) } ),
+    ( $history | select(length > 0) | . as $runs
+      | row("history-time-travel"; .; "answer"; med(.time_travel.answers_per_s); med(.time_travel.latency.p99_ms);
+            med(.time_travel.server_cpu_ms_per_answer * 1000))
+      | . + { events: ($runs | med(.events)), p50_ms: ($runs | med(.time_travel.latency.p50_ms)),
+              target: "p99 <= 100x XADD p99, server CPU per answer <= 4000x Redis per XADD" }
+      | . + { pass: (at_most(.p99_x; 100) and at_most(.cpu_x; 4000)) } )
   ],
   # Scale-out: the same work on one Redis and on a 3-master cluster.
   scale: ($scale | if length == 0 then null else {

@@ -15,6 +15,10 @@ def result: if .pass then "**PASS**" else "**FAIL**" end;
     "| Redis commands per /api mutation | \(.commands_sent | n) sent (\(.seen.by_command // {} | to_entries | map("\(.key) \(.value)") | join(", "))); \(.commands_incl_scripts | n) counting those scripts ran (\(.seen_in_loop | to_entries | map("\(.key) \(.value)") | join(", "))) | | | | \(.target) | \(result) |"
   elif .scenario == "ws-fanout" then
     "| ws-fanout | \(.per_s | n) deliveries/s, \(.deliveries_per_server_cpu_s | n) per server CPU-s; p50 \(.p50_ms) / p99 \(.p99_ms) ms; lost \(.lost), gaps \(.gaps) | \(.per_cpu_x | x) (per server CPU-s) | \(.p99_x | x) | \(.server_us_per_unit) us, \(.cpu_x | x) | \(.target) | \(result) |"
+  elif .scenario == "history-analytics-cold" then
+    "| history: first analytics answer | \(.ms) ms for \(.events | n) events (\(.per_s | n) events/s folded; \(.answer_bytes | n) bytes) | \(.throughput_x | x) | | \(.server_us_per_unit) us per event, \(.cpu_x | x) | \(.target) | \(result) |"
+  elif .scenario == "history-analytics" or .scenario == "history-time-travel" then
+    "| \(.scenario) | \(.per_s | n) answers/s; p50 \(.p50_ms) / p99 \(.p99_ms) ms (\(.events | n)-event board) | | \(.p99_x | x) | \(.server_us_per_unit) us, \(.cpu_x | x) | \(.target) | \(result) |"
   elif .scenario == "projector" then
     "| projector | \(.per_s | n) events/s (\(.events | n) events in \(.seconds) s; CPU s projector \(.cpu_s.projector), PostgreSQL \(.cpu_s.postgres), Redis \(.cpu_s.redis)) | \(.throughput_x | x) | | \(.server_us_per_unit) us (projector), \(.cpu_x | x) | \(.target) | \(result) |"
   else

@@ -8,7 +8,7 @@
 #                                      print a table with PASS/FAIL per target
 #   ./scripts/bench.sh quick api       only some: xadd (always measured first),
 #                                      quick, ws-fanout, ws-idle, api, hot-board,
-#                                      projector, scale
+#                                      projector, history, scale
 #   BENCH_QUICK=1 ./scripts/bench.sh   every scenario tiny, one run (~2 minutes):
 #                                      a smoke test of the harness, not a result
 #
@@ -36,9 +36,11 @@
 #   IDLE_CONNECTIONS=5000 IDLE_BOARDS=100
 #   HOT_WRITERS=32 HOT_TASKS=32
 #   PROJECTOR_BOARDS=200 PROJECTOR_EVENTS_PER_BOARD=500
+#   HISTORY_EVENTS=100000 HISTORY_READERS=4   one /api board's history, then its
+#                                analytics and time travel, each measured DURATION s
 #   SCALE_INSTANCES=3 SCALE_STEPS=1000,10000 SCALE_WINDOW=10
 #   BENCH_CLUSTER_PORTS="6391 6392 6393"  the 3-master cluster of `scale`
-#   QUICK_ARGS / FANOUT_ARGS / IDLE_ARGS / API_ARGS / HOT_ARGS / PROJECTOR_ARGS
+#   QUICK_ARGS / FANOUT_ARGS / IDLE_ARGS / API_ARGS / HOT_ARGS / PROJECTOR_ARGS / HISTORY_ARGS
 #                                extra loadgen flags per scenario
 #
 # Everything runs on loopback and every run is bounded in time: loadgen stops
@@ -56,6 +58,7 @@ if [[ $BENCH_QUICK == 1 ]]; then
     FANOUT_CLIENTS=${FANOUT_CLIENTS:-200} FANOUT_BOARDS=${FANOUT_BOARDS:-10} FANOUT_RATE=${FANOUT_RATE:-200}
     IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-500} IDLE_BOARDS=${IDLE_BOARDS:-20}
     PROJECTOR_BOARDS=${PROJECTOR_BOARDS:-50} PROJECTOR_EVENTS_PER_BOARD=${PROJECTOR_EVENTS_PER_BOARD:-100}
+    HISTORY_EVENTS=${HISTORY_EVENTS:-10000}
     SCALE_STEPS=${SCALE_STEPS:-100,500} SCALE_WINDOW=${SCALE_WINDOW:-3}
 fi
 RUNS=${RUNS:-3}
@@ -81,24 +84,27 @@ HOT_WRITERS=${HOT_WRITERS:-32}
 HOT_TASKS=${HOT_TASKS:-32}
 PROJECTOR_BOARDS=${PROJECTOR_BOARDS:-200}
 PROJECTOR_EVENTS_PER_BOARD=${PROJECTOR_EVENTS_PER_BOARD:-500}
+HISTORY_EVENTS=${HISTORY_EVENTS:-100000}
+HISTORY_READERS=${HISTORY_READERS:-4}
 SCALE_INSTANCES=${SCALE_INSTANCES:-3}
 SCALE_STEPS=${SCALE_STEPS:-1000,10000}
 SCALE_WINDOW=${SCALE_WINDOW:-10}
 BENCH_CLUSTER_PORTS=${BENCH_CLUSTER_PORTS:-6391 6392 6393}
 QUICK_ARGS=${QUICK_ARGS:-} FANOUT_ARGS=${FANOUT_ARGS:-} IDLE_ARGS=${IDLE_ARGS:-}
 API_ARGS=${API_ARGS:-} HOT_ARGS=${HOT_ARGS:-} PROJECTOR_ARGS=${PROJECTOR_ARGS:-}
+HISTORY_ARGS=${HISTORY_ARGS:-}
 REDIS_URL=redis://127.0.0.1:$BENCH_REDIS_PORT
 
-ALL_SCENARIOS=(quick ws-fanout ws-idle api hot-board projector scale)
+ALL_SCENARIOS=(quick ws-fanout ws-idle api hot-board projector history scale)
 SCENARIOS=("$@")
 [[ ${#SCENARIOS[@]} -gt 0 ]] || SCENARIOS=("${ALL_SCENARIOS[@]}")
 for s in "${SCENARIOS[@]}"; do
-    case $s in xadd | quick | ws-fanout | ws-idle | api | hot-board | projector | scale) ;;
+    case $s in xadd | quick | ws-fanout | ws-idle | api | hot-board | projector | history | scale) ;;
     *) sb_die "unknown scenario '$s' (xadd, ${ALL_SCENARIOS[*]})" ;;
     esac
 done
 wants() { local s; for s in "${SCENARIOS[@]}"; do [[ $s == "$1" ]] && return 0; done; return 1; }
-needs_postgres() { wants api || wants hot-board || wants projector || wants scale; }
+needs_postgres() { wants api || wants hot-board || wants projector || wants history || wants scale; }
 
 BENCH_STARTED=$SECONDS
 sb_step "Tools and services"
@@ -135,7 +141,7 @@ cp target/release/streamboard target/release/loadgen target/release/projector "$
     echo "kernel: $(uname -sr)"
     echo "redis: $(redis-server --version | grep -o 'v=[^ ]*')"
     echo "rustc: $(rustc --version 2>/dev/null || echo unknown)"
-    echo "sizes: runs $RUNS; loops ${LOOP_CONNECTIONS} conns x ${LOOP_BOARDS} boards x ${LOOP_TASKS} tasks, ${DURATION}+${WARMUP} s; fanout ${FANOUT_CLIENTS} clients/${FANOUT_BOARDS} boards at ${FANOUT_RATE}/s; idle ${IDLE_CONNECTIONS}; hot ${HOT_WRITERS} writers; projector ${PROJECTOR_BOARDS}x${PROJECTOR_EVENTS_PER_BOARD}; scale ${SCALE_INSTANCES} instances x ${SCALE_STEPS} boards, ${SCALE_WINDOW} s; XADD -n ${XADD_N} -c ${XADD_C}"
+    echo "sizes: runs $RUNS; loops ${LOOP_CONNECTIONS} conns x ${LOOP_BOARDS} boards x ${LOOP_TASKS} tasks, ${DURATION}+${WARMUP} s; fanout ${FANOUT_CLIENTS} clients/${FANOUT_BOARDS} boards at ${FANOUT_RATE}/s; idle ${IDLE_CONNECTIONS}; hot ${HOT_WRITERS} writers; projector ${PROJECTOR_BOARDS}x${PROJECTOR_EVENTS_PER_BOARD}; history ${HISTORY_EVENTS} events, ${HISTORY_READERS} readers; scale ${SCALE_INSTANCES} instances x ${SCALE_STEPS} boards, ${SCALE_WINDOW} s; XADD -n ${XADD_N} -c ${XADD_C}"
     echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$OUT/env.txt"
 sed 's/^/    /' "$OUT/env.txt"
@@ -370,6 +376,11 @@ if wants projector; then
         --projector-bin "$BIN/projector" \
         --boards "$PROJECTOR_BOARDS" --events-per-board "$PROJECTOR_EVENTS_PER_BOARD" $PROJECTOR_ARGS
 fi
+# shellcheck disable=SC2086
+if wants history; then
+    API_MODE=1 run_scenario history history --mode api --events "$HISTORY_EVENTS" \
+        --readers "$HISTORY_READERS" --duration "$DURATION" $HISTORY_ARGS
+fi
 
 # --- Scale-out: one Redis against a 3-master cluster, in the same run -------
 # For each: SCALE_INSTANCES servers watch SCALE_STEPS boards with nobody
@@ -436,12 +447,13 @@ fi
 stop_bench_redis
 
 # --- Summary: summary.json, then the table from it --------------------------
-for f in xadd quick ws-fanout ws-idle api hot-board projector scale; do touch "$OUT/$f.jsonl"; done
+for f in xadd quick ws-fanout ws-idle api hot-board projector history scale; do touch "$OUT/$f.jsonl"; done
 jq -n \
     --slurpfile xadd "$OUT/xadd.jsonl" --slurpfile quick "$OUT/quick.jsonl" \
     --slurpfile fanout "$OUT/ws-fanout.jsonl" --slurpfile idle "$OUT/ws-idle.jsonl" \
     --slurpfile api "$OUT/api.jsonl" --slurpfile hot "$OUT/hot-board.jsonl" \
-    --slurpfile projector "$OUT/projector.jsonl" --slurpfile scale "$OUT/scale.jsonl" \
+    --slurpfile projector "$OUT/projector.jsonl" --slurpfile history "$OUT/history.jsonl" \
+    --slurpfile scale "$OUT/scale.jsonl" \
     --rawfile env "$OUT/env.txt" \
     -f scripts/bench-summary.jq >"$OUT/summary.json"
 jq -r -f scripts/bench-table.jq "$OUT/summary.json" | tee "$OUT/table.md"

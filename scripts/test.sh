@@ -64,7 +64,7 @@ status=0
 # Redis only. SKIP_CLUSTER=1 skips this run; extra arguments skip it too.
 if [[ ${SKIP_CLUSTER:-0} != 1 && $# -eq 0 ]]; then
     cluster_suites=(api_auth api_auth_flow api_concurrency api_isolation api_sessions
-        realtime_analytics realtime_sse realtime_tail realtime_ws realtime_ws_access
+        flow_analytics realtime_analytics realtime_sse realtime_tail realtime_ws realtime_ws_access
         realtime_ws_limits projector_convergence projector_faults projector_operations
         projector_partitions scale_out webhooks_api webhooks_delivery)
     sb_step "Running the Redis suites against a Redis Cluster: ${cluster_suites[*]}"

@@ -53,6 +53,7 @@ impl Application {
         let grace = Duration::from_secs(settings.server.shutdown_grace_seconds);
         let (shutdown, stopping) = watch::channel(false);
 
+        crate::clock::install(&settings.testing);
         let dependencies = Dependencies::connect(&settings)?;
         if let Some(redis) = &dependencies.redis {
             check_redis_mode(redis).await?;

@@ -23,10 +23,15 @@
 //! - [`webhooks`]: per-board webhooks: the rules for a new one, and the
 //!   tables the API writes and the projectors deliver from.
 //! - [`settings`], [`telemetry`], [`dependencies`]: configuration, logs and
-//!   metrics, connection pools.
+//!   metrics, connection pools; [`clock`]: the time writes are stamped
+//!   with (a file's time in tests).
+//! - [`analytics`]: `streamboard analytics`, a board's flow metrics from
+//!   its archive and stream, as a table or JSON.
 //! - [`app`]: `Application::build` / `run_until_stopped`.
+pub mod analytics;
 pub mod app;
 pub mod auth;
+pub mod clock;
 pub mod dependencies;
 pub mod domain;
 pub mod eventlog;

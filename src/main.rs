@@ -40,6 +40,24 @@ enum Commands {
         #[arg(long, default_value_t = 30)]
         ttl_days: u32,
     },
+    /// Print a board's flow metrics (docs/ANALYTICS.md), computed from its
+    /// whole history: the PostgreSQL archive, then the Redis stream.
+    Analytics {
+        /// The board.
+        board: uuid::Uuid,
+        /// Start of the range, RFC 3339 (default: 30 days before --to).
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// End of the range, RFC 3339 (default and latest: now).
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        /// The forecast's random seed (the same seed gives the same forecast).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Print the JSON of GET /api/boards/{id}/analytics instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print board events as JSON lines.
     Tail {
         /// One board (default: every board, live).
@@ -74,7 +92,7 @@ async fn main() -> ExitCode {
     let command = cli.command.unwrap_or(Commands::Serve);
     match command {
         Commands::Serve | Commands::Migrate => telemetry::init_logs(&settings.log),
-        Commands::Token { .. } | Commands::Tail { .. } => {
+        Commands::Token { .. } | Commands::Tail { .. } | Commands::Analytics { .. } => {
             telemetry::init_command_logs(&settings.log)
         }
     }
@@ -91,6 +109,38 @@ async fn main() -> ExitCode {
             );
             println!("{}", keys.issue_analytics(keys.ttl()));
             Ok(())
+        }
+        Commands::Analytics {
+            board,
+            from,
+            to,
+            seed,
+            json,
+        } => {
+            streamboard::clock::install(&settings.testing);
+            let options = streamboard::analytics::AnalyticsOptions {
+                board,
+                query: streamboard::store::history::FlowQuery { from, to, seed },
+                json,
+            };
+            match streamboard::dependencies::Dependencies::connect(&settings) {
+                Ok(deps) if deps.redis.is_none() && deps.postgres.is_none() => {
+                    Err(anyhow::anyhow!(
+                        "neither redis.url nor postgres.url is set (STREAMBOARD__REDIS__URL, \
+                     STREAMBOARD__POSTGRES__URL)"
+                    ))
+                }
+                Ok(deps) => {
+                    streamboard::analytics::run(
+                        deps.redis,
+                        deps.postgres,
+                        &settings.analytics,
+                        options,
+                    )
+                    .await
+                }
+                Err(error) => Err(error),
+            }
         }
         Commands::Tail {
             board,

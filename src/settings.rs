@@ -28,6 +28,8 @@ pub struct Settings {
     pub log: LogSettings,
     pub projector: ProjectorSettings,
     pub webhooks: WebhookSettings,
+    pub analytics: AnalyticsSettings,
+    pub testing: TestingSettings,
 }
 
 #[derive(Debug, Deserialize)]
@@ -338,6 +340,57 @@ impl WebhookSettings {
     }
 }
 
+/// Flow analytics and time travel (docs/ANALYTICS.md): every bound.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AnalyticsSettings {
+    /// Memory for the boards' followed histories (flow logs and
+    /// checkpoints), per server instance and mode, in MiB.
+    pub cache_mib: u64,
+    /// The longest `from`..`to` range, in days.
+    pub max_range_days: u32,
+    /// Monte Carlo trials per forecast.
+    pub forecast_trials: u32,
+    /// Tasks listed at most per section (finished, aging).
+    pub max_listed_tasks: usize,
+}
+
+impl AnalyticsSettings {
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let checks: [(&'static str, bool, &str); 4] = [
+            (
+                "analytics.cache_mib",
+                self.cache_mib >= 1,
+                "must be at least 1",
+            ),
+            (
+                "analytics.max_range_days",
+                (1..=3660).contains(&self.max_range_days),
+                "must be between 1 and 3660",
+            ),
+            (
+                "analytics.forecast_trials",
+                (1..=100_000).contains(&self.forecast_trials),
+                "must be between 1 and 100000",
+            ),
+            (
+                "analytics.max_listed_tasks",
+                self.max_listed_tasks >= 1,
+                "must be at least 1",
+            ),
+        ];
+        first_failed(&checks)
+    }
+}
+
+/// Hooks for the test suite only; refused in the `prod` profile.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TestingSettings {
+    /// A file holding an RFC 3339 time that writes are stamped with (and
+    /// that analytics takes as now) instead of the system clock, while it
+    /// exists; empty: the system clock. See [`crate::clock`].
+    pub clock_file: PathBuf,
+}
+
 /// The first `(setting, ok, message)` that is not ok, as an error.
 fn first_failed(checks: &[(&'static str, bool, &str)]) -> Result<(), SettingsError> {
     match checks.iter().find(|(_, ok, _)| !ok) {
@@ -412,6 +465,13 @@ parked, replay) log warnings only.";
         settings.profile = profile.to_owned();
         settings.validate()?;
         settings.webhooks.validate()?;
+        settings.analytics.validate()?;
+        if settings.profile == "prod" && !settings.testing.clock_file.as_os_str().is_empty() {
+            return Err(SettingsError::Invalid {
+                setting: "testing.clock_file",
+                message: "is for tests only and must be empty in the prod profile".into(),
+            });
+        }
         Ok(settings)
     }
 

@@ -143,6 +143,11 @@ impl Http {
         Ok(())
     }
 
+    /// The body of the last response.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
     /// `send`, expecting `want`, returning the JSON body.
     pub async fn json(
         &mut self,

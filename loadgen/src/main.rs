@@ -20,6 +20,9 @@
 //!   board's stream holds versions 1..N, N the writes acknowledged.
 //! - `projector`: fills board streams through `/api`, then times one
 //!   `projector` process folding them into PostgreSQL.
+//! - `history`: one board with a long history (100,000 events), then its
+//!   flow analytics (cold, then warm) and time travel to random versions
+//!   in closed loops.
 //! - `scale-idle`: several instances watch 1,000 then 10,000 boards with
 //!   nobody writing; Redis's commands/s and CPU at each step (one node or
 //!   every node of a cluster).
@@ -47,8 +50,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use scenarios::{
-    api_mutations, hot_board, projector_catch_up, quick_mutations, scale_idle, ws_fanout, ws_idle,
-    Target,
+    api_mutations, history, hot_board, projector_catch_up, quick_mutations, scale_idle, ws_fanout,
+    ws_idle, Target,
 };
 
 #[derive(Parser)]
@@ -86,6 +89,8 @@ enum Scenario {
     Projector(projector_catch_up::ProjectorCatchUp),
     /// Instances watching many boards, nobody writing: Redis commands/s and CPU per step.
     ScaleIdle(scale_idle::ScaleIdle),
+    /// One board with a long history: analytics (cold, warm) and time travel per second.
+    History(history::History),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -109,6 +114,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::HotBoard(args) => hot_board::run(&target, args).await,
             Scenario::Projector(args) => projector_catch_up::run(&target, args).await,
             Scenario::ScaleIdle(args) => scale_idle::run(&target, args).await,
+            Scenario::History(args) => history::run(&target, args).await,
         }
     });
     // Sockets still held by aborted tasks are dropped with the runtime.

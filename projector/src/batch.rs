@@ -13,11 +13,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use deadpool_postgres::Pool;
+use streamboard::domain::flow::transition;
 use streamboard::domain::Board;
 use streamboard::postgres::{self, DbError};
 use streamboard::projection::progress::{self, park};
 use streamboard::projection::{
     project, ArchiveRows, DeadLetter, Progress, ProgressUpdates, ReadTables, RowChanges, Touched,
+    TransitionRows,
 };
 use streamboard::redis_client::{RedisClient, RedisConnection};
 use uuid::Uuid;
@@ -367,6 +369,7 @@ impl Projector {
 
         // Fold.
         let mut archive = ArchiveRows::default();
+        let mut transitions = TransitionRows::default();
         let mut changes = RowChanges::default();
         let mut updates = ProgressUpdates::default();
         let mut letters = Vec::new();
@@ -400,13 +403,17 @@ impl Projector {
                                 entry.id, event.version
                             ));
                         }
+                        let moved = transition(state.as_ref(), event);
                         project(state, next.version + 1, event, &mut touched)
-                            .map(|()| event)
+                            .map(|()| (event, moved))
                             .map_err(|e| e.to_string())
                     });
                 match checked {
-                    Ok(event) => {
+                    Ok((event, moved)) => {
                         archive.push(event, entry.data.clone(), &entry.id);
+                        if let Some(moved) = moved {
+                            transitions.push(moved);
+                        }
                         next.version = event.version;
                         applied += 1;
                     }
@@ -431,19 +438,25 @@ impl Projector {
         outcome.parked = letters.len();
         self.fill_raw_fields(&mut letters).await?;
 
-        let (archived, tables, progress_rows, parked) = tokio::join!(
+        let (archived, moves, tables, progress_rows, parked) = tokio::join!(
             archive.insert(&txn),
+            transitions.insert(&txn),
             changes.write(&txn, ReadTables::live()),
             updates.write(&txn),
             park(&txn, &letters),
         );
         // The statements are pipelined: once one fails, the others answer
         // 25P02 ("transaction aborted"). Report the one that failed.
-        let mut errors: Vec<tokio_postgres::Error> =
-            [archived.map(drop), tables, progress_rows, parked]
-                .into_iter()
-                .filter_map(Result::err)
-                .collect();
+        let mut errors: Vec<tokio_postgres::Error> = [
+            archived.map(drop),
+            moves.map(drop),
+            tables,
+            progress_rows,
+            parked,
+        ]
+        .into_iter()
+        .filter_map(Result::err)
+        .collect();
         if !errors.is_empty() {
             let aborted = |e: &tokio_postgres::Error| {
                 e.code() == Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION)

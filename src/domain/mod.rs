@@ -3,12 +3,14 @@
 //! Commands go in, events come out (`decide`), and one fold (`apply`)
 //! rebuilds a board from its events. Every adapter (quick-win memory store,
 //! the Redis event log, the projector) goes through these two functions.
+//! [`flow`] reads the same events for analytics, beside the fold.
 
 pub mod board;
 pub mod command;
 pub mod decide;
 pub mod error;
 pub mod event;
+pub mod flow;
 pub mod position;
 pub mod timestamp;
 pub mod values;

@@ -16,12 +16,16 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use super::error::ApiError;
-use super::request::{parse_board_page, parse_json, write_headers, BodyLimit, Page, WriteHeaders};
+use super::request::{
+    parse_board_page, parse_flow_query, parse_json, parse_moment, write_headers, BodyLimit, Page,
+    WriteHeaders,
+};
 use crate::domain::values::{
     Assignee, BoardName, ColumnName, Columns, CustomFields, Description, FieldsPatch, Position,
     TaskTitle,
 };
 use crate::domain::{Command, DomainError, NewTask, TaskPatch};
+use crate::store::history::History;
 use crate::store::write::board_id_for;
 use crate::store::{BoardStore, Caller, Rendered, WriteRequest};
 use crate::views::{PageWriter, View};
@@ -203,12 +207,31 @@ fn json_response(body: Bytes) -> Response {
     response
 }
 
-/// Everything a route handler needs: the store and who is asking.
+/// Everything a route handler needs: the store, and its past (time
+/// travel, analytics) over it.
 #[derive(Clone)]
 struct Ctx {
     store: Arc<dyn BoardStore>,
+    history: Arc<History>,
     /// Where list pages (boards, history) end in bytes.
     page_bytes: usize,
+}
+
+impl Ctx {
+    /// `view` of the board now, or at `?at=` / `?as_of=`.
+    async fn read(
+        &self,
+        caller: Caller,
+        board_id: Uuid,
+        view: View,
+        query: &HashMap<String, String>,
+    ) -> Result<Response, Rejection> {
+        let rendered = match parse_moment(query).map_err(warp::reject::custom)? {
+            None => self.store.read(caller, board_id, view).await?,
+            Some(moment) => self.history.read_at(caller, board_id, moment, view).await?,
+        };
+        Ok(respond(StatusCode::OK, rendered))
+    }
 }
 
 /// One write as a route states it: the command, what its response shows,
@@ -273,18 +296,24 @@ fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Rejection> {
     parse_json(body).map_err(warp::reject::custom)
 }
 
-/// The board routes over `store`. `caller` says who asks; `reader` is the
-/// same for the history route, where analytics tokens are welcome too. Both
-/// run only once a route's path and method match, so a request is
-/// authenticated once and unknown paths stay 404.
+/// The board routes over `store` and its `history`. `caller` says who
+/// asks; `reader` is the same for the history and analytics routes, where
+/// analytics tokens are welcome too. Both run only once a route's path and
+/// method match, so a request is authenticated once and unknown paths stay
+/// 404.
 pub fn routes(
     store: Arc<dyn BoardStore>,
+    history: Arc<History>,
     caller: BoxedFilter<(Caller,)>,
     reader: BoxedFilter<(Caller,)>,
     body_limit: BodyLimit,
     page_bytes: usize,
 ) -> BoxedFilter<(Response,)> {
-    let ctx = Ctx { store, page_bytes };
+    let ctx = Ctx {
+        store,
+        history,
+        page_bytes,
+    };
     let boards = warp::any()
         .map(move || ctx.clone())
         .and(warp::path("boards"));
@@ -333,10 +362,12 @@ pub fn routes(
         .and(warp::path::end())
         .and(warp::get())
         .and(caller.clone())
-        .and_then(|ctx: Ctx, board_id: Uuid, caller: Caller| async move {
-            let rendered = ctx.store.read(caller, board_id, View::Board).await?;
-            Ok::<_, Rejection>(respond(StatusCode::OK, rendered))
-        });
+        .and(warp::query::<HashMap<String, String>>())
+        .and_then(
+            |ctx: Ctx, board_id: Uuid, caller: Caller, query: HashMap<String, String>| async move {
+                ctx.read(caller, board_id, View::Board, &query).await
+            },
+        );
 
     let update_board_route = board
         .clone()
@@ -402,15 +433,21 @@ pub fn routes(
             },
         );
 
-    let read_task = task.clone().and(warp::get()).and(caller.clone()).and_then(
-        |ctx: Ctx, board_id: Uuid, task_id: Uuid, caller: Caller| async move {
-            let rendered = ctx
-                .store
-                .read(caller, board_id, View::Task(task_id))
-                .await?;
-            Ok::<_, Rejection>(respond(StatusCode::OK, rendered))
-        },
-    );
+    let read_task = task
+        .clone()
+        .and(warp::get())
+        .and(caller.clone())
+        .and(warp::query::<HashMap<String, String>>())
+        .and_then(
+            |ctx: Ctx,
+             board_id: Uuid,
+             task_id: Uuid,
+             caller: Caller,
+             query: HashMap<String, String>| async move {
+                ctx.read(caller, board_id, View::Task(task_id), &query)
+                    .await
+            },
+        );
 
     let update_task_route = task
         .clone()
@@ -454,6 +491,21 @@ pub fn routes(
             .await
         },
     );
+
+    let analytics = board
+        .clone()
+        .and(warp::path("analytics"))
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(reader.clone())
+        .and(warp::query::<HashMap<String, String>>())
+        .and_then(
+            |ctx: Ctx, board_id: Uuid, caller: Caller, query: HashMap<String, String>| async move {
+                let query = parse_flow_query(&query).map_err(warp::reject::custom)?;
+                let body = ctx.history.analytics(caller, board_id, query).await?;
+                Ok::<_, Rejection>(json_response(body))
+            },
+        );
 
     let history = board
         .and(warp::path("events"))
@@ -499,6 +551,8 @@ pub fn routes(
         .or(delete_task)
         .unify()
         .or(history)
+        .unify()
+        .or(analytics)
         .unify()
         .boxed()
 }

@@ -352,7 +352,7 @@ pub fn allowed_methods(path: &str) -> Option<&'static str> {
             [board] if id(board) => "GET, PATCH, DELETE",
             [board, "tasks"] if id(board) => "POST",
             [board, "tasks", task] if id(board) && id(task) => "GET, PATCH, DELETE",
-            [board, "events"] if id(board) => "GET",
+            [board, "events" | "analytics"] if id(board) => "GET",
             [board, "events", "live"] if id(board) && segments[0] == "api" => "GET",
             [board, "members"] if id(board) && segments[0] == "api" => "GET, POST",
             [board, "members", user] if id(board) && id(user) && segments[0] == "api" => "DELETE",
@@ -386,6 +386,7 @@ mod tests {
                 Some("GET, PATCH, DELETE"),
             ),
             (format!("/api/boards/{board}/events/live"), Some("GET")),
+            (format!("/quick/boards/{board}/analytics"), Some("GET")),
             (format!("/quick/boards/{board}/events/live"), None),
             (
                 format!("/api/boards/{board}/members/{board}"),

@@ -26,6 +26,7 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
+use crate::store::history::History;
 use crate::store::Caller;
 use error::ApiError;
 pub use state::{ApiState, AppState};
@@ -36,11 +37,13 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let page_bytes = state.settings.server.list_page_bytes;
     let anonymous = warp::any().map(|| Caller::Anonymous).boxed();
 
+    let analytics = &state.settings.analytics;
     let quick = warp::path("quick")
         .and(creation_quota(state.settings.quick.creates_per_minute))
         .and(
             boards::routes(
                 state.quick.clone(),
+                Arc::new(History::new(state.quick.clone(), analytics)),
                 anonymous.clone(),
                 anonymous.clone(),
                 body_limit,
@@ -65,6 +68,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
                         .or(usernames::named(
                             boards::routes(
                                 api.store.clone(),
+                                Arc::new(History::new(api.store.clone(), analytics)),
                                 user.clone(),
                                 reader,
                                 body_limit,

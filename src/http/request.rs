@@ -20,6 +20,7 @@ use warp::{Filter, Rejection};
 
 use super::error::ApiError;
 use crate::settings::ServerSettings;
+use crate::store::history::{FlowQuery, Moment};
 use crate::store::write::fingerprint;
 use crate::store::IdempotencyKey;
 use crate::views::{BoardKey, BoardPage};
@@ -402,6 +403,67 @@ pub fn parse_board_page(
     })
 }
 
+/// `?at=<version>` or `?as_of=<RFC 3339>` of a board or task read: the
+/// moment to travel to, or `None` for now. Other parameters are ignored,
+/// as they always were on these routes.
+pub fn parse_moment(query: &HashMap<String, String>) -> Result<Option<Moment>, ApiError> {
+    match (query.get("at"), query.get("as_of")) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(ApiError::invalid_field(
+            "as_of",
+            "give either at or as_of, not both",
+        )),
+        (Some(raw), None) => match parse_version(raw) {
+            Some(version) if version >= 1 => Ok(Some(Moment::Version(version))),
+            _ => Err(ApiError::invalid_field(
+                "at",
+                "must be a board version from 1 to 9223372036854775807",
+            )),
+        },
+        (None, Some(raw)) => Ok(Some(Moment::Time(parse_time("as_of", raw)?))),
+    }
+}
+
+/// `?from=&to=&seed=` of an analytics request.
+pub fn parse_flow_query(query: &HashMap<String, String>) -> Result<FlowQuery, ApiError> {
+    refuse_unknown(query, &["from", "to", "seed"])?;
+    let time = |field: &str| {
+        query
+            .get(field)
+            .filter(|raw| !raw.is_empty())
+            .map(|raw| parse_time(field, raw))
+            .transpose()
+    };
+    let seed = match query.get("seed").map(String::as_str) {
+        None | Some("") => None,
+        Some(raw) => Some(raw.parse::<u64>().map_err(|_| {
+            ApiError::invalid_field("seed", "must be a number from 0 to 18446744073709551615")
+        })?),
+    };
+    Ok(FlowQuery {
+        from: time("from")?,
+        to: time("to")?,
+        seed,
+    })
+}
+
+/// An RFC 3339 time from a query string. A `+` of an offset arrives as a
+/// space when the client did not escape it; it is read as the `+` meant.
+fn parse_time(field: &str, raw: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(raw)
+        .or_else(|error| match raw.contains(' ') {
+            true => chrono::DateTime::parse_from_rfc3339(&raw.replace(' ', "+")),
+            false => Err(error),
+        })
+        .map(|at| at.with_timezone(&chrono::Utc))
+        .map_err(|_| {
+            ApiError::invalid_field(
+                field.to_owned(),
+                "must be an RFC 3339 time, like 2026-03-02T09:30:00Z",
+            )
+        })
+}
+
 /// 422 naming the first query parameter that is not one of `known`.
 fn refuse_unknown(query: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
     match query.keys().find(|key| !known.contains(&key.as_str())) {
@@ -559,6 +621,49 @@ mod tests {
             i64::MAX as u64
         );
         assert!(Page::parse(&q(&[("colour", "red")])).is_err());
+    }
+
+    #[test]
+    fn moments_and_flow_ranges_name_the_bad_field() {
+        let q = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(parse_moment(&q(&[("x", "1")])).unwrap(), None);
+        assert_eq!(
+            parse_moment(&q(&[("at", "3")])).unwrap(),
+            Some(Moment::Version(3))
+        );
+        let noon = chrono::DateTime::parse_from_rfc3339("2026-03-02T11:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(
+            parse_moment(&q(&[("as_of", "2026-03-02T12:00:00 01:00")])).unwrap(),
+            Some(Moment::Time(noon))
+        );
+        let field = |query: &[(&str, &str)]| {
+            parse_moment(&q(query)).unwrap_err().details.unwrap()["field"].clone()
+        };
+        for bad in ["0", "-1", "x", "", "9223372036854775808"] {
+            assert_eq!(field(&[("at", bad)]), "at", "{bad}");
+        }
+        assert_eq!(field(&[("as_of", "yesterday")]), "as_of");
+        assert_eq!(
+            field(&[("at", "1"), ("as_of", "2026-03-02T12:00:00Z")]),
+            "as_of"
+        );
+
+        let flow =
+            parse_flow_query(&q(&[("from", "2026-03-02T11:00:00Z"), ("seed", "9")])).unwrap();
+        assert_eq!((flow.from, flow.to, flow.seed), (Some(noon), None, Some(9)));
+        let field = |query: &[(&str, &str)]| {
+            parse_flow_query(&q(query)).unwrap_err().details.unwrap()["field"].clone()
+        };
+        assert_eq!(field(&[("to", "2026-13-01T00:00:00Z")]), "to");
+        assert_eq!(field(&[("seed", "-1")]), "seed");
+        assert_eq!(field(&[("until", "x")]), "until");
     }
 
     #[test]

@@ -54,10 +54,6 @@ impl ArchiveRows {
     }
 
     pub async fn insert(&self, txn: &Transaction<'_>) -> Result<u64, Error> {
-        if self.is_empty() {
-            return Ok(0);
-        }
-        let statement = txn.prepare_cached(INSERT).await?;
         let params: [&(dyn ToSql + Sync); 7] = [
             &self.board_id,
             &self.version,
@@ -67,7 +63,7 @@ impl ArchiveRows {
             &self.data,
             &self.stream_id,
         ];
-        txn.execute(&statement, &params).await
+        super::write_rows(txn, INSERT, self.len(), &params).await
     }
 }
 

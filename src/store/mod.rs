@@ -3,8 +3,11 @@
 //! `BoardStore` is implemented by the in-memory quick-win store and by the
 //! event-sourced store; both run writes through [`write::prepare`], so
 //! `If-Match`, idempotency and the domain rules behave the same in each.
+//! [`history`] answers a board's past (time travel, flow analytics) over
+//! either store, through the port's history reads.
 
 pub mod event_sourced;
+pub mod history;
 pub mod memory;
 pub mod write;
 

@@ -108,10 +108,9 @@ pub fn board_id_for(actor: Option<Uuid>, key: Option<&IdempotencyKey>) -> Uuid {
 /// precision the stream stores, so a board folded from its stream renders
 /// exactly like the state that answered the write.
 pub fn context(actor: Option<Uuid>) -> Context {
-    use chrono::SubsecRound;
     Context {
         actor,
-        at: chrono::Utc::now().trunc_subsecs(6),
+        at: crate::clock::now(),
     }
 }
 

@@ -37,7 +37,10 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** A board with its tasks */
+        /**
+         * A board with its tasks (now, or at a past version or time)
+         * @description With `at` or `as_of`, the board as it was then (see `At`, `AsOf`).
+         */
         get: operations["quickGetBoard"];
         put?: never;
         post?: never;
@@ -80,7 +83,7 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** One task */
+        /** One task (now, or at a past version or time) */
         get: operations["quickGetTask"];
         put?: never;
         post?: never;
@@ -107,6 +110,29 @@ export interface paths {
         };
         /** The board's events, oldest first */
         get: operations["quickBoardHistory"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/quick/boards/{board_id}/analytics": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A board id. Anything that is not a UUID is 404 "no such route". */
+                board_id: components["parameters"]["BoardId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * Flow metrics from the board's history
+         * @description As `GET /api/boards/{board_id}/analytics`, for a quick-win board.
+         */
+        get: operations["quickBoardAnalytics"];
         put?: never;
         post?: never;
         delete?: never;
@@ -250,7 +276,12 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** A board with its tasks and members */
+        /**
+         * A board with its tasks and members (now, or at a past version or time)
+         * @description With `at` or `as_of`, the board as it was then, folded from its
+         *     history (stream or archive); members only (an analytics token gets
+         *     403, as for the board now).
+         */
         get: operations["getBoard"];
         put?: never;
         post?: never;
@@ -293,7 +324,7 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** One task */
+        /** One task (now, or at a past version or time) */
         get: operations["getTask"];
         put?: never;
         post?: never;
@@ -324,6 +355,35 @@ export interface paths {
          *     history of any board, deleted ones included.
          */
         get: operations["boardHistory"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/boards/{board_id}/analytics": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A board id. Anything that is not a UUID is 404 "no such route". */
+                board_id: components["parameters"]["BoardId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * Flow metrics from the board's history
+         * @description Work in progress now and per day (cumulative flow), lead and cycle
+         *     times with p50/p85/p95, throughput per day and ISO week, time in
+         *     each column, aging work in progress, and a Monte Carlo forecast,
+         *     exact from the board's events over `[from, to)`. Every definition,
+         *     with a worked example: docs/ANALYTICS.md. Members read their
+         *     boards'; an analytics-scope token reads any board's, deleted ones
+         *     included.
+         */
+        get: operations["boardAnalytics"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1137,8 +1197,155 @@ export interface components {
                 [key: string]: unknown;
             };
         };
+        /** @description Flow metrics of one board over `[from, to)`, as of `to`. Definitions in docs/ANALYTICS.md. */
+        FlowReport: {
+            /** Format: uuid */
+            board_id: string;
+            /**
+             * Format: int64
+             * @description The last version read.
+             */
+            version: number;
+            /** Format: date-time */
+            from: string;
+            /** Format: date-time */
+            to: string;
+            /** @description The board's columns as of `to`. */
+            columns: string[];
+            /** @description Tasks per column as of `to`. */
+            wip: {
+                total: number;
+                columns: {
+                    [key: string]: number;
+                };
+            };
+            cumulative_flow: {
+                columns: string[];
+                /** @description One per UTC day of the range; tasks per column at the end of the day (at `to` for its last day). */
+                days: {
+                    /** Format: date */
+                    date: string;
+                    /** Format: date-time */
+                    at: string;
+                    tasks: {
+                        [key: string]: number;
+                    };
+                }[];
+            };
+            lead_time: components["schemas"]["FlowPercentiles"];
+            cycle_time: components["schemas"]["FlowPercentiles"];
+            /** @description Tasks finished in the range, most recent first (at most `analytics.max_listed_tasks`; `count` is exact). */
+            finished: {
+                count: number;
+                truncated: boolean;
+                tasks: {
+                    /** Format: uuid */
+                    task_id: string;
+                    title: string;
+                    /** Format: date-time */
+                    created_at: string;
+                    /** Format: date-time */
+                    started_at: string;
+                    /** Format: date-time */
+                    finished_at: string;
+                    lead_time_seconds: number;
+                    cycle_time_seconds: number;
+                    time_in_column: {
+                        [key: string]: number;
+                    };
+                    /** @description Deleted from the last column (still done). */
+                    deleted: boolean;
+                }[];
+            };
+            throughput: {
+                total: number;
+                days: {
+                    /** Format: date */
+                    date: string;
+                    finished: number;
+                }[];
+                weeks: {
+                    /** @example 2026-W10 */
+                    week: string;
+                    /** Format: date */
+                    start: string;
+                    days_in_range: number;
+                    finished: number;
+                }[];
+            };
+            /** @description Time the range's finished tasks spent in each column, summed and per task. */
+            time_in_column: {
+                column: string;
+                total_seconds: number;
+                mean_seconds: number;
+            }[];
+            aging: {
+                p85_cycle_time_seconds: number | null;
+                count: number;
+                truncated: boolean;
+                /** @description Started, unfinished tasks, oldest first. */
+                tasks: {
+                    /** Format: uuid */
+                    task_id: string;
+                    title: string;
+                    column: string;
+                    /** Format: date-time */
+                    started_at: string;
+                    age_seconds: number;
+                    over_p85: boolean;
+                }[];
+            };
+            forecast: {
+                /** @constant */
+                method: "monte_carlo_daily_throughput";
+                trials: number;
+                seed: number;
+                sample_days: number;
+                finished_within: {
+                    /** @enum {integer} */
+                    days: 7 | 14 | 30;
+                    at_least_50: number;
+                    at_least_85: number;
+                }[];
+                remaining: {
+                    tasks: number;
+                    days_50: number | null;
+                    days_85: number | null;
+                    /** Format: date */
+                    date_50: string | null;
+                    /** Format: date */
+                    date_85: string | null;
+                    max_days: number;
+                };
+            };
+        };
+        /** @description Nearest-rank percentiles over the tasks finished in the range, in seconds; null when none finished. */
+        FlowPercentiles: {
+            count: number;
+            p50_seconds: number | null;
+            p85_seconds: number | null;
+            p95_seconds: number | null;
+        };
     };
     responses: {
+        /** @description The board's flow metrics over the range (docs/ANALYTICS.md). */
+        FlowReportOk: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["FlowReport"];
+            };
+        };
+        /** @description Quick-win only: the answer needs events older than the board keeps (`quick.max_events_per_board`); code `history_trimmed`, `details.oldest_version`. */
+        HistoryTrimmed: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
         /** @description The board. */
         BoardOk: {
             headers: {
@@ -1553,6 +1760,27 @@ export interface components {
         After: number;
         /** @description At most this many events. Other query parameters are 422. */
         Limit: number;
+        /**
+         * @description Time travel: the board (or task) as it was at this version, folded
+         *     from the history. Not a version from 1 to 2^63-1: 422 naming `at`;
+         *     later than the board's version: 404; a version at which the board
+         *     (or task) did not exist or was deleted: 404. Not with `as_of` (422).
+         *     `ETag` is that version.
+         */
+        At: number;
+        /**
+         * @description Time travel: the board (or task) after every event stamped at or
+         *     before this RFC 3339 time (event times are taken as non-decreasing
+         *     along versions; see docs/ANALYTICS.md). Before the board was created:
+         *     404; in the future: 422 naming `as_of`; not RFC 3339: 422.
+         */
+        AsOf: string;
+        /** @description Start of the range (RFC 3339, included). Default 30 days before `to`. The range is at most `analytics.max_range_days` (366) days and `from` must be before `to`, else 422 naming `from`. */
+        From: string;
+        /** @description End of the range (RFC 3339, excluded). Default, and latest, now; a later `to` is now. Other query parameters than `from`, `to`, `seed` are 422. */
+        To: string;
+        /** @description The forecast's random seed (the same board, range and seed give the same forecast). Default 24301. */
+        Seed: number;
     };
     requestBodies: {
         CreateBoard: {
@@ -1685,7 +1913,23 @@ export interface operations {
     };
     quickGetBoard: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description Time travel: the board (or task) as it was at this version, folded
+                 *     from the history. Not a version from 1 to 2^63-1: 422 naming `at`;
+                 *     later than the board's version: 404; a version at which the board
+                 *     (or task) did not exist or was deleted: 404. Not with `as_of` (422).
+                 *     `ETag` is that version.
+                 */
+                at?: components["parameters"]["At"];
+                /**
+                 * @description Time travel: the board (or task) after every event stamped at or
+                 *     before this RFC 3339 time (event times are taken as non-decreasing
+                 *     along versions; see docs/ANALYTICS.md). Before the board was created:
+                 *     404; in the future: 422 naming `as_of`; not RFC 3339: 422.
+                 */
+                as_of?: components["parameters"]["AsOf"];
+            };
             header?: never;
             path: {
                 /** @description A board id. Anything that is not a UUID is 404 "no such route". */
@@ -1697,6 +1941,8 @@ export interface operations {
         responses: {
             200: components["responses"]["BoardOk"];
             404: components["responses"]["NotFound"];
+            410: components["responses"]["HistoryTrimmed"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     quickDeleteBoard: {
@@ -1811,7 +2057,23 @@ export interface operations {
     };
     quickGetTask: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description Time travel: the board (or task) as it was at this version, folded
+                 *     from the history. Not a version from 1 to 2^63-1: 422 naming `at`;
+                 *     later than the board's version: 404; a version at which the board
+                 *     (or task) did not exist or was deleted: 404. Not with `as_of` (422).
+                 *     `ETag` is that version.
+                 */
+                at?: components["parameters"]["At"];
+                /**
+                 * @description Time travel: the board (or task) after every event stamped at or
+                 *     before this RFC 3339 time (event times are taken as non-decreasing
+                 *     along versions; see docs/ANALYTICS.md). Before the board was created:
+                 *     404; in the future: 422 naming `as_of`; not RFC 3339: 422.
+                 */
+                as_of?: components["parameters"]["AsOf"];
+            };
             header?: never;
             path: {
                 /** @description A board id. Anything that is not a UUID is 404 "no such route". */
@@ -1824,6 +2086,8 @@ export interface operations {
         responses: {
             200: components["responses"]["TaskOk"];
             404: components["responses"]["NotFound"];
+            410: components["responses"]["HistoryTrimmed"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     quickDeleteTask: {
@@ -1927,6 +2191,31 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            422: components["responses"]["Unprocessable"];
+        };
+    };
+    quickBoardAnalytics: {
+        parameters: {
+            query?: {
+                /** @description Start of the range (RFC 3339, included). Default 30 days before `to`. The range is at most `analytics.max_range_days` (366) days and `from` must be before `to`, else 422 naming `from`. */
+                from?: components["parameters"]["From"];
+                /** @description End of the range (RFC 3339, excluded). Default, and latest, now; a later `to` is now. Other query parameters than `from`, `to`, `seed` are 422. */
+                to?: components["parameters"]["To"];
+                /** @description The forecast's random seed (the same board, range and seed give the same forecast). Default 24301. */
+                seed?: components["parameters"]["Seed"];
+            };
+            header?: never;
+            path: {
+                /** @description A board id. Anything that is not a UUID is 404 "no such route". */
+                board_id: components["parameters"]["BoardId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["FlowReportOk"];
+            404: components["responses"]["NotFound"];
+            410: components["responses"]["HistoryTrimmed"];
             422: components["responses"]["Unprocessable"];
         };
     };
@@ -2158,7 +2447,23 @@ export interface operations {
     };
     getBoard: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description Time travel: the board (or task) as it was at this version, folded
+                 *     from the history. Not a version from 1 to 2^63-1: 422 naming `at`;
+                 *     later than the board's version: 404; a version at which the board
+                 *     (or task) did not exist or was deleted: 404. Not with `as_of` (422).
+                 *     `ETag` is that version.
+                 */
+                at?: components["parameters"]["At"];
+                /**
+                 * @description Time travel: the board (or task) after every event stamped at or
+                 *     before this RFC 3339 time (event times are taken as non-decreasing
+                 *     along versions; see docs/ANALYTICS.md). Before the board was created:
+                 *     404; in the future: 422 naming `as_of`; not RFC 3339: 422.
+                 */
+                as_of?: components["parameters"]["AsOf"];
+            };
             header?: never;
             path: {
                 /** @description A board id. Anything that is not a UUID is 404 "no such route". */
@@ -2172,6 +2477,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            422: components["responses"]["Unprocessable"];
             503: components["responses"]["ServiceUnavailable"];
         };
     };
@@ -2294,7 +2600,23 @@ export interface operations {
     };
     getTask: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description Time travel: the board (or task) as it was at this version, folded
+                 *     from the history. Not a version from 1 to 2^63-1: 422 naming `at`;
+                 *     later than the board's version: 404; a version at which the board
+                 *     (or task) did not exist or was deleted: 404. Not with `as_of` (422).
+                 *     `ETag` is that version.
+                 */
+                at?: components["parameters"]["At"];
+                /**
+                 * @description Time travel: the board (or task) after every event stamped at or
+                 *     before this RFC 3339 time (event times are taken as non-decreasing
+                 *     along versions; see docs/ANALYTICS.md). Before the board was created:
+                 *     404; in the future: 422 naming `as_of`; not RFC 3339: 422.
+                 */
+                as_of?: components["parameters"]["AsOf"];
+            };
             header?: never;
             path: {
                 /** @description A board id. Anything that is not a UUID is 404 "no such route". */
@@ -2309,6 +2631,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            422: components["responses"]["Unprocessable"];
             503: components["responses"]["ServiceUnavailable"];
         };
     };
@@ -2408,6 +2731,33 @@ export interface operations {
         requestBody?: never;
         responses: {
             200: components["responses"]["EventPage"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["Unprocessable"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    boardAnalytics: {
+        parameters: {
+            query?: {
+                /** @description Start of the range (RFC 3339, included). Default 30 days before `to`. The range is at most `analytics.max_range_days` (366) days and `from` must be before `to`, else 422 naming `from`. */
+                from?: components["parameters"]["From"];
+                /** @description End of the range (RFC 3339, excluded). Default, and latest, now; a later `to` is now. Other query parameters than `from`, `to`, `seed` are 422. */
+                to?: components["parameters"]["To"];
+                /** @description The forecast's random seed (the same board, range and seed give the same forecast). Default 24301. */
+                seed?: components["parameters"]["Seed"];
+            };
+            header?: never;
+            path: {
+                /** @description A board id. Anything that is not a UUID is 404 "no such route". */
+                board_id: components["parameters"]["BoardId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["FlowReportOk"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];

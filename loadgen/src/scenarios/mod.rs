@@ -14,6 +14,7 @@ use serde_json::Value;
 pub mod api_mutations;
 mod closed_loop;
 mod fixtures;
+pub mod history;
 pub mod hot_board;
 pub mod projector_catch_up;
 pub mod quick_mutations;
