@@ -148,7 +148,7 @@ async fn archived_entries_are_trimmed_keeping_the_last_few() {
 async fn versions_trimmed_from_the_stream_are_served_from_the_archive() {
     let env = spawn_api().await;
     let (server, redis) = (env.server(), env.redis());
-    let (token, _) = server.register("archivist", "password123").await;
+    let (token, _) = server.register("archivist", "archive-pass-9").await;
     let board = server.api_board(&token, "Long history").await;
     let board_id = board["id"].as_str().unwrap().to_owned();
     server.api_tasks(&token, &board_id, 40, "t").await;

@@ -161,8 +161,8 @@ async fn presence_of(client: &mut WsClient, users: &[Value]) -> Value {
 async fn presence_follows_watchers_across_instances() {
     let env = TestEnv::api().servers(2).spawn().await;
     let (a, b) = (&env.servers[0], &env.servers[1]);
-    let (owner, owner_id) = a.register("presence_owner", "password123").await;
-    let (guest, guest_id) = a.register("presence_guest", "password123").await;
+    let (owner, owner_id) = a.register("presence_owner", "presence-pass-9").await;
+    let (guest, guest_id) = a.register("presence_guest", "presence-pass-9").await;
     let board = a.api_board(&owner, "Watched").await;
     let board_id = board["id"].as_str().unwrap().to_owned();
     a.post_created(
