@@ -2,6 +2,9 @@
 # scripts/test-clients.sh - the TypeScript clients' tests (scripts/test.sh
 # runs it after the cargo tests; SKIP_CLIENTS=1 there skips it):
 #   npm ci, build (SDK and board page), typecheck, then
+#   module graph    dependency-cruiser (.dependency-cruiser.cjs): no import
+#                   cycle in the TypeScript packages, as tests/module_graph.rs
+#                   checks the Rust crates;
 #   unit tests      the fold against clients/fixtures/, positions, the
 #                   generated OpenAPI types checked for drift;
 #   integration     the SDK against the real server in both modes;
@@ -37,6 +40,8 @@ npm run --silent build
 npm run --silent typecheck
 
 status=0
+sb_step "Clients: module graph (no import cycle; packages through their public entries)"
+npm run --silent check:graph || status=1
 sb_step "Clients: unit tests"
 npm run --silent test:unit || status=1
 sb_step "Clients: integration tests (server: $STREAMBOARD_BIN)"
