@@ -229,6 +229,11 @@ export class Streamboard implements FollowHost {
     for (const live of this.follows) live.setOnline(online);
   }
 
+  /** Resolves once the outbox stored before a restart is loaded (at once without a `storage`). */
+  ready(): Promise<void> {
+    return this.outbox.ready();
+  }
+
   /** Writes not yet answered by the server, oldest first. */
   get queuedWrites(): readonly QueuedWrite[] {
     return this.outbox.pending;

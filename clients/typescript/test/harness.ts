@@ -13,7 +13,7 @@ import { randomUUID } from "node:crypto";
 import { after, before } from "node:test";
 import WebSocket from "ws";
 
-import { Streamboard, type Mode, type WebSocketConstructor } from "../src/index.js";
+import { Streamboard, type Mode, type StreamboardOptions, type WebSocketConstructor } from "../src/index.js";
 import { repoRoot } from "./paths.js";
 
 export const streamboardBin =
@@ -91,7 +91,7 @@ export class TestEnv {
   }
 
   /** A client of this environment's mode against `server`, with `ws` as WebSocket. */
-  client(server: TestServer, options: { maxBackoffMs?: number } = {}): Streamboard {
+  client(server: TestServer, options: Partial<StreamboardOptions> = {}): Streamboard {
     return new Streamboard({ baseUrl: server.url, mode: this.mode, WebSocket: WebSocket as unknown as WebSocketConstructor, ...options });
   }
 
