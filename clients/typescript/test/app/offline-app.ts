@@ -9,7 +9,7 @@
 import WebSocket from "ws";
 
 import { Streamboard, type WebSocketConstructor } from "../../src/index.js";
-import { fileStorage } from "../file-storage.js";
+import { fileStorage } from "../../../testing/file-storage.js";
 
 const env = (name: string) => process.env[name] ?? "";
 const say = (line: object) => process.stdout.write(JSON.stringify(line) + "\n");

@@ -8,8 +8,8 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { chromium, type Browser, type Page } from "playwright-core";
 
-import { serverFor } from "../harness.js";
-import { repoRoot } from "../paths.js";
+import { client, serverFor } from "../harness.js";
+import { repoRoot } from "../../../testing/paths.js";
 
 const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 let browser: Browser;
@@ -37,7 +37,7 @@ describe("quick-win board page", () => {
   const at = serverFor("quick");
 
   test("a card dragged in one browser moves in the other within a second", async () => {
-    const sb = at.env.client(at.server);
+    const sb = client(at);
     const board = await sb.createBoard({ name: "Sprint 12" });
     const task = await sb.createTask(board.id, { title: "Fix the login bug", description: "Safari only" });
     await sb.createTask(board.id, { title: "Write release notes" });
@@ -110,7 +110,7 @@ describe("event-sourced board page", () => {
   });
 
   test("after a server restart the page reconnects and shows what was written meanwhile", async () => {
-    const sb = at.env.client(at.server);
+    const sb = client(at);
     const session = await sb.register("restart_page", "password123");
     const board = await sb.createBoard({ name: "Restart" });
     await sb.createTask(board.id, { title: "before the restart" });
@@ -126,7 +126,7 @@ describe("event-sourced board page", () => {
       await at.server.stop();
       await page.waitForSelector('#connection:not([data-state="live"])');
       at.server = await at.env.server(at.server.port);
-      const writer = at.env.client(at.server);
+      const writer = client(at);
       writer.token = session.token;
       const task = await writer.createTask(board.id, { title: "written meanwhile", status: "finished" });
 

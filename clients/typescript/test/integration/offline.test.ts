@@ -11,9 +11,9 @@ import { fileURLToPath } from "node:url";
 import { describe, test } from "node:test";
 
 import { StreamboardError, type Board, type BoardEvent, type ConnectionState } from "../../src/index.js";
-import { memoryStorage, storedBoards, storedWrites } from "../file-storage.js";
-import { eventually, serverFor } from "../harness.js";
-import { Proxy } from "../proxy.js";
+import { memoryStorage, storedBoards, storedWrites } from "../../../testing/file-storage.js";
+import { client, eventually, serverFor } from "../harness.js";
+import { Proxy } from "../../../testing/proxy.js";
 
 const appScript = join(dirname(fileURLToPath(import.meta.url)), "..", "app", "offline-app.js");
 
@@ -58,7 +58,7 @@ describe("an app killed mid-outbox", () => {
   const at = serverFor("api");
 
   test("sends every queued write exactly once after a restart, and shows the board before any network", async () => {
-    const sb = at.env.client(at.server);
+    const sb = client(at);
     const session = await sb.register("offline_app", "password123");
     const board = await sb.createBoard({ name: "On the train", columns: ["todo", "doing", "done"] });
     const card = await sb.createTask(board.id, { title: "move me" });
@@ -119,7 +119,7 @@ describe("online and offline", () => {
   const at = serverFor("api");
 
   test("setOnline(false) closes the socket and holds writes; setOnline(true) reconnects and sends them at once", async () => {
-    const sb = at.env.client(at.server, { maxBackoffMs: 30_000 });
+    const sb = client(at, { maxBackoffMs: 30_000 });
     await sb.register("online_app", "password123");
     const board = await sb.createBoard({ name: "Foreground" });
     const states: ConnectionState[] = [];
@@ -147,10 +147,10 @@ describe("online and offline", () => {
   });
 
   test("a board that does not exist, or is not yours, is said once and not retried", async () => {
-    const owner = at.env.client(at.server);
+    const owner = client(at);
     await owner.register("owner_refused", "password123");
     const theirs = await owner.createBoard({ name: "Private" });
-    const stranger = at.env.client(at.server, { maxBackoffMs: 200 });
+    const stranger = client(at, { maxBackoffMs: 200 });
     await stranger.register("stranger", "password123");
     for (const boardId of ["00000000-0000-7000-8000-000000000000", theirs.id]) {
       const errors: unknown[] = [];
@@ -167,7 +167,7 @@ describe("online and offline", () => {
 
   test("a stored board is shown at once; when the server no longer has it the follow says so and forgets it", async () => {
     const storage = memoryStorage();
-    const sb = at.env.client(at.server, { storage });
+    const sb = client(at, { storage });
     await sb.register("stored_board", "password123");
     const board = await sb.createBoard({ name: "Soon gone" });
     await sb.createTask(board.id, { title: "kept on the phone" });

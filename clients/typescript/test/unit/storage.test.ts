@@ -6,7 +6,7 @@ import { test } from "node:test";
 
 import { CACHED_BOARDS, fromBoard, type Board, type KeyValueStorage } from "../../src/index.js";
 import { Persistence } from "../../src/storage.js";
-import { memoryStorage } from "../file-storage.js";
+import { memoryStorage } from "../../../testing/file-storage.js";
 
 function board(id: string, version = 1): Board {
   const at = "2026-01-01T00:00:00Z";

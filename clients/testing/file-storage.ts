@@ -3,7 +3,12 @@
 // atomically before it resolves, so what a SIGKILL leaves is what was stored.
 import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 
-import type { KeyValueStorage } from "../src/index.js";
+/** The SDK's `KeyValueStorage` (AsyncStorage's shape). */
+export interface KeyValueStorage {
+  getItem(key: string): Promise<string | null>;
+  setItem(key: string, value: string): Promise<void>;
+  removeItem(key: string): Promise<void>;
+}
 
 export function fileStorage(path: string): KeyValueStorage {
   const load = (): Record<string, string> => (existsSync(path) ? JSON.parse(readFileSync(path, "utf8")) : {});
