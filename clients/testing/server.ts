@@ -143,7 +143,7 @@ export class TestServer {
 }
 
 /** Waits until `check` holds, polling; for conditions reached through the network. */
-export async function eventually(check: () => boolean, what: string, ms = 10_000): Promise<void> {
+export async function eventually(check: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
   await waitFor(check, what, ms);
 }
 
