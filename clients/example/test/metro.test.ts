@@ -2,19 +2,25 @@
 // tarballs, Metro (with React Native's own config and Babel preset) bundles
 // the example app against what the tarballs hold, and the bundle, run in
 // Node with the `ws` WebSocket standing in for React Native's, follows a
-// board on the real server. React Native itself is not installed: its
-// components and AppState, and AsyncStorage, are stand-ins (bundle/).
+// board on the real server, and, killed in the middle of its outbox and
+// started again, loses no write and doubles none. React Native itself is
+// not installed: its components and AppState, and AsyncStorage, are
+// stand-ins (bundle/).
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdirSync, rmSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { before, describe, test } from "node:test";
 import { runInThisContext } from "node:vm";
 import WebSocket from "ws";
 import { Streamboard, type WebSocketConstructor } from "@streamboard/client";
 
+import { AppProcess } from "../../testing/app-process.js";
+import { storedBoards, storedWrites } from "../../testing/file-storage.js";
 import { repoRoot } from "../../testing/paths.js";
+import { Proxy } from "../../testing/proxy.js";
 import { eventually, serverFor } from "../../testing/server.js";
 
 const require = createRequire(import.meta.url);
@@ -76,6 +82,7 @@ before(async () => {
   const out = join(work, "bundle.js");
   const built = await Metro.runBuild(await metroConfig(), { entry: join(example, "bundle", "entry.tsx"), out, platform: "android", dev: false, minify: false, sourceMap: true });
   bundle = built.code;
+  writeFileSync(join(work, "bundle.js"), bundle);
   sources = (JSON.parse(built.map) as { sources: string[] }).sources;
 });
 
@@ -136,6 +143,62 @@ describe("the Metro bundle, run in Node", () => {
       assert.ok(Date.now() - back < 2000, `back in ${Date.now() - back} ms`);
     } finally {
       app.unmount();
+    }
+  });
+});
+
+describe("the Metro bundle, killed in the middle of its outbox", () => {
+  const at = serverFor("quick");
+  const runner = join(dirname(fileURLToPath(import.meta.url)), "bundle-app.js");
+
+  test("shows the board at once when started again, and every tap's move is applied once", async () => {
+    const writer = new Streamboard({ baseUrl: at.server.url, mode: "quick", WebSocket: WebSocket as unknown as WebSocketConstructor });
+    const board = await writer.createBoard({ name: "Train" });
+    const titles = ["Card A", "Card B", "Card C"];
+    for (const title of titles) await writer.createTask(board.id, { title });
+    const proxy = await Proxy.start(at.server.url);
+    const env = { SB_BUNDLE: join(work, "bundle.js"), SB_URL: proxy.url, SB_BOARD: board.id, SB_STORE: join(work, "storage.json") };
+    const finished = (texts: string[] | undefined, title: string) => !!texts && texts.indexOf(title) > texts.indexOf("finished");
+    try {
+      // Three taps while writes cannot get through: all three stored.
+      proxy.holdWrites = true;
+      const first = new AppProcess(runner, { ...env, SB_TAPS: JSON.stringify(titles) });
+      await eventually(() => storedWrites(env.SB_STORE).length === 3 && storedBoards(env.SB_STORE).includes(board.id), "three moves and the board stored");
+      // The server applies the second move; the app dies before it hears so.
+      let writes = 0;
+      proxy.onAnswer = (seen) => {
+        if (seen.method === "GET" || ++writes < 2) return "pass";
+        first.kill();
+        return "drop";
+      };
+      proxy.release();
+      await first.exited;
+      assert.equal(storedWrites(env.SB_STORE).length, 2, "B (unanswered) and C left");
+
+      // Started again with no network: the stored board, with the moves still queued.
+      proxy.onAnswer = () => "pass";
+      proxy.holdAll = true;
+      const before = proxy.seen.length;
+      const second = new AppProcess(runner, env);
+      await eventually(() => second.lines.some((line) => (line.texts as string[]).some((t) => t.startsWith("Train · "))), "the stored board on screen", 5000);
+      const shown = second.lines.map((line) => line.texts as string[]).find((texts) => texts.some((t) => t.startsWith("Train · ")))!;
+      assert.ok(finished(shown, "Card B") && finished(shown, "Card C"), `the queued moves shown: ${shown.join(" | ")}`);
+      assert.equal(proxy.seen.length, before, "before any network");
+
+      proxy.release();
+      await eventually(() => {
+        const texts = second.lines.at(-1)?.texts as string[] | undefined;
+        return !!texts?.includes("Train · live") && titles.every((t) => finished(texts, t));
+      }, "all three in the last column, live");
+      await eventually(() => storedWrites(env.SB_STORE).length === 0, "the outbox empty");
+      const resent = proxy.seen.slice(before).filter((s) => s.method !== "GET");
+      assert.deepEqual(resent.map((s) => [s.method, s.replayed]), [["PATCH", true], ["PATCH", false]], "B answered from its first result, C sent once");
+      const moves = (await writer.events(board.id, 0, 100)).events.filter((e) => e.type === "task.moved");
+      assert.equal(moves.length, 3, "each tap's move applied once");
+      assert.ok((await writer.getBoard(board.id)).tasks.every((t) => t.status === "finished"));
+    } finally {
+      AppProcess.killAll();
+      await proxy.stop();
     }
   });
 });

@@ -3,7 +3,6 @@
 // once, the board shown before any network), `setOnline`, and follows of
 // boards the server refuses.
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -11,44 +10,14 @@ import { fileURLToPath } from "node:url";
 import { describe, test } from "node:test";
 
 import { StreamboardError, type Board, type BoardEvent, type ConnectionState } from "../../src/index.js";
+import { AppProcess } from "../../../testing/app-process.js";
 import { memoryStorage, storedBoards, storedWrites } from "../../../testing/file-storage.js";
 import { client, eventually, serverFor } from "../harness.js";
 import { Proxy } from "../../../testing/proxy.js";
 
 const appScript = join(dirname(fileURLToPath(import.meta.url)), "..", "app", "offline-app.js");
-
-/** The app process (test/app/offline-app.ts) and the lines it printed. */
-class App {
-  static readonly running = new Set<App>();
-  readonly lines: Record<string, any>[] = [];
-  readonly exited: Promise<void>;
-  private readonly child: ChildProcess;
-
-  constructor(env: Record<string, string>) {
-    this.child = spawn(process.execPath, [appScript], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "inherit"] });
-    let buffer = "";
-    this.child.stdout!.on("data", (chunk: Buffer) => {
-      buffer += chunk.toString();
-      for (let end = buffer.indexOf("\n"); end !== -1; end = buffer.indexOf("\n")) {
-        this.lines.push(JSON.parse(buffer.slice(0, end)));
-        buffer = buffer.slice(end + 1);
-      }
-    });
-    this.exited = new Promise((resolve) => this.child.once("exit", () => resolve()));
-    App.running.add(this);
-    void this.exited.then(() => App.running.delete(this));
-  }
-
-  /** The first line with `key`. */
-  async first(key: string, ms = 10_000): Promise<Record<string, any>> {
-    await eventually(() => this.lines.some((line) => key in line), `the app to say ${key}`, ms);
-    return this.lines.find((line) => key in line)!;
-  }
-
-  kill(): void {
-    this.child.kill("SIGKILL");
-  }
-}
+/** The app process (test/app/offline-app.ts). */
+const app = (env: Record<string, string>) => new AppProcess(appScript, env);
 
 async function history(sb: { events(id: string, after?: number, limit?: number): Promise<{ events: BoardEvent[] }> }, boardId: string): Promise<BoardEvent[]> {
   return (await sb.events(boardId, 0, 1000)).events;
@@ -70,7 +39,7 @@ describe("an app killed mid-outbox", () => {
     try {
       // Writes are held: the app stores all nine, and the board it follows.
       proxy.holdWrites = true;
-      const first = new App({ ...env, SB_PLAN: JSON.stringify(plan) });
+      const first = app({ ...env, SB_PLAN: JSON.stringify(plan) });
       await eventually(() => storedWrites(env.SB_STORE).length === 9 && storedBoards(env.SB_STORE).includes(board.id), "nine writes and the board stored");
 
       // Writes flow; the server applies the fourth (the move) and the app is
@@ -91,7 +60,7 @@ describe("an app killed mid-outbox", () => {
       proxy.onAnswer = () => "pass";
       proxy.holdAll = true;
       const before = proxy.seen.length;
-      const second = new App({ ...env, SB_PLAN: "" });
+      const second = app({ ...env, SB_PLAN: "" });
       const shown = (await second.first("board", 5000)).board as { tasks: { title: string; status: string }[] };
       assert.equal(proxy.seen.length, before, "nothing reached the server yet");
       assert.deepEqual(shown.tasks.find((t) => t.title === "move me")?.status, "done", "the queued move is shown");
@@ -108,7 +77,7 @@ describe("an app killed mid-outbox", () => {
       assert.equal(events.filter((e) => e.type === "task.moved").length, 1, "the move once");
       await eventually(() => second.lines.some((l) => l.board?.version === events.at(-1)!.version), "the app to fold the last event");
     } finally {
-      for (const app of App.running) app.kill();
+      AppProcess.killAll();
       await proxy.stop();
       rmSync(dir, { recursive: true, force: true });
     }
