@@ -57,6 +57,7 @@ export function useBoards(): BoardList {
 
   const load = useCallback(
     async (more: boolean) => {
+      if (more && cursor.current === undefined) return; // no next page
       const run = more ? generation.current : ++generation.current;
       setState((s) => ({ ...s, loading: true, error: null }));
       try {
