@@ -16,10 +16,13 @@ ARG NODE_VERSION=20
 # by the server, which needs no Node at run time.
 FROM node:${NODE_VERSION}-bookworm-slim AS page
 WORKDIR /src/clients
-COPY clients/package.json clients/package-lock.json ./
+COPY clients/package.json clients/package-lock.json clients/.npmrc ./
 COPY clients/typescript/package.json typescript/
+COPY clients/react/package.json react/
+COPY clients/example/package.json example/
 COPY clients/web/package.json web/
-RUN npm ci --no-audit --no-fund --loglevel=error
+# Only what the page needs (not the other packages' tools: Metro, React).
+RUN npm ci -w @streamboard/web --no-audit --no-fund --loglevel=error
 COPY clients/typescript/ typescript/
 COPY clients/web/ web/
 RUN npm run build -w @streamboard/web

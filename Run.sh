@@ -4,6 +4,13 @@
 #   ./Run.sh             dev build (target/debug), the profile ./scripts/test.sh
 #                        uses: the two commands share their build output
 #   ./Run.sh --release   optimized build (target/release), a separate full build
+#   ./Run.sh --lan       listen on every interface (0.0.0.0), so a phone on the
+#                        same network can reach the server (the React Native
+#                        example, the page); prints the address to use and what
+#                        that exposes. Also STREAMBOARD_LAN=1. Without a
+#                        STREAMBOARD__AUTH__JWT_SECRET it uses a random secret
+#                        kept in .run/jwt-secret instead of the dev profile's
+#                        public one.
 #
 # Builds the board page served at http://127.0.0.1:8080/ (clients/web; needs
 # Node 20+; rebuilt only when its sources change). Ensures Redis
@@ -23,10 +30,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 # shellcheck source=scripts/clients.sh
 . scripts/clients.sh
 
-profile=dev
+profile=dev lan=${STREAMBOARD_LAN:-0}
 for arg in "$@"; do
     case $arg in
     --release) profile=release ;;
+    --lan) lan=1 ;;
     -h | --help)
         sed -n '2,/^set -euo/{/^set -euo/d; s/^# \{0,1\}//; p}' "$0"
         exit 0
@@ -89,6 +97,17 @@ sb_build_page || sb_warn "could not build the board page (needs Node 20+ and npm
 export STREAMBOARD__SERVER__WEB_DIR="${STREAMBOARD__SERVER__WEB_DIR:-$root/clients/web/dist}"
 
 export STREAMBOARD_ENV="${STREAMBOARD_ENV:-dev}"
+if ((lan)); then
+    # Every interface, on the port asked for (8080 by default).
+    port=${STREAMBOARD__SERVER__ADDR:-127.0.0.1:8080}
+    export STREAMBOARD__SERVER__ADDR="0.0.0.0:${port##*:}"
+    if [[ -z ${STREAMBOARD__AUTH__JWT_SECRET:-} ]]; then
+        # The dev profile's built-in secret is public: anyone could sign tokens.
+        (umask 077 && [[ -s .run/jwt-secret ]] || od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >.run/jwt-secret)
+        STREAMBOARD__AUTH__JWT_SECRET=$(cat .run/jwt-secret)
+        export STREAMBOARD__AUTH__JWT_SECRET
+    fi
+fi
 export STREAMBOARD__REDIS__URL="${STREAMBOARD__REDIS__URL:-redis://127.0.0.1:6379}"
 export STREAMBOARD__POSTGRES__URL="${STREAMBOARD__POSTGRES__URL:-postgres://postgres@127.0.0.1:5432/streamboard}"
 
@@ -150,6 +169,7 @@ for _ in $(seq 1 60); do
 done
 if [[ -n $url ]]; then
     curl_url=$(sed -E 's#//(127\.0\.0\.1|0\.0\.0\.0|\[::\])#//localhost#; s#^http://##' <<<"$url")
+    url=$(sed -E 's#//0\.0\.0\.0#//127.0.0.1#' <<<"$url")
     sb_step "Streamboard is up at $url"
     sb_info "board page:   $url/   (a quick-win board: $url/?board=<uuid>; event-sourced: add &mode=api)"
     sb_info "try:          curl -s $curl_url/ready"
@@ -168,6 +188,17 @@ if [[ -n $url ]]; then
     fi
 elif kill -0 "$server_pid" 2>/dev/null; then
     sb_warn "server has not reported its address yet; see .run/server.log"
+fi
+if ((lan)) && [[ -n $url ]]; then
+    lan_ip=$(hostname -I 2>/dev/null | tr ' ' '\n' | grep -E '^[0-9]+(\.[0-9]+){3}$' | grep -v '^127\.' | head -n 1) || true
+    phone_url="http://${lan_ip:-<LAN address of this machine>}:${url##*:}"
+    sb_step "On a phone on the same network: $phone_url/"
+    sb_info "(React Native: new Streamboard({ baseUrl: \"$phone_url\", ... }))"
+    sb_warn "--lan: the server listens on every interface of this machine. Anyone who can reach"
+    sb_warn "  $phone_url can read and change every quick-win board (no login there), register"
+    sb_warn "  and try logins on /api, and the dev profile allows any CORS origin. Use a network you"
+    sb_warn "  trust (not a café's), and stop it with Ctrl-C when done. Tokens are signed with the"
+    sb_warn "  secret in .run/jwt-secret (or STREAMBOARD__AUTH__JWT_SECRET), not the dev profile's public one."
 fi
 
 # Run until the server exits; a projector exit is reported but not fatal.

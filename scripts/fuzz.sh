@@ -34,14 +34,7 @@ sb_have psql || sb_die "psql not found on PATH"
 sb_have python3 || sb_die "python3 not found on PATH"
 sb_have curl || sb_die "curl not found on PATH"
 
-if [[ $("$VENV/bin/schemathesis" --version 2>/dev/null) != *"$SCHEMATHESIS_VERSION"* ]]; then
-    sb_step "Installing Schemathesis $SCHEMATHESIS_VERSION into $VENV"
-    # Debian's python3 needs python3-venv for this.
-    python3 -m venv "$VENV" 2>/dev/null ||
-        { sb_install_packages python3-venv && python3 -m venv "$VENV"; } ||
-        sb_die "python3 -m venv failed (install python3-venv)"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
-fi
+sb_venv "$VENV" "schemathesis==$SCHEMATHESIS_VERSION" || sb_die "could not install Schemathesis into $VENV"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/streamboard-fuzz.XXXXXX")
 db="streamboard_fuzz_$$_${RANDOM}"

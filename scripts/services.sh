@@ -13,6 +13,7 @@
 #   sb_services_report                     one line each: Redis / PostgreSQL, who started them
 #   sb_pg_ensure_access URL                check passwordless access as URL says
 #   sb_pg_create_db NAME                   create a database if it does not exist
+#   sb_venv DIR NAME==VERSION              a Python virtualenv in DIR with that package
 #
 # What sb_ensure_services found or did, for the caller to report and undo:
 #   SB_REDIS_STATE / SB_PG_STATE   "running" (was up already) or "started" (by us)
@@ -234,4 +235,17 @@ sb_pg_create_db() {
     else
         (cd / && { sb_as_postgres psql -X -tAc "$q" | grep -q 1 || sb_as_postgres createdb "$db"; })
     fi
+}
+
+# A virtualenv in DIR holding REQUIREMENT (pip's NAME==VERSION), made or
+# brought up to date when it does not.
+sb_venv() {
+    local dir=$1 requirement=$2
+    [[ $("$dir/bin/pip" freeze 2>/dev/null) == *"$requirement"* ]] && return 0
+    sb_step "Installing $requirement into $dir"
+    # Debian's python3 needs python3-venv for this.
+    python3 -m venv "$dir" 2>/dev/null ||
+        { sb_install_packages python3-venv && python3 -m venv "$dir"; } ||
+        { sb_warn "python3 -m venv failed (install python3-venv)"; return 1; }
+    "$dir/bin/pip" install --quiet --disable-pip-version-check "$requirement"
 }

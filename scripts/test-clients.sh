@@ -2,9 +2,17 @@
 # scripts/test-clients.sh - the TypeScript clients' tests (scripts/test.sh
 # runs it after the cargo tests; SKIP_CLIENTS=1 there skips it):
 #   npm ci, build (SDK and board page), typecheck, then
+#   module graph    dependency-cruiser (.dependency-cruiser.cjs): no import
+#                   cycle in the TypeScript packages, as tests/module_graph.rs
+#                   checks the Rust crates;
 #   unit tests      the fold against clients/fixtures/, positions, the
 #                   generated OpenAPI types checked for drift;
-#   integration     the SDK against the real server in both modes;
+#   integration     the SDK against the real server in both modes (an app
+#                   process killed mid-outbox and restarted included), and
+#                   the React bindings in React's test renderer;
+#   bundle          `npm pack` of the SDK and the bindings, the example React
+#                   Native app bundled from the tarballs by Metro, the bundle
+#                   run in Node against the real server;
 #   browser         the page in Debian's Chromium via Playwright (installed
 #                   with apt when /usr/bin/chromium is missing).
 #
@@ -32,15 +40,19 @@ if [[ ! -x $CHROMIUM ]]; then
 fi
 
 cd clients
-sb_step "Clients: build (SDK, board page) and typecheck"
+sb_step "Clients: build (SDK, React bindings, board page) and typecheck"
 npm run --silent build
 npm run --silent typecheck
 
 status=0
+sb_step "Clients: module graph (no import cycle; packages through their public entries)"
+npm run --silent check:graph || status=1
 sb_step "Clients: unit tests"
 npm run --silent test:unit || status=1
 sb_step "Clients: integration tests (server: $STREAMBOARD_BIN)"
 npm run --silent test:integration || status=1
+sb_step "Clients: React Native bundle (npm pack, Metro, the bundle against the server)"
+npm run --silent test:bundle || status=1
 sb_step "Clients: browser tests ($CHROMIUM)"
 npm run --silent test:browser || status=1
 exit "$status"

@@ -9,7 +9,8 @@
 #                                  against a Redis Cluster
 #   SKIP_PG_TLS=1 ./scripts/test.sh   without the run of the /api suites over TLS
 #                                  to a PostgreSQL of their own (ssl = on, verify-full)
-#   SKIP_FUZZ=1 / SKIP_CLIENTS=1   skip Schemathesis / the TypeScript client tests
+#   SKIP_FUZZ=1 / SKIP_README=1 / SKIP_CLIENTS=1   skip Schemathesis / README.md's
+#                                  sessions / the TypeScript client tests
 #
 # Makes sure local Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432) are up,
 # starting or installing them when needed (a Redis started here is stopped at
@@ -105,6 +106,10 @@ fi
 
 # Schemathesis against the live server (scripts/fuzz.sh); SKIP_FUZZ=1 skips it.
 if [[ ${SKIP_FUZZ:-0} != 1 ]]; then bash scripts/fuzz.sh || status=1; fi
+
+# README.md's curl and WebSocket sessions against a fresh server, compared by
+# shape (scripts/test-readme.sh); SKIP_README=1 skips them.
+if [[ ${SKIP_README:-0} != 1 ]]; then bash scripts/test-readme.sh || status=1; fi
 
 # The TypeScript SDK and the board page, against the binaries built above
 # (scripts/test-clients.sh); SKIP_CLIENTS=1 skips them.

@@ -1,11 +1,13 @@
-// The REST side of the SDK: one method per route of the contract, with
-// Idempotency-Key on every mutation, retries of transient failures with the
-// same key (a retry after a lost response is safe), and mutations queued in
-// order while the server cannot be reached.
-import { StreamboardError, isTransient } from "./errors.js";
+// The SDK's entry point: one method per route of the contract (REST through
+// openapi-fetch, src/rest.ts), writes through the outbox (src/outbox.ts),
+// and `follow` for live boards (src/follow.ts).
+import { StreamboardError } from "./errors.js";
 import { fromBoard } from "./fold.js";
-import { LiveBoard, type FollowListener, type FollowOptions } from "./follow.js";
+import { LiveBoard, type FollowHost, type FollowListener, type FollowOptions, type QueuedMove, type WebSocketConstructor } from "./follow.js";
+import { Outbox, newKey, type Outcome } from "./outbox.js";
 import { positionFor, type Drop } from "./position.js";
+import { Rest, type Answer, type BodyOf, type FetchLike, type InitOf, type RouteOf } from "./rest.js";
+import { Persistence, type KeyValueStorage, type QueuedWrite } from "./storage.js";
 import type {
   Board,
   BoardEvent,
@@ -21,22 +23,8 @@ import type {
   User,
 } from "./types.js";
 
-/** The part of the platform's `WebSocket` the SDK uses (browsers, React
- * Native and the `ws` package all have it). */
-export interface WebSocketLike {
-  readonly readyState: number;
-  send(data: string): void;
-  close(code?: number, reason?: string): void;
-  onopen: ((event: any) => void) | null;
-  onmessage: ((event: { data: any }) => void) | null;
-  onclose: ((event: { code: number; reason: string }) => void) | null;
-  onerror: ((event: any) => void) | null;
-}
-export type WebSocketConstructor = new (url: string) => WebSocketLike;
-export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
-
 export interface StreamboardOptions {
-  /** The server, e.g. `http://127.0.0.1:8080`; `""` on a page the server serves. */
+  /** The server, e.g. `http://192.168.1.20:8080`; `""` on a page the server serves. */
   baseUrl: string;
   /** `quick`: the in-memory boards under `/quick`, no login; `api`: event-sourced boards under `/api`. */
   mode: Mode;
@@ -49,6 +37,14 @@ export interface StreamboardOptions {
   fetch?: FetchLike;
   /** Longest wait between reconnection or retry attempts (default 5000 ms). */
   maxBackoffMs?: number;
+  /** Keeps the outbox of unsent writes and the last state of followed boards
+   * across app restarts (AsyncStorage, or `fromWebStorage(localStorage)`). */
+  storage?: KeyValueStorage;
+  /** Prefix of the storage keys (default `streamboard:<mode>:<baseUrl>`). */
+  storageKey?: string;
+  /** A queued write the server refused, restored ones included (their
+   * callers are gone after a restart; this is where the app hears of it). */
+  onWriteRefused?: (write: QueuedWrite, error: StreamboardError) => void;
 }
 
 export interface BoardPage {
@@ -61,154 +57,143 @@ export interface EventPage {
   next_after: number | null;
 }
 
-/** A mutation's answer: the JSON body and the board version it reflects (ETag). */
-interface Answer<T> {
-  body: T;
-  version: number | null;
-}
+type Mutating = "post" | "patch" | "delete";
 
-/** A mutation waiting for the server, sent in order. */
-interface Queued {
-  run: () => Promise<void>;
-}
-
-export class Streamboard {
+export class Streamboard implements FollowHost {
   readonly baseUrl: string;
   readonly mode: Mode;
   token: string | undefined;
   readonly maxBackoffMs: number;
-  private readonly fetchImpl: FetchLike;
+  readonly persistence: Persistence | null;
+  private isOnline = true;
+  private readonly rest: Rest;
+  private readonly outbox: Outbox;
   private readonly socketImpl: WebSocketConstructor | undefined;
   private readonly follows = new Set<LiveBoard>();
-  private readonly queue: Queued[] = [];
-  private draining = false;
-  private wake: (() => void) | null = null;
+  private readonly onWriteRefused: StreamboardOptions["onWriteRefused"];
 
   constructor(options: StreamboardOptions) {
     this.baseUrl = options.baseUrl.replace(/\/+$/, "");
     this.mode = options.mode;
     this.token = options.token;
     this.maxBackoffMs = options.maxBackoffMs ?? 5000;
-    const platformFetch = (globalThis as { fetch?: FetchLike }).fetch;
-    const fetchImpl = options.fetch ?? platformFetch;
+    this.onWriteRefused = options.onWriteRefused;
+    const fetchImpl = options.fetch ?? (globalThis as { fetch?: FetchLike }).fetch;
     if (!fetchImpl) throw new Error("no fetch: pass options.fetch");
-    this.fetchImpl = (input, init) => fetchImpl(input, init);
+    this.rest = new Rest(this.baseUrl, this.mode, fetchImpl, () => this.token);
     this.socketImpl = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
-  }
-
-  private get prefix(): string {
-    return this.mode === "quick" ? "/quick" : "/api";
+    this.persistence = options.storage ? new Persistence(options.storage, options.storageKey ?? `streamboard:${this.mode}:${this.baseUrl}`) : null;
+    this.outbox = new Outbox((write) => this.send(write), this.persistence, this.maxBackoffMs, (outcome) => this.settled(outcome));
   }
 
   // --- Accounts (`api` mode) ------------------------------------------------
 
   async register(username: string, password: string): Promise<Session> {
-    return this.startSession("/api/auth/register", username, password);
+    return this.startSession((await this.api().call("post", "/auth/register", { body: { username, password } })).body);
   }
 
   async login(username: string, password: string): Promise<Session> {
-    return this.startSession("/api/auth/login", username, password);
+    return this.startSession((await this.api().call("post", "/auth/login", { body: { username, password } })).body);
   }
 
-  /** Revokes the token (and clears the cookie); the client forgets it. */
+  /** Revokes the token (and clears the cookie); the client forgets it, its
+   * unsent writes and the boards it stored. */
   async logout(): Promise<void> {
-    await this.request("POST", "/api/auth/logout");
+    await this.api().call("post", "/auth/logout");
     this.token = undefined;
+    await this.outbox.discard();
+    await this.persistence?.clear();
   }
 
   /** The signed-in user, or `null` without a valid token or cookie. */
   async me(): Promise<User | null> {
     try {
-      return (await this.request<User>("GET", "/api/me")).body;
+      return (await this.api().call("get", "/me")).body;
     } catch (error) {
       if (error instanceof StreamboardError && error.status === 401) return null;
       throw error;
     }
   }
 
-  private async startSession(path: string, username: string, password: string): Promise<Session> {
-    const { body } = await this.request<Session>("POST", path, { username, password });
-    this.token = body.token;
-    return body;
+  private startSession(session: Session): Session {
+    this.token = session.token;
+    return session;
   }
 
   // --- Boards ---------------------------------------------------------------
 
   async listBoards(cursor?: string): Promise<BoardPage> {
-    const query = cursor ? `?cursor=${encodeURIComponent(cursor)}` : "";
-    return (await this.request<BoardPage>("GET", `${this.prefix}/boards${query}`)).body;
+    return (await this.rest.call("get", "/boards", { params: { query: cursor ? { cursor } : {} } })).body;
   }
 
   async getBoard(boardId: string): Promise<Board> {
-    return (await this.request<Board>("GET", this.boardPath(boardId))).body;
+    return (await this.rest.call("get", "/boards/{board_id}", { params: { path: { board_id: boardId } } })).body;
   }
 
   async createBoard(board: CreateBoardRequest): Promise<Board> {
-    return (await this.mutate<Board>("POST", `${this.prefix}/boards`, board)).body;
+    return (await this.write("post", "/boards", { body: board })).body;
   }
 
   async updateBoard(boardId: string, patch: UpdateBoardRequest): Promise<Board> {
-    return (await this.mutate<Board>("PATCH", this.boardPath(boardId), patch)).body;
+    return (await this.write("patch", "/boards/{board_id}", { params: { path: { board_id: boardId } }, body: patch })).body;
   }
 
   async deleteBoard(boardId: string): Promise<void> {
-    await this.mutate("DELETE", this.boardPath(boardId));
+    await this.write("delete", "/boards/{board_id}", { params: { path: { board_id: boardId } } });
   }
 
   async events(boardId: string, after = 0, limit?: number): Promise<EventPage> {
-    const query = `?after=${after}` + (limit ? `&limit=${limit}` : "");
-    return (await this.request<EventPage>("GET", `${this.boardPath(boardId)}/events${query}`)).body;
+    const query = limit ? { after, limit } : { after };
+    const { body } = await this.rest.call("get", "/boards/{board_id}/events", { params: { path: { board_id: boardId }, query } });
+    return body as EventPage;
   }
 
   // --- Members (`api` mode) -------------------------------------------------
 
   async members(boardId: string): Promise<Member[]> {
-    return (await this.request<{ members: Member[] }>("GET", `/api/boards/${boardId}/members`)).body.members;
+    return (await this.api().call("get", "/boards/{board_id}/members", { params: { path: { board_id: boardId } } })).body.members;
   }
 
   /** Adds a member by username (or user id), or changes their role. */
   async addMember(boardId: string, who: { username: string } | { user_id: string }, role: Exclude<Role, "owner">): Promise<Member> {
-    return (await this.mutate<Member>("POST", `/api/boards/${boardId}/members`, { ...who, role })).body;
+    this.api();
+    return (await this.write("post", "/boards/{board_id}/members", { params: { path: { board_id: boardId } }, body: { ...who, role } })).body;
   }
 
   async removeMember(boardId: string, userId: string): Promise<void> {
-    await this.mutate("DELETE", `/api/boards/${boardId}/members/${userId}`);
+    this.api();
+    await this.write("delete", "/boards/{board_id}/members/{user_id}", { params: { path: { board_id: boardId, user_id: userId } } });
   }
 
   // --- Tasks ----------------------------------------------------------------
 
   async createTask(boardId: string, task: CreateTaskRequest): Promise<Task> {
-    return (await this.mutate<Task>("POST", `${this.boardPath(boardId)}/tasks`, task)).body;
+    return (await this.write("post", "/boards/{board_id}/tasks", { params: { path: { board_id: boardId } }, body: task })).body;
   }
 
   async updateTask(boardId: string, taskId: string, patch: UpdateTaskRequest): Promise<Task> {
-    return (await this.mutate<Task>("PATCH", this.taskPath(boardId, taskId), patch)).body;
+    const path = { board_id: boardId, task_id: taskId };
+    return (await this.write("patch", "/boards/{board_id}/tasks/{task_id}", { params: { path }, body: patch })).body;
   }
 
   async deleteTask(boardId: string, taskId: string): Promise<void> {
-    await this.mutate("DELETE", this.taskPath(boardId, taskId));
+    await this.write("delete", "/boards/{board_id}/tasks/{task_id}", { params: { path: { board_id: boardId, task_id: taskId } } });
   }
 
   /**
    * Moves a card: to the end of `status`, or `before`/`after` another card of
-   * it. The position is computed from the board as this client sees it (a
-   * followed board's replica, else a fresh read). Followed boards show the
-   * move at once; it is confirmed by its event or rolled back (with the
-   * reason, see `FollowOptions.onRollback`) when the server refuses it.
+   * it. The position is computed from the board as this client shows it (a
+   * followed board's replica with the moves still queued, else a fresh
+   * read). Followed boards show the move at once; it is confirmed by its
+   * event or rolled back (with the reason, see `FollowOptions.onRollback`)
+   * when the server refuses it.
    */
   async moveTask(boardId: string, taskId: string, drop: Drop): Promise<Task> {
-    const live = [...this.follows].filter((f) => f.boardId === boardId);
-    const seen = live.find((f) => f.state !== null)?.state ?? fromBoard(await this.getBoard(boardId));
+    const seen = this.followsOf(boardId).map((f) => f.view()).find((view) => view !== null) ?? fromBoard(await this.getBoard(boardId));
     const position = positionFor(seen, taskId, drop);
-    const moves = live.map((f) => f.expect(taskId, { status: drop.status, position }));
-    try {
-      const answer = await this.mutate<Task>("PATCH", this.taskPath(boardId, taskId), { status: drop.status, position });
-      moves.forEach((move) => move.confirmedAt(answer.version ?? 0));
-      return answer.body;
-    } catch (error) {
-      moves.forEach((move) => move.refused(error));
-      throw error;
-    }
+    const path = { board_id: boardId, task_id: taskId };
+    const move = { board_id: boardId, task_id: taskId, status: drop.status, position };
+    return (await this.write("patch", "/boards/{board_id}/tasks/{task_id}", { params: { path }, body: { status: drop.status, position } }, move)).body;
   }
 
   // --- Live ------------------------------------------------------------------
@@ -226,6 +211,34 @@ export class Streamboard {
     return live;
   }
 
+  /** Whether the app said it is online (`setOnline`). */
+  get online(): boolean {
+    return this.isOnline;
+  }
+
+  /**
+   * What the app knows of the network (NetInfo) and of being in the
+   * foreground (AppState). `false` closes the follows' sockets and holds
+   * queued writes; `true` reconnects and sends them at once, without waiting
+   * out a backoff.
+   */
+  setOnline(online: boolean): void {
+    if (online === this.isOnline) return;
+    this.isOnline = online;
+    this.outbox.setOnline(online);
+    for (const live of this.follows) live.setOnline(online);
+  }
+
+  /** Resolves once the outbox stored before a restart is loaded (at once without a `storage`). */
+  ready(): Promise<void> {
+    return this.outbox.ready();
+  }
+
+  /** Writes not yet answered by the server, oldest first. */
+  get queuedWrites(): readonly QueuedWrite[] {
+    return this.outbox.pending;
+  }
+
   /** The WebSocket URL for this mode (`/quick/ws` or `/ws`, with the token). */
   socketUrl(): string {
     const base = this.baseUrl || (globalThis as { location?: { origin: string } }).location?.origin || "";
@@ -234,109 +247,53 @@ export class Streamboard {
     return this.token ? `${ws}/ws?token=${encodeURIComponent(this.token)}` : `${ws}/ws`;
   }
 
-  /** Called by a follow that got its connection back: queued mutations go now. */
+  /** @internal A follow got its connection back: queued writes go now. */
   connectionRestored(): void {
-    this.wake?.();
+    this.outbox.waker.wake();
   }
 
-  // --- HTTP ------------------------------------------------------------------
-
-  private boardPath(boardId: string): string {
-    return `${this.prefix}/boards/${boardId}`;
+  /** @internal */
+  async queuedMoves(boardId: string): Promise<QueuedMove[]> {
+    await this.outbox.ready();
+    return this.outbox.pending.flatMap(({ key, move }) =>
+      move?.board_id === boardId ? [{ key, task_id: move.task_id, placement: { status: move.status, position: move.position } }] : [],
+    );
   }
 
-  private taskPath(boardId: string, taskId: string): string {
-    return `${this.boardPath(boardId)}/tasks/${taskId}`;
-  }
+  // --- Writes ------------------------------------------------------------------
 
-  /** A mutation: queued behind earlier ones, sent with one Idempotency-Key
-   * however often it is retried, retried while the server is unreachable. */
-  private mutate<T>(method: string, path: string, body?: unknown): Promise<Answer<T>> {
-    const key = newKey();
-    return new Promise<Answer<T>>((resolve, reject) => {
-      this.queue.push({
-        run: async () => {
-          for (let attempt = 0; ; attempt++) {
-            try {
-              resolve(await this.request<T>(method, path, body, { "idempotency-key": key }));
-              return;
-            } catch (error) {
-              if (!isTransient(error)) {
-                reject(error);
-                return;
-              }
-              await this.pause(backoff(attempt, this.maxBackoffMs));
-            }
-          }
-        },
-      });
-      void this.drain();
-    });
-  }
-
-  private async drain(): Promise<void> {
-    if (this.draining) return;
-    this.draining = true;
-    try {
-      while (this.queue.length > 0) await this.queue.shift()!.run();
-    } finally {
-      this.draining = false;
+  /** A write: into the outbox, shown at once when it is a move. */
+  private async write<M extends Mutating, R extends RouteOf<M>>(method: M, route: R, init: InitOf<M, R>, move?: QueuedWrite["move"]): Promise<Answer<BodyOf<M, R>>> {
+    const { params, body } = init as { params?: { path?: Record<string, string> }; body?: unknown };
+    const write: QueuedWrite = { key: newKey(), method, route, path: params?.path ?? {}, body, queued_at: new Date().toISOString() };
+    if (move) {
+      write.move = move;
+      const placement = { status: move.status, position: move.position };
+      this.followsOf(move.board_id).forEach((live) => live.expect({ key: write.key, task_id: move.task_id, placement }));
     }
+    return (await this.outbox.add(write)) as Answer<BodyOf<M, R>>;
   }
 
-  /** Waits `ms`, or less when a follow reconnects. */
-  private pause(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      const self = this;
-      function done() {
-        clearTimeout(timer);
-        if (self.wake === done) self.wake = null;
-        resolve();
-      }
-      this.wake = done;
-    });
+  private send(write: QueuedWrite): Promise<Answer<unknown>> {
+    const init = { params: { path: write.path }, body: write.body, headers: { "idempotency-key": write.key } };
+    return this.rest.call(write.method, write.route as never, init as never);
   }
 
-  private async request<T>(method: string, path: string, body?: unknown, extra: Record<string, string> = {}): Promise<Answer<T>> {
-    const headers: Record<string, string> = { accept: "application/json", ...extra };
-    if (body !== undefined) headers["content-type"] = "application/json";
-    if (this.token) headers.authorization = `Bearer ${this.token}`;
-    const init: RequestInit = { method, headers };
-    if (body !== undefined) init.body = JSON.stringify(body);
-    const response = await this.fetchImpl(`${this.baseUrl}${path}`, init);
-    const text = await response.text();
-    const json = text ? safeJson(text) : undefined;
-    if (!response.ok) {
-      const error = (json as { error?: { code?: string; message?: string; details?: any } } | undefined)?.error;
-      throw new StreamboardError(response.status, error?.code ?? "http_" + response.status, error?.message ?? (text || response.statusText), error?.details);
-    }
-    const etag = response.headers.get("etag");
-    const version = etag ? Number(etag.replace(/\D/g, "")) : null;
-    return { body: json as T, version };
+  private settled(outcome: Outcome): void {
+    const { write } = outcome;
+    if ("refused" in outcome) this.onWriteRefused?.(write, outcome.refused);
+    if (!write.move) return;
+    const result = "answer" in outcome ? { version: outcome.answer.version } : { refused: outcome.refused };
+    this.followsOf(write.move.board_id).forEach((live) => live.settled(write.key, write.move!.task_id, result));
   }
-}
 
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
+  private followsOf(boardId: string): LiveBoard[] {
+    return [...this.follows].filter((live) => live.boardId === boardId);
   }
-}
 
-/** Exponential backoff with jitter: 250 ms, 500 ms, ... up to `max`. */
-export function backoff(attempt: number, max: number): number {
-  const base = Math.min(max, 250 * 2 ** Math.min(attempt, 10));
-  return base / 2 + Math.random() * (base / 2);
-}
-
-/** An Idempotency-Key: a random UUID (React Native may lack `crypto.randomUUID`). */
-export function newKey(): string {
-  const c = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
-  if (c?.randomUUID) return c.randomUUID();
-  return "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx".replace(/[xy]/g, (ch) => {
-    const r = (Math.random() * 16) | 0;
-    return (ch === "x" ? r : (r & 0x3) | 0x8).toString(16);
-  });
+  /** The REST client, for routes only `/api` has. */
+  private api(): Rest {
+    if (this.mode !== "api") throw new Error("accounts and members are `api` mode only");
+    return this.rest;
+  }
 }

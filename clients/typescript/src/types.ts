@@ -95,6 +95,7 @@ export type ServerFrame =
   | { type: "subscribed"; board_id: string; version: number; presence?: Watcher[] }
   | ({ type: "event"; event_type: EventType } & Omit<BoardEvent, "type">)
   | { type: "presence"; board_id: string; users: Watcher[] }
+  | { type: "resync"; board_id: string; version: number; reason: string }
   | { type: "error"; code: string; message: string; board_id?: string }
   | { type: "pong" };
 

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
 import { StreamboardError, type Board, type BoardEvent, type ConnectionState, type Watcher } from "../../src/index.js";
-import { eventually, serverFor } from "../harness.js";
+import { client, eventually, serverFor } from "../harness.js";
 
 /** What a follow has seen: the latest board, every event, every state. */
 function recorder() {
@@ -31,8 +31,8 @@ describe("quick-win mode", () => {
   const at = serverFor("quick");
 
   test("a followed board folds what another client writes, and moves land where they were dropped", async () => {
-    const writer = at.env.client(at.server);
-    const reader = at.env.client(at.server);
+    const writer = client(at);
+    const reader = client(at);
     const board = await writer.createBoard({ name: "Quick SDK" });
     const first = await writer.createTask(board.id, { title: "first" });
     const { seen, listener, options } = recorder();
@@ -62,7 +62,7 @@ describe("quick-win mode", () => {
   });
 
   test("a refused move is rolled back with the reason", async () => {
-    const sb = at.env.client(at.server);
+    const sb = client(at);
     const board = await sb.createBoard({ name: "Refusals" });
     const task = await sb.createTask(board.id, { title: "only" });
     const { seen, listener, options } = recorder();
@@ -86,8 +86,8 @@ describe("event-sourced mode", () => {
   const at = serverFor("api");
 
   test("accounts, members with names, and presence with names", async () => {
-    const ann = at.env.client(at.server);
-    const bob = at.env.client(at.server);
+    const ann = client(at);
+    const bob = client(at);
     const annSession = await ann.register("ann_sdk", "sdk test passphrase");
     await bob.register("bob_sdk", "sdk test passphrase");
     assert.equal((await ann.me())?.username, "ann_sdk");
@@ -115,7 +115,7 @@ describe("event-sourced mode", () => {
   });
 
   test("a retried mutation with its key writes once", async () => {
-    const sb = at.env.client(at.server);
+    const sb = client(at);
     await sb.register("retry_sdk", "sdk test passphrase");
     const board = await sb.createBoard({ name: "Retries" });
     // The same request twice with one key, as a retry after a lost answer.
@@ -131,7 +131,7 @@ describe("event-sourced mode", () => {
   });
 
   test("a follow resumes across a server restart, with what was written meanwhile and nothing twice", async () => {
-    const sb = at.env.client(at.server, { maxBackoffMs: 400 });
+    const sb = client(at, { maxBackoffMs: 400 });
     await sb.register("restart_sdk", "sdk test passphrase");
     const board = await sb.createBoard({ name: "Restarts" });
     await sb.createTask(board.id, { title: "before" });
@@ -144,7 +144,7 @@ describe("event-sourced mode", () => {
       // Written while the server is down: queued, sent once it is back.
       const queued = sb.createTask(board.id, { title: "queued while down" });
       at.server = await at.env.server(at.server.port);
-      const writer = at.env.client(at.server);
+      const writer = client(at);
       writer.token = sb.token;
       await writer.createTask(board.id, { title: "written meanwhile" });
       await queued;

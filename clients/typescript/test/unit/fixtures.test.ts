@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 
 import { fold, toBoard, type BoardEvent } from "../../src/index.js";
-import { repoRoot } from "../paths.js";
+import { repoRoot } from "../../../testing/paths.js";
 
 const dir = join(repoRoot, "clients", "fixtures");
 const files = readdirSync(dir).filter((f) => f.endsWith(".json"));

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 
-import { repoRoot } from "../paths.js";
+import { repoRoot } from "../../../testing/paths.js";
 
 test("src/openapi.ts is what openapi-typescript makes of docs/openapi.yaml", () => {
   const out = mkdtempSync(join(tmpdir(), "sb-openapi-"));

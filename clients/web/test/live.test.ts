@@ -1,26 +1,15 @@
-// The board page in Debian's Chromium, driven by Playwright: two people on
-// one board, the login flow, and a server restart in `/api` mode. Needs the
-// page built (`npm run build` in clients/) and /usr/bin/chromium (or
-// CHROMIUM=<path>); scripts/test-clients.sh sees to both.
+// The board page with several people on a board: a card dragged in one
+// browser moves in the other, the login flow, and a server restart in
+// `/api` mode. Needs the page built (`npm run build` in clients/) and
+// /usr/bin/chromium (or CHROMIUM=<path>); scripts/test-clients.sh sees to both.
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
-import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
-import { chromium, type Browser, type Page } from "playwright-core";
+import { describe, test } from "node:test";
+import type { Page } from "playwright-core";
 
-import { serverFor } from "../harness.js";
-import { repoRoot } from "../paths.js";
+import { card, person, sdk, serverFor, useBrowser, widths } from "./browser.js";
 
-const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
-let browser: Browser;
-
-before(async () => {
-  assert.ok(existsSync(join(repoRoot, "clients", "web", "dist", "index.html")), "build the page first: npm run build in clients/");
-  browser = await chromium.launch({ executablePath, args: ["--disable-dev-shm-usage"] });
-});
-after(() => browser?.close());
-
-const card = (status: string, taskId: string) => `[data-column="${status}"] [data-task-id="${taskId}"]`;
+useBrowser();
+const [desktop] = widths;
 
 /** Drags a card onto the lower part of a column (its end) with the mouse. */
 async function drag(page: Page, taskId: string, status: string): Promise<void> {
@@ -37,15 +26,14 @@ describe("quick-win board page", () => {
   const at = serverFor("quick");
 
   test("a card dragged in one browser moves in the other within a second", async () => {
-    const sb = at.env.client(at.server);
+    const sb = sdk(at);
     const board = await sb.createBoard({ name: "Sprint 12" });
     const task = await sb.createTask(board.id, { title: "Fix the login bug", description: "Safari only" });
     await sb.createTask(board.id, { title: "Write release notes" });
     await sb.createTask(board.id, { title: "Review the design", status: "in_progress" });
     await sb.createTask(board.id, { title: "Set up CI", status: "finished" });
-    const [one, two] = await Promise.all([browser.newContext(), browser.newContext()]);
+    const [{ context: one, page: a }, { context: two, page: b }] = await Promise.all([person(at, desktop), person(at, desktop)]);
     try {
-      const [a, b] = await Promise.all([one.newPage(), two.newPage()]);
       await Promise.all([a, b].map((page) => page.goto(`${at.server.url}/?board=${board.id}`)));
       await Promise.all([a, b].map((page) => page.waitForSelector(card("todo", task.id))));
       await Promise.all([a, b].map((page) => page.waitForSelector('#connection[data-state="live"]')));
@@ -76,9 +64,8 @@ describe("event-sourced board page", () => {
   const at = serverFor("api");
 
   test("login flow: register, create a board, add a card, log out", async () => {
-    const context = await browser.newContext();
+    const { context, page } = await person(at, desktop);
     try {
-      const page = await context.newPage();
       await page.goto(`${at.server.url}/?mode=api`);
       await page.fill('input[name="username"]', "page_user");
       await page.fill('input[name="password"]', "sdk test passphrase");
@@ -93,6 +80,7 @@ describe("event-sourced board page", () => {
       await page.fill('[data-column="todo"] input[name="title"]', "First card");
       await page.press('[data-column="todo"] input[name="title"]', "Enter");
       await page.waitForSelector('[data-column="todo"] [data-task-id]:has-text("First card")');
+      assert.equal(await page.getAttribute("#brand", "href"), "/?mode=api", "the logo leads to this mode's boards");
 
       // A wrong password is refused on the form; the right one gets back in.
       await page.click('button:has-text("Log out")');
@@ -110,23 +98,20 @@ describe("event-sourced board page", () => {
   });
 
   test("after a server restart the page reconnects and shows what was written meanwhile", async () => {
-    const sb = at.env.client(at.server);
+    const sb = sdk(at);
     const session = await sb.register("restart_page", "sdk test passphrase");
     const board = await sb.createBoard({ name: "Restart" });
     await sb.createTask(board.id, { title: "before the restart" });
-    const context = await browser.newContext();
+    const { context, page } = await person(at, desktop, session.token);
     try {
-      await context.addCookies([{ name: "token", value: session.token, url: at.server.url }]);
-      const page = await context.newPage();
       await page.goto(`${at.server.url}/?board=${board.id}&mode=api`);
       await page.waitForSelector('[data-task-id]:has-text("before the restart")');
       await page.waitForSelector('#connection[data-state="live"]');
-      await page.waitForSelector('[data-watcher]:has-text("restart_page")');
 
       await at.server.stop();
       await page.waitForSelector('#connection:not([data-state="live"])');
       at.server = await at.env.server(at.server.port);
-      const writer = at.env.client(at.server);
+      const writer = sdk(at);
       writer.token = session.token;
       const task = await writer.createTask(board.id, { title: "written meanwhile", status: "finished" });
 
