@@ -561,8 +561,10 @@ impl Reader {
         let mut conn = self.redis.connection().await?;
         let group = self.settings.group.as_str();
         let count = self.settings.batch_events;
-        let mut left: Vec<(Uuid, String)> =
-            boards.iter().map(|board| (*board, "0-0".to_owned())).collect();
+        let mut left: Vec<(Uuid, String)> = boards
+            .iter()
+            .map(|board| (*board, "0-0".to_owned()))
+            .collect();
         while !left.is_empty() {
             let claimed = stream::claim(&mut conn, group, &self.name, &left, count).await?;
             let claimed_count: usize = claimed.iter().map(|c| c.entries.len()).sum();

@@ -375,7 +375,10 @@ pub async fn claim(
     for chunk in boards.chunks(PIPELINE) {
         let ids: Vec<Uuid> = chunk.iter().map(|(board, _)| *board).collect();
         let replies = each_board(conn, &ids, |pipe, board| {
-            let start = chunk.iter().find(|(b, _)| *b == board).map_or("0-0", |(_, s)| s);
+            let start = chunk
+                .iter()
+                .find(|(b, _)| *b == board)
+                .map_or("0-0", |(_, s)| s);
             pipe.cmd("XAUTOCLAIM")
                 .arg(stream_key(board))
                 .arg(group)
@@ -395,7 +398,11 @@ pub async fn claim(
             let reply: StreamAutoClaimReply = redis::from_redis_value(reply)?;
             // "0-0": the scan went round every pending entry.
             let next = (reply.next_stream_id != "0-0").then_some(reply.next_stream_id);
-            claimed.push(Claimed { board: *board, entries: reply.claimed, next });
+            claimed.push(Claimed {
+                board: *board,
+                entries: reply.claimed,
+                next,
+            });
         }
     }
     Ok(claimed)

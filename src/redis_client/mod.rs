@@ -475,9 +475,9 @@ impl RedisClient {
         Ok(connected)
     }
 
-    /// Forgets the connections, so the next use connects to the master
-    /// Sentinel names then.
-    fn reconnect_to_master(&self) {
+    /// Forgets the connections, so the next use connects afresh: to the
+    /// master Sentinel names then, or with the cluster's new slot map.
+    fn reconnect(&self) {
         self.connections.current.lock().take();
     }
 

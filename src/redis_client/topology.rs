@@ -158,7 +158,12 @@ pub(super) async fn watch(client: RedisClient, mut stop: watch::Receiver<bool>) 
         }
         match look(&client).await {
             Ok(seen) => {
-                topology.observe(seen);
+                // A cluster connection that still holds the old slot map
+                // keeps sending a dead master's slots to it, retrying and
+                // timing out (seen after a kill -9): start from the new map.
+                if topology.observe(seen) && client.is_cluster() {
+                    client.reconnect();
+                }
             }
             Err(error) => tracing::debug!(%error, "checking the Redis topology failed"),
         }
@@ -177,7 +182,7 @@ async fn look(client: &RedisClient) -> RedisResult<String> {
             let current = connected.master.as_ref().map(|m| m.addr().to_string());
             if current.as_deref() != Some(named.as_str()) {
                 // Promoted: the next use connects to the new master.
-                client.reconnect_to_master();
+                client.reconnect();
             }
             let run_id = run_id(&mut client.connection().await?).await?;
             Ok(format!("{named} {run_id}"))
