@@ -1,7 +1,8 @@
 # scripts/bench-summary.jq - bench.sh's summary.json from the runs' JSON lines.
 # Inputs (--slurpfile): $xadd $quick $fanout $idle $api $hot $projector $history, each
 # a list of runs, and $scale (the scale-out runs, each tagged with its
-# `redis`: single or cluster); --rawfile env. Every figure is the median over the runs;
+# `redis`: single or cluster), $replicas (/api writes on a cluster with a replica
+# per master, each tagged with its `replica_acks`); --rawfile env. Every figure is the median over the runs;
 # every target a ratio to the same-run XADD baseline, or a count.
 def median: map(select(. != null)) | sort
     | if length == 0 then null else .[(length - 1) / 2 | floor] end;
@@ -133,5 +134,20 @@ def loop_row($name; $runs):
     # Idle work flat in the boards watched: the largest step within 20% (and
     # 1 command/s) of the smallest, on every Redis.
     idle_flat: (.idle | length > 0 and all(.steps[-1].commands_per_s <= .steps[0].commands_per_s * 1.2 + 1))
-  } end)
+  } end),
+  # What redis.replica_acks=1 costs /api writes, beside 0, on the same cluster.
+  replicas: ($replicas | if length == 0 then null else
+    [ group_by(.replica_acks)[] | . as $runs
+      | { replica_acks: .[0].replica_acks, runs: length,
+          per_s: med(.mutations_per_s), p50_ms: med(.latency.p50_ms), p99_ms: med(.latency.p99_ms),
+          errors: med(.errors + .non_200),
+          commands_sent: med(.redis_commands_sent.total),
+          by_command: (.[0].redis_commands_sent.by_command // {}),
+          stream_entries_exact: ($runs | all(.events_check.consistent == true)) }
+      | . + { throughput_x: (div(.per_s; $base.requests_per_s) | r2),
+              p99_x: (div(.p99_ms; $base.p99_ms) | r2) } ]
+    | . as $rows
+    | { rows: $rows,
+        cost: (div(($rows | map(select(.replica_acks > 0)) | .[0].per_s); ($rows | map(select(.replica_acks == 0)) | .[0].per_s)) | r2) }
+  end)
 }

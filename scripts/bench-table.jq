@@ -41,3 +41,14 @@ def result: if .pass then "**PASS**" else "**FAIL**" end;
   "",
   "Idle Redis work flat in the boards watched (largest step within 20% of the smallest): \(if .scale.idle_flat then "**PASS**" else "**FAIL**" end)"
 end)
+, (if .replicas == null then empty else
+  "",
+  "Replica acknowledgements: /api writes on a 3-master Redis Cluster with a replica each:",
+  "",
+  "| redis.replica_acks | measured | vs XADD | Redis commands sent per mutation |",
+  "|---|---|---|---|",
+  (.replicas.rows[] |
+    "| \(.replica_acks) | \(.per_s | n)/s; p50 \(.p50_ms) / p99 \(.p99_ms) ms; errors \(.errors); stream entries exact: \(.stream_entries_exact) | \(.throughput_x | x), p99 \(.p99_x | x) | \(.commands_sent) (\(.by_command | to_entries | map("\(.key) \(.value)") | join(", "))) |"),
+  "",
+  "Throughput with replica_acks=1 against 0: \(.replicas.cost | x)"
+end)

@@ -40,6 +40,7 @@
 #                                analytics and time travel, each measured DURATION s
 #   SCALE_INSTANCES=3 SCALE_STEPS=1000,10000 SCALE_WINDOW=10
 #   BENCH_CLUSTER_PORTS="6391 6392 6393"  the 3-master cluster of `scale`
+#   BENCH_REPLICA_PORTS="6394 ... 6399"   `replicas`: 3 masters and a replica each
 #   QUICK_ARGS / FANOUT_ARGS / IDLE_ARGS / API_ARGS / HOT_ARGS / PROJECTOR_ARGS / HISTORY_ARGS
 #                                extra loadgen flags per scenario
 #
@@ -90,21 +91,22 @@ SCALE_INSTANCES=${SCALE_INSTANCES:-3}
 SCALE_STEPS=${SCALE_STEPS:-1000,10000}
 SCALE_WINDOW=${SCALE_WINDOW:-10}
 BENCH_CLUSTER_PORTS=${BENCH_CLUSTER_PORTS:-6391 6392 6393}
+BENCH_REPLICA_PORTS=${BENCH_REPLICA_PORTS:-6394 6395 6396 6397 6398 6399}
 QUICK_ARGS=${QUICK_ARGS:-} FANOUT_ARGS=${FANOUT_ARGS:-} IDLE_ARGS=${IDLE_ARGS:-}
 API_ARGS=${API_ARGS:-} HOT_ARGS=${HOT_ARGS:-} PROJECTOR_ARGS=${PROJECTOR_ARGS:-}
 HISTORY_ARGS=${HISTORY_ARGS:-}
 REDIS_URL=redis://127.0.0.1:$BENCH_REDIS_PORT
 
-ALL_SCENARIOS=(quick ws-fanout ws-idle api hot-board projector history scale)
+ALL_SCENARIOS=(quick ws-fanout ws-idle api hot-board projector history scale replicas)
 SCENARIOS=("$@")
 [[ ${#SCENARIOS[@]} -gt 0 ]] || SCENARIOS=("${ALL_SCENARIOS[@]}")
 for s in "${SCENARIOS[@]}"; do
-    case $s in xadd | quick | ws-fanout | ws-idle | api | hot-board | projector | history | scale) ;;
+    case $s in xadd | quick | ws-fanout | ws-idle | api | hot-board | projector | history | scale | replicas) ;;
     *) sb_die "unknown scenario '$s' (xadd, ${ALL_SCENARIOS[*]})" ;;
     esac
 done
 wants() { local s; for s in "${SCENARIOS[@]}"; do [[ $s == "$1" ]] && return 0; done; return 1; }
-needs_postgres() { wants api || wants hot-board || wants projector || wants history || wants scale; }
+needs_postgres() { wants api || wants hot-board || wants projector || wants history || wants scale || wants replicas; }
 
 BENCH_STARTED=$SECONDS
 sb_step "Tools and services"
@@ -164,14 +166,16 @@ stop_bench_redis() {
     kill -TERM "$BENCH_REDIS_PID" 2>/dev/null || true
     BENCH_REDIS_PID=
 }
-# The `scale` scenario's 3-master Redis Cluster on BENCH_CLUSTER_PORTS.
+# A Redis Cluster on PORTS, REPLICAS per master:
+# `scale` runs 3 masters on BENCH_CLUSTER_PORTS, `replicas` 3 masters with a
+# replica each on BENCH_REPLICA_PORTS. CLUSTER_URL lists the masters.
 CLUSTER_PIDS=()
 CLUSTER_URL=
-start_bench_cluster() {
-    local port dir nodes=() urls=()
-    for port in $BENCH_CLUSTER_PORTS; do
+start_bench_cluster() { # $1: ports, $2: replicas per master
+    local ports=$1 replicas=$2 port dir nodes=() urls=()
+    for port in $ports; do
         if redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1; then
-            sb_die "something already answers on 127.0.0.1:$port (set BENCH_CLUSTER_PORTS=...)"
+            sb_die "something already answers on 127.0.0.1:$port (set BENCH_CLUSTER_PORTS / BENCH_REPLICA_PORTS)"
         fi
         dir=$OUT/cluster/$port
         rm -rf "$dir" && mkdir -p "$dir"
@@ -182,20 +186,22 @@ start_bench_cluster() {
             sb_die "cluster node $port did not start ($dir/redis.log)"
         CLUSTER_PIDS+=("$(redis-cli -h 127.0.0.1 -p "$port" info server | sed -n 's/^process_id:\([0-9]*\).*/\1/p')")
         nodes+=("127.0.0.1:$port")
-        urls+=("redis://127.0.0.1:$port")
     done
-    redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >"$OUT/cluster/create.log" 2>&1 ||
+    redis-cli --cluster create "${nodes[@]}" --cluster-replicas "$replicas" --cluster-yes >"$OUT/cluster/create.log" 2>&1 ||
         sb_die "redis-cli --cluster create failed ($OUT/cluster/create.log)"
-    for port in $BENCH_CLUSTER_PORTS; do
+    for port in $ports; do
         sb_retry 30 sh -c "redis-cli -h 127.0.0.1 -p $port cluster info | grep -q cluster_state:ok" ||
             sb_die "the cluster did not become ready (node $port)"
+        if [[ $(redis-cli -h 127.0.0.1 -p "$port" role | head -1) == master ]]; then
+            urls+=("redis://127.0.0.1:$port")
+        fi
     done
     CLUSTER_URL=$(IFS=,; echo "${urls[*]}")
-    sb_info "benchmark Redis Cluster: ${nodes[*]} (3 masters, no persistence)"
+    sb_info "benchmark Redis Cluster: ${nodes[*]} (3 masters, $replicas replica(s) each, no persistence)"
 }
-flush_bench_cluster() {
+flush_bench_cluster() { # $1: ports (replicas refuse FLUSHALL and follow their master)
     local port
-    for port in $BENCH_CLUSTER_PORTS; do redis-cli -h 127.0.0.1 -p "$port" flushall >/dev/null; done
+    for port in $*; do redis-cli -h 127.0.0.1 -p "$port" flushall >/dev/null 2>&1 || true; done
 }
 stop_bench_cluster() {
     local pid
@@ -388,7 +394,7 @@ fi
 # the /api fan-out. Each mode gets a fresh database and a flushed Redis.
 scale_mode() { # $1: single|cluster, $2: Redis URL(s), $3: redis.cluster
     local mode=$1 url=$2 cluster=$3 i servers=() flush
-    if [[ $cluster == true ]]; then flush=flush_bench_cluster; else flush="bench_redis flushall"; fi
+    if [[ $cluster == true ]]; then flush="flush_bench_cluster $BENCH_CLUSTER_PORTS"; else flush="bench_redis flushall"; fi
     $flush >/dev/null
     API_DB=sb_bench_$$_scale_$mode
     createdb -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" "$API_DB"
@@ -439,21 +445,55 @@ scale_run() {
     sed 's/^/    /' "$log"
 }
 if wants scale; then
-    start_bench_cluster
+    start_bench_cluster "$BENCH_CLUSTER_PORTS" 0
     scale_mode single "$REDIS_URL" false
     scale_mode cluster "$CLUSTER_URL" true
+    stop_bench_cluster
+fi
+
+# --- What replica acknowledgements cost: /api writes on a cluster with a ---
+# replica per master, redis.replica_acks=0 against 1, RUNS runs each, the
+# settings alternating so that both see the same machine.
+replicas_run() { # $1: run, $2: replica acks
+    local run=$1 acks=$2 log=$OUT/replicas-$2-$1.txt
+    sb_step "replicas: api-mutations with redis.replica_acks=$acks, run $run of $RUNS"
+    flush_bench_cluster "$BENCH_REPLICA_PORTS"
+    API_DB=sb_bench_$$_replicas_${acks}_$run
+    createdb -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" "$API_DB"
+    SERVER_ENV=("STREAMBOARD__REDIS__URL=$CLUSTER_URL" "STREAMBOARD__REDIS__CLUSTER=true"
+        "STREAMBOARD__REDIS__REPLICA_ACKS=$acks" "STREAMBOARD__POSTGRES__URL=$(pg_url)")
+    start_server "replicas-$acks-$run"
+    wait_quiet
+    # shellcheck disable=SC2086
+    if ! timeout 900 "$BIN/loadgen" --addr "127.0.0.1:$PORT" --server-pid "$SERVER_PID" api-mutations \
+        --redis-url "$CLUSTER_URL" --connections "$LOOP_CONNECTIONS" --boards "$LOOP_BOARDS" \
+        --tasks-per-board "$LOOP_TASKS" --duration "$DURATION" --warmup "$WARMUP" $API_ARGS 2>"$log" |
+        jq -c --argjson a "$acks" '. + {replica_acks: $a}' >>"$OUT/replicas.jsonl"; then
+        cat "$log" >&2
+        sb_die "replicas (replica_acks=$acks) run $run failed"
+    fi
+    sed 's/^/    /' "$log"
+    stop_server
+    drop_api_db
+}
+if wants replicas; then
+    start_bench_cluster "$BENCH_REPLICA_PORTS" 1
+    for ((run = 1; run <= RUNS; run++)); do
+        replicas_run "$run" 0
+        replicas_run "$run" 1
+    done
     stop_bench_cluster
 fi
 stop_bench_redis
 
 # --- Summary: summary.json, then the table from it --------------------------
-for f in xadd quick ws-fanout ws-idle api hot-board projector history scale; do touch "$OUT/$f.jsonl"; done
+for f in xadd quick ws-fanout ws-idle api hot-board projector history scale replicas; do touch "$OUT/$f.jsonl"; done
 jq -n \
     --slurpfile xadd "$OUT/xadd.jsonl" --slurpfile quick "$OUT/quick.jsonl" \
     --slurpfile fanout "$OUT/ws-fanout.jsonl" --slurpfile idle "$OUT/ws-idle.jsonl" \
     --slurpfile api "$OUT/api.jsonl" --slurpfile hot "$OUT/hot-board.jsonl" \
     --slurpfile projector "$OUT/projector.jsonl" --slurpfile history "$OUT/history.jsonl" \
-    --slurpfile scale "$OUT/scale.jsonl" \
+    --slurpfile scale "$OUT/scale.jsonl" --slurpfile replicas "$OUT/replicas.jsonl" \
     --rawfile env "$OUT/env.txt" \
     -f scripts/bench-summary.jq >"$OUT/summary.json"
 jq -r -f scripts/bench-table.jq "$OUT/summary.json" | tee "$OUT/table.md"
