@@ -19,6 +19,8 @@ def result: if .pass then "**PASS**" else "**FAIL**" end;
     "| history: first analytics answer | \(.ms) ms for \(.events | n) events (\(.per_s | n) events/s folded; \(.answer_bytes | n) bytes) | \(.throughput_x | x) | | \(.server_us_per_unit) us per event, \(.cpu_x | x) | \(.target) | \(result) |"
   elif .scenario == "history-analytics" or .scenario == "history-time-travel" then
     "| \(.scenario) | \(.per_s | n) answers/s; p50 \(.p50_ms) / p99 \(.p99_ms) ms (\(.events | n)-event board) | | \(.p99_x | x) | \(.server_us_per_unit) us, \(.cpu_x | x) | \(.target) | \(result) |"
+  elif .scenario == "projector-trickle" then
+    "| projector-trickle | \(.events | n) events written at \(.rate)/s, archived as they came: \(.us_per_event) us of projector + PostgreSQL CPU per event (catch-up: \(.catch_up_us_per_event) us) | | | \(.ratio | x) the catch-up's | \(.target) | \(result) |"
   elif .scenario == "projector" then
     "| projector | \(.per_s | n) events/s (\(.events | n) events in \(.seconds) s; CPU s projector \(.cpu_s.projector), PostgreSQL \(.cpu_s.postgres), Redis \(.cpu_s.redis)) | \(.throughput_x | x) | | \(.server_us_per_unit) us (projector), \(.cpu_x | x) | \(.target) | \(result) |"
   else

@@ -228,6 +228,10 @@ pub struct ProjectorSettings {
     pub reconcile_ms: u64,
     /// Boards whose folded state is kept in memory between batches.
     pub cached_boards: usize,
+    /// After a notification wakes an idle reader, it waits this long for
+    /// more before reading, so that a trickle of writes still makes
+    /// batches of several events (one transaction each). 0: read at once.
+    pub batch_window_ms: u64,
     /// Writer lanes per instance, each with its own PostgreSQL connection;
     /// boards are spread over them by id.
     pub writers: usize,

@@ -387,6 +387,9 @@ impl Reader {
                         if let Some(push) = push {
                             self.heard(&mut state, push);
                         }
+                        if !state.unread.is_empty() {
+                            self.gather(&mut state, &mut pushes).await;
+                        }
                     }
                     _ = self.boards.changed() => ownership_changed = true,
                     _ = self.owned.changed() => ownership_changed = true,
@@ -439,6 +442,31 @@ impl Reader {
                     state.reconnect = true;
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
+            }
+        }
+    }
+
+    /// Waits out the batch window after an idle reader was woken, noting
+    /// the notifications that arrive meanwhile: at a trickle of writes one
+    /// read and one transaction then carry several events.
+    async fn gather(
+        &mut self,
+        state: &mut Reading,
+        pushes: &mut mpsc::UnboundedReceiver<PushInfo>,
+    ) {
+        let window = Duration::from_millis(self.settings.batch_window_ms);
+        if window.is_zero() {
+            return;
+        }
+        let until = tokio::time::Instant::now() + window;
+        loop {
+            tokio::select! {
+                push = pushes.recv() => match push {
+                    Some(push) => self.heard(state, push),
+                    None => return,
+                },
+                () = tokio::time::sleep_until(until) => return,
+                () = stopped(&mut self.stop) => return,
             }
         }
     }

@@ -3,6 +3,9 @@
 //! PostgreSQL database and times it folding every event: until the sum of
 //! `projector_progress.version` equals the events in the streams. Also
 //! reports the CPU the projector, its PostgreSQL backends and Redis spent.
+//! Then the trickle phase: writes at a fixed low rate while the projector
+//! keeps up, and the CPU per event it and PostgreSQL spend then, the cost
+//! of archiving as events arrive rather than in a backlog.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -44,6 +47,13 @@ pub struct ProjectorCatchUp {
     /// Longest wait for the projector to catch up, in seconds.
     #[arg(long, default_value_t = 300.0)]
     timeout: f64,
+    /// After the catch-up, writes per second through `/api` while the
+    /// projector keeps up (the trickle phase; 0 skips it).
+    #[arg(long, default_value_t = 200.0)]
+    trickle_rate: f64,
+    /// How long the trickle phase writes, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    trickle_seconds: f64,
 }
 
 /// Events per board is bounded so a fill stays a few minutes at most.
@@ -113,28 +123,7 @@ pub async fn run(target: &Target, args: ProjectorCatchUp) -> anyhow::Result<Outc
         .spawn()
         .with_context(|| format!("starting {}", args.projector_bin.display()))?;
     let pid = projector.id().context("the projector exited at once")?;
-    let folded = loop {
-        let done: i64 = match db
-            .query_one(
-                "SELECT coalesce(sum(version), 0)::bigint FROM projector_progress",
-                &[],
-            )
-            .await
-        {
-            Ok(row) => row.get(0),
-            Err(_) => 0,
-        };
-        if done as u64 >= events {
-            break done as u64;
-        }
-        if started.elapsed() > timeout {
-            bail!("the projector folded {done} of {events} events in {timeout:?}");
-        }
-        if let Some(status) = projector.try_wait()? {
-            bail!("the projector exited ({status}) after {done} of {events} events");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let folded = wait_folded(&db, &mut projector, events, started, timeout).await?;
     let elapsed = started.elapsed().as_secs_f64();
     let projector_cpu = cpu_seconds(Some(pid)).unwrap_or(0.0);
     let backends_after = backend_cpu(&db).await?;
@@ -143,6 +132,23 @@ pub async fn run(target: &Target, args: ProjectorCatchUp) -> anyhow::Result<Outc
         .map(|(pid, after)| after - backends_before.get(pid).copied().unwrap_or(0.0))
         .sum();
     let redis_cpu = redis.cpu_seconds().await? - redis_before;
+    let trickle = match args.trickle_rate > 0.0 {
+        true => Some(
+            trickle(
+                target,
+                &token,
+                &paths,
+                &db,
+                &mut projector,
+                pid,
+                events,
+                args.trickle_rate.min(10_000.0),
+                secs(args.trickle_seconds, "trickle-seconds")?,
+            )
+            .await?,
+        ),
+        false => None,
+    };
     stop(&mut projector, pid).await;
 
     let per_s = events as f64 / elapsed.max(1e-9);
@@ -162,6 +168,8 @@ pub async fn run(target: &Target, args: ProjectorCatchUp) -> anyhow::Result<Outc
         },
         "events_per_projector_cpu_s": (events as f64 / projector_cpu.max(1e-9)).round(),
         "events_per_cpu_s": (events as f64 / all_cpu.max(1e-9)).round(),
+        "catch_up_us_per_event": round2((projector_cpu + postgres_cpu) / events as f64 * 1e6),
+        "trickle": trickle.as_ref().map(|t| t.json()),
     });
     let summary = format!(
         "projector: {events} events over {boards} boards (filled through /api in {fill_secs:.1} s) \
@@ -170,7 +178,134 @@ pub async fn run(target: &Target, args: ProjectorCatchUp) -> anyhow::Result<Outc
          {:.0} events per CPU-second of the three",
         events as f64 / all_cpu.max(1e-9)
     );
+    let summary = match &trickle {
+        Some(t) => format!("{summary}\n  {}", t.summary()),
+        None => summary,
+    };
     Ok(Outcome { json, summary })
+}
+
+/// Waits until the projector has folded `events` in all.
+async fn wait_folded(
+    db: &tokio_postgres::Client,
+    projector: &mut tokio::process::Child,
+    events: u64,
+    started: Instant,
+    timeout: Duration,
+) -> anyhow::Result<u64> {
+    loop {
+        let done: i64 = match db
+            .query_one(
+                "SELECT coalesce(sum(version), 0)::bigint FROM projector_progress",
+                &[],
+            )
+            .await
+        {
+            Ok(row) => row.get(0),
+            Err(_) => 0,
+        };
+        if done as u64 >= events {
+            return Ok(done as u64);
+        }
+        if started.elapsed() > timeout {
+            bail!("the projector folded {done} of {events} events in {timeout:?}");
+        }
+        if let Some(status) = projector.try_wait()? {
+            bail!("the projector exited ({status}) after {done} of {events} events");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What the trickle phase measured.
+struct Trickle {
+    rate: f64,
+    events: u64,
+    seconds: f64,
+    projector_cpu: f64,
+    postgres_cpu: f64,
+}
+
+impl Trickle {
+    fn us_per_event(&self) -> f64 {
+        (self.projector_cpu + self.postgres_cpu) / self.events.max(1) as f64 * 1e6
+    }
+
+    fn json(&self) -> serde_json::Value {
+        json!({
+            "rate": self.rate,
+            "events": self.events,
+            "seconds": round2(self.seconds),
+            "cpu_s": {"projector": round2(self.projector_cpu), "postgres": round2(self.postgres_cpu)},
+            "us_per_event": round2(self.us_per_event()),
+        })
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "trickle: {} events at {:.0}/s archived as they came; CPU seconds projector {:.2}, \
+             PostgreSQL backends {:.2} = {:.0} us per event",
+            self.events,
+            self.rate,
+            self.projector_cpu,
+            self.postgres_cpu,
+            self.us_per_event()
+        )
+    }
+}
+
+/// Writes `rate` PATCHes per second for `duration` with the projector
+/// running and caught up, then waits for it to fold them; the CPU it and
+/// its PostgreSQL backends spent from the first write to the last fold.
+#[allow(clippy::too_many_arguments)]
+async fn trickle(
+    target: &Target,
+    token: &str,
+    paths: &Arc<Vec<String>>,
+    db: &tokio_postgres::Client,
+    projector: &mut tokio::process::Child,
+    pid: u32,
+    folded: u64,
+    rate: f64,
+    duration: Duration,
+) -> anyhow::Result<Trickle> {
+    let mut http = Http::connect_as(target.addr, Some(token)).await?;
+    let backends_before = backend_cpu(db).await?;
+    let projector_before = cpu_seconds(Some(pid)).unwrap_or(0.0);
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut written = 0u64;
+    while started.elapsed() < duration {
+        tick.tick().await;
+        let path = &paths[written as usize % paths.len()];
+        let body = format!(r#"{{"title":"trickle {written}"}}"#);
+        let status = http.send("PATCH", path, Some(body.as_bytes())).await?;
+        if !(200..300).contains(&status) {
+            bail!("PATCH {path}: {status}");
+        }
+        written += 1;
+    }
+    wait_folded(
+        db,
+        projector,
+        folded + written,
+        started,
+        duration * 3 + Duration::from_secs(30),
+    )
+    .await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let backends_after = backend_cpu(db).await?;
+    Ok(Trickle {
+        rate,
+        events: written,
+        seconds,
+        projector_cpu: cpu_seconds(Some(pid)).unwrap_or(0.0) - projector_before,
+        postgres_cpu: backends_after
+            .iter()
+            .map(|(pid, after)| after - backends_before.get(pid).copied().unwrap_or(0.0))
+            .sum(),
+    })
 }
 
 /// Refuses a PostgreSQL URL whose host is not loopback.
