@@ -149,12 +149,18 @@ async fn a_redis_error_in_flight_never_makes_the_server_forget_acknowledged_even
     // Act: a write times out against a stalled Redis (its outcome unknown
     // to the server), then Redis comes back with nothing in it.
     env.redis().pause();
-    let stalled = post_keyed(env.server(), &owner.token, &path, "in-flight").await;
+    let stalled = env
+        .server()
+        .post_keyed(&owner.token, &path, "in-flight")
+        .await;
     env.redis().resume();
     assert_eq!(stalled.status(), 503);
     assert!(stalled.headers().contains_key("retry-after"));
     env.redis().cli(&["FLUSHALL"]);
-    let retried = post_keyed(env.server(), &owner.token, &path, "in-flight").await;
+    let retried = env
+        .server()
+        .post_keyed(&owner.token, &path, "in-flight")
+        .await;
 
     // Assert: the acknowledged events came back from the server's copy, and
     // the retry applied its write once, at the next version.
@@ -180,22 +186,4 @@ async fn a_redis_error_in_flight_never_makes_the_server_forget_acknowledged_even
             "in-flight"
         ]
     );
-}
-
-/// `POST path {"title": key}` with `Idempotency-Key: key`.
-async fn post_keyed(
-    server: &common::TestServer,
-    token: &str,
-    path: &str,
-    key: &str,
-) -> reqwest::Response {
-    server
-        .send_auth(
-            reqwest::Method::POST,
-            path,
-            token,
-            &[("Idempotency-Key", key)],
-            Some(json!({ "title": key })),
-        )
-        .await
 }

@@ -7,7 +7,6 @@ mod common;
 
 use common::ha::Replica;
 use common::TestEnv;
-use serde_json::json;
 
 #[tokio::test]
 async fn without_its_replica_a_write_is_503_and_its_retry_applies_it_once() {
@@ -22,13 +21,19 @@ async fn without_its_replica_a_write_is_503_and_its_retry_applies_it_once() {
     let server = env.server();
     let owner = server.board_owner("repl", "Roadmap").await;
     let path = format!("/api/boards/{}/tasks", owner.board_id);
-    let first = post_keyed(server, &owner.token, &path, "with-a-replica").await;
+    let first = server
+        .post_keyed(&owner.token, &path, "with-a-replica")
+        .await;
     assert_eq!(first.status(), 201);
 
     // Act: the replica goes away; a write reaches only the master.
     drop(replica);
-    let unreplicated = post_keyed(server, &owner.token, &path, "without-a-replica").await;
-    let retried_alone = post_keyed(server, &owner.token, &path, "without-a-replica").await;
+    let unreplicated = server
+        .post_keyed(&owner.token, &path, "without-a-replica")
+        .await;
+    let retried_alone = server
+        .post_keyed(&owner.token, &path, "without-a-replica")
+        .await;
 
     // Assert: not acknowledged, and neither is its retry while alone.
     for response in [&unreplicated, &retried_alone] {
@@ -38,7 +43,9 @@ async fn without_its_replica_a_write_is_503_and_its_retry_applies_it_once() {
 
     // Act: a replica again; the same request once more.
     let _replica = Replica::start(env.redis().port);
-    let retried = post_keyed(server, &owner.token, &path, "without-a-replica").await;
+    let retried = server
+        .post_keyed(&owner.token, &path, "without-a-replica")
+        .await;
 
     // Assert: the first result, replayed, and the task exists once.
     assert_eq!(retried.status(), 201);
@@ -55,22 +62,4 @@ async fn without_its_replica_a_write_is_503_and_its_retry_applies_it_once() {
         .filter_map(|e| e["data"]["title"].as_str())
         .collect();
     assert_eq!(titles, ["with-a-replica", "without-a-replica"]);
-}
-
-/// `POST path {"title": key}` with `Idempotency-Key: key`.
-async fn post_keyed(
-    server: &common::TestServer,
-    token: &str,
-    path: &str,
-    key: &str,
-) -> reqwest::Response {
-    server
-        .send_auth(
-            reqwest::Method::POST,
-            path,
-            token,
-            &[("Idempotency-Key", key)],
-            Some(json!({ "title": key })),
-        )
-        .await
 }

@@ -355,6 +355,16 @@ mod tests {
     use crate::domain::values::{BoardName, ColumnName, Columns, Description, Position, TaskTitle};
     use crate::domain::{Command, NewTask, TaskPatch};
     use crate::store::memory::{MemoryStore, QuickLimits};
+
+    fn quick_store() -> Arc<MemoryStore> {
+        Arc::new(MemoryStore::new(QuickLimits {
+            max_boards: 10,
+            max_events_per_board: 100_000,
+            max_bytes: 256 << 20,
+            idle_expiry: Duration::from_secs(3600),
+            idempotency_ttl: Duration::from_secs(60),
+        }))
+    }
     use crate::store::WriteRequest;
 
     fn limits() -> AnalyticsSettings {
@@ -426,13 +436,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_version_from_checkpoints_is_the_fold_of_the_history() {
-        let memory = Arc::new(MemoryStore::new(QuickLimits {
-            max_boards: 10,
-            max_events_per_board: 100_000,
-            max_bytes: 256 << 20,
-            idle_expiry: Duration::from_secs(3600),
-            idempotency_ttl: Duration::from_secs(60),
-        }));
+        let memory = quick_store();
         let board = long_board(&memory, 700).await;
         let history = History {
             spacing: 10,
@@ -504,13 +508,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_heavy_boards_checkpoints_are_thinned_to_its_budget() {
-        let memory = Arc::new(MemoryStore::new(QuickLimits {
-            max_boards: 10,
-            max_events_per_board: 100_000,
-            max_bytes: 256 << 20,
-            idle_expiry: Duration::from_secs(3600),
-            idempotency_ttl: Duration::from_secs(60),
-        }));
+        let memory = quick_store();
         let board = long_board(&memory, 300).await;
         let history = History {
             spacing: 10,
@@ -535,13 +533,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_board_followed_further_folds_only_the_new_events() {
-        let memory = Arc::new(MemoryStore::new(QuickLimits {
-            max_boards: 10,
-            max_events_per_board: 100_000,
-            max_bytes: 256 << 20,
-            idle_expiry: Duration::from_secs(3600),
-            idempotency_ttl: Duration::from_secs(60),
-        }));
+        let memory = quick_store();
         let board = long_board(&memory, 50).await;
         let history = History::new(memory.clone(), &limits());
         let query = FlowQuery::default();
@@ -589,13 +581,7 @@ mod tests {
 
     #[tokio::test]
     async fn refused_callers_and_unknown_boards_cost_no_fold_and_no_memory() {
-        let memory = Arc::new(MemoryStore::new(QuickLimits {
-            max_boards: 10,
-            max_events_per_board: 100_000,
-            max_bytes: 256 << 20,
-            idle_expiry: Duration::from_secs(3600),
-            idempotency_ttl: Duration::from_secs(60),
-        }));
+        let memory = quick_store();
         let (owner, stranger) = (Uuid::from_u128(1), Uuid::from_u128(2));
         let board = Uuid::now_v7();
         let request = WriteRequest {

@@ -397,8 +397,12 @@ impl Replica {
             }
         };
         let port = node.port;
+        // Both sides: the master counts a replica for WAIT once it is
+        // `online` there, a moment after the replica says its link is up.
         wait_until("a replica in sync", Duration::from_secs(20), || {
             cli(port, &["INFO", "replication"]).contains("master_link_status:up")
+                && cli(master, &["INFO", "replication"])
+                    .contains(&format!("port={port},state=online"))
         });
         Replica { node, _dir: dir }
     }

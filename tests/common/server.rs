@@ -276,6 +276,19 @@ impl TestServer {
         }
     }
 
+    /// `POST path {"title": key}` with `Idempotency-Key: key`: a task
+    /// create a careful client retries with the same key.
+    pub async fn post_keyed(&self, token: &str, path: &str, key: &str) -> reqwest::Response {
+        self.send_auth(
+            reqwest::Method::POST,
+            path,
+            token,
+            &[("Idempotency-Key", key)],
+            Some(serde_json::json!({ "title": key })),
+        )
+        .await
+    }
+
     /// Any request with `Authorization: Bearer <token>`, extra headers and an
     /// optional JSON body.
     pub async fn send_auth(
