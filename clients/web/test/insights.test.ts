@@ -4,7 +4,8 @@
 // the history slider shows the board as `?at=` answers it and follows new
 // events, the page fits a phone's width, and axe-core finds nothing serious.
 // With SB_SCREENSHOTS=<dir>, the Insights view is saved there
-// (insights-desktop.png, insights-phone.png: the docs' pictures).
+// (insights-desktop.png, insights-phone.png: the docs' pictures, made with
+// SB_SCREENSHOTS=../../docs from clients/web).
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { before, describe, test } from "node:test";
@@ -137,7 +138,8 @@ for (const width of widths) {
         }
         const problems = await axeProblems(page);
         assert.deepEqual(problems, [], `axe-core on Insights:\n${problems.join("\n")}`);
-        if (process.env.SB_SCREENSHOTS) await page.screenshot({ path: join(process.env.SB_SCREENSHOTS, `insights-${width.name}.png`), fullPage: true });
+        // The docs' pictures: the whole view on a desktop, the first screen on a phone.
+        if (process.env.SB_SCREENSHOTS) await page.screenshot({ path: join(process.env.SB_SCREENSHOTS, `insights-${width.name}.png`), fullPage: !width.touch });
 
         // A shorter range: the route's answer for it.
         await page.selectOption("#insights-range", "7");
