@@ -8,13 +8,15 @@
 #   unit tests      the fold against clients/fixtures/, positions, the
 #                   generated OpenAPI types checked for drift;
 #   integration     the SDK against the real server in both modes (an app
-#                   process killed mid-outbox and restarted included), and
+#                   process killed mid-outbox and restarted included; the
+#                   board's past on a test clock), and
 #                   the React bindings in React's test renderer;
 #   bundle          `npm pack` of the SDK and the bindings, the example React
 #                   Native app bundled from the tarballs by Metro, the bundle
 #                   run in Node against the real server;
-#   browser         the page in Debian's Chromium via Playwright (installed
-#                   with apt when /usr/bin/chromium is missing).
+#   browser         the page (the board and its Insights) in Debian's
+#                   Chromium via Playwright (installed with apt when
+#                   /usr/bin/chromium is missing).
 #
 # Uses the debug server binary cargo already built ($CARGO_TARGET_DIR or
 # target/, debug/streamboard; STREAMBOARD_BIN overrides); it does not build

@@ -147,13 +147,15 @@ export async function eventually(check: () => boolean | Promise<boolean>, what: 
   await waitFor(check, what, ms);
 }
 
-/** For a `describe` block: an environment of `mode` and one server in it,
- * started before its tests and stopped after them. A test that restarts the
- * server sets `server` to the new one. */
-export function serverFor(mode: Mode): { env: TestEnv; server: TestServer } {
+/** For a `describe` block: an environment of `mode` and one server in it
+ * (with extra `settings`, e.g. a `TestClock`'s), started before its tests
+ * and stopped after them. A test that restarts the server sets `server` to
+ * the new one. */
+export function serverFor(mode: Mode, settings: Record<string, string> = {}): { env: TestEnv; server: TestServer } {
   const context = {} as { env: TestEnv; server: TestServer };
   before(async () => {
     context.env = await TestEnv.start(mode);
+    Object.assign(context.env.settings, settings);
     context.server = await context.env.server();
   });
   after(() => context.env.stop());

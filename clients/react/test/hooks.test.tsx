@@ -1,15 +1,15 @@
 // The hooks in React's test renderer, against the real server: a board that
 // follows what others write (one follow shared by every component showing
 // it), an optimistic move shown and then rolled back with the server's
-// reason, watchers with names, the boards list, and a board that cannot be
-// opened.
+// reason, watchers with names, the boards list, a board that cannot be
+// opened, and the board's past (live metrics, a past version).
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { create, type ReactTestRenderer } from "react-test-renderer";
 import WebSocket from "ws";
 import { Streamboard, StreamboardError, type StreamboardOptions, type WebSocketConstructor } from "@streamboard/client";
 
-import { StreamboardProvider, useBoard, useBoards, useConnection, useStreamboard, useWatchers } from "../src/index.js";
+import { StreamboardProvider, useAnalytics, useBoard, useBoardAt, useBoards, useConnection, useStreamboard, useWatchers } from "../src/index.js";
 import { eventually, serverFor, type TestEnv, type TestServer } from "../../testing/server.js";
 
 // The renderer's React Native test mode (as React Native's own Jest preset
@@ -93,6 +93,41 @@ describe("quick-win boards in React", () => {
     await eventually(() => columns(view).in_progress?.[0] === "second", "the other client's card");
     assert.deepEqual(columns(view), { todo: ["first"], in_progress: ["second"], finished: [] });
     assert.equal(sb.counter.sockets, 1, "one follow for both components");
+  });
+
+  test("useAnalytics reads the metrics again as the board moves on; useBoardAt shows a past version", async () => {
+    const writer = client(at);
+    const board = await writer.createBoard({ name: "Past" });
+    const task = await writer.createTask(board.id, { title: "first" });
+    await writer.moveTask(board.id, task.id, { status: "in_progress" });
+    const sb = client(at);
+    function Metrics() {
+      const { report } = useAnalytics(board.id);
+      return <dl data-version={report?.version ?? 0}>{report ? report.columns.map((c) => `${c}:${report.wip.columns[c]}`).join(" ") : ""}</dl>;
+    }
+    function Then({ version }: { version: number }) {
+      const { board: then, error } = useBoardAt(board.id, version);
+      return <ul data-then={then?.version ?? (error ? "error" : "")}>{then?.tasks.map((t) => <li key={t.id}>{`${t.title}@${t.status}`}</li>)}</ul>;
+    }
+    const view = await render(
+      <StreamboardProvider client={sb}>
+        <Metrics />
+        <Then version={2} />
+        <Then version={9} />
+      </StreamboardProvider>,
+    );
+    const metrics = () => view.root.findByType("dl").props;
+    const thens = () => view.root.findAllByType("ul").map((ul) => [ul.props["data-then"], ul.findAllByType("li").map((li) => li.props.children)]);
+    await eventually(() => metrics()["data-version"] === 3, "the metrics at version 3");
+    assert.equal(metrics().children, "todo:0 in_progress:1 finished:0");
+    await eventually(() => thens()[0]![0] === 2 && thens()[1]![0] === "error", "the board at version 2, and none at version 9");
+    assert.deepEqual(thens()[0]![1], ["first@todo"]);
+    assert.deepEqual(thens()[0]![1], (await sb.boardAt(board.id, 2)).tasks.map((t) => `${t.title}@${t.status}`));
+
+    // A new event: the metrics follow it.
+    await writer.moveTask(board.id, task.id, { status: "finished" });
+    await eventually(() => metrics()["data-version"] === 4, "the metrics at version 4");
+    assert.equal(metrics().children, "todo:0 in_progress:0 finished:1");
   });
 
   test("a board that cannot be opened says so, once", async () => {

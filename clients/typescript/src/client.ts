@@ -9,12 +9,15 @@ import { positionFor, type Drop } from "./position.js";
 import { Rest, type Answer, type BodyOf, type FetchLike, type InitOf, type RouteOf } from "./rest.js";
 import { Persistence, type KeyValueStorage, type QueuedWrite } from "./storage.js";
 import type {
+  AnalyticsRange,
   Board,
   BoardEvent,
   CreateBoardRequest,
   CreateTaskRequest,
+  FlowReport,
   Member,
   Mode,
+  Moment,
   Role,
   Session,
   Task,
@@ -146,6 +149,29 @@ export class Streamboard implements FollowHost {
     const query = limit ? { after, limit } : { after };
     const { body } = await this.rest.call("get", "/boards/{board_id}/events", { params: { path: { board_id: boardId }, query } });
     return body as EventPage;
+  }
+
+  // --- The board's past (docs/ANALYTICS.md) -------------------------------------
+
+  /** Flow metrics over `[from, to)` (default the 30 days before now): work
+   * in progress, cumulative flow, lead and cycle times, throughput, aging
+   * work and a forecast. In `api` mode for members and analytics tokens. */
+  async analytics(boardId: string, range: AnalyticsRange = {}): Promise<FlowReport> {
+    const query = { from: rfc3339(range.from), to: rfc3339(range.to), seed: range.seed };
+    return (await this.rest.call("get", "/boards/{board_id}/analytics", { params: { path: { board_id: boardId }, query } })).body;
+  }
+
+  /** The board as it was at a version, or `{asOf}` a time: the same JSON
+   * as `getBoard` answered then. 404 outside the board's life; 410 for a
+   * quick-win version older than the events the server keeps. */
+  async boardAt(boardId: string, moment: Moment): Promise<Board> {
+    return (await this.rest.call("get", "/boards/{board_id}", { params: { path: { board_id: boardId }, query: momentQuery(moment) } })).body;
+  }
+
+  /** A task as it was at a version (or `{asOf}` a time); 404 where it did not exist. */
+  async taskAt(boardId: string, taskId: string, moment: Moment): Promise<Task> {
+    const path = { board_id: boardId, task_id: taskId };
+    return (await this.rest.call("get", "/boards/{board_id}/tasks/{task_id}", { params: { path, query: momentQuery(moment) } })).body;
   }
 
   // --- Members (`api` mode) -------------------------------------------------
@@ -296,4 +322,13 @@ export class Streamboard implements FollowHost {
     if (this.mode !== "api") throw new Error("accounts and members are `api` mode only");
     return this.rest;
   }
+}
+
+/** The query of a past moment: `at=<version>` or `as_of=<RFC 3339>`. */
+function momentQuery(moment: Moment): { at: number } | { as_of: string } {
+  return typeof moment === "number" ? { at: moment } : { as_of: rfc3339(moment.asOf)! };
+}
+
+function rfc3339(time: string | Date | undefined): string | undefined {
+  return time instanceof Date ? time.toISOString() : time;
 }

@@ -17,6 +17,21 @@ export type CreateBoardRequest = Schemas["CreateBoardRequest"];
 export type UpdateBoardRequest = Schemas["UpdateBoardRequest"];
 export type CreateTaskRequest = Schemas["CreateTaskRequest"];
 export type UpdateTaskRequest = Schemas["UpdateTaskRequest"];
+/** A board's flow metrics over a range (docs/ANALYTICS.md defines each number). */
+export type FlowReport = Schemas["FlowReport"];
+export type FlowPercentiles = Schemas["FlowPercentiles"];
+
+/** The range of `analytics`: `[from, to)`, RFC 3339 strings or `Date`s
+ * (default: the 30 days before now), and the forecast's `seed`. */
+export interface AnalyticsRange {
+  from?: string | Date;
+  to?: string | Date;
+  seed?: number;
+}
+
+/** A moment in a board's past: a version, or the time `asOf` (the board
+ * after every event stamped at or before it). */
+export type Moment = number | { asOf: string | Date };
 
 export type Mode = "quick" | "api";
 

@@ -2,17 +2,17 @@
 // move by drag (drag.ts), by the arrow keys, or from the card's panel; a
 // refused move comes back with the reason on the card itself. What the user
 // may do follows their role (viewers read only).
-import { StreamboardError, type Board, type BoardEvent, type LiveBoard, type Member, type Task, type Watcher } from "@streamboard/client";
+import { type Board, type BoardEvent, type LiveBoard, type Member, type Task, type Watcher } from "@streamboard/client";
 
 import { announce, byId, describe, el, label, toast } from "./dom.js";
 import { startDrag, type DropTarget } from "./drag.js";
 import { openCard } from "./panel.js";
 import type { Access, BoardScreen } from "./screen.js";
-import { listUrl, me, mode, sb } from "./session.js";
+import { insightsUrl, listUrl, me, mode, sb } from "./session.js";
 import { openShare } from "./share.js";
+import { showConnection, showUnavailable } from "./status.js";
 
 const app = byId("app");
-const connection = byId("connection");
 
 /** How long a refused write's reason stays on its card. */
 const CARD_ERROR_MS = 8000;
@@ -36,10 +36,10 @@ class BoardView implements BoardScreen {
 
   start(): void {
     this.live = sb.follow(this.boardId, (board, event) => this.changed(board, event), {
-      onState: (state) => this.showConnection(state),
+      onState: (state) => showConnection(state),
       onWatchers: (watchers) => this.showWatchers(watchers),
       onRollback: (taskId, error) => this.refused(taskId, `Not moved: ${describe(error)}`),
-      onError: (error) => this.failed(error),
+      onError: (error) => showUnavailable(error),
     });
   }
 
@@ -78,11 +78,6 @@ class BoardView implements BoardScreen {
     for (const listener of this.listeners) listener(event);
   }
 
-  private showConnection(state: string): void {
-    connection.dataset.state = state;
-    connection.textContent = state === "failed" ? "unavailable" : state;
-  }
-
   /** Others watching (the user is in the header already). */
   private showWatchers(watchers: Watcher[]): void {
     for (const watcher of watchers) this.names.set(watcher.id, watcher.username);
@@ -92,17 +87,6 @@ class BoardView implements BoardScreen {
       ...others.map((w) => el("span", { class: "who", "data-watcher": w.id, title: w.username }, w.username)),
     );
     byId("watchers").setAttribute("aria-label", others.length ? `Also here: ${others.map((w) => w.username).join(", ")}` : "Nobody else here");
-  }
-
-  /** The board cannot be opened (404 or no access, 401): said once, with a way back. */
-  private failed(error: unknown): void {
-    const gone = error instanceof StreamboardError && (error.status === 404 || error.status === 403);
-    const message = gone
-      ? mode === "api"
-        ? "This board does not exist, or you are not one of its members."
-        : "This board does not exist (quick-win boards are gone when the server restarts)."
-      : `This board cannot be opened: ${describe(error)}`;
-    app.replaceChildren(el("div", { class: "panel", role: "alert", "data-board-state": "unavailable" }, el("h1", {}, "Board unavailable"), el("p", {}, message), el("a", { href: listUrl }, "All boards")));
   }
 
   /** A refused write, said on its card until the next change or a few seconds. */
@@ -128,6 +112,7 @@ class BoardView implements BoardScreen {
     const heading = el("div", { class: "board-head" },
       el("h1", { "data-board-name": "" }, board.name),
       !access.edit && el("span", { class: "badge", "data-read-only": "" }, "read only"),
+      el("a", { class: "button", href: insightsUrl(board.id), "data-insights-link": "" }, "Insights"),
       access.share && el("button", { type: "button", onclick: () => openShare(this, board.id) }, "Share"),
       access.manage && el("button", { type: "button", "aria-label": "Rename board", onclick: () => this.rename(board) }, "Rename"),
       access.manage && el("button", { type: "button", "aria-label": "Delete board", onclick: () => this.remove(board) }, "Delete"),

@@ -5,13 +5,15 @@
 // URL: `/?board=<uuid>` a quick-win board, `/?board=<uuid>&mode=api` an
 // event-sourced one (the `token` cookie, else a login form); without
 // `board`, the boards of that mode (or, on a server with no quick-win board
-// yet, a new sample board). Stable hooks for tests and scripts: each card
+// yet, a new sample board); `&view=insights` the board's flow metrics and
+// history (insights.ts). Stable hooks for tests and scripts: each card
 // has `data-task-id`, inside its column's `data-column` element.
 import { loginForm, signIn } from "./account.js";
 import { showBoard } from "./board.js";
 import { showBoards, welcomeBoard } from "./boards.js";
 import { byId, describe, el } from "./dom.js";
-import { boardParam, listUrl, mode } from "./session.js";
+import { showInsights } from "./insights.js";
+import { boardParam, listUrl, mode, viewParam } from "./session.js";
 
 byId("mode").textContent = mode === "api" ? "event-sourced" : "quick-win";
 byId<HTMLAnchorElement>("brand").href = listUrl;
@@ -20,7 +22,8 @@ async function main(): Promise<void> {
   try {
     if (!(await signIn())) return loginForm(() => location.reload());
     const boardId = boardParam ?? (await welcomeBoard());
-    if (boardId) showBoard(boardId);
+    if (boardId && viewParam === "insights") showInsights(boardId);
+    else if (boardId) showBoard(boardId);
     else await showBoards();
   } catch (e) {
     byId("app").replaceChildren(el("p", { class: "error", role: "alert" }, describe(e)));

@@ -94,8 +94,10 @@ class CardPanel {
     const options = [el("option", { value: "" }, "nobody"), ...members.map((m) => el("option", { value: m.user_id }, this.screen.name(m.user_id)))];
     const current = this.task.assigned_to;
     if (current && !members.some((m) => m.user_id === current)) options.push(el("option", { value: current }, this.screen.name(current)));
+    // Filled again once the member list arrives: a choice made meanwhile stays.
+    const chosen = select.options.length ? select.value : (current ?? "");
     select.replaceChildren(...options);
-    select.value = current ?? "";
+    select.value = options.some((o) => o.value === chosen) ? chosen : (current ?? "");
   }
 
   private async loadMembers(select: HTMLSelectElement): Promise<void> {

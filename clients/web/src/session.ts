@@ -6,6 +6,8 @@ const params = new URLSearchParams(location.search);
 
 export const mode: Mode = params.get("mode") === "api" ? "api" : "quick";
 export const boardParam = params.get("board");
+/** `insights`: the board's Insights view instead of the board. */
+export const viewParam = params.get("view");
 export const sb = new Streamboard({ baseUrl: "", mode });
 
 // The browser says when the network comes and goes: writes wait, follows
@@ -23,6 +25,10 @@ export function setMe(user: User | null): void {
 
 export function boardUrl(id: string): string {
   return `/?board=${id}${mode === "api" ? "&mode=api" : ""}`;
+}
+
+export function insightsUrl(id: string): string {
+  return `${boardUrl(id)}&view=insights`;
 }
 
 /** This mode's board list. */

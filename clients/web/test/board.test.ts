@@ -272,11 +272,23 @@ for (const width of widths) {
       const task = await alice.client.createTask(board.id, { title: "Ship" });
       await alice.client.addMember(board.id, { username: bob.name }, "editor");
       const { context, page } = await person(at, width, alice.session.token);
+      // The panel's member list is held back until a member is picked from
+      // the board's own list: the list arriving then keeps the choice.
+      let release = () => {};
+      const held = new Promise<void>((resolve) => (release = resolve));
+      await page.route("**/members", async (route) => {
+        await held;
+        await route.continue();
+      });
       try {
         await page.goto(`${at.server.url}/?board=${board.id}&mode=api`);
         await openPanel(page, task.id);
         await page.waitForSelector(`#panel-assignee option:has-text("${bob.name}")`, { state: "attached" });
         await page.selectOption("#panel-assignee", { label: bob.name });
+        const members = page.waitForResponse((response) => response.url().endsWith("/members"));
+        release();
+        await members;
+        await page.waitForTimeout(200); // the panel fills its list again
         await page.click('#card-panel button:has-text("Save")');
         await page.waitForSelector(`[data-task-id="${task.id}"]:has-text("assigned to ${bob.name}")`);
         assert.equal((await alice.client.getBoard(board.id)).tasks[0]?.assigned_to, bob.session.user.id);
