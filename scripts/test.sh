@@ -9,6 +9,8 @@
 #                                  against a Redis Cluster
 #   SKIP_PG_TLS=1 ./scripts/test.sh   without the run of the /api suites over TLS
 #                                  to a PostgreSQL of their own (ssl = on, verify-full)
+#   SKIP_REDIS_TLS=1 ./scripts/test.sh   without the run of the Redis suites with
+#                                  every test's Redis over TLS (client certificates)
 #   SKIP_FUZZ=1 / SKIP_README=1 / SKIP_CLIENTS=1   skip Schemathesis / README.md's
 #                                  sessions / the TypeScript client tests
 #
@@ -102,6 +104,24 @@ if [[ ${SKIP_PG_TLS:-0} != 1 && $# -eq 0 ]]; then
         STREAMBOARD_TEST_POSTGRES_URL="$SB_PG_TLS_URL" cargo test -p streamboard $tests || status=$?
     fi
     sb_pg_tls_stop
+fi
+
+# Suites of the API path once more with every test's Redis over TLS
+# (STREAMBOARD_TEST_REDIS_TLS=1): `--port 0 --tls-port`, a CA, server and
+# client certificates made by the harness, `--tls-auth-clients yes`, and every
+# server, projector and redis-cli connecting with rediss://, the CA file and a
+# client certificate. SKIP_REDIS_TLS=1 skips this run; extra arguments skip it too.
+if [[ ${SKIP_REDIS_TLS:-0} != 1 && $# -eq 0 ]]; then
+    redis_tls_suites=(api_auth_flow api_isolation realtime_ws projector_convergence)
+    sb_step "Running the Redis suites over TLS (client certificates): ${redis_tls_suites[*]}"
+    if [[ ${runner[1]} == nextest ]]; then
+        filter=$(printf 'binary(%s) | ' "${redis_tls_suites[@]}")
+        STREAMBOARD_TEST_REDIS_TLS=1 "${runner[@]}" -E "${filter% | }" || status=$?
+    else
+        tests=$(printf -- '--test %s ' "${redis_tls_suites[@]}")
+        # shellcheck disable=SC2086
+        STREAMBOARD_TEST_REDIS_TLS=1 cargo test -p streamboard $tests || status=$?
+    fi
 fi
 
 # Schemathesis against the live server (scripts/fuzz.sh); SKIP_FUZZ=1 skips it.

@@ -20,7 +20,7 @@ use crate::http::connections::ConnectionCap;
 use crate::http::{self, ws, ApiState, AppState};
 use crate::postgres;
 use crate::presence::Presence;
-use crate::redis_client::{ModeError, RedisClient};
+use crate::redis_client::{ModeError, RedisClient, MODE_CHECK_TIMEOUT};
 use crate::settings::Settings;
 use crate::store::event_sourced::EventSourcedStore;
 use crate::store::memory::{MemoryStore, QuickLimits};
@@ -198,14 +198,12 @@ impl Application {
     }
 }
 
-/// Applies migrations before serving when PostgreSQL answers; otherwise
-/// keeps trying in the background.
-/// A broken migration stops start-up: every `/api` call would fail anyway.
-/// Refuses a Redis that is not what `redis.cluster` says. A Redis that does
-/// not answer yet is checked when it first does (it then answers 503 with
-/// the same message).
+/// Refuses a Redis that is not what the settings say (`redis.cluster`,
+/// `redis.sentinel_master`), or that TLS cannot reach as configured. A
+/// Redis that does not answer yet is checked when it first does (it then
+/// answers 503 with the same message).
 async fn check_redis_mode(redis: &RedisClient) -> anyhow::Result<()> {
-    match tokio::time::timeout(Duration::from_secs(3), redis.check_mode()).await {
+    match tokio::time::timeout(MODE_CHECK_TIMEOUT, redis.check_mode()).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(ModeError::Redis(error))) => {
             tracing::warn!(%error, "Redis is not reachable yet; /api answers 503 until it is");
@@ -219,6 +217,9 @@ async fn check_redis_mode(redis: &RedisClient) -> anyhow::Result<()> {
     }
 }
 
+/// Applies migrations before serving when PostgreSQL answers; otherwise
+/// keeps trying in the background.
+/// A broken migration stops start-up: every `/api` call would fail anyway.
 async fn prepare_schema(pool: &deadpool_postgres::Pool) -> anyhow::Result<()> {
     match tokio::time::timeout(MIGRATION_WAIT, postgres::migrate(pool)).await {
         Ok(Ok(())) => Ok(()),

@@ -18,6 +18,10 @@
 //! - [`auth`]: accounts (Argon2id), JWTs, the auth filters and `/api/auth/*`.
 //! - [`postgres`]: embedded migrations, the TLS to reach PostgreSQL
 //!   ([`postgres::target`]), and what driver errors mean.
+//! - [`redis_client`]: one Redis, a cluster or Sentinel, over TCP or TLS,
+//!   behind one client; what the Redis behind `redis.url` is.
+//! - [`tls`]: the rustls error under a data store's connection error (a
+//!   refused certificate stops start-up; an outage does not).
 //! - [`projection`]: the PostgreSQL read model the `projector` binary
 //!   writes: fold, read rows, archive, progress, rebuild.
 //! - [`webhooks`]: per-board webhooks: the rules for a new one, and the
@@ -44,5 +48,6 @@ pub mod redis_client;
 pub mod settings;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod views;
 pub mod webhooks;

@@ -9,13 +9,12 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
-use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use serde_json::json;
 
 use common::process::{self, Settings};
 use common::services::free_port;
+use common::tls::{write, TestCerts};
 use common::*;
 
 /// A PostgreSQL cluster in a temporary directory, stopped and removed on drop.
@@ -23,10 +22,9 @@ struct TlsPostgres {
     dir: PathBuf,
     bin: PathBuf,
     port: u16,
-    /// The CA that signed the server's certificate, as a PEM file.
-    ca: PathBuf,
-    /// Another CA, which signed nothing the server shows.
-    other_ca: PathBuf,
+    /// The server's certificate names `localhost` only: 127.0.0.1 is
+    /// reachable but not named, which tells verify-ca from verify-full.
+    certs: TestCerts,
 }
 
 /// Runs a PostgreSQL tool as the `postgres` user when we are root
@@ -65,17 +63,6 @@ fn postgres_bin() -> PathBuf {
     PathBuf::from(format!("/usr/lib/postgresql/{version}/bin"))
 }
 
-fn ca(name: &str) -> (Issuer<'static, KeyPair>, String) {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    let key = KeyPair::generate().unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    (Issuer::new(params, key), cert.pem())
-}
-
 /// As root, the files must belong to the `postgres` user running the cluster.
 fn give_to_postgres(dir: &Path) {
     if is_root() {
@@ -88,10 +75,6 @@ fn give_to_postgres(dir: &Path) {
     }
 }
 
-fn write(path: &Path, contents: &str) {
-    std::fs::write(path, contents).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-}
-
 impl TlsPostgres {
     fn start() -> TlsPostgres {
         let bin = postgres_bin();
@@ -102,19 +85,7 @@ impl TlsPostgres {
         ));
         let data = dir.join("data");
         std::fs::create_dir_all(&dir).unwrap();
-        let (issuer, ca_pem) = ca("Streamboard test CA");
-        let (_, other_pem) = ca("Somebody else's CA");
-        // The server's certificate names `localhost` only: 127.0.0.1 is
-        // reachable but not named, which tells verify-ca from verify-full.
-        let server_key = KeyPair::generate().unwrap();
-        let server_cert = CertificateParams::new(vec!["localhost".to_owned()])
-            .unwrap()
-            .signed_by(&server_key, &issuer)
-            .unwrap();
-        let ca = dir.join("ca.pem");
-        let other_ca = dir.join("other-ca.pem");
-        write(&ca, &ca_pem);
-        write(&other_ca, &other_pem);
+        let certs = TestCerts::new(&["localhost"]);
         give_to_postgres(&dir);
         let initdb = pg_tool(&bin, "initdb")
             .args(["-D"])
@@ -128,8 +99,8 @@ impl TlsPostgres {
             String::from_utf8_lossy(&initdb.stderr)
         );
         let port = free_port();
-        write(&data.join("server.crt"), &server_cert.pem());
-        write(&data.join("server.key"), &server_key.serialize_pem());
+        std::fs::copy(&certs.server_cert, data.join("server.crt")).unwrap();
+        std::fs::copy(&certs.server_key, data.join("server.key")).unwrap();
         let mut conf = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
         conf.push_str(&format!(
             "\nlisten_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
@@ -167,8 +138,7 @@ impl TlsPostgres {
             dir,
             bin,
             port,
-            ca,
-            other_ca,
+            certs,
         }
     }
 
@@ -184,7 +154,7 @@ impl TlsPostgres {
     fn query(&self, sql: &str) -> String {
         let output = StdCommand::new("psql")
             .args(["-X", "-tA", "-c", sql])
-            .arg(self.url("localhost", "verify-full", &self.ca))
+            .arg(self.url("localhost", "verify-full", &self.certs.ca))
             .output()
             .expect("running psql");
         assert!(
@@ -213,25 +183,13 @@ fn settings(redis: &TestRedis, postgres_url: String) -> Settings {
     settings
 }
 
-/// Runs a binary that must stop at start-up; its exit status and stderr.
-async fn refused_start(mut command: tokio::process::Command) -> (Option<i32>, String) {
-    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
-        .await
-        .expect("start-up ends within 30 s")
-        .expect("running the binary");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 #[tokio::test]
 async fn the_server_and_the_projector_run_the_api_over_verified_tls() {
     let postgres = TlsPostgres::start();
     let redis = TestRedis::start();
     let settings = settings(
         &redis,
-        postgres.url("localhost", "verify-full", &postgres.ca),
+        postgres.url("localhost", "verify-full", &postgres.certs.ca),
     );
     let server = TestServer::start(&settings).await;
 
@@ -262,20 +220,7 @@ async fn the_server_and_the_projector_run_the_api_over_verified_tls() {
 
     // The projector folds the board into the read model over TLS.
     let projector = Projector::start(common::projector::command(&settings, &[])).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let version = postgres.query(&format!(
-            "SELECT coalesce(max(version), 0) FROM events WHERE board_id = '{board_id}'"
-        ));
-        if version == "3" {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the projector archived up to version {version}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    common::projector::wait_archived(|sql| postgres.query(sql), board_id, 3).await;
     // Every connection the server and the projector hold is encrypted.
     let plain = postgres.query(
         "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
@@ -292,7 +237,7 @@ async fn a_wrong_ca_or_an_unnamed_host_stops_start_up_with_a_clear_error() {
 
     let wrong_ca = settings(
         &redis,
-        postgres.url("localhost", "verify-full", &postgres.other_ca),
+        postgres.url("localhost", "verify-full", &postgres.certs.other_ca),
     );
     for (what, command) in [
         (
@@ -306,7 +251,7 @@ async fn a_wrong_ca_or_an_unnamed_host_stops_start_up_with_a_clear_error() {
             command
         }),
     ] {
-        let (status, stderr) = refused_start(command).await;
+        let (status, stderr) = process::refused_start(command).await;
         assert_eq!(status, Some(1), "{what}: {stderr}");
         assert!(
             stderr.contains("postgres.url") && stderr.contains("certificate"),
@@ -317,15 +262,18 @@ async fn a_wrong_ca_or_an_unnamed_host_stops_start_up_with_a_clear_error() {
     // 127.0.0.1 is not on the certificate: verify-full refuses it ...
     let unnamed = settings(
         &redis,
-        postgres.url("127.0.0.1", "verify-full", &postgres.ca),
+        postgres.url("127.0.0.1", "verify-full", &postgres.certs.ca),
     );
     let (status, stderr) =
-        refused_start(process::command(process::streamboard_bin(), &unnamed)).await;
+        process::refused_start(process::command(process::streamboard_bin(), &unnamed)).await;
     assert_eq!(status, Some(1), "{stderr}");
     assert!(stderr.contains("certificate"), "{stderr}");
 
     // ... and verify-ca, which checks the chain only, accepts it.
-    let chain_only = settings(&redis, postgres.url("127.0.0.1", "verify-ca", &postgres.ca));
+    let chain_only = settings(
+        &redis,
+        postgres.url("127.0.0.1", "verify-ca", &postgres.certs.ca),
+    );
     let server = TestServer::start(&chain_only).await;
     server.new_user("chain").await;
 }

@@ -219,8 +219,7 @@ async fn ready_reports_the_cluster_state() {
 #[tokio::test]
 async fn a_blocking_read_may_wait_longer_than_half_a_second() {
     let redis = TestRedis::start();
-    let client = streamboard::redis_client::RedisClient::new(&redis.url(), redis.is_cluster())
-        .expect("a client for the test Redis");
+    let client = redis.client();
     let mut conn = client.blocking().await.expect("a blocking connection");
     let started = std::time::Instant::now();
     let reply: Option<redis::streams::StreamReadReply> = redis::cmd("XREAD")

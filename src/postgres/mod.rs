@@ -77,7 +77,7 @@ impl From<tokio_postgres::Error> for DbError {
 
 impl From<PoolError> for DbError {
     fn from(error: PoolError) -> Self {
-        if let Some(cause) = target::tls_cause(&error) {
+        if let Some(cause) = crate::tls::rustls_error(&error) {
             return DbError::TlsRefused(format!(
                 "postgres.url: TLS refused the PostgreSQL server's certificate ({cause}); \
                  check sslmode and sslrootcert"

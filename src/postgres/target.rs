@@ -340,26 +340,6 @@ impl ServerCertVerifier for Unverified {
     }
 }
 
-/// The rustls error under a connection error, if TLS is what failed.
-pub(crate) fn tls_cause(error: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let mut source = Some(error);
-    while let Some(error) = source {
-        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
-            return Some(tls.to_string());
-        }
-        if let Some(io) = error.downcast_ref::<std::io::Error>() {
-            if let Some(tls) = io
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-            {
-                return Some(tls.to_string());
-            }
-        }
-        source = error.source();
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,6 +43,11 @@ use crate::settings::RedisSettings;
 use topology::Topology;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a probe that explains a failed start-up check may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long [`RedisClient::check_mode`] takes at most: a connect, then a
+/// probe when it failed.
+pub const MODE_CHECK_TIMEOUT: Duration = Duration::from_secs(4);
 /// How long a command may take (redirections and retries included) before
 /// it fails: a dead node must not hold its callers longer than this.
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -91,6 +96,19 @@ pub struct TlsFiles {
     pub ca: String,
     pub cert: String,
     pub key: String,
+}
+
+impl TlsFiles {
+    /// The first of the settings that names a file.
+    fn first_set(&self) -> Option<&'static str> {
+        [
+            ("redis.tls_ca_file", &self.ca),
+            ("redis.tls_cert_file", &self.cert),
+            ("redis.tls_key_file", &self.key),
+        ]
+        .into_iter()
+        .find_map(|(setting, path)| (!path.is_empty()).then_some(setting))
+    }
 }
 
 impl RedisOptions {
@@ -193,8 +211,39 @@ pub enum ModeError {
         setting: &'static str,
         message: String,
     },
+    /// The TLS handshake with the Redis at `url` failed: a configuration
+    /// error (CA, host name, client certificate, port), not an outage.
+    #[error("redis.url {url}: {}", tls_advice(.cause))]
+    TlsRefused { url: String, cause: rustls::Error },
+    #[error(
+        "redis.url {0}: this port speaks TLS only (it dropped a plain connection and answered \
+         a TLS handshake); use rediss:// (and redis.tls_ca_file for a private CA)"
+    )]
+    PlainToTls(String),
+    #[error(
+        "redis.url {0}: this port speaks plain Redis, not TLS (it answered a plain PING but no \
+         TLS handshake); use redis://, or enable TLS on the server"
+    )]
+    TlsToPlain(String),
     #[error("{0}")]
     Redis(#[from] RedisError),
+}
+
+/// What to check, by how the handshake failed.
+fn tls_advice(cause: &rustls::Error) -> String {
+    match cause {
+        rustls::Error::InvalidCertificate(_) => format!(
+            "TLS refused the Redis server's certificate ({cause}); check redis.tls_ca_file (the \
+             CA that signed it) and that the certificate names the host in redis.url"
+        ),
+        rustls::Error::AlertReceived(_) => format!(
+            "the Redis server refused the TLS connection ({cause}); if it asks for a client \
+             certificate, set redis.tls_cert_file and redis.tls_key_file to one its CA signed"
+        ),
+        _ => format!(
+            "TLS to Redis failed ({cause}); is the port a TLS port? (redis:// for a plain one)"
+        ),
+    }
 }
 
 impl RedisClient {
@@ -228,13 +277,30 @@ impl RedisClient {
         if options.deployment == Deployment::Single && urls.len() > 1 {
             return Err(ModeError::SeveralNodes(urls.len()));
         }
-        let mut tls = false;
+        let mut schemes = Vec::with_capacity(urls.len());
         for url in &urls {
             let info = url.as_str().into_connection_info()?;
-            tls |= matches!(info.addr(), ConnectionAddr::TcpTls { .. });
+            schemes.push(matches!(info.addr(), ConnectionAddr::TcpTls { .. }));
+        }
+        let tls = schemes.contains(&true);
+        if tls && schemes.contains(&false) {
+            return Err(ModeError::Tls {
+                setting: "redis.url",
+                message: "mixes redis:// and rediss://; every node is reached the same way".into(),
+            });
+        }
+        if let (Some(setting), false) = (options.tls.first_set(), tls) {
+            // Going plain when a CA or a client certificate is configured
+            // would quietly drop the encryption the files were meant for.
+            return Err(ModeError::Tls {
+                setting,
+                message: "is set, but redis.url is redis:// (no TLS); use rediss://, or leave \
+                          the redis.tls_* files empty"
+                    .into(),
+            });
         }
         let certs = read_certs(&options.tls)?;
-        if tls || certs.is_some() {
+        if tls {
             // rustls needs a process-wide crypto provider; ring, as the
             // projector's webhook client uses (no C toolchain for aws-lc).
             let _ = rustls::crypto::ring::default_provider().install_default();
@@ -385,10 +451,28 @@ impl RedisClient {
 
     /// Refuses a Redis that is not what the settings say: a cluster node
     /// used as a single Redis answers `MOVED` for most keys, and the reverse
-    /// cannot work at all.
+    /// cannot work at all; and one that TLS cannot reach as configured (a
+    /// certificate refused, a TLS-only port given as `redis://`).
     pub async fn check_mode(&self) -> Result<(), ModeError> {
         let url = self.first_url();
-        let client = Client::open(self.node_info(&url)?)?;
+        let kind = match self.node_kind(&url).await {
+            Ok(kind) => kind,
+            Err(error) => return Err(self.unreachable(&url, error).await),
+        };
+        match (&self.options.deployment, kind) {
+            (Deployment::Sentinel { .. }, NodeKind::Sentinel) => Ok(()),
+            (Deployment::Sentinel { .. }, _) => Err(ModeError::NotASentinel(redact(&url))),
+            (Deployment::Single, NodeKind::ClusterNode) => Err(ModeError::ClusterNodeAsSingle),
+            (Deployment::Cluster, NodeKind::Single) => {
+                Err(ModeError::SingleAsCluster(redact(&url)))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// What the node at `url` says it is.
+    async fn node_kind(&self, url: &str) -> RedisResult<NodeKind> {
+        let client = Client::open(self.node_info(url)?)?;
         let mut connection =
             tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
                 .await
@@ -396,22 +480,52 @@ impl RedisClient {
         if let Deployment::Sentinel { .. } = self.options.deployment {
             let role: RedisResult<Vec<Value>> =
                 redis::cmd("ROLE").query_async(&mut connection).await;
-            let is_sentinel =
-                matches!(role.as_deref(), Ok([Value::BulkString(kind), ..]) if kind == b"sentinel");
-            return match is_sentinel {
-                true => Ok(()),
-                false => Err(ModeError::NotASentinel(redact(&url))),
+            return match role.as_deref() {
+                Ok([Value::BulkString(kind), ..]) if kind == b"sentinel" => Ok(NodeKind::Sentinel),
+                // A TLS refusal may come with the first reply.
+                Err(error) if error.is_io_error() => Err(error.clone()),
+                _ => Ok(NodeKind::Single),
             };
         }
         let info: String = redis::cmd("INFO")
             .arg("cluster")
             .query_async(&mut connection)
             .await?;
-        let is_cluster = info.contains("cluster_enabled:1");
-        match (self.is_cluster(), is_cluster) {
-            (false, true) => Err(ModeError::ClusterNodeAsSingle),
-            (true, false) => Err(ModeError::SingleAsCluster(redact(&url))),
-            _ => Ok(()),
+        Ok(match info.contains("cluster_enabled:1") {
+            true => NodeKind::ClusterNode,
+            false => NodeKind::Single,
+        })
+    }
+
+    /// Why the node at `url` could not be asked: a TLS failure, or a port
+    /// that speaks the other protocol than the URL's scheme, is a
+    /// configuration error; anything else may be an outage.
+    async fn unreachable(&self, url: &str, error: RedisError) -> ModeError {
+        if let Some(cause) = crate::tls::rustls_error(&error) {
+            return ModeError::TlsRefused {
+                url: redact(url),
+                cause: cause.clone(),
+            };
+        }
+        let Ok(info) = url.into_connection_info() else {
+            return ModeError::Redis(error);
+        };
+        match info.addr() {
+            // A TLS port drops a plain client at once.
+            ConnectionAddr::Tcp(host, port)
+                if error.is_connection_dropped()
+                    && !error.is_connection_refusal()
+                    && speaks_tls(host, *port).await =>
+            {
+                ModeError::PlainToTls(redact(url))
+            }
+            // A plain port waits for the end of a line the TLS hello never sends.
+            ConnectionAddr::TcpTls { host, port, .. }
+                if error.is_timeout() && speaks_plain_redis(host, *port).await =>
+            {
+                ModeError::TlsToPlain(redact(url))
+            }
+            _ => ModeError::Redis(error),
         }
     }
 
@@ -646,6 +760,64 @@ impl RedisClient {
 
     fn first_url(&self) -> String {
         self.urls.first().cloned().unwrap_or_default()
+    }
+}
+
+/// What a Redis node says it is (`ROLE`, `INFO cluster`).
+enum NodeKind {
+    Single,
+    ClusterNode,
+    Sentinel,
+}
+
+/// Whether `host:port` answers a plain `PING` as Redis does: `+PONG`, or
+/// an error such as `-NOAUTH`.
+async fn speaks_plain_redis(host: &str, port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut tcp = tokio::net::TcpStream::connect((host, port)).await?;
+        tcp.write_all(b"PING\r\n").await?;
+        let mut first = [0u8; 1];
+        tcp.read_exact(&mut first).await?;
+        Ok::<_, std::io::Error>(matches!(first[0], b'+' | b'-'))
+    };
+    matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, exchange).await,
+        Ok(Ok(true))
+    )
+}
+
+/// Whether `host:port` answers a TLS handshake. With no trusted roots the
+/// handshake stops at the server's certificate (or the server's alert),
+/// which only a TLS server gets to.
+async fn speaks_tls(host: &str, port: u16) -> bool {
+    let Ok(name) = rustls::pki_types::ServerName::try_from(host.to_owned()) else {
+        return false;
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let Ok(config) = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map(|builder| {
+            builder
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth()
+        })
+    else {
+        return false;
+    };
+    let handshake = async {
+        let tcp = tokio::net::TcpStream::connect((host, port)).await?;
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, handshake).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(error)) => matches!(
+            crate::tls::rustls_error(&error),
+            Some(rustls::Error::InvalidCertificate(_) | rustls::Error::AlertReceived(_))
+        ),
+        Err(_) => false,
     }
 }
 
@@ -943,23 +1115,37 @@ mod tests {
         assert_eq!(sentinels.publish_command(), "PUBLISH");
     }
 
+    /// TLS settings are checked before anything is dialled: TLS files
+    /// need `rediss://` URLs (all of them), and must be readable.
     #[test]
-    fn a_missing_tls_file_names_its_setting() {
-        let options = RedisOptions {
-            tls: TlsFiles {
-                ca: "/nonexistent/ca.pem".into(),
-                ..TlsFiles::default()
-            },
-            ..RedisOptions::default()
-        };
-        let refused = RedisClient::with_options("rediss://127.0.0.1:6379", options);
-        match refused {
-            Err(ModeError::Tls { setting, message }) => {
-                assert_eq!(setting, "redis.tls_ca_file");
-                assert!(message.contains("/nonexistent/ca.pem"), "{message}");
+    fn tls_settings_are_checked_when_the_client_is_made() {
+        let with_ca = |urls: &str, deployment: Deployment| {
+            let options = RedisOptions {
+                deployment,
+                tls: TlsFiles {
+                    ca: "/nonexistent/ca.pem".into(),
+                    ..TlsFiles::default()
+                },
+                ..RedisOptions::default()
+            };
+            match RedisClient::with_options(urls, options) {
+                Err(ModeError::Tls { setting, message }) => (setting, message),
+                other => panic!("expected a TLS error, got {:?}", other.err()),
             }
-            other => panic!("expected a TLS error, got {:?}", other.err()),
-        }
+        };
+        let (setting, message) = with_ca("rediss://127.0.0.1:6379", Deployment::Single);
+        assert_eq!(setting, "redis.tls_ca_file");
+        assert!(message.contains("/nonexistent/ca.pem"), "{message}");
+        // The scheme is looked at before the file is read.
+        let (setting, message) = with_ca("redis://127.0.0.1:6379", Deployment::Single);
+        assert_eq!(setting, "redis.tls_ca_file");
+        assert!(message.contains("rediss://"), "{message}");
+        let (setting, message) = with_ca(
+            "rediss://127.0.0.1:7001,redis://127.0.0.1:7002",
+            Deployment::Cluster,
+        );
+        assert_eq!(setting, "redis.url");
+        assert!(message.contains("mixes"), "{message}");
     }
 
     #[test]

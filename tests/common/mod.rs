@@ -20,7 +20,9 @@
 //! - `client`: [`ApiClient`], `/api` writes from spawned tasks.
 //! - `ws`: [`WsClient`], the JSON frame protocol of `/ws` and `/quick/ws`.
 //! - `projector`: [`Projector`], one `projector run`.
-//! - `services`: [`TestRedis`] and [`TestDb`], private to one test.
+//! - `services`: [`TestRedis`] and [`TestDb`], private to one test; a
+//!   Redis over TLS ([`RedisTls`]) in a TLS run or when a test asks.
+//! - `tls`: [`tls::TestCerts`], certificates a test makes (rcgen).
 //! - `ha`: Redis that fails over (a cluster with replicas, Sentinel), for
 //!   the fault suite.
 //! - `checks`: assertions and JSON helpers.
@@ -39,6 +41,7 @@ pub mod realtime;
 pub mod receiver;
 pub mod server;
 pub mod services;
+pub mod tls;
 pub mod ws;
 
 pub use checks::*;
@@ -46,5 +49,5 @@ pub use client::{bounded_http, ApiClient};
 pub use env::{spawn_api, spawn_api_with_board, spawn_app, TestEnv};
 pub use projector::Projector;
 pub use server::{BoardOwner, TestServer};
-pub use services::{StreamEntry, TestDb, TestRedis};
+pub use services::{RedisTls, StreamEntry, TestDb, TestRedis};
 pub use ws::WsClient;

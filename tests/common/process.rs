@@ -86,6 +86,22 @@ pub async fn spawn_until_ready<T>(
     (child, found)
 }
 
+/// Runs `command`, which must stop at start-up (within 30 s); its exit
+/// status and stderr.
+pub async fn refused_start(mut command: Command) -> (Option<i32>, String) {
+    let output = bounded(
+        Duration::from_secs(30),
+        command.output(),
+        "exit at start-up",
+    )
+    .await
+    .expect("running the binary");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// Sends SIGTERM to `child` and waits for it to exit.
 pub async fn terminate(child: &mut Child, within: Duration) -> std::process::ExitStatus {
     let pid = child.id().expect("running");

@@ -82,3 +82,18 @@ impl Projector {
             .unwrap_or(0.0)
     }
 }
+
+/// Waits until the projector has archived `count` events of `board_id`,
+/// counting them with `query` (SQL in, psql's output out) for 15 s at most.
+pub async fn wait_archived(query: impl Fn(&str) -> String, board_id: &str, count: u64) {
+    let sql = format!("SELECT count(*) FROM events WHERE board_id = '{board_id}'");
+    let mut seen = String::new();
+    for _ in 0..300 {
+        seen = query(&sql);
+        if seen.trim() == count.to_string() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the projector archived {seen} of {count} events of {board_id}");
+}

@@ -1,8 +1,6 @@
 //! Helpers for the live-delivery suites: a client that reads slowly, large
 //! events, a server metric, and waiting for the projector's archive.
 
-use std::time::Duration;
-
 use super::env::TestEnv;
 use super::server::TestServer;
 use super::ws::WsClient;
@@ -44,12 +42,5 @@ pub async fn server_metric(server: &TestServer, name: &str) -> f64 {
 
 /// Waits until the projector has archived `count` events of `board_id`.
 pub async fn archived(env: &TestEnv, board_id: &str, count: u64) {
-    let sql = format!("SELECT count(*) FROM events WHERE board_id = '{board_id}'");
-    for _ in 0..300 {
-        if env.db().query(&sql).trim() == count.to_string() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the projector did not archive {count} events of {board_id}");
+    super::projector::wait_archived(|sql| env.db().query(sql), board_id, count).await;
 }

@@ -1,13 +1,19 @@
 //! Per-test dependencies: a throwaway `redis-server` on a free loopback
 //! port (or, with `STREAMBOARD_TEST_REDIS_CLUSTER=1`, a 3-master Redis
-//! Cluster of them) and a fresh PostgreSQL database, all gone when the test
-//! ends.
+//! Cluster of them; with `STREAMBOARD_TEST_REDIS_TLS=1`, taking TLS
+//! connections only, with certificates made for it) and a fresh PostgreSQL
+//! database, all gone when the test ends.
 
+use std::ffi::OsString;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use streamboard::redis_client::{Deployment, RedisClient, RedisOptions, TlsFiles};
+
+use super::tls::TestCerts;
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -21,6 +27,100 @@ pub fn free_port() -> u16 {
 /// end-to-end suites both ways).
 pub fn cluster_mode() -> bool {
     std::env::var("STREAMBOARD_TEST_REDIS_CLUSTER").is_ok_and(|v| v == "1")
+}
+
+/// Whether every test's Redis takes TLS connections only, with a client
+/// certificate (`STREAMBOARD_TEST_REDIS_TLS=1`; scripts/test.sh runs some
+/// end-to-end suites so).
+pub fn tls_mode() -> bool {
+    std::env::var("STREAMBOARD_TEST_REDIS_TLS").is_ok_and(|v| v == "1")
+}
+
+/// How a test Redis that takes TLS only is set up: its certificates, and
+/// whether it asks clients for theirs.
+pub struct RedisTls {
+    pub certs: TestCerts,
+    /// `--tls-auth-clients yes`: a client must show a certificate the CA
+    /// signed.
+    pub client_auth: bool,
+}
+
+impl RedisTls {
+    /// Certificates for `localhost` and 127.0.0.1 (the address a cluster
+    /// or Sentinel announces).
+    pub fn new(client_auth: bool) -> RedisTls {
+        RedisTls {
+            certs: TestCerts::new(&["localhost", "127.0.0.1"]),
+            client_auth,
+        }
+    }
+
+    /// What a TLS run asks for ([`tls_mode`]): client certificates too.
+    fn if_asked() -> Option<RedisTls> {
+        tls_mode().then(|| RedisTls::new(true))
+    }
+
+    /// `redis-server` arguments: `port` is the TLS port, plain TCP is off.
+    pub fn server_args(&self, port: u16) -> Vec<OsString> {
+        let mut args: Vec<OsString> = ["--port", "0", "--tls-port", &port.to_string()]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        for (flag, path) in [
+            ("--tls-cert-file", &self.certs.server_cert),
+            ("--tls-key-file", &self.certs.server_key),
+            ("--tls-ca-cert-file", &self.certs.ca),
+        ] {
+            args.extend([OsString::from(flag), path.into()]);
+        }
+        let auth = if self.client_auth { "yes" } else { "no" };
+        args.extend(["--tls-auth-clients", auth].map(OsString::from));
+        args
+    }
+
+    /// `redis-cli` arguments to reach such a server.
+    pub fn cli_args(&self) -> Vec<OsString> {
+        let mut args = vec![OsString::from("--tls")];
+        for (flag, path) in [
+            ("--cacert", &self.certs.ca),
+            ("--cert", &self.certs.client_cert),
+            ("--key", &self.certs.client_key),
+        ] {
+            args.extend([OsString::from(flag), path.into()]);
+        }
+        args
+    }
+
+    /// The settings a binary needs besides a `rediss://` URL: the CA, and
+    /// the client certificate when the server asks for one.
+    pub fn settings(&self) -> Vec<(String, String)> {
+        let path = |path: &PathBuf| path.to_string_lossy().into_owned();
+        let mut settings = vec![(
+            "STREAMBOARD__REDIS__TLS_CA_FILE".to_owned(),
+            path(&self.certs.ca),
+        )];
+        if self.client_auth {
+            settings.push((
+                "STREAMBOARD__REDIS__TLS_CERT_FILE".to_owned(),
+                path(&self.certs.client_cert),
+            ));
+            settings.push((
+                "STREAMBOARD__REDIS__TLS_KEY_FILE".to_owned(),
+                path(&self.certs.client_key),
+            ));
+        }
+        settings
+    }
+}
+
+/// `redis-cli -p <port>`, over TLS when `tls` says so.
+pub fn redis_cli(port: u16, tls: Option<&RedisTls>) -> Command {
+    let mut command = Command::new("redis-cli");
+    command.args(["-p", &port.to_string()]);
+    if let Some(tls) = tls {
+        command.args(tls.cli_args());
+    }
+    command
 }
 
 /// A port that is free, and whose cluster bus port (+10000) is free too.
@@ -45,6 +145,8 @@ pub struct TestRedis {
     /// Set by [`TestRedis::start_persistent`]: the append-only file lives
     /// here, so [`TestRedis::restart`] keeps the data. Removed on drop.
     dir: Option<PathBuf>,
+    /// Set for a Redis that takes TLS connections only.
+    tls: Option<RedisTls>,
 }
 
 impl TestRedis {
@@ -56,22 +158,48 @@ impl TestRedis {
         TestRedis::start_single()
     }
 
-    /// A single Redis, whatever the run.
+    /// A single Redis, whatever the run (over TLS in a TLS run).
     pub fn start_single() -> TestRedis {
+        TestRedis::single(None, RedisTls::if_asked())
+    }
+
+    /// A single Redis over plain TCP, whatever the run.
+    pub fn start_plain() -> TestRedis {
+        TestRedis::single(None, None)
+    }
+
+    /// A single Redis that takes TLS connections only.
+    pub fn start_tls(tls: RedisTls) -> TestRedis {
+        TestRedis::single(None, Some(tls))
+    }
+
+    fn single(dir: Option<PathBuf>, tls: Option<RedisTls>) -> TestRedis {
         let redis = TestRedis {
             port: free_port(),
             cluster_ports: Vec::new(),
             cluster_children: Mutex::new(Vec::new()),
             child: Mutex::new(None),
-            dir: None,
+            dir,
+            tls,
         };
         redis.restart();
         redis
     }
 
     /// Three masters, slots spread over them, no replicas; each node in a
-    /// directory of its own (its `nodes.conf`), removed on drop.
+    /// directory of its own (its `nodes.conf`), removed on drop. Over TLS
+    /// in a TLS run.
     pub fn start_cluster() -> TestRedis {
+        TestRedis::cluster(RedisTls::if_asked())
+    }
+
+    /// A cluster whose nodes take TLS connections only, clients and the
+    /// cluster bus alike (`--tls-cluster yes`).
+    pub fn start_tls_cluster(tls: RedisTls) -> TestRedis {
+        TestRedis::cluster(Some(tls))
+    }
+
+    fn cluster(tls: Option<RedisTls>) -> TestRedis {
         let dir =
             std::env::temp_dir().join(format!("sb_cluster_{}", uuid::Uuid::new_v4().simple()));
         let mut ports = Vec::new();
@@ -82,8 +210,17 @@ impl TestRedis {
             let port = free_cluster_port();
             let node_dir = dir.join(port.to_string());
             std::fs::create_dir_all(&node_dir).expect("creating a cluster node directory");
-            let mut child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            let mut command = Command::new("redis-server");
+            command.args(["--port", &port.to_string(), "--bind", "127.0.0.1"]);
+            if let Some(tls) = &tls {
+                command.args(tls.server_args(port)).args([
+                    "--tls-cluster",
+                    "yes",
+                    "--tls-replication",
+                    "yes",
+                ]);
+            }
+            let mut child = command
                 .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
                 .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"])
                 .arg("--dir")
@@ -92,7 +229,7 @@ impl TestRedis {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("redis-server on PATH (scripts/test.sh installs it)");
-            if answers_or_exits(port, &mut child) {
+            if answers_or_exits(port, &mut child, tls.as_ref()) {
                 ports.push(port);
                 children.push(child);
             } else {
@@ -101,7 +238,11 @@ impl TestRedis {
             }
         }
         let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let created = Command::new("redis-cli")
+        let mut create = Command::new("redis-cli");
+        if let Some(tls) = &tls {
+            create.args(tls.cli_args());
+        }
+        let created = create
             .args(["--cluster", "create"])
             .args(&nodes)
             .args(["--cluster-replicas", "0", "--cluster-yes"])
@@ -116,8 +257,8 @@ impl TestRedis {
         let deadline = Instant::now() + Duration::from_secs(20);
         for port in &ports {
             loop {
-                let info = Command::new("redis-cli")
-                    .args(["-p", &port.to_string(), "CLUSTER", "INFO"])
+                let info = redis_cli(*port, tls.as_ref())
+                    .args(["CLUSTER", "INFO"])
                     .output()
                     .expect("redis-cli");
                 if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
@@ -138,6 +279,7 @@ impl TestRedis {
             cluster_children: Mutex::new(children.collect()),
             child: Mutex::new(first),
             dir: Some(dir),
+            tls,
         }
     }
 
@@ -151,22 +293,54 @@ impl TestRedis {
     pub fn start_persistent() -> TestRedis {
         let dir = std::env::temp_dir().join(format!("sb_redis_{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("creating the Redis data directory");
-        let redis = TestRedis {
-            port: free_port(),
-            cluster_ports: Vec::new(),
-            cluster_children: Mutex::new(Vec::new()),
-            child: Mutex::new(None),
-            dir: Some(dir),
-        };
-        redis.restart();
-        redis
+        TestRedis::single(Some(dir), RedisTls::if_asked())
     }
 
-    /// The URL for `redis.url`: a cluster's three nodes, comma-separated.
+    /// The library's client for this Redis, set up as the binaries get it
+    /// from [`TestRedis::settings`] (cluster mode, TLS files).
+    pub fn client(&self) -> RedisClient {
+        let tls = match &self.tls {
+            Some(tls) => {
+                let path = |path: &PathBuf| path.to_string_lossy().into_owned();
+                let (cert, key) = match tls.client_auth {
+                    true => (path(&tls.certs.client_cert), path(&tls.certs.client_key)),
+                    false => Default::default(),
+                };
+                TlsFiles {
+                    ca: path(&tls.certs.ca),
+                    cert,
+                    key,
+                }
+            }
+            None => TlsFiles::default(),
+        };
+        let deployment = match self.is_cluster() {
+            true => Deployment::Cluster,
+            false => Deployment::Single,
+        };
+        let options = RedisOptions {
+            deployment,
+            tls,
+            ..RedisOptions::default()
+        };
+        RedisClient::with_options(&self.url(), options).expect("a client for the test Redis")
+    }
+
+    /// How this Redis takes TLS, if it does.
+    pub fn tls(&self) -> Option<&RedisTls> {
+        self.tls.as_ref()
+    }
+
+    /// The URL for `redis.url`: a cluster's three nodes, comma-separated;
+    /// `rediss://` for a Redis that takes TLS.
     pub fn url(&self) -> String {
-        std::iter::once(self.port)
-            .chain(self.cluster_ports.iter().copied())
-            .map(|port| format!("redis://127.0.0.1:{port}"))
+        let scheme = match self.tls {
+            Some(_) => "rediss",
+            None => "redis",
+        };
+        self.ports()
+            .into_iter()
+            .map(|port| format!("{scheme}://127.0.0.1:{port}"))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -176,6 +350,9 @@ impl TestRedis {
         let mut settings = vec![("STREAMBOARD__REDIS__URL".to_owned(), self.url())];
         if self.is_cluster() {
             settings.push(("STREAMBOARD__REDIS__CLUSTER".to_owned(), "true".to_owned()));
+        }
+        if let Some(tls) = &self.tls {
+            settings.extend(tls.settings());
         }
         settings
     }
@@ -204,6 +381,9 @@ impl TestRedis {
         self.stop();
         let mut command = Command::new("redis-server");
         command.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"]);
+        if let Some(tls) = &self.tls {
+            command.args(tls.server_args(self.port));
+        }
         match &self.dir {
             None => {
                 command.args(["--save", "", "--appendonly", "no", "--protected-mode", "no"]);
@@ -228,7 +408,7 @@ impl TestRedis {
             .spawn()
             .expect("redis-server on PATH (scripts/test.sh installs it)");
         *self.child.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
-        wait_for_pong(self.port);
+        wait_for_pong(self.port, self.tls.as_ref());
     }
 
     /// SIGSTOP: the server stops answering, connections stay open.
@@ -253,8 +433,8 @@ impl TestRedis {
     /// Runs a redis-cli command against this server (following a cluster's
     /// redirections) and returns its output.
     pub fn cli(&self, args: &[&str]) -> String {
-        let output = Command::new("redis-cli")
-            .args(["-c", "-p", &self.port.to_string()])
+        let output = redis_cli(self.port, self.tls.as_ref())
+            .arg("-c")
             .args(args)
             .output()
             .expect("redis-cli");
@@ -304,8 +484,8 @@ impl TestRedis {
         self.ports()
             .into_iter()
             .map(|port| {
-                let output = Command::new("redis-cli")
-                    .args(["-p", &port.to_string(), "INFO", section])
+                let output = redis_cli(port, self.tls.as_ref())
+                    .args(["INFO", section])
                     .output()
                     .expect("redis-cli");
                 String::from_utf8_lossy(&output.stdout).into_owned()
@@ -345,8 +525,11 @@ impl TestRedis {
         let mut readers = Vec::new();
         for port in self.ports() {
             // Line-buffered: a killed redis-cli loses no buffered line.
+            let cli = redis_cli(port, self.tls.as_ref());
             let mut child = Command::new("stdbuf")
-                .args(["-oL", "redis-cli", "-p", &port.to_string(), "MONITOR"])
+                .args(["-oL", "redis-cli"])
+                .args(cli.get_args())
+                .arg("MONITOR")
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .spawn()
@@ -468,13 +651,13 @@ impl Monitor {
 
 /// Whether the Redis just started on `port` answers; false as soon as it
 /// exits (its port was taken meanwhile) or after 10 s.
-fn answers_or_exits(port: u16, child: &mut Child) -> bool {
+fn answers_or_exits(port: u16, child: &mut Child, tls: Option<&RedisTls>) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if matches!(child.try_wait(), Ok(Some(_))) {
             return false;
         }
-        if pongs(port) {
+        if pongs(port, tls) {
             return true;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -482,9 +665,9 @@ fn answers_or_exits(port: u16, child: &mut Child) -> bool {
     false
 }
 
-fn wait_for_pong(port: u16) {
+fn wait_for_pong(port: u16, tls: Option<&RedisTls>) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !pongs(port) {
+    while !pongs(port, tls) {
         assert!(
             Instant::now() < deadline,
             "redis-server on port {port} did not start"
@@ -493,9 +676,9 @@ fn wait_for_pong(port: u16) {
     }
 }
 
-fn pongs(port: u16) -> bool {
-    Command::new("redis-cli")
-        .args(["-p", &port.to_string(), "ping"])
+fn pongs(port: u16, tls: Option<&RedisTls>) -> bool {
+    redis_cli(port, tls)
+        .arg("ping")
         .output()
         .map(|o| o.stdout.starts_with(b"PONG"))
         .unwrap_or(false)

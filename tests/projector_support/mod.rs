@@ -18,8 +18,7 @@ pub use crate::common::{TestDb, TestRedis};
 
 /// The event log on `redis`, through the library.
 pub fn event_log(redis: &TestRedis) -> EventLog {
-    let client = streamboard::redis_client::RedisClient::new(&redis.url(), redis.is_cluster())
-        .expect("a Redis client");
+    let client = redis.client();
     EventLog::new(client)
 }
 
@@ -443,8 +442,7 @@ pub async fn xadd_event(redis: &TestRedis, event: &BoardEvent) {
 
 /// XADD with explicit fields and id `<version>-0`.
 pub async fn xadd_fields(redis: &TestRedis, board: Uuid, version: u64, fields: &[(&str, String)]) {
-    let client = streamboard::redis_client::RedisClient::new(&redis.url(), redis.is_cluster())
-        .expect("a Redis client");
+    let client = redis.client();
     let mut conn = client.connection().await.expect("a Redis connection");
     let _: String = redis::cmd("XADD")
         .arg(streamboard::eventlog::stream_key(board))
