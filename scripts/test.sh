@@ -91,7 +91,7 @@ if [[ ${SKIP_PG_TLS:-0} != 1 && $# -eq 0 ]]; then
     # shellcheck source=scripts/postgres-tls.sh
     . scripts/postgres-tls.sh
     tls_suites=(api_auth_flow api_isolation api_sessions hardening_text realtime_sse
-        projector_convergence webhooks_api)
+        webhooks_api)
     sb_step "Running the PostgreSQL suites over TLS (verify-full): ${tls_suites[*]}"
     trap 'sb_pg_tls_stop; sb_stop_started_services' EXIT
     sb_pg_tls_start "$(mktemp -d "${TMPDIR:-/tmp}/streamboard-pg-tls.XXXXXX")"

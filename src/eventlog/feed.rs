@@ -384,7 +384,11 @@ impl StreamFeed {
             .xrevrange_count(stream_key(board_id), "+", "-", 1)
             .await?;
         let head = last.ids.first().map_or(0, |entry| entry_version(&entry.id));
-        if head >= delivered {
+        // No stream at all: a Redis that lost everything. The store puts
+        // the board back from the archive on its next read or write (the
+        // same events, so what subscribers hold stays true) and says so
+        // with a `restored` resync; read on from where they are.
+        if head >= delivered || head == 0 {
             return Ok(delivered);
         }
         tracing::warn!(

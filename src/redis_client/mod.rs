@@ -19,7 +19,7 @@
 //! - [`topology`]: which Redis processes hold the data. Each long-running
 //!   process watches it ([`RedisClient::watch_topology`]); a failover, a
 //!   restart or a moved slot bumps a generation that the readers and the
-//!   store act on (see docs/OPERATIONS.md, "Failover").
+//!   store act on (see docs/OPERATIONS.md, "Redis failover").
 
 pub mod topology;
 
