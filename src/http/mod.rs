@@ -16,7 +16,6 @@ pub mod request;
 pub mod serve;
 mod state;
 pub mod subscription;
-pub mod usernames;
 pub mod webhooks;
 pub mod ws;
 
@@ -65,16 +64,16 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
             warp::path("api")
                 .and(
                     accounts::routes(api.auth.clone(), body_limit)
-                        .or(usernames::named(
-                            boards::routes(
-                                api.store.clone(),
-                                Arc::new(History::new(api.store.clone(), analytics)),
-                                user.clone(),
-                                reader,
-                                body_limit,
-                                page_bytes,
+                        .or(boards::routes(
+                            api.store.clone(),
+                            Arc::new(
+                                History::new(api.store.clone(), analytics)
+                                    .with_users(api.directory.clone()),
                             ),
-                            api.users.clone(),
+                            user.clone(),
+                            reader,
+                            body_limit,
+                            page_bytes,
                         ))
                         .unify()
                         .or(live::route(
@@ -83,14 +82,11 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
                             api.connections.clone(),
                         ))
                         .unify()
-                        .or(usernames::named(
-                            members::routes(
-                                api.store.clone(),
-                                api.users.clone(),
-                                user.clone(),
-                                body_limit,
-                            ),
+                        .or(members::routes(
+                            api.store.clone(),
                             api.users.clone(),
+                            user.clone(),
+                            body_limit,
                         ))
                         .unify()
                         .or(webhooks::routes(

@@ -36,6 +36,7 @@ use futures_util::StreamExt as _;
 use tokio::sync::{oneshot, watch, Mutex, OwnedMutexGuard};
 use uuid::Uuid;
 
+use super::users::{names_for, UserDirectory};
 use super::write::{context, prepare, IdempotencyRecord};
 use super::{
     history_readable, readable, BoardStore, Caller, Rendered, StoreError, Watch, WriteRequest,
@@ -46,7 +47,7 @@ use crate::eventlog::{Appended, BatchAppended, EventLog, LogError, Writer};
 use crate::fanout::{Hub, ResyncReason};
 use crate::projection::archive;
 use crate::telemetry::names;
-use crate::views::{self, BoardKey, BoardPage, BoardView, PageWriter, View};
+use crate::views::{self, BoardKey, BoardPage, BoardView, PageWriter, Usernames, View};
 
 /// Attempts at a write that keeps losing races before answering 503.
 const WRITE_ATTEMPTS: usize = 16;
@@ -144,6 +145,8 @@ pub struct EventSourcedStore {
     feed: Arc<StreamFeed>,
     /// The projector's event archive, for versions trimmed from the stream.
     archive: Option<deadpool_postgres::Pool>,
+    /// Names the members that responses show.
+    users: Arc<dyn UserDirectory>,
     idempotency_ttl: Duration,
 }
 
@@ -171,6 +174,7 @@ impl EventSourcedStore {
         hub: Arc<Hub>,
         feed: Arc<StreamFeed>,
         archive: Option<deadpool_postgres::Pool>,
+        users: Arc<dyn UserDirectory>,
         cached_boards: u64,
         idempotency_ttl: Duration,
     ) -> Self {
@@ -184,6 +188,7 @@ impl EventSourcedStore {
             hub,
             feed,
             archive,
+            users,
             idempotency_ttl,
         }
     }
@@ -449,7 +454,9 @@ impl EventSourcedStore {
             }
             history.extend(page);
         }
-        record.replay(key, None, &history)
+        let board = record.replay(key, None, &history)?;
+        let names = names_for(&*self.users, &board, record.reply).await;
+        record.render(&board, &names)
     }
 
     /// After each Redis topology change, until `stopping`: checks every
@@ -568,7 +575,8 @@ impl EventSourcedStore {
                         .board
                         .as_ref()
                         .expect("a board after an accepted event");
-                    let rendered = views::render(board, request.reply)?;
+                    let names = names_for(&*self.users, board, request.reply).await;
+                    let rendered = views::render(board, request.reply, &names)?;
                     metrics::counter!(names::EVENTS_APPENDED).increment(1);
                     return Ok(rendered);
                 }
@@ -651,10 +659,19 @@ impl EventSourcedStore {
         if !self.is_verified(cached) {
             return Err(group);
         }
-        let mut working = cached.board.clone();
-        if working.is_none() {
+        let Some(board) = cached.board.as_ref() else {
             return Err(group);
-        }
+        };
+        // A group changes no membership (see `changes_index`): one lookup
+        // names the members every reply shows.
+        let shows_members = group
+            .iter()
+            .any(|one| matches!(one.request.reply, View::Board | View::Members));
+        let names = match shows_members {
+            true => names_for(&*self.users, board, View::Members).await,
+            false => Usernames::NONE,
+        };
+        let mut working = Some(board.clone());
         // Retries of one idempotent request must meet the stored result,
         // which a group would write only after all of them.
         let mut keys = HashSet::new();
@@ -680,7 +697,7 @@ impl EventSourcedStore {
             let Some(board) = working.as_ref() else {
                 return Err(group);
             };
-            let Ok(rendered) = views::render(board, one.request.reply) else {
+            let Ok(rendered) = views::render(board, one.request.reply, &names) else {
                 return Err(group);
             };
             let record = one.request.idempotency.as_ref().map(|key| {
@@ -829,7 +846,8 @@ impl BoardStore for EventSourcedStore {
             let cached = self.current(id).await?;
             // A board deleted since it was picked is left out.
             if let Ok(board) = readable(cached.board.as_ref(), caller) {
-                if !list.push(key, &BoardView::new(board)) {
+                let names = names_for(&*self.users, board, View::Board).await;
+                if !list.push(key, &BoardView::new(board, &names)) {
                     break;
                 }
             }
@@ -845,7 +863,8 @@ impl BoardStore for EventSourcedStore {
     ) -> Result<Rendered, StoreError> {
         let cached = self.current(board_id).await?;
         let board = readable(cached.board.as_ref(), caller)?;
-        Ok(views::render(board, view)?)
+        let names = names_for(&*self.users, board, view).await;
+        Ok(views::render(board, view, &names)?)
     }
 
     async fn write(

@@ -4,11 +4,13 @@
 //! event-sourced store; both run writes through [`write::prepare`], so
 //! `If-Match`, idempotency and the domain rules behave the same in each.
 //! [`history`] answers a board's past (time travel, flow analytics) over
-//! either store, through the port's history reads.
+//! either store, through the port's history reads. [`users::UserDirectory`]
+//! is the port beside it that names the members a response shows.
 
 pub mod event_sourced;
 pub mod history;
 pub mod memory;
+pub mod users;
 pub mod write;
 
 use std::sync::Arc;
