@@ -206,9 +206,6 @@ impl Application {
     }
 }
 
-/// Applies migrations before serving when PostgreSQL answers; otherwise
-/// keeps trying in the background.
-/// A broken migration stops start-up: every `/api` call would fail anyway.
 /// Refuses a Redis that is not what `redis.cluster` says. A Redis that does
 /// not answer yet is checked when it first does (it then answers 503 with
 /// the same message).
@@ -227,6 +224,9 @@ async fn check_redis_mode(redis: &RedisClient) -> anyhow::Result<()> {
     }
 }
 
+/// Applies migrations before serving when PostgreSQL answers; otherwise
+/// keeps trying in the background. A broken migration stops start-up:
+/// every `/api` call would fail anyway.
 async fn prepare_schema(pool: &deadpool_postgres::Pool) -> anyhow::Result<()> {
     match tokio::time::timeout(MIGRATION_WAIT, postgres::migrate(pool)).await {
         Ok(Ok(())) => Ok(()),
