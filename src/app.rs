@@ -233,7 +233,13 @@ async fn prepare_schema(pool: &deadpool_postgres::Pool) -> anyhow::Result<()> {
         Ok(Err(error)) if !postgres::is_unavailable(&error) => Err(error),
         _ => {
             tracing::warn!("PostgreSQL is not reachable yet; migrating in the background");
-            tokio::spawn(postgres::migrate_when_available(pool.clone()));
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                if let Err(error) = postgres::migrate_when_available(&pool).await {
+                    let error = format!("{error:#}");
+                    tracing::error!(error, "PostgreSQL migrations failed; not retrying");
+                }
+            });
             Ok(())
         }
     }

@@ -2,14 +2,14 @@
 //! the stream's version check, retried after a lost race; and the answer
 //! to a retried idempotent write, rendered again from history.
 
-use std::time::Duration;
-
+use backon::BackoffBuilder as _;
 use uuid::Uuid;
 
 use super::cache::CachedBoard;
 use super::{EventSourcedStore, CATCH_UP_PAGE, WRITE_ATTEMPTS};
 use crate::domain::{BoardEvent, EventData};
 use crate::eventlog::{Appended, Writer};
+use crate::retry;
 use crate::store::users::names_for;
 use crate::store::write::{context, prepare, IdempotencyRecord};
 use crate::store::{Caller, IdempotencyKey, Rendered, StoreError, WriteRequest};
@@ -38,6 +38,7 @@ impl EventSourcedStore {
     ) -> Result<Rendered, StoreError> {
         let mut fresh = self.ready_to_write(board_id, cached).await?;
         let mut writer = Writer::fresh();
+        let mut spread = retry::after_lost_race().build();
         for attempt in 0..WRITE_ATTEMPTS {
             // After two lost races, ask for the board's turn.
             writer.claim_turn = attempt >= 2;
@@ -60,8 +61,9 @@ impl EventSourcedStore {
                 Appending::Behind => {}
                 Appending::LostRace if attempt >= 1 => {
                     // Spread out retries that keep colliding.
-                    let jitter = fastrand::u64(0..(300 * attempt as u64));
-                    tokio::time::sleep(Duration::from_micros(jitter)).await;
+                    if let Some(wait) = spread.next() {
+                        tokio::time::sleep(wait).await;
+                    }
                 }
                 Appending::LostRace => {}
             }
