@@ -53,7 +53,7 @@ use self::group::Queued;
 use super::users::UserDirectory;
 use super::StoreError;
 use crate::eventlog::feed::StreamFeed;
-use crate::eventlog::{EventLog, LogError};
+use crate::eventlog::EventLog;
 use crate::fanout::Hub;
 use crate::projection::archive;
 
@@ -105,24 +105,6 @@ impl EventSourcedStore {
             archive,
             users,
             idempotency_ttl,
-        }
-    }
-}
-
-impl From<LogError> for StoreError {
-    fn from(error: LogError) -> Self {
-        match error {
-            // The driver's words go to the log, not to clients.
-            LogError::Unavailable(detail) => {
-                tracing::warn!(%detail, "Redis unavailable");
-                StoreError::Unavailable("Redis is unavailable; retry shortly".into())
-            }
-            LogError::NotReplicated => StoreError::Unavailable(
-                "the write is not yet held by enough Redis replicas; retry with the same \
-                 Idempotency-Key"
-                    .into(),
-            ),
-            LogError::Corrupt(error) => StoreError::Internal(error.into()),
         }
     }
 }
