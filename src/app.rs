@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
 
+use crate::auth::directory::CachedUserDirectory;
 use crate::auth::Auth;
 use crate::dependencies::Dependencies;
 use crate::eventlog::feed::StreamFeed;
@@ -24,6 +25,7 @@ use crate::redis_client::{ModeError, RedisClient, MODE_CHECK_TIMEOUT};
 use crate::settings::Settings;
 use crate::store::event_sourced::EventSourcedStore;
 use crate::store::memory::{MemoryStore, QuickLimits};
+use crate::store::users::UserDirectory;
 use crate::store::BoardStore;
 
 /// Boards whose state the event-sourced store keeps in memory.
@@ -95,11 +97,16 @@ impl Application {
                 let (feed, presence_changes) = StreamFeed::new(redis.clone(), hub.clone());
                 background.push(tokio::spawn(feed.clone().run(stopping.clone())));
                 background.push(redis.watch_topology(stopping.clone()));
+                let directory: Arc<dyn UserDirectory> = Arc::new(CachedUserDirectory::new(
+                    users.clone(),
+                    Duration::from_secs(settings.auth.user_cache_seconds),
+                ));
                 let event_sourced = EventSourcedStore::new(
                     EventLog::new(redis.clone()),
                     hub,
                     feed.clone(),
                     Some(users.clone()),
+                    directory.clone(),
                     CACHED_BOARDS,
                     Duration::from_secs(u64::from(settings.idempotency.ttl_hours) * 3600),
                 );
@@ -109,7 +116,7 @@ impl Application {
                         .recheck_on_topology_change(stopping.clone()),
                 ));
                 let store: Arc<dyn BoardStore> = Arc::new(event_sourced);
-                let presence = Presence::new(redis.clone(), feed, users.clone());
+                let presence = Presence::new(redis.clone(), feed, directory.clone());
                 background.push(tokio::spawn(
                     presence.clone().run(presence_changes, stopping.clone()),
                 ));
@@ -132,6 +139,7 @@ impl Application {
                         redis.clone(),
                     )),
                     users: users.clone(),
+                    directory,
                     gateway,
                     connections,
                 })
@@ -218,15 +226,21 @@ async fn check_redis_mode(redis: &RedisClient) -> anyhow::Result<()> {
 }
 
 /// Applies migrations before serving when PostgreSQL answers; otherwise
-/// keeps trying in the background.
-/// A broken migration stops start-up: every `/api` call would fail anyway.
+/// keeps trying in the background. A broken migration stops start-up:
+/// every `/api` call would fail anyway.
 async fn prepare_schema(pool: &deadpool_postgres::Pool) -> anyhow::Result<()> {
     match tokio::time::timeout(MIGRATION_WAIT, postgres::migrate(pool)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) if !postgres::is_unavailable(&error) => Err(error),
         _ => {
             tracing::warn!("PostgreSQL is not reachable yet; migrating in the background");
-            tokio::spawn(postgres::migrate_when_available(pool.clone()));
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                if let Err(error) = postgres::migrate_when_available(&pool).await {
+                    let error = format!("{error:#}");
+                    tracing::error!(error, "PostgreSQL migrations failed; not retrying");
+                }
+            });
             Ok(())
         }
     }

@@ -29,6 +29,8 @@
 //! - [`settings`], [`telemetry`], [`dependencies`]: configuration, logs and
 //!   metrics, connection pools; [`clock`]: the time writes are stamped
 //!   with (a file's time in tests).
+//! - [`retry`]: the one retry policy of the loops that wait for a
+//!   dependency (backon).
 //! - [`analytics`]: `streamboard analytics`, a board's flow metrics from
 //!   its archive and stream, as a table or JSON.
 //! - [`app`]: `Application::build` / `run_until_stopped`.
@@ -45,6 +47,7 @@ pub mod postgres;
 pub mod presence;
 pub mod projection;
 pub mod redis_client;
+pub mod retry;
 pub mod settings;
 pub mod store;
 pub mod telemetry;

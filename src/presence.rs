@@ -26,10 +26,10 @@ use serde_json::json;
 use tokio::sync::{broadcast, mpsc, watch};
 use uuid::Uuid;
 
-use crate::auth::users;
 use crate::eventlog::feed::{StreamFeed, PRESENCE_CHANGED};
 use crate::eventlog::{changes_channel, presence_key};
 use crate::redis_client::RedisClient;
+use crate::store::users::UserDirectory;
 
 /// Sets (ARGV[2] = username) or removes (ARGV[2] = '') a field, then tells
 /// the board's watchers. KEYS[1] presence hash; ARGV: field, username,
@@ -54,9 +54,8 @@ pub struct Watcher {
 pub struct Presence {
     redis: RedisClient,
     feed: Arc<StreamFeed>,
-    /// Where usernames come from (the users table); learnt once per user.
-    users: deadpool_postgres::Pool,
-    usernames: DashMap<Uuid, String>,
+    /// Where usernames come from.
+    users: Arc<dyn UserDirectory>,
     announce: Script,
     /// Subscriptions on this instance per (board, user), and the username.
     local: Mutex<HashMap<(Uuid, Uuid), (usize, String)>>,
@@ -81,7 +80,7 @@ impl Presence {
     pub fn new(
         redis: RedisClient,
         feed: Arc<StreamFeed>,
-        users: deadpool_postgres::Pool,
+        users: Arc<dyn UserDirectory>,
     ) -> Arc<Self> {
         let publish = format!("'{}'", redis.publish_command());
         Arc::new(Presence {
@@ -89,7 +88,6 @@ impl Presence {
             redis,
             feed,
             users,
-            usernames: DashMap::new(),
             local: Mutex::new(HashMap::new()),
             topics: DashMap::new(),
         })
@@ -101,20 +99,10 @@ impl Presence {
 
     /// The user's name; an account that cannot be looked up shows as its id.
     async fn username(&self, user: Uuid) -> String {
-        if let Some(name) = self.usernames.get(&user) {
-            return name.clone();
-        }
-        match users::usernames(&self.users, &[user]).await {
-            Ok(mut found) => {
-                let name = found.remove(&user).unwrap_or_else(|| user.to_string());
-                self.usernames.insert(user, name.clone());
-                name
-            }
-            Err(error) => {
-                tracing::debug!(%error, "presence: could not look up a username");
-                user.to_string()
-            }
-        }
+        let names = self.users.usernames(&[user]).await;
+        names
+            .get(user)
+            .map_or_else(|| user.to_string(), str::to_owned)
     }
 
     /// Marks `user` as watching `board_id`; returns who watches it now.

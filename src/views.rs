@@ -1,6 +1,7 @@
 //! The contract's JSON shapes, rendered from domain values. Every response
 //! body, stored idempotent result and WebSocket event frame comes from here.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -18,18 +19,53 @@ use crate::domain::{timestamp, Board, BoardEvent, DomainError, EventData, Role, 
 pub enum View {
     Board,
     Task(Uuid),
-    /// `{"members": [{user_id, role}]}`.
+    /// `{"members": [{user_id, role, username}]}`.
     Members,
-    /// One member, `{user_id, role}`.
+    /// One member, `{user_id, role, username}`.
     Member(Uuid),
     /// No body (DELETE answers 204).
     Nothing,
 }
 
+/// Usernames by user id, for rendering members (see
+/// [`crate::store::users::UserDirectory`]); an id it lacks renders without
+/// a name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Usernames(BTreeMap<Uuid, Arc<str>>);
+
+impl Usernames {
+    /// No names: quick-win boards have no accounts.
+    pub const NONE: Usernames = Usernames(BTreeMap::new());
+
+    pub fn get(&self, user: Uuid) -> Option<&str> {
+        self.0.get(&user).map(|name| &**name)
+    }
+}
+
+impl FromIterator<(Uuid, Arc<str>)> for Usernames {
+    fn from_iter<I: IntoIterator<Item = (Uuid, Arc<str>)>>(names: I) -> Self {
+        Usernames(names.into_iter().collect())
+    }
+}
+
+/// A member; `username` is left out for an account the directory does not
+/// know (deleted, or PostgreSQL unreachable).
 #[derive(Serialize)]
-struct MemberView {
+struct MemberView<'a> {
     user_id: Uuid,
     role: Role,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    username: Option<&'a str>,
+}
+
+impl<'a> MemberView<'a> {
+    fn new(user_id: Uuid, role: Role, names: &'a Usernames) -> Self {
+        MemberView {
+            user_id,
+            role,
+            username: names.get(user_id),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -46,14 +82,15 @@ pub struct BoardView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     owner_id: Option<Uuid>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    members: Option<Vec<MemberView>>,
+    members: Option<Vec<MemberView<'a>>>,
     tasks: Vec<&'a Task>,
     #[serde(skip_serializing_if = "Option::is_none")]
     events: Option<&'a [Arc<BoardEvent>]>,
 }
 
 impl<'a> BoardView<'a> {
-    pub fn new(board: &'a Board) -> Self {
+    /// The board, its members named from `names`.
+    pub fn new(board: &'a Board, names: &'a Usernames) -> Self {
         BoardView {
             id: board.id,
             name: &board.name,
@@ -62,7 +99,7 @@ impl<'a> BoardView<'a> {
             created_at: board.created_at,
             updated_at: board.updated_at,
             owner_id: board.owner_id,
-            members: board.owner_id.map(|_| members(board)),
+            members: board.owner_id.map(|_| members(board, names)),
             tasks: board.ordered_tasks(),
             events: None,
         }
@@ -75,14 +112,11 @@ impl<'a> BoardView<'a> {
     }
 }
 
-fn members(board: &Board) -> Vec<MemberView> {
+fn members<'a>(board: &Board, names: &'a Usernames) -> Vec<MemberView<'a>> {
     board
         .members
         .iter()
-        .map(|(user_id, role)| MemberView {
-            user_id: *user_id,
-            role: *role,
-        })
+        .map(|(user_id, role)| MemberView::new(*user_id, *role, names))
         .collect()
 }
 
@@ -240,10 +274,12 @@ pub struct Rendered {
     pub replayed: bool,
 }
 
-/// Renders `view` of `board`; a task that is not there is `NotFound`.
-pub fn render(board: &Board, view: View) -> Result<Rendered, DomainError> {
+/// Renders `view` of `board`, members named from `names` (see
+/// [`crate::store::users::names_for`]); a task that is not there is
+/// `NotFound`.
+pub fn render(board: &Board, view: View, names: &Usernames) -> Result<Rendered, DomainError> {
     let body = match view {
-        View::Board => Some(to_bytes(&BoardView::new(board))),
+        View::Board => Some(to_bytes(&BoardView::new(board, names))),
         View::Task(task_id) => {
             let task = board
                 .tasks
@@ -251,16 +287,15 @@ pub fn render(board: &Board, view: View) -> Result<Rendered, DomainError> {
                 .ok_or(DomainError::NotFound("task"))?;
             Some(to_bytes(task))
         }
-        View::Members => Some(to_bytes(&serde_json::json!({ "members": members(board) }))),
+        View::Members => Some(to_bytes(
+            &serde_json::json!({ "members": members(board, names) }),
+        )),
         View::Member(user_id) => {
             let role = board
                 .members
                 .get(&user_id)
                 .ok_or(DomainError::NotFound("member"))?;
-            Some(to_bytes(&MemberView {
-                user_id,
-                role: *role,
-            }))
+            Some(to_bytes(&MemberView::new(user_id, *role, names)))
         }
         View::Nothing => None,
     };
@@ -396,6 +431,69 @@ mod tests {
             json,
             serde_json::json!({"boards": [], "next_cursor": key(9, 9).to_cursor()})
         );
+    }
+
+    #[test]
+    fn members_are_named_wherever_a_view_shows_them() {
+        use crate::domain::values::{BoardName, Columns};
+        use crate::domain::{decide, Command, Context};
+
+        let (ann, bob, gone) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let at = DateTime::from_timestamp(1_764_000_000, 0).unwrap();
+        let mut board = None;
+        let commands = [
+            (
+                ann,
+                Command::CreateBoard {
+                    name: BoardName::parse("Plan").unwrap(),
+                    columns: Columns::default_columns(),
+                },
+            ),
+            (
+                ann,
+                Command::AddMember {
+                    user_id: bob,
+                    role: Role::Editor,
+                },
+            ),
+            (
+                ann,
+                Command::AddMember {
+                    user_id: gone,
+                    role: Role::Viewer,
+                },
+            ),
+        ];
+        for (actor, command) in commands {
+            let ctx = Context {
+                actor: Some(actor),
+                at,
+            };
+            let event = decide(board.as_ref(), Uuid::nil(), &command, &ctx).unwrap();
+            crate::domain::apply(&mut board, &event);
+        }
+        let board = board.unwrap();
+        // `gone` has no account any more: it keeps just its id.
+        let names: Usernames = [(ann, "ann".into()), (bob, "bob".into())]
+            .into_iter()
+            .collect();
+        let json = |view| -> Value {
+            serde_json::from_slice(&render(&board, view, &names).unwrap().body.unwrap()).unwrap()
+        };
+        let expected = serde_json::json!([
+            {"user_id": ann, "role": "owner", "username": "ann"},
+            {"user_id": bob, "role": "editor", "username": "bob"},
+            {"user_id": gone, "role": "viewer"},
+        ]);
+        let sorted = |members: &Value| {
+            let mut members = members.as_array().unwrap().clone();
+            members.sort_by_key(|m| m["user_id"].as_str().unwrap().to_owned());
+            members
+        };
+        assert_eq!(sorted(&json(View::Board)["members"]), sorted(&expected));
+        assert_eq!(sorted(&json(View::Members)["members"]), sorted(&expected));
+        assert_eq!(json(View::Member(bob)), expected[1]);
+        assert_eq!(json(View::Member(gone)), expected[2]);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use streamboard::domain::values::{
 use streamboard::domain::{
     apply, decide, Board, BoardEvent, Command, Context, NewTask, Role, TaskPatch,
 };
-use streamboard::views::BoardView;
+use streamboard::views::{BoardView, Usernames};
 use uuid::Uuid;
 
 const BOARD: Uuid = Uuid::from_u128(0x0b0a_4d00_0000_4000_8000_0000_0000_0001);
@@ -191,7 +191,7 @@ fn run(scenario: &Scenario) -> Vec<BoardEvent> {
 fn folded(events: &[BoardEvent]) -> (Value, bool) {
     let board = Board::from_events(events).expect("a history that starts with board.created");
     (
-        serde_json::to_value(BoardView::new(&board)).unwrap(),
+        serde_json::to_value(BoardView::new(&board, &Usernames::NONE)).unwrap(),
         board.deleted,
     )
 }

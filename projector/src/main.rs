@@ -126,7 +126,7 @@ async fn execute(command: Commands, settings: Settings) -> anyhow::Result<()> {
         Commands::Run => Some(Observed::start(&settings.projector)?),
         _ => None,
     };
-    migrate(&pool).await?;
+    streamboard::postgres::migrate_when_available(&pool).await?;
     if let Commands::Migrate = command {
         return Ok(());
     }
@@ -287,25 +287,6 @@ async fn run(
     let _ = topology.await;
     tracing::info!("projector stopped");
     result
-}
-
-/// Applies the migrations, waiting while PostgreSQL is unreachable.
-async fn migrate(pool: &deadpool_postgres::Pool) -> anyhow::Result<()> {
-    let mut delay = Duration::from_millis(500);
-    loop {
-        match streamboard::postgres::migrate(pool).await {
-            Ok(()) => return Ok(()),
-            Err(error) if streamboard::postgres::is_unavailable(&error) => {
-                tracing::warn!(
-                    error = format!("{error:#}"),
-                    "PostgreSQL unavailable; retrying"
-                );
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-            Err(error) => return Err(error),
-        }
-    }
 }
 
 /// `<hostname>-<pid>-<random>`: unique per process, recognisable in

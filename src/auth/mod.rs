@@ -1,5 +1,6 @@
-//! Authentication for the event-sourced mode: accounts ([`users`]), session
-//! tokens ([`token`]), and [`Auth`], which tells who is asking from the
+//! Authentication for the event-sourced mode: accounts ([`users`], and
+//! their names for responses in [`directory`]), session tokens
+//! ([`token`]), and [`Auth`], which tells who is asking from the
 //! credentials a request presents. No HTTP here: the warp filters and the
 //! `/api/auth/*` routes are in `http::auth` and `http::accounts`, and
 //! [`AuthError`] becomes a response in `http::error`.
@@ -18,6 +19,7 @@
 //! or whose account does not exist: 401 with a `Set-Cookie` that clears
 //! `token` ([`sessions`]). Analytics tokens are refused (403) by user routes.
 
+pub mod directory;
 mod error;
 pub mod sessions;
 pub mod token;

@@ -36,6 +36,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use backon::BackoffBuilder as _;
 use deadpool_postgres::Pool;
 use futures_util::StreamExt;
 use moka::sync::Cache;
@@ -166,7 +167,8 @@ async fn listen_for_deletions(
     known: Cache<Uuid, bool>,
     deletions: Arc<Deletions>,
 ) {
-    let mut delay = Duration::from_secs(1);
+    let policy = crate::retry::until_available(Duration::from_secs(1), LISTEN_RETRY_MAX);
+    let mut delays = policy.build();
     loop {
         match target.config.connect(target.tls.clone()).await {
             Ok((client, mut connection)) => {
@@ -191,7 +193,7 @@ async fn listen_for_deletions(
                         // Deletions while nobody listened were missed.
                         known.invalidate_all();
                         deletions.listening.store(true, Ordering::Release);
-                        delay = Duration::from_secs(1);
+                        delays = policy.build();
                         while let Some(payload) = heard.recv().await {
                             deletions.heard.fetch_add(1, Ordering::AcqRel);
                             match payload.parse::<Uuid>() {
@@ -211,8 +213,7 @@ async fn listen_for_deletions(
                 tracing::debug!(%error, "cannot LISTEN for deleted accounts yet");
             }
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(LISTEN_RETRY_MAX);
+        tokio::time::sleep(delays.next().unwrap_or(LISTEN_RETRY_MAX)).await;
     }
 }
 

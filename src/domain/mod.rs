@@ -6,6 +6,7 @@
 //! [`flow`] reads the same events for analytics, beside the fold.
 
 pub mod board;
+pub mod caller;
 pub mod command;
 pub mod decide;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod timestamp;
 pub mod values;
 
 pub use board::{apply, Board, Task};
+pub use caller::Caller;
 pub use command::{Command, Context, NewTask, TaskPatch};
 pub use decide::decide;
 pub use error::DomainError;

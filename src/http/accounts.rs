@@ -13,13 +13,15 @@ use serde::Deserialize;
 use serde_json::json;
 use warp::filters::BoxedFilter;
 use warp::http::header::{self, HeaderValue};
-use warp::http::StatusCode;
+use warp::http::{Method, StatusCode};
 use warp::reply::Response;
-use warp::{Filter, Reply};
+use warp::{Filter, Reply as _};
 
 use super::auth::presented;
 use super::error::ApiError;
-use super::request::{body_bytes, parse_json, BodyLimit};
+use super::extract::Reply;
+use super::request::{body_bytes, parse_json};
+use super::route::{FromRequest, Ids, Inputs, Table};
 use super::serve::Peer;
 use crate::auth::{users, Auth, AuthError, Presented};
 
@@ -30,63 +32,79 @@ struct Credentials {
     password: String,
 }
 
-pub fn routes(auth: Arc<Auth>, body_limit: BodyLimit) -> BoxedFilter<(Response,)> {
-    let with_auth = warp::any().map(move || auth.clone());
+pub fn routes(auth: Arc<Auth>, inputs: Inputs) -> Table {
+    Table::over(auth, inputs)
+        .route(Method::POST, "/auth/register", register)
+        .route(Method::POST, "/auth/login", login)
+        .route(Method::POST, "/auth/logout", logout)
+        .route(Method::GET, "/me", me)
+        .build()
+}
 
-    let sign_in = |action: &'static str, entry: Entry| {
-        warp::path("auth")
-            .and(warp::path(action))
-            .and(warp::path::end())
-            .and(warp::post())
-            .and(with_auth.clone())
+/// Credentials in the body, from a client address (attempts are counted
+/// per address).
+struct SignIn {
+    from: Option<SocketAddr>,
+    body: Bytes,
+}
+
+impl FromRequest for SignIn {
+    fn filter(matched: BoxedFilter<(Ids,)>, inputs: &Inputs) -> BoxedFilter<(Self,)> {
+        matched
             .and(warp::ext::optional::<Peer>())
-            .and(body_bytes(body_limit))
-            .then(
-                move |auth: Arc<Auth>, from: Option<Peer>, body: Bytes| async move {
-                    let from = from.map(|Peer(address)| address);
-                    render(enter(&auth, entry, from, &body).await)
-                },
-            )
-    };
+            .and(body_bytes(inputs.body_limit))
+            .map(|_, from: Option<Peer>, body| SignIn {
+                from: from.map(|Peer(address)| address),
+                body,
+            })
+            .boxed()
+    }
+}
 
-    // `?all=true` logs out everywhere: every token of the user issued so far.
-    let logout = warp::path!("auth" / "logout")
-        .and(warp::post())
-        .and(with_auth.clone())
-        .and(presented())
-        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-        .then(
-            |auth: Arc<Auth>, presented: Presented, query: String| async move {
-                let mut response = match everywhere(&query) {
-                    Ok(everywhere) => match auth.log_out(presented, everywhere).await {
-                        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-                        Err(error) => ApiError::from(error).into_response(),
-                    },
-                    Err(error) => error.into_response(),
-                };
-                // Whatever happened to the token, this browser is logged out.
-                set_cookie(&mut response, &auth.clearing_cookie());
-                response
-            },
-        );
+/// The token a request presents, if any; `?all=true` on a logout.
+struct Session {
+    presented: Presented,
+    query: String,
+}
 
-    let me =
-        warp::path!("me")
-            .and(warp::get())
-            .and(with_auth.clone())
+impl FromRequest for Session {
+    fn filter(matched: BoxedFilter<(Ids,)>, _: &Inputs) -> BoxedFilter<(Self,)> {
+        matched
             .and(presented())
-            .then(|auth: Arc<Auth>, presented: Presented| async move {
-                render(me(&auth, presented).await)
-            });
+            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+            .map(|_, presented, query| Session { presented, query })
+            .boxed()
+    }
+}
 
-    sign_in("register", Entry::Register)
-        .or(sign_in("login", Entry::Login))
-        .unify()
-        .or(logout)
-        .unify()
-        .or(me)
-        .unify()
-        .boxed()
+async fn register(request: SignIn, auth: Arc<Auth>) -> Reply {
+    Ok(render(
+        enter(&auth, Entry::Register, request.from, &request.body).await,
+    ))
+}
+
+async fn login(request: SignIn, auth: Arc<Auth>) -> Reply {
+    Ok(render(
+        enter(&auth, Entry::Login, request.from, &request.body).await,
+    ))
+}
+
+/// `?all=true` logs out everywhere: every token of the user issued so far.
+async fn logout(request: Session, auth: Arc<Auth>) -> Reply {
+    let mut response = match everywhere(&request.query) {
+        Ok(everywhere) => match auth.log_out(request.presented, everywhere).await {
+            Ok(()) => StatusCode::NO_CONTENT.into_response(),
+            Err(error) => ApiError::from(error).into_response(),
+        },
+        Err(error) => error.into_response(),
+    };
+    // Whatever happened to the token, this browser is logged out.
+    set_cookie(&mut response, &auth.clearing_cookie());
+    Ok(response)
+}
+
+async fn me(request: Session, auth: Arc<Auth>) -> Reply {
+    Ok(render(user_of(&auth, request.presented).await))
 }
 
 /// The two ways to get a session from a username and a password.
@@ -133,7 +151,7 @@ fn everywhere(query: &str) -> Result<bool, ApiError> {
     Ok(everywhere)
 }
 
-async fn me(auth: &Auth, presented: Presented) -> Result<Response, ApiError> {
+async fn user_of(auth: &Auth, presented: Presented) -> Result<Response, ApiError> {
     let claims = auth.identify(presented).await?;
     let pool = auth.pool()?;
     match users::find(pool, claims.sub).await? {
@@ -167,6 +185,7 @@ fn render(result: Result<Response, ApiError>) -> Response {
 
 #[cfg(test)]
 mod tests {
+    use super::super::request::BodyLimit;
     use super::*;
     use crate::auth::TokenKeys;
     use std::time::Duration;
@@ -176,13 +195,14 @@ mod tests {
             "a-test-secret-that-is-long-enough-for-hs256",
             Duration::from_secs(3600),
         );
-        routes(
-            Arc::new(Auth::new(keys, None, false, 60)),
-            BodyLimit {
+        let inputs = Inputs {
+            body_limit: BodyLimit {
                 bytes: 1024,
                 read_timeout: std::time::Duration::from_secs(5),
             },
-        )
+            ..Inputs::none()
+        };
+        routes(Arc::new(Auth::new(keys, None, false, 60)), inputs).filter()
     }
 
     fn error_code(response: &warp::http::Response<Bytes>) -> String {

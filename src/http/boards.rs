@@ -2,24 +2,21 @@
 //! `/quick` on the memory store with no auth, and at `/api` on the
 //! event-sourced store behind the JWT filter.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
-use warp::filters::BoxedFilter;
-use warp::http::{header, HeaderValue, StatusCode};
+use warp::http::{header, HeaderValue, Method, StatusCode};
 use warp::path::FullPath;
 use warp::reply::Response;
-use warp::{Filter, Rejection};
+use warp::Rejection;
 
 use super::error::ApiError;
-use super::request::{
-    parse_board_page, parse_flow_query, parse_json, parse_moment, write_headers, BodyLimit, Page,
-    WriteHeaders,
-};
+use super::extract::{HistoryReading, Ignored, Query, Reading, Reply, WriteGuard, Writing};
+use super::request::{parse_board_page, parse_flow_query, parse_moment, Page};
+use super::route::{Inputs, Table};
 use crate::domain::values::{
     Assignee, BoardName, ColumnName, Columns, CustomFields, Description, FieldsPatch, Position,
     TaskTitle,
@@ -91,86 +88,76 @@ fn not_null<T>(field: &'static str, value: Option<Option<T>>) -> Result<Option<T
     }
 }
 
-fn create_board(body: CreateBoardBody) -> Result<Command, DomainError> {
-    Ok(Command::CreateBoard {
-        name: BoardName::parse(&body.name)?,
-        columns: match not_null("columns", body.columns)? {
-            Some(columns) => Columns::parse(&columns)?,
-            None => Columns::default_columns(),
-        },
-    })
+/// A field that may be absent, parsed when present (`null` refused).
+fn parsed<T, U>(
+    field: &'static str,
+    value: Option<Option<T>>,
+    parse: impl FnOnce(T) -> Result<U, DomainError>,
+) -> Result<Option<U>, DomainError> {
+    not_null(field, value)?.map(parse).transpose()
 }
 
-fn update_board(body: UpdateBoardBody) -> Result<Command, DomainError> {
-    Ok(Command::UpdateBoard {
-        name: not_null("name", body.name)?
-            .map(|n| BoardName::parse(&n))
-            .transpose()?,
-        columns: not_null("columns", body.columns)?
-            .map(|c| Columns::parse(&c))
-            .transpose()?,
-    })
+impl CreateBoardBody {
+    fn command(self) -> Result<Command, DomainError> {
+        Ok(Command::CreateBoard {
+            name: BoardName::parse(&self.name)?,
+            columns: match not_null("columns", self.columns)? {
+                Some(columns) => Columns::parse(&columns)?,
+                None => Columns::default_columns(),
+            },
+        })
+    }
 }
 
-fn create_task(body: CreateTaskBody) -> Result<Command, DomainError> {
-    Ok(Command::CreateTask(NewTask {
-        task_id: Uuid::now_v7(),
-        title: TaskTitle::parse(&body.title)?,
-        description: Description::parse(
-            not_null("description", body.description)?
-                .as_deref()
-                .unwrap_or(""),
-        )?,
-        status: not_null("status", body.status)?
-            .map(|s| ColumnName::parse(&s))
-            .transpose()?,
-        position: not_null("position", body.position)?
-            .map(Position::parse)
-            .transpose()?,
-        assigned_to: not_null("assigned_to", body.assigned_to)?
-            .map(|a| Assignee::parse(&a))
-            .transpose()?,
-        fields: CustomFields::parse(not_null("fields", body.fields)?.unwrap_or_default())?,
-    }))
+impl UpdateBoardBody {
+    fn command(self) -> Result<Command, DomainError> {
+        Ok(Command::UpdateBoard {
+            name: parsed("name", self.name, |n| BoardName::parse(&n))?,
+            columns: parsed("columns", self.columns, |c| Columns::parse(&c))?,
+        })
+    }
 }
 
-fn update_task(task_id: Uuid, body: UpdateTaskBody) -> Result<Command, DomainError> {
-    Ok(Command::UpdateTask(TaskPatch {
-        task_id,
-        title: not_null("title", body.title)?
-            .map(|t| TaskTitle::parse(&t))
-            .transpose()?,
-        description: not_null("description", body.description)?
-            .map(|d| Description::parse(&d))
-            .transpose()?,
-        status: not_null("status", body.status)?
-            .map(|s| ColumnName::parse(&s))
-            .transpose()?,
-        position: not_null("position", body.position)?
-            .map(Position::parse)
-            .transpose()?,
-        assigned_to: body
-            .assigned_to
-            .map(|a| a.map(|a| Assignee::parse(&a)).transpose())
-            .transpose()?,
-        fields: not_null("fields", body.fields)?
-            .map(FieldsPatch::parse)
-            .transpose()?,
-    }))
+impl CreateTaskBody {
+    fn task(self) -> Result<NewTask, DomainError> {
+        Ok(NewTask {
+            task_id: Uuid::now_v7(),
+            title: TaskTitle::parse(&self.title)?,
+            description: Description::parse(
+                not_null("description", self.description)?
+                    .as_deref()
+                    .unwrap_or(""),
+            )?,
+            status: parsed("status", self.status, |s| ColumnName::parse(&s))?,
+            position: parsed("position", self.position, Position::parse)?,
+            assigned_to: parsed("assigned_to", self.assigned_to, |a| Assignee::parse(&a))?,
+            fields: CustomFields::parse(not_null("fields", self.fields)?.unwrap_or_default())?,
+        })
+    }
+}
+
+impl UpdateTaskBody {
+    fn command(self, task_id: Uuid) -> Result<Command, DomainError> {
+        Ok(Command::UpdateTask(TaskPatch {
+            task_id,
+            title: parsed("title", self.title, |t| TaskTitle::parse(&t))?,
+            description: parsed("description", self.description, |d| Description::parse(&d))?,
+            status: parsed("status", self.status, |s| ColumnName::parse(&s))?,
+            position: parsed("position", self.position, Position::parse)?,
+            assigned_to: self
+                .assigned_to
+                .map(|a| a.map(|a| Assignee::parse(&a)).transpose())
+                .transpose()?,
+            fields: parsed("fields", self.fields, FieldsPatch::parse)?,
+        }))
+    }
 }
 
 /// The response to a read or write: JSON body, `ETag` with the board version.
 pub(super) fn respond(status: StatusCode, rendered: Rendered) -> Response {
     let has_body = rendered.body.is_some();
     let mut response = match rendered.body {
-        Some(body) => {
-            let mut response = Response::new(body.into());
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            response
-        }
+        Some(body) => json_response(body),
         None => Response::default(),
     };
     *response.status_mut() = if !has_body && status == StatusCode::OK {
@@ -207,8 +194,8 @@ fn json_response(body: Bytes) -> Response {
     response
 }
 
-/// Everything a route handler needs: the store, and its past (time
-/// travel, analytics) over it.
+/// What the board routes work with: the store, its past (time travel,
+/// analytics) and where list pages end.
 #[derive(Clone)]
 struct Ctx {
     store: Arc<dyn BoardStore>,
@@ -219,13 +206,7 @@ struct Ctx {
 
 impl Ctx {
     /// `view` of the board now, or at `?at=` / `?as_of=`.
-    async fn read(
-        &self,
-        caller: Caller,
-        board_id: Uuid,
-        view: View,
-        query: &HashMap<String, String>,
-    ) -> Result<Response, Rejection> {
+    async fn read(&self, caller: Caller, board_id: Uuid, view: View, query: &Query) -> Reply {
         let rendered = match parse_moment(query).map_err(warp::reject::custom)? {
             None => self.store.read(caller, board_id, view).await?,
             Some(moment) => self.history.read_at(caller, board_id, moment, view).await?,
@@ -237,13 +218,13 @@ impl Ctx {
 /// One write as a route states it: the command, what its response shows,
 /// and the status it answers with on success.
 pub(super) struct Write {
-    command: Result<Command, DomainError>,
+    command: Command,
     reply: View,
     status: StatusCode,
 }
 
 impl Write {
-    pub(super) fn created(command: Result<Command, DomainError>, reply: View) -> Self {
+    pub(super) fn created(command: Command, reply: View) -> Self {
         Write {
             command,
             reply,
@@ -251,7 +232,7 @@ impl Write {
         }
     }
 
-    pub(super) fn ok(command: Result<Command, DomainError>, reply: View) -> Self {
+    pub(super) fn ok(command: Command, reply: View) -> Self {
         Write {
             command,
             reply,
@@ -262,309 +243,180 @@ impl Write {
     /// A deletion: 204, no body.
     pub(super) fn deleted(command: Command) -> Self {
         Write {
-            command: Ok(command),
+            command,
             reply: View::Nothing,
             status: StatusCode::NO_CONTENT,
         }
     }
 }
 
-/// Runs `write` on the board under the request's `If-Match` and
-/// `Idempotency-Key`.
+/// Runs `write` on the board as `guard` says: by its caller, under its
+/// `If-Match` and `Idempotency-Key`.
 pub(super) async fn run_write(
     store: &dyn BoardStore,
-    caller: Caller,
     board_id: Uuid,
-    headers: WriteHeaders,
+    guard: WriteGuard,
     write: Write,
-) -> Result<Response, Rejection> {
-    let command = write
-        .command
-        .map_err(ApiError::from)
-        .map_err(warp::reject::custom)?;
+) -> Reply {
     let request = WriteRequest {
-        command,
-        if_match: headers.if_match,
-        idempotency: headers.idempotency,
+        command: write.command,
+        if_match: guard.headers.if_match,
+        idempotency: guard.headers.idempotency,
         reply: write.reply,
     };
-    let rendered = store.write(caller, board_id, request).await?;
+    let rendered = store.write(guard.caller, board_id, request).await?;
     Ok(respond(write.status, rendered))
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Rejection> {
-    parse_json(body).map_err(warp::reject::custom)
+/// A command the domain refused, as the 422 (or other) it answers.
+pub(super) fn refused(error: DomainError) -> Rejection {
+    warp::reject::custom(ApiError::from(error))
 }
 
-/// The board routes over `store` and its `history`. `caller` says who
-/// asks; `reader` is the same for the history and analytics routes, where
-/// analytics tokens are welcome too. Both run only once a route's path and
-/// method match, so a request is authenticated once and unknown paths stay
-/// 404.
+/// The board routes over `store` and its `history`. `inputs.caller` says
+/// who asks; `inputs.reader` is the same for the history and analytics
+/// routes, where analytics tokens are welcome too. Both run only once a
+/// route's path and method match, so a request is authenticated once and
+/// unknown paths stay 404.
 pub fn routes(
     store: Arc<dyn BoardStore>,
     history: Arc<History>,
-    caller: BoxedFilter<(Caller,)>,
-    reader: BoxedFilter<(Caller,)>,
-    body_limit: BodyLimit,
+    inputs: Inputs,
     page_bytes: usize,
-) -> BoxedFilter<(Response,)> {
+) -> Table {
     let ctx = Ctx {
         store,
         history,
         page_bytes,
     };
-    let boards = warp::any()
-        .map(move || ctx.clone())
-        .and(warp::path("boards"));
-    let board = boards.clone().and(warp::path::param::<Uuid>());
-    let task = board
-        .clone()
-        .and(warp::path("tasks"))
-        .and(warp::path::param::<Uuid>())
-        .and(warp::path::end());
-    let writes = move || write_headers(body_limit);
+    Table::over(ctx, inputs)
+        .route(Method::GET, "/boards", list_boards)
+        .route(Method::POST, "/boards", create_board)
+        .route(Method::GET, "/boards/{board}", read_board)
+        .route(Method::PATCH, "/boards/{board}", update_board)
+        .route(Method::DELETE, "/boards/{board}", delete_board)
+        .route(Method::POST, "/boards/{board}/tasks", create_task)
+        .route(Method::GET, "/boards/{board}/tasks/{task}", read_task)
+        .route(Method::PATCH, "/boards/{board}/tasks/{task}", update_task)
+        .route(Method::DELETE, "/boards/{board}/tasks/{task}", delete_task)
+        .route(Method::GET, "/boards/{board}/events", board_history)
+        .route(Method::GET, "/boards/{board}/analytics", board_analytics)
+        .build()
+}
 
-    let list = boards
-        .clone()
-        .and(warp::path::end())
-        .and(warp::get())
-        .and(caller.clone())
-        .and(warp::query::<HashMap<String, String>>())
-        .and_then(
-            |ctx: Ctx, caller: Caller, query: HashMap<String, String>| async move {
-                let page =
-                    parse_board_page(&query, ctx.page_bytes).map_err(warp::reject::custom)?;
-                let body = ctx.store.list_boards(caller, page).await?;
-                Ok::<_, Rejection>(json_response(body))
-            },
-        );
+async fn list_boards(request: Reading, ctx: Ctx) -> Reply {
+    let page = parse_board_page(&request.query, ctx.page_bytes).map_err(warp::reject::custom)?;
+    let body = ctx.store.list_boards(request.caller, page).await?;
+    Ok(json_response(body))
+}
 
-    let create = boards
-        .and(warp::path::end())
-        .and(warp::post())
-        .and(caller.clone())
-        .and(writes())
-        .and(warp::path::full())
-        .and_then(
-            |ctx: Ctx, caller: Caller, headers: WriteHeaders, body: Bytes, path: FullPath| async move {
-                let command = create_board(parse(&body)?);
-                let board_id = board_id_for(caller.user(), headers.idempotency.as_ref());
-                let mut response = run_write(&*ctx.store, caller, board_id, headers, Write::created(command, View::Board))
-                .await?;
-                set_location(&mut response, &path, board_id);
-                Ok::<_, Rejection>(response)
-            },
-        );
+async fn create_board(request: Writing<CreateBoardBody>, ctx: Ctx) -> Reply {
+    let command = request.body.command().map_err(refused)?;
+    let guard = request.guard;
+    let board_id = board_id_for(guard.caller.user(), guard.headers.idempotency.as_ref());
+    let write = Write::created(command, View::Board);
+    let mut response = run_write(&*ctx.store, board_id, guard, write).await?;
+    set_location(&mut response, &request.path, board_id);
+    Ok(response)
+}
 
-    let read_board = board
-        .clone()
-        .and(warp::path::end())
-        .and(warp::get())
-        .and(caller.clone())
-        .and(warp::query::<HashMap<String, String>>())
-        .and_then(
-            |ctx: Ctx, board_id: Uuid, caller: Caller, query: HashMap<String, String>| async move {
-                ctx.read(caller, board_id, View::Board, &query).await
-            },
-        );
+async fn read_board(request: Reading, ctx: Ctx) -> Reply {
+    let board_id = request.ids.get("board");
+    ctx.read(request.caller, board_id, View::Board, &request.query)
+        .await
+}
 
-    let update_board_route = board
-        .clone()
-        .and(warp::path::end())
-        .and(warp::patch())
-        .and(caller.clone())
-        .and(writes())
-        .and_then(
-            |ctx: Ctx, board_id: Uuid, caller: Caller, headers: WriteHeaders, body: Bytes| async move {
-                let command = update_board(parse(&body)?);
-                run_write(&*ctx.store, caller, board_id, headers, Write::ok(command, View::Board))
-                    .await
-            },
-        );
+async fn update_board(request: Writing<UpdateBoardBody>, ctx: Ctx) -> Reply {
+    let command = request.body.command().map_err(refused)?;
+    let write = Write::ok(command, View::Board);
+    let board_id = request.ids.get("board");
+    run_write(&*ctx.store, board_id, request.guard, write).await
+}
 
-    let delete_board = board
-        .clone()
-        .and(warp::path::end())
-        .and(warp::delete())
-        .and(caller.clone())
-        .and(writes())
-        .and_then(
-            |ctx: Ctx, board_id: Uuid, caller: Caller, headers: WriteHeaders, _body: Bytes| async move {
-                let command = Command::DeleteBoard;
-                run_write(&*ctx.store, caller, board_id, headers, Write::deleted(command))
-                .await
-            },
-        );
+async fn delete_board(request: Writing<Ignored>, ctx: Ctx) -> Reply {
+    let write = Write::deleted(Command::DeleteBoard);
+    let board_id = request.ids.get("board");
+    run_write(&*ctx.store, board_id, request.guard, write).await
+}
 
-    let create_task_route = board
-        .clone()
-        .and(warp::path("tasks"))
-        .and(warp::path::end())
-        .and(warp::post())
-        .and(caller.clone())
-        .and(writes())
-        .and(warp::path::full())
-        .and_then(
-            |ctx: Ctx,
-             board_id: Uuid,
-             caller: Caller,
-             headers: WriteHeaders,
-             body: Bytes,
-             path: FullPath| async move {
-                let command = create_task(parse(&body)?);
-                let task_id = match &command {
-                    Ok(Command::CreateTask(new_task)) => new_task.task_id,
-                    _ => Uuid::nil(),
-                };
-                let mut response = run_write(
-                    &*ctx.store,
-                    caller,
-                    board_id,
-                    headers,
-                    Write::created(command, View::Task(task_id)),
-                )
-                .await?;
-                // A replay carries the first request's task, not this id.
-                if !response.headers().contains_key("idempotent-replayed") {
-                    set_location(&mut response, &path, task_id);
-                }
-                Ok::<_, Rejection>(response)
-            },
-        );
+async fn create_task(request: Writing<CreateTaskBody>, ctx: Ctx) -> Reply {
+    let task = request.body.task().map_err(refused)?;
+    let task_id = task.task_id;
+    let write = Write::created(Command::CreateTask(task), View::Task(task_id));
+    let board_id = request.ids.get("board");
+    let mut response = run_write(&*ctx.store, board_id, request.guard, write).await?;
+    // A replay carries the first request's task, not this id.
+    if !response.headers().contains_key("idempotent-replayed") {
+        set_location(&mut response, &request.path, task_id);
+    }
+    Ok(response)
+}
 
-    let read_task = task
-        .clone()
-        .and(warp::get())
-        .and(caller.clone())
-        .and(warp::query::<HashMap<String, String>>())
-        .and_then(
-            |ctx: Ctx,
-             board_id: Uuid,
-             task_id: Uuid,
-             caller: Caller,
-             query: HashMap<String, String>| async move {
-                ctx.read(caller, board_id, View::Task(task_id), &query)
-                    .await
-            },
-        );
+async fn read_task(request: Reading, ctx: Ctx) -> Reply {
+    let (board_id, task_id) = (request.ids.get("board"), request.ids.get("task"));
+    ctx.read(
+        request.caller,
+        board_id,
+        View::Task(task_id),
+        &request.query,
+    )
+    .await
+}
 
-    let update_task_route = task
-        .clone()
-        .and(warp::patch())
-        .and(caller.clone())
-        .and(writes())
-        .and_then(
-            |ctx: Ctx,
-             board_id: Uuid,
-             task_id: Uuid,
-             caller: Caller,
-             headers: WriteHeaders,
-             body: Bytes| async move {
-                let command = update_task(task_id, parse(&body)?);
-                run_write(
-                    &*ctx.store,
-                    caller,
-                    board_id,
-                    headers,
-                    Write::ok(command, View::Task(task_id)),
-                )
-                .await
-            },
-        );
+async fn update_task(request: Writing<UpdateTaskBody>, ctx: Ctx) -> Reply {
+    let (board_id, task_id) = (request.ids.get("board"), request.ids.get("task"));
+    let command = request.body.command(task_id).map_err(refused)?;
+    let write = Write::ok(command, View::Task(task_id));
+    run_write(&*ctx.store, board_id, request.guard, write).await
+}
 
-    let delete_task = task.and(warp::delete()).and(caller).and(writes()).and_then(
-        |ctx: Ctx,
-         board_id: Uuid,
-         task_id: Uuid,
-         caller: Caller,
-         headers: WriteHeaders,
-         _body: Bytes| async move {
-            let command = Command::DeleteTask { task_id };
-            run_write(
-                &*ctx.store,
-                caller,
-                board_id,
-                headers,
-                Write::deleted(command),
-            )
-            .await
-        },
-    );
+async fn delete_task(request: Writing<Ignored>, ctx: Ctx) -> Reply {
+    let (board_id, task_id) = (request.ids.get("board"), request.ids.get("task"));
+    let write = Write::deleted(Command::DeleteTask { task_id });
+    run_write(&*ctx.store, board_id, request.guard, write).await
+}
 
-    let analytics = board
-        .clone()
-        .and(warp::path("analytics"))
-        .and(warp::path::end())
-        .and(warp::get())
-        .and(reader.clone())
-        .and(warp::query::<HashMap<String, String>>())
-        .and_then(
-            |ctx: Ctx, board_id: Uuid, caller: Caller, query: HashMap<String, String>| async move {
-                let query = parse_flow_query(&query).map_err(warp::reject::custom)?;
-                let body = ctx.history.analytics(caller, board_id, query).await?;
-                Ok::<_, Rejection>(json_response(body))
-            },
-        );
+/// `GET /boards/{board}/events`: the board's history, oldest first.
+async fn board_history(request: HistoryReading, ctx: Ctx) -> Reply {
+    let page = Page::parse(&request.query).map_err(warp::reject::custom)?;
+    let events = ctx
+        .store
+        .events_after(request.caller, request.board_id, page.after, page.limit)
+        .await?;
+    // The page ends at `limit` events or at its byte budget, whichever
+    // comes first; `next_after` goes on from there.
+    let mut page = PageWriter::new("events", ctx.page_bytes);
+    for event in &events {
+        if !page.push(event.version, &**event) {
+            break;
+        }
+    }
+    let next_after = page.last();
+    let body = page.finish(&[("next_after", serde_json::json!(next_after))]);
+    Ok(json_response(body))
+}
 
-    let history = board
-        .and(warp::path("events"))
-        .and(warp::path::end())
-        .and(warp::get())
-        .and(reader)
-        .and(warp::query::<HashMap<String, String>>())
-        .and_then(
-            |ctx: Ctx, board_id: Uuid, caller: Caller, query: HashMap<String, String>| async move {
-                let page = Page::parse(&query).map_err(warp::reject::custom)?;
-                let events = ctx
-                    .store
-                    .events_after(caller, board_id, page.after, page.limit)
-                    .await?;
-                // The page ends at `limit` events or at its byte budget,
-                // whichever comes first; `next_after` goes on from there.
-                let mut page = PageWriter::new("events", ctx.page_bytes);
-                for event in &events {
-                    if !page.push(event.version, &**event) {
-                        break;
-                    }
-                }
-                let next_after = page.last();
-                let body = page.finish(&[("next_after", serde_json::json!(next_after))]);
-                Ok::<_, Rejection>(json_response(body))
-            },
-        );
-
-    list.or(create)
-        .unify()
-        .or(read_board)
-        .unify()
-        .or(update_board_route)
-        .unify()
-        .or(delete_board)
-        .unify()
-        .or(create_task_route)
-        .unify()
-        .or(read_task)
-        .unify()
-        .or(update_task_route)
-        .unify()
-        .or(delete_task)
-        .unify()
-        .or(history)
-        .unify()
-        .or(analytics)
-        .unify()
-        .boxed()
+async fn board_analytics(request: HistoryReading, ctx: Ctx) -> Reply {
+    let query = parse_flow_query(&request.query).map_err(warp::reject::custom)?;
+    let body = ctx
+        .history
+        .analytics(request.caller, request.board_id, query)
+        .await?;
+    Ok(json_response(body))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::request::parse_json;
     use super::*;
 
     #[test]
     fn a_new_board_refuses_null_columns() {
         let body = br#"{"name": "Plan", "columns": null}"#;
-        let error = create_board(parse_json(body).unwrap()).unwrap_err();
+        let error = parse_json::<CreateBoardBody>(body)
+            .unwrap()
+            .command()
+            .unwrap_err();
         assert_eq!(error.field(), Some("columns"), "{error}");
     }
 
@@ -572,7 +424,10 @@ mod tests {
     fn a_new_task_refuses_null_where_a_field_may_be_omitted() {
         for field in ["description", "status", "position", "assigned_to", "fields"] {
             let body = serde_json::json!({ "title": "Plan", field: null }).to_string();
-            let error = create_task(parse_json(body.as_bytes()).unwrap()).unwrap_err();
+            let error = parse_json::<CreateTaskBody>(body.as_bytes())
+                .unwrap()
+                .task()
+                .unwrap_err();
             assert_eq!(error.field(), Some(field), "{error}");
         }
     }

@@ -324,92 +324,9 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     Ok(error.into_response())
 }
 
-/// Adds `Allow` to a 405: warp's `MethodNotAllowed` does not say which
-/// methods the path takes, so they come from [`allowed_methods`].
-pub fn with_allow_header(path: warp::path::FullPath, mut response: Response) -> Response {
-    if response.status() == StatusCode::METHOD_NOT_ALLOWED {
-        if let Some(methods) = allowed_methods(path.as_str()) {
-            response
-                .headers_mut()
-                .insert(header::ALLOW, header::HeaderValue::from_static(methods));
-        }
-    }
-    response
-}
-
-/// The methods each route path accepts, by path shape: the route table
-/// of `boards`, `members`, `webhooks`, `live`, `accounts`, `ops` and the
-/// gateways.
-pub fn allowed_methods(path: &str) -> Option<&'static str> {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let id = |segment: &str| segment.parse::<uuid::Uuid>().is_ok();
-    let methods = match segments.as_slice() {
-        ["health" | "ready" | "metrics" | "ws"] | ["quick", "ws"] => "GET",
-        ["api", "me"] => "GET",
-        ["api", "auth", "register" | "login" | "logout"] => "POST",
-        ["quick" | "api", "boards", rest @ ..] => match rest {
-            [] => "GET, POST",
-            [board] if id(board) => "GET, PATCH, DELETE",
-            [board, "tasks"] if id(board) => "POST",
-            [board, "tasks", task] if id(board) && id(task) => "GET, PATCH, DELETE",
-            [board, "events" | "analytics"] if id(board) => "GET",
-            [board, "events", "live"] if id(board) && segments[0] == "api" => "GET",
-            [board, "members"] if id(board) && segments[0] == "api" => "GET, POST",
-            [board, "members", user] if id(board) && id(user) && segments[0] == "api" => "DELETE",
-            [board, "webhooks"] if id(board) && segments[0] == "api" => "GET, POST",
-            [board, "webhooks", hook] if id(board) && id(hook) && segments[0] == "api" => "DELETE",
-            [board, "webhooks", hook, "deliveries"]
-                if id(board) && id(hook) && segments[0] == "api" =>
-            {
-                "GET"
-            }
-            _ => return None,
-        },
-        _ => return None,
-    };
-    Some(methods)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_route_path_names_its_methods() {
-        let board = uuid::Uuid::nil();
-        let cases = [
-            ("/quick/boards".to_owned(), Some("GET, POST")),
-            (format!("/api/boards/{board}"), Some("GET, PATCH, DELETE")),
-            (format!("/quick/boards/{board}/tasks"), Some("POST")),
-            (
-                format!("/quick/boards/{board}/tasks/{board}"),
-                Some("GET, PATCH, DELETE"),
-            ),
-            (format!("/api/boards/{board}/events/live"), Some("GET")),
-            (format!("/quick/boards/{board}/analytics"), Some("GET")),
-            (format!("/quick/boards/{board}/events/live"), None),
-            (
-                format!("/api/boards/{board}/members/{board}"),
-                Some("DELETE"),
-            ),
-            (format!("/api/boards/{board}/webhooks"), Some("GET, POST")),
-            (
-                format!("/api/boards/{board}/webhooks/{board}"),
-                Some("DELETE"),
-            ),
-            (
-                format!("/api/boards/{board}/webhooks/{board}/deliveries"),
-                Some("GET"),
-            ),
-            (format!("/quick/boards/{board}/webhooks"), None),
-            ("/api/auth/login".to_owned(), Some("POST")),
-            ("/ws".to_owned(), Some("GET")),
-            ("/quick/boards/not-a-uuid".to_owned(), None),
-        ];
-        for (path, methods) in cases {
-            assert_eq!(allowed_methods(&path), methods, "{path}");
-        }
-    }
 
     #[tokio::test]
     async fn a_plain_get_on_a_websocket_route_is_426() {

@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 use uuid::Uuid;
 use warp::filters::BoxedFilter;
-use warp::http::HeaderValue;
+use warp::http::{HeaderValue, Method};
 use warp::reply::Response;
 use warp::sse::Event;
 use warp::{Filter, Rejection, Reply};
@@ -23,6 +23,7 @@ use warp::{Filter, Rejection, Reply};
 use super::connections::ConnectionCap;
 use super::error::ApiError;
 use super::request::{optional_raw_header, parse_version};
+use super::route::{FromRequest, Ids, Inputs, Table};
 use super::subscription::{OpenError, Subscription, Update};
 use crate::store::{BoardStore, Caller};
 
@@ -70,62 +71,82 @@ fn to_sse(update: Update) -> Event {
     }
 }
 
-pub fn route(
+/// What the tail runs with.
+#[derive(Clone)]
+struct Ctx {
     store: Arc<dyn BoardStore>,
-    reader: BoxedFilter<(Caller,)>,
     connections: Arc<ConnectionCap>,
-) -> BoxedFilter<(Response,)> {
-    warp::path("boards")
-        .and(warp::path::param::<Uuid>())
-        .and(warp::path("events"))
-        .and(warp::path("live"))
-        .and(warp::path::end())
-        .and(warp::get())
-        .and(reader)
-        .and(optional_raw_header("last-event-id"))
-        .and(warp::query::<HashMap<String, String>>())
-        .and_then(
-            move |board_id: Uuid,
-                  caller: Caller,
-                  last_event_id: Option<HeaderValue>,
-                  query: HashMap<String, String>| {
-                let store = Arc::clone(&store);
-                let connections = Arc::clone(&connections);
-                async move {
-                    // Held by the stream: the slot is freed when it ends.
-                    let slot = connections.claim(caller).map_err(warp::reject::custom)?;
-                    let resume =
-                        resume_point(last_event_id, &query).map_err(warp::reject::custom)?;
-                    let since = resume.map(|(_, version)| version);
-                    let field = resume.map_or("after", |(name, _)| name);
-                    let (subscription, _) = Subscription::open(store, caller, board_id, since)
-                        .await
-                        .map_err(|error| match error {
-                            OpenError::Store(error) => warp::reject::custom(ApiError::from(error)),
-                            OpenError::SinceAhead { version } => {
-                                warp::reject::custom(ApiError::invalid_field(
-                                    field,
-                                    format!("is ahead of the board's version {version}"),
-                                ))
-                            }
-                        })?;
-                    let events = futures_util::stream::unfold(
-                        (subscription, slot),
-                        |(mut subscription, slot)| async move {
-                            let update = subscription.next().await?;
-                            Some((update, (subscription, slot)))
-                        },
-                    )
-                    .map(|update| Ok::<_, Infallible>(to_sse(update)));
-                    // warp 0.4 bodies must be `Sync`; the subscription's
-                    // futures are only `Send`, and are polled by one task.
-                    let events = sync_wrapper::SyncStream::new(events);
-                    let reply = warp::sse::reply(
-                        warp::sse::keep_alive().interval(KEEP_ALIVE).stream(events),
-                    );
-                    Ok::<_, Rejection>(reply.into_response())
-                }
-            },
-        )
-        .boxed()
+}
+
+/// `GET /boards/{board}/events/live`, where to resume: `Last-Event-ID`
+/// or `?after=`.
+struct Tail {
+    board_id: Uuid,
+    caller: Caller,
+    last_event_id: Option<HeaderValue>,
+    query: HashMap<String, String>,
+}
+
+impl FromRequest for Tail {
+    fn filter(matched: BoxedFilter<(Ids,)>, inputs: &Inputs) -> BoxedFilter<(Self,)> {
+        matched
+            .and(inputs.reader.clone())
+            .and(optional_raw_header("last-event-id"))
+            .and(warp::query::<HashMap<String, String>>())
+            .map(|ids: Ids, caller, last_event_id, query| Tail {
+                board_id: ids.get("board"),
+                caller,
+                last_event_id,
+                query,
+            })
+            .boxed()
+    }
+}
+
+/// The tail's route; `inputs.reader` says who asks.
+pub fn routes(
+    store: Arc<dyn BoardStore>,
+    inputs: Inputs,
+    connections: Arc<ConnectionCap>,
+) -> Table {
+    Table::over(Ctx { store, connections }, inputs)
+        .route(Method::GET, "/boards/{board}/events/live", tail)
+        .build()
+}
+
+async fn tail(request: Tail, ctx: Ctx) -> Result<Response, Rejection> {
+    let Tail {
+        board_id, caller, ..
+    } = request;
+    // Held by the stream: the slot is freed when it ends.
+    let slot = ctx
+        .connections
+        .claim(caller)
+        .map_err(warp::reject::custom)?;
+    let resume =
+        resume_point(request.last_event_id, &request.query).map_err(warp::reject::custom)?;
+    let since = resume.map(|(_, version)| version);
+    let field = resume.map_or("after", |(name, _)| name);
+    let (subscription, _) = Subscription::open(ctx.store, caller, board_id, since)
+        .await
+        .map_err(|error| match error {
+            OpenError::Store(error) => warp::reject::custom(ApiError::from(error)),
+            OpenError::SinceAhead { version } => warp::reject::custom(ApiError::invalid_field(
+                field,
+                format!("is ahead of the board's version {version}"),
+            )),
+        })?;
+    let events = futures_util::stream::unfold(
+        (subscription, slot),
+        |(mut subscription, slot)| async move {
+            let update = subscription.next().await?;
+            Some((update, (subscription, slot)))
+        },
+    )
+    .map(|update| Ok::<_, Infallible>(to_sse(update)));
+    // warp 0.4 bodies must be `Sync`; the subscription's futures are only
+    // `Send`, and are polled by one task.
+    let events = sync_wrapper::SyncStream::new(events);
+    let reply = warp::sse::reply(warp::sse::keep_alive().interval(KEEP_ALIVE).stream(events));
+    Ok(reply.into_response())
 }

@@ -2,18 +2,17 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use deadpool_postgres::Pool;
 use serde::Deserialize;
 use uuid::Uuid;
-use warp::filters::BoxedFilter;
-use warp::http::StatusCode;
-use warp::reply::Response;
-use warp::{Filter, Rejection};
+use warp::http::{Method, StatusCode};
+use warp::Rejection;
 
 use super::boards::{respond, run_write, Write};
 use super::error::ApiError;
-use super::request::{parse_json, present, write_headers, BodyLimit, WriteHeaders};
+use super::extract::{Asking, Ignored, Reply, Writing};
+use super::request::present;
+use super::route::{Inputs, Table};
 use crate::auth::users;
 use crate::domain::{Command, DomainError, Role};
 use crate::store::BoardStore;
@@ -76,80 +75,45 @@ pub(super) async fn ensure_owner(
     Ok(rendered.version)
 }
 
-pub fn routes(
+/// What the member routes work with.
+#[derive(Clone)]
+struct Ctx {
     store: Arc<dyn BoardStore>,
-    users_pool: Pool,
-    caller: BoxedFilter<(Caller,)>,
-    body_limit: BodyLimit,
-) -> BoxedFilter<(Response,)> {
-    let members = warp::any()
-        .map(move || store.clone())
-        .and(warp::path("boards"))
-        .and(warp::path::param::<Uuid>())
-        .and(warp::path("members"))
-        .and(caller);
+    /// The accounts, to find the user a new member names.
+    users: Pool,
+}
 
-    let list = members
-        .clone()
-        .and(warp::path::end())
-        .and(warp::get())
-        .and_then(
-            |store: Arc<dyn BoardStore>, board_id: Uuid, caller: Caller| async move {
-                let rendered = store.read(caller, board_id, View::Members).await?;
-                Ok::<_, Rejection>(respond(StatusCode::OK, rendered))
-            },
-        );
+pub fn routes(store: Arc<dyn BoardStore>, users: Pool, inputs: Inputs) -> Table {
+    Table::over(Ctx { store, users }, inputs)
+        .route(Method::GET, "/boards/{board}/members", list)
+        .route(Method::POST, "/boards/{board}/members", add)
+        .route(Method::DELETE, "/boards/{board}/members/{user}", remove)
+        .build()
+}
 
-    let add = members
-        .clone()
-        .and(warp::path::end())
-        .and(warp::post())
-        .and(write_headers(body_limit))
-        .and(warp::any().map(move || users_pool.clone()))
-        .and_then(
-            |store: Arc<dyn BoardStore>,
-             board_id: Uuid,
-             caller: Caller,
-             headers: WriteHeaders,
-             body: Bytes,
-             pool: Pool| async move {
-                let body: AddMemberBody = parse_json(&body).map_err(warp::reject::custom)?;
-                // Only the owner learns whether a username exists.
-                ensure_owner(&store, caller, board_id).await?;
-                let user_id = resolve_user(&pool, &body)
-                    .await
-                    .map_err(warp::reject::custom)?;
-                let command = Ok(Command::AddMember {
-                    user_id,
-                    role: body.role,
-                });
-                run_write(
-                    &*store,
-                    caller,
-                    board_id,
-                    headers,
-                    Write::created(command, View::Member(user_id)),
-                )
-                .await
-            },
-        );
+async fn list(request: Asking, ctx: Ctx) -> Reply {
+    let board_id = request.ids.get("board");
+    let rendered = ctx
+        .store
+        .read(request.caller, board_id, View::Members)
+        .await?;
+    Ok(respond(StatusCode::OK, rendered))
+}
 
-    let remove = members
-        .and(warp::path::param::<Uuid>())
-        .and(warp::path::end())
-        .and(warp::delete())
-        .and(write_headers(body_limit))
-        .and_then(
-            |store: Arc<dyn BoardStore>,
-             board_id: Uuid,
-             caller: Caller,
-             user_id: Uuid,
-             headers: WriteHeaders,
-             _body: Bytes| async move {
-                let command = Command::RemoveMember { user_id };
-                run_write(&*store, caller, board_id, headers, Write::deleted(command)).await
-            },
-        );
+async fn add(request: Writing<AddMemberBody>, ctx: Ctx) -> Reply {
+    let (caller, board_id) = (request.guard.caller, request.ids.get("board"));
+    // Only the owner learns whether a username exists.
+    ensure_owner(&ctx.store, caller, board_id).await?;
+    let user_id = resolve_user(&ctx.users, &request.body)
+        .await
+        .map_err(warp::reject::custom)?;
+    let role = request.body.role;
+    let write = Write::created(Command::AddMember { user_id, role }, View::Member(user_id));
+    run_write(&*ctx.store, board_id, request.guard, write).await
+}
 
-    list.or(add).unify().or(remove).unify().boxed()
+async fn remove(request: Writing<Ignored>, ctx: Ctx) -> Reply {
+    let (board_id, user_id) = (request.ids.get("board"), request.ids.get("user"));
+    let write = Write::deleted(Command::RemoveMember { user_id });
+    run_write(&*ctx.store, board_id, request.guard, write).await
 }

@@ -1,5 +1,8 @@
 //! The HTTP adapter: routes, request parsing, the error boundary, and the
-//! WebSocket gateway. Handlers stay thin: parse, call the store, render.
+//! WebSocket gateway. Each module declares its routes in a [`route::Table`]
+//! (method, path, handler); here the tables are mounted and merged into the
+//! one the server answers from, which also fills the `Allow` of a 405.
+//! Handlers stay thin: a typed request in, the store called, one render.
 
 pub mod accept;
 pub mod accounts;
@@ -7,16 +10,17 @@ pub mod auth;
 pub mod boards;
 pub mod connections;
 pub mod error;
+pub mod extract;
 pub mod handshake;
 pub mod live;
 pub mod members;
 pub mod ops;
 pub mod page;
 pub mod request;
+pub mod route;
 pub mod serve;
 mod state;
 pub mod subscription;
-pub mod usernames;
 pub mod webhooks;
 pub mod ws;
 
@@ -29,107 +33,46 @@ use warp::{Filter, Reply};
 use crate::store::history::History;
 use crate::store::Caller;
 use error::ApiError;
+use route::{Inputs, Table};
 pub use state::{ApiState, AppState};
 
 /// Every route of the server, with CORS, error recovery and access logs.
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let body_limit = request::BodyLimit::from(&state.settings.server);
-    let page_bytes = state.settings.server.list_page_bytes;
     let anonymous = warp::any().map(|| Caller::Anonymous).boxed();
-
-    let analytics = &state.settings.analytics;
-    let quick = warp::path("quick")
-        .and(creation_quota(state.settings.quick.creates_per_minute))
-        .and(
-            boards::routes(
-                state.quick.clone(),
-                Arc::new(History::new(state.quick.clone(), analytics)),
-                anonymous.clone(),
-                anonymous.clone(),
-                body_limit,
-                page_bytes,
-            )
-            .or(state.quick_gateway.clone().route(anonymous))
-            .unify(),
-        );
-
-    let api = match &state.api {
-        Some(api) => {
-            let user = auth::authenticate(api.auth.clone())
-                .map(|claims: crate::auth::Claims| Caller::User(claims.sub))
-                .boxed();
-            let reader = auth::reader(api.auth.clone(), false);
-            // EventSource and WebSocket clients cannot set headers: they may
-            // pass the token as `?token=` (or use the cookie).
-            let query_reader = auth::reader(api.auth.clone(), true);
-            warp::path("api")
-                .and(
-                    accounts::routes(api.auth.clone(), body_limit)
-                        .or(usernames::named(
-                            boards::routes(
-                                api.store.clone(),
-                                Arc::new(History::new(api.store.clone(), analytics)),
-                                user.clone(),
-                                reader,
-                                body_limit,
-                                page_bytes,
-                            ),
-                            api.users.clone(),
-                        ))
-                        .unify()
-                        .or(live::route(
-                            api.store.clone(),
-                            query_reader.clone(),
-                            api.connections.clone(),
-                        ))
-                        .unify()
-                        .or(usernames::named(
-                            members::routes(
-                                api.store.clone(),
-                                api.users.clone(),
-                                user.clone(),
-                                body_limit,
-                            ),
-                            api.users.clone(),
-                        ))
-                        .unify()
-                        .or(webhooks::routes(
-                            api.store.clone(),
-                            api.users.clone(),
-                            user,
-                            body_limit,
-                            state.settings.webhooks.allow_private_targets,
-                        ))
-                        .unify(),
-                )
-                .or(api.gateway.clone().route(query_reader))
-                .unify()
-                .boxed()
-        }
-        // Without its dependencies the event-sourced mode answers 503,
-        // saying what is missing.
-        None => warp::path("api")
-            .or(warp::path("ws"))
-            .unify()
-            .and_then(|| async {
-                Err::<Response, _>(warp::reject::custom(ApiError::unavailable(
-                    "the event-sourced mode (/api, /ws) needs Redis and PostgreSQL, \
-                     which are not configured; /quick works without them",
-                )))
-            })
-            .boxed(),
+    let quick_inputs = Inputs {
+        caller: anonymous.clone(),
+        reader: anonymous,
+        body_limit,
     };
+    let quick_history = History::new(state.quick.clone(), &state.settings.analytics);
+    let quick = boards::routes(
+        state.quick.clone(),
+        Arc::new(quick_history),
+        quick_inputs.clone(),
+        state.settings.server.list_page_bytes,
+    )
+    .merge(state.quick_gateway.clone().routes(quick_inputs))
+    .mount(
+        "quick",
+        Some(creation_quota(state.settings.quick.creates_per_minute).boxed()),
+    );
+    let table = match &state.api {
+        Some(api) => quick.merge(api_routes(&state, api, body_limit)),
+        None => quick,
+    };
+    let table = Arc::new(table.merge(ops::routes(state.clone())));
 
-    let all = quick
-        .or(api)
-        .unify()
-        .or(ops::routes(state.clone()))
-        .unify()
+    let served = match &state.api {
+        Some(_) => table.filter(),
+        None => table.filter().or(api_unavailable()).unify().boxed(),
+    };
+    let all = served
         .or(page::routes(state.settings.server.web_dir.clone()))
         .unify()
         .recover(error::recover)
         .unify();
-    let all = warp::path::full().and(all).map(error::with_allow_header);
+    let all = warp::path::full().and(all).map(table.with_allow_header());
 
     let secure = state.settings.auth.cookie_secure;
     let all = all
@@ -147,6 +90,71 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .unify()
         .with(warp::log::custom(ops::record_request))
         .map(Reply::into_response)
+        .boxed()
+}
+
+/// The event-sourced mode's routes: `/api/...` behind the JWT filters, and
+/// its WebSocket gateway at `/ws`.
+fn api_routes(state: &AppState, api: &ApiState, body_limit: request::BodyLimit) -> Table {
+    let user = auth::authenticate(api.auth.clone())
+        .map(|claims: crate::auth::Claims| Caller::User(claims.sub))
+        .boxed();
+    let inputs = Inputs {
+        caller: user,
+        reader: auth::reader(api.auth.clone(), false),
+        body_limit,
+    };
+    // EventSource and WebSocket clients cannot set headers: they may pass
+    // the token as `?token=` (or use the cookie).
+    let query_reader = auth::reader(api.auth.clone(), true);
+    let by_query = Inputs {
+        caller: query_reader.clone(),
+        reader: query_reader,
+        body_limit,
+    };
+    let history = History::new(api.store.clone(), &state.settings.analytics)
+        .with_users(api.directory.clone());
+    let page_bytes = state.settings.server.list_page_bytes;
+    let allow_private_targets = state.settings.webhooks.allow_private_targets;
+    accounts::routes(api.auth.clone(), inputs.clone())
+        .merge(boards::routes(
+            api.store.clone(),
+            Arc::new(history),
+            inputs.clone(),
+            page_bytes,
+        ))
+        .merge(live::routes(
+            api.store.clone(),
+            by_query.clone(),
+            api.connections.clone(),
+        ))
+        .merge(members::routes(
+            api.store.clone(),
+            api.users.clone(),
+            inputs.clone(),
+        ))
+        .merge(webhooks::routes(
+            api.store.clone(),
+            api.users.clone(),
+            inputs,
+            allow_private_targets,
+        ))
+        .mount("api", None)
+        .merge(api.gateway.clone().routes(by_query))
+}
+
+/// Without its dependencies the event-sourced mode answers 503 at `/api`
+/// and `/ws`, saying what is missing.
+fn api_unavailable() -> BoxedFilter<(Response,)> {
+    warp::path("api")
+        .or(warp::path("ws"))
+        .unify()
+        .and_then(|| async {
+            Err::<Response, _>(warp::reject::custom(ApiError::unavailable(
+                "the event-sourced mode (/api, /ws) needs Redis and PostgreSQL, \
+                 which are not configured; /quick works without them",
+            )))
+        })
         .boxed()
 }
 

@@ -5,42 +5,37 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use serde_json::json;
-use warp::filters::BoxedFilter;
 use warp::http::{Method, StatusCode};
 use warp::reply::Response;
-use warp::{Filter, Reply};
+use warp::{Rejection, Reply};
 
+use super::route::{Inputs, Table};
 use super::AppState;
 use crate::telemetry::names;
 
-pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
-    let health = warp::path("health")
-        .and(warp::path::end())
-        .and(warp::get())
-        .map(|| warp::reply::json(&json!({"status": "ok"})).into_response());
+pub fn routes(state: Arc<AppState>) -> Table {
+    Table::over(state, Inputs::none())
+        .route(Method::GET, "/health", health)
+        .route(Method::GET, "/ready", ready)
+        .route(Method::GET, "/metrics", metrics)
+        .build()
+}
 
-    let ready_state = state.clone();
-    let ready = warp::path("ready")
-        .and(warp::path::end())
-        .and(warp::get())
-        .and_then(move || {
-            let state = ready_state.clone();
-            async move { Ok::<_, warp::Rejection>(readiness(&state).await) }
-        });
+async fn health((): (), _: Arc<AppState>) -> Result<Response, Rejection> {
+    Ok(warp::reply::json(&json!({"status": "ok"})).into_response())
+}
 
-    let metrics = warp::path("metrics")
-        .and(warp::path::end())
-        .and(warp::get())
-        .map(move || {
-            let mut response = Response::new(state.metrics.render().into());
-            response.headers_mut().insert(
-                warp::http::header::CONTENT_TYPE,
-                warp::http::HeaderValue::from_static("text/plain; version=0.0.4"),
-            );
-            response
-        });
+async fn ready((): (), state: Arc<AppState>) -> Result<Response, Rejection> {
+    Ok(readiness(&state).await)
+}
 
-    health.or(ready).unify().or(metrics).unify().boxed()
+async fn metrics((): (), state: Arc<AppState>) -> Result<Response, Rejection> {
+    let mut response = Response::new(state.metrics.render().into());
+    response.headers_mut().insert(
+        warp::http::header::CONTENT_TYPE,
+        warp::http::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    Ok(response)
 }
 
 /// 200 when every configured dependency answers; 503 naming the ones that

@@ -10,6 +10,7 @@ use super::ws;
 use crate::auth::Auth;
 use crate::dependencies::Dependencies;
 use crate::settings::Settings;
+use crate::store::users::UserDirectory;
 use crate::store::BoardStore;
 
 pub struct AppState {
@@ -26,6 +27,8 @@ pub struct ApiState {
     pub store: Arc<dyn BoardStore>,
     pub auth: Arc<Auth>,
     pub users: deadpool_postgres::Pool,
+    /// Names the members that responses show.
+    pub directory: Arc<dyn UserDirectory>,
     pub gateway: Arc<ws::Gateway>,
     /// The cap SSE tails share with the WebSocket gateways.
     pub connections: Arc<ConnectionCap>,

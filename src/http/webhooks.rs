@@ -4,18 +4,18 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use deadpool_postgres::Pool;
 use serde::Deserialize;
 use uuid::Uuid;
-use warp::filters::BoxedFilter;
-use warp::http::StatusCode;
+use warp::http::{Method, StatusCode};
 use warp::reply::Response;
-use warp::{Filter, Rejection, Reply};
+use warp::{Rejection, Reply as _};
 
 use super::error::ApiError;
+use super::extract::{Asking, Posting, Reply};
 use super::members::ensure_owner;
-use super::request::{body_bytes, parse_json, present, BodyLimit};
+use super::request::present;
+use super::route::{Inputs, Table};
 use crate::postgres;
 use crate::store::{BoardStore, Caller};
 use crate::webhooks::{self, registry, WebhookError};
@@ -60,54 +60,24 @@ impl Context {
 pub fn routes(
     store: Arc<dyn BoardStore>,
     pool: Pool,
-    caller: BoxedFilter<(Caller,)>,
-    body_limit: BodyLimit,
+    inputs: Inputs,
     allow_private_targets: bool,
-) -> BoxedFilter<(Response,)> {
+) -> Table {
     let context = Context {
         store,
         pool,
         allow_private_targets,
     };
-    let hooks = warp::any()
-        .map(move || context.clone())
-        .and(warp::path("boards"))
-        .and(warp::path::param::<Uuid>())
-        .and(warp::path("webhooks"))
-        .and(caller);
-
-    let create = hooks
-        .clone()
-        .and(warp::path::end())
-        .and(warp::post())
-        .and(body_bytes(body_limit))
-        .and_then(create);
-    let list = hooks
-        .clone()
-        .and(warp::path::end())
-        .and(warp::get())
-        .and_then(list);
-    let delete = hooks
-        .clone()
-        .and(warp::path::param::<Uuid>())
-        .and(warp::path::end())
-        .and(warp::delete())
-        .and_then(delete);
-    let deliveries = hooks
-        .and(warp::path::param::<Uuid>())
-        .and(warp::path("deliveries"))
-        .and(warp::path::end())
-        .and(warp::get())
-        .and_then(deliveries);
-
-    create
-        .or(list)
-        .unify()
-        .or(delete)
-        .unify()
-        .or(deliveries)
-        .unify()
-        .boxed()
+    Table::over(context, inputs)
+        .route(Method::GET, "/boards/{board}/webhooks", list)
+        .route(Method::POST, "/boards/{board}/webhooks", create)
+        .route(Method::DELETE, "/boards/{board}/webhooks/{hook}", delete)
+        .route(
+            Method::GET,
+            "/boards/{board}/webhooks/{hook}/deliveries",
+            deliveries,
+        )
+        .build()
 }
 
 fn reject(error: WebhookError) -> Rejection {
@@ -118,13 +88,8 @@ fn json(status: StatusCode, value: &impl serde::Serialize) -> Response {
     warp::reply::with_status(warp::reply::json(value), status).into_response()
 }
 
-async fn create(
-    context: Context,
-    board_id: Uuid,
-    caller: Caller,
-    body: Bytes,
-) -> Result<Response, Rejection> {
-    let body: CreateBody = parse_json(&body).map_err(warp::reject::custom)?;
+async fn create(request: Posting<CreateBody>, context: Context) -> Reply {
+    let (caller, board_id, body) = (request.caller, request.ids.get("board"), request.body);
     // Only the owner learns what is wrong with the rest.
     let version = ensure_owner(&context.store, caller, board_id).await?;
     let Some(created_by) = caller.user() else {
@@ -154,8 +119,9 @@ async fn create(
     Ok(json(StatusCode::CREATED, &created))
 }
 
-async fn list(context: Context, board_id: Uuid, caller: Caller) -> Result<Response, Rejection> {
-    let client = context.as_owner(caller, board_id).await?;
+async fn list(request: Asking, context: Context) -> Reply {
+    let board_id = request.ids.get("board");
+    let client = context.as_owner(request.caller, board_id).await?;
     let hooks = registry::list(&**client, board_id).await.map_err(reject)?;
     Ok(json(
         StatusCode::OK,
@@ -163,13 +129,9 @@ async fn list(context: Context, board_id: Uuid, caller: Caller) -> Result<Respon
     ))
 }
 
-async fn delete(
-    context: Context,
-    board_id: Uuid,
-    caller: Caller,
-    id: Uuid,
-) -> Result<Response, Rejection> {
-    let client = context.as_owner(caller, board_id).await?;
+async fn delete(request: Asking, context: Context) -> Reply {
+    let (board_id, id) = (request.ids.get("board"), request.ids.get("hook"));
+    let client = context.as_owner(request.caller, board_id).await?;
     registry::delete(&**client, board_id, id)
         .await
         .map_err(reject)?;
@@ -177,13 +139,9 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn deliveries(
-    context: Context,
-    board_id: Uuid,
-    caller: Caller,
-    id: Uuid,
-) -> Result<Response, Rejection> {
-    let client = context.as_owner(caller, board_id).await?;
+async fn deliveries(request: Asking, context: Context) -> Reply {
+    let (board_id, id) = (request.ids.get("board"), request.ids.get("hook"));
+    let client = context.as_owner(request.caller, board_id).await?;
     let attempts = registry::deliveries(&**client, board_id, id)
         .await
         .map_err(reject)?;

@@ -35,12 +35,14 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 use uuid::Uuid;
 use warp::filters::BoxedFilter;
+use warp::http::Method;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use super::connections::{ConnectionCap, ConnectionSlot};
 use super::error::ApiError;
 use super::handshake::{handshake, Handshake, Socket};
+use super::route::{FromRequest, Ids, Inputs, Table};
 use super::serve::stopped;
 use super::subscription::{OpenError, Subscription, Update};
 use crate::fanout::ResyncReason;
@@ -131,27 +133,41 @@ impl Gateway {
         })
     }
 
-    /// `GET <prefix>/ws`: upgrades within the connection cap, else 503.
-    pub fn route(self: Arc<Self>, caller: BoxedFilter<(Caller,)>) -> BoxedFilter<(Response,)> {
-        warp::path("ws")
-            .and(warp::path::end())
-            .and(caller)
+    /// `GET <prefix>/ws`: upgrades within the connection cap, else 503;
+    /// `inputs.caller` says who asks.
+    pub fn routes(self: Arc<Self>, inputs: Inputs) -> Table {
+        Table::over(self, inputs)
+            .route(Method::GET, "/ws", upgrade)
+            .build()
+    }
+}
+
+/// An upgrade to a WebSocket session, and who asks for it.
+struct Upgrade {
+    caller: Caller,
+    handshake: Handshake,
+}
+
+impl FromRequest for Upgrade {
+    fn filter(matched: BoxedFilter<(Ids,)>, inputs: &Inputs) -> BoxedFilter<(Self,)> {
+        matched
+            .and(inputs.caller.clone())
             .and(handshake())
-            .and_then(move |caller: Caller, handshake: Handshake| {
-                let gateway = Arc::clone(&self);
-                async move {
-                    let slot = gateway
-                        .connections
-                        .claim(caller)
-                        .map_err(warp::reject::custom)?;
-                    let config = socket_config(&gateway.limits);
-                    Ok::<_, Rejection>(handshake.accept(config, move |socket| {
-                        Session::new(gateway, caller, slot).run(socket)
-                    }))
-                }
-            })
+            .map(|_, caller, handshake| Upgrade { caller, handshake })
             .boxed()
     }
+}
+
+async fn upgrade(request: Upgrade, gateway: Arc<Gateway>) -> Result<Response, Rejection> {
+    let Upgrade { caller, handshake } = request;
+    let slot = gateway
+        .connections
+        .claim(caller)
+        .map_err(warp::reject::custom)?;
+    let config = socket_config(&gateway.limits);
+    Ok(handshake.accept(config, move |socket| {
+        Session::new(gateway, caller, slot).run(socket)
+    }))
 }
 
 #[derive(Deserialize)]

@@ -33,6 +33,8 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// projector instances start at once.
 const MIGRATION_LOCK: i64 = 0x5354_5245_414d_4244;
 
+/// The first and the longest wait between migration attempts.
+const RETRY_FIRST: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
@@ -161,31 +163,21 @@ pub fn is_unavailable(error: &anyhow::Error) -> bool {
 }
 
 /// Runs [`migrate`] until it succeeds, backing off while PostgreSQL is
-/// unreachable; for a server that started before its database. A broken
-/// migration is logged and not retried.
-pub async fn migrate_when_available(pool: Pool) {
-    let mut delay = Duration::from_secs(1);
-    loop {
-        match migrate(&pool).await {
-            Ok(()) => return,
-            Err(error) if is_unavailable(&error) => {
-                tracing::warn!(
-                    error = format!("{error:#}"),
-                    retry_in_seconds = delay.as_secs(),
-                    "PostgreSQL unavailable; migrations will be retried"
-                );
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(RETRY_MAX);
-            }
-            Err(error) => {
-                tracing::error!(
-                    error = format!("{error:#}"),
-                    "PostgreSQL migrations failed; not retrying"
-                );
-                return;
-            }
-        }
-    }
+/// unreachable (for a server or projector that started before its
+/// database); a broken migration is not retried.
+pub async fn migrate_when_available(pool: &Pool) -> anyhow::Result<()> {
+    use backon::Retryable as _;
+    (|| migrate(pool))
+        .retry(crate::retry::until_available(RETRY_FIRST, RETRY_MAX))
+        .when(is_unavailable)
+        .notify(|error, delay| {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                retry_in_ms = delay.as_millis() as u64,
+                "PostgreSQL unavailable; migrations will be retried"
+            )
+        })
+        .await
 }
 
 #[cfg(test)]

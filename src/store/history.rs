@@ -25,11 +25,12 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use uuid::Uuid;
 
+use super::users::{names_for, UserDirectory};
 use super::{BoardStore, Caller, Rendered, StoreError};
 use crate::domain::flow::{FlowLog, FlowOptions, FlowRange};
 use crate::domain::{apply, Board, BoardEvent, DomainError};
 use crate::settings::AnalyticsSettings;
-use crate::views::{self, View};
+use crate::views::{self, Usernames, View};
 
 /// Events read per round trip while following a board.
 const PAGE: usize = 1000;
@@ -86,6 +87,8 @@ impl FlowQuery {
 
 pub struct History {
     store: Arc<dyn BoardStore>,
+    /// Names the members a past board shows (`/api`; none in quick-win).
+    users: Option<Arc<dyn UserDirectory>>,
     followed: moka::sync::Cache<Uuid, Arc<Followed>>,
     limits: AnalyticsSettings,
     /// Versions between a new board's first checkpoints.
@@ -180,6 +183,7 @@ impl History {
     pub fn new(store: Arc<dyn BoardStore>, limits: &AnalyticsSettings) -> History {
         History {
             store,
+            users: None,
             followed: moka::sync::Cache::builder()
                 .max_capacity(limits.cache_mib.saturating_mul(1 << 20))
                 .weigher(|_, followed: &Arc<Followed>| {
@@ -190,6 +194,14 @@ impl History {
             limits: limits.clone(),
             spacing: CHECKPOINT_SPACING,
             checkpoint_budget: usize::try_from(limits.cache_mib << 20).unwrap_or(usize::MAX) / 4,
+        }
+    }
+
+    /// Past boards with their members named from `users`.
+    pub fn with_users(self, users: Arc<dyn UserDirectory>) -> History {
+        History {
+            users: Some(users),
+            ..self
         }
     }
 
@@ -330,7 +342,11 @@ impl History {
         let board = board
             .filter(|b| !b.deleted)
             .ok_or(StoreError::Domain(DomainError::NotFound("board")))?;
-        Ok(views::render(&board, view)?)
+        let names = match &self.users {
+            Some(users) => names_for(&**users, &board, view).await,
+            None => Usernames::NONE,
+        };
+        Ok(views::render(&board, view, &names)?)
     }
 
     /// The flow metrics of the board over `query`'s range, as JSON.
@@ -464,7 +480,7 @@ mod tests {
                 .await
                 .unwrap();
             let folded = Board::from_events(events.iter().take(version as usize).map(|e| &**e));
-            let expected = views::render(&folded.unwrap(), View::Board).unwrap();
+            let expected = views::render(&folded.unwrap(), View::Board, &Usernames::NONE).unwrap();
             assert_eq!(past, expected, "version {version}");
         }
         // 700 versions at a first spacing of 10: thinned to at most 64.
@@ -524,7 +540,10 @@ mod tests {
             .await
             .unwrap();
         let folded = Board::from_events(events.iter().take(123).map(|e| &**e)).unwrap();
-        assert_eq!(past, views::render(&folded, View::Board).unwrap());
+        assert_eq!(
+            past,
+            views::render(&folded, View::Board, &Usernames::NONE).unwrap()
+        );
         let trail = history.follow(Caller::Anonymous, board).await.unwrap();
         let bytes: usize = trail.checkpoints.iter().map(|c| c.bytes).sum();
         assert!(bytes <= 12_000, "{bytes}");

@@ -36,7 +36,7 @@ use super::{
 };
 use crate::domain::{apply, Board, BoardEvent, Command, DomainError, EventData};
 use crate::fanout::Hub;
-use crate::views::{self, BoardKey, BoardPage, BoardView, EventFrame, PageWriter, View};
+use crate::views::{self, BoardKey, BoardPage, BoardView, EventFrame, PageWriter, Usernames, View};
 
 /// Idempotent results a board keeps before the oldest are dropped.
 const IDEMPOTENCY_RECORDS_PER_BOARD: usize = 10_000;
@@ -272,7 +272,9 @@ impl MemoryStore {
             slot.idempotency
                 .retain(|_, (stored_at, _)| now.duration_since(*stored_at) < ttl);
             if let Some((_, record)) = slot.idempotency.get(&(actor, key.key.clone())) {
-                return record.replay(key, slot.base.clone(), slot.events.iter().map(|e| &**e));
+                let board =
+                    record.replay(key, slot.base.clone(), slot.events.iter().map(|e| &**e))?;
+                return record.render(&board, &Usernames::NONE);
             }
         }
         let ctx = context(actor);
@@ -301,7 +303,7 @@ impl MemoryStore {
             .board
             .as_ref()
             .expect("a board after an accepted event");
-        let rendered = views::render(board, request.reply)?;
+        let rendered = views::render(board, request.reply, &Usernames::NONE)?;
         if let Some(key) = key {
             if slot.idempotency.len() >= IDEMPOTENCY_RECORDS_PER_BOARD {
                 let oldest = slot
@@ -430,7 +432,10 @@ impl BoardStore for MemoryStore {
             let events = slot.events.make_contiguous();
             // A board deleted since it was picked is left out.
             if let Ok(board) = readable(slot.board.as_ref(), caller) {
-                if !list.push(key, &BoardView::new(board).with_events(events)) {
+                if !list.push(
+                    key,
+                    &BoardView::new(board, &Usernames::NONE).with_events(events),
+                ) {
                     break;
                 }
             }
@@ -448,7 +453,7 @@ impl BoardStore for MemoryStore {
         let mut slot = slot.lock();
         slot.touched = Instant::now();
         let board = readable(slot.board.as_ref(), caller)?;
-        Ok(views::render(board, view)?)
+        Ok(views::render(board, view, &Usernames::NONE)?)
     }
 
     async fn write(

@@ -4,11 +4,14 @@
 //! event-sourced store; both run writes through [`write::prepare`], so
 //! `If-Match`, idempotency and the domain rules behave the same in each.
 //! [`history`] answers a board's past (time travel, flow analytics) over
-//! either store, through the port's history reads.
+//! either store, through the port's history reads. [`users::UserDirectory`]
+//! is the port beside it that names the members a response shows.
 
+mod error;
 pub mod event_sourced;
 pub mod history;
 pub mod memory;
+pub mod users;
 pub mod write;
 
 use std::sync::Arc;
@@ -18,11 +21,12 @@ use bytes::Bytes;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+pub use crate::domain::Caller;
 use crate::domain::{Board, BoardEvent, Command, DomainError};
 use crate::fanout::Live;
-use crate::postgres::DbError;
 pub use crate::views::Rendered;
 use crate::views::{BoardPage, View};
+pub use error::StoreError;
 
 /// A write: the command plus the HTTP-level conditions that guard it.
 #[derive(Debug, Clone)]
@@ -50,28 +54,6 @@ pub struct Watch {
     pub live: broadcast::Receiver<Live>,
 }
 
-/// Who is asking, as the stores see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Caller {
-    /// Quick-win: no accounts; boards without an owner are open to all.
-    Anonymous,
-    /// A signed-in user: sees the boards they are a member of.
-    User(Uuid),
-    /// A read-only analytics token: the history and live events of every
-    /// board (deleted ones too), and nothing else.
-    Analytics,
-}
-
-impl Caller {
-    /// The user behind the call, as recorded in events (`actor`).
-    pub fn user(self) -> Option<Uuid> {
-        match self {
-            Caller::User(user) => Some(user),
-            Caller::Anonymous | Caller::Analytics => None,
-        }
-    }
-}
-
 /// The board as `caller` may read it: non-members and deleted boards look
 /// absent (404), analytics tokens may not read board state (403).
 pub fn readable(board: Option<&Board>, caller: Caller) -> Result<&Board, StoreError> {
@@ -90,49 +72,6 @@ pub fn history_readable(board: Option<&Board>, caller: Caller) -> Result<&Board,
         (Caller::Analytics, Some(board)) => Ok(board),
         (Caller::Analytics, None) => Err(StoreError::Domain(DomainError::NotFound("board"))),
         _ => readable(board, caller),
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error(transparent)]
-    Domain(#[from] DomainError),
-    #[error("the board is at version {current}, not the version in If-Match")]
-    PreconditionFailed { current: u64 },
-    #[error("this Idempotency-Key was already used for a different request")]
-    IdempotencyKeyReused,
-    #[error("{0}")]
-    LimitReached(String),
-    /// The store's memory budget is spent (quick-win's `quick.max_bytes`).
-    #[error("{0}")]
-    BudgetFull(String),
-    /// The versions asked for are older than the history this store keeps.
-    #[error("history before version {oldest} is no longer kept")]
-    HistoryTrimmed { oldest: u64 },
-    /// A dependency (Redis, PostgreSQL) cannot be reached.
-    #[error("{0}")]
-    Unavailable(String),
-    #[error(transparent)]
-    Internal(#[from] anyhow::Error),
-}
-
-impl From<DbError> for StoreError {
-    fn from(error: DbError) -> Self {
-        match error {
-            DbError::Unavailable(detail) => {
-                tracing::warn!(%detail, "PostgreSQL unavailable");
-                StoreError::Unavailable("PostgreSQL is unavailable; retry shortly".into())
-            }
-            // Callers that know which field clashed map this themselves.
-            DbError::UniqueViolation { .. } => StoreError::Domain(DomainError::conflict(
-                "a record with these values already exists",
-            )),
-            DbError::TlsRefused(detail) => {
-                tracing::error!(%detail, "PostgreSQL unavailable");
-                StoreError::Unavailable("PostgreSQL is unavailable; retry shortly".into())
-            }
-            DbError::Internal(error) => StoreError::Internal(error),
-        }
     }
 }
 
@@ -189,25 +128,4 @@ pub trait BoardStore: Send + Sync + 'static {
 
     /// Called when a subscriber of the board went away.
     fn unwatch(&self, board_id: Uuid);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unavailable_maps_to_503_without_the_detail() {
-        let store = StoreError::from(DbError::Unavailable("10.0.0.7:5432 refused".into()));
-        match store {
-            StoreError::Unavailable(message) => assert!(!message.contains("10.0.0.7"), "{message}"),
-            other => panic!("{other:?}"),
-        }
-        let unique = StoreError::from(DbError::UniqueViolation {
-            constraint: "users_username_lower".into(),
-        });
-        assert!(matches!(
-            unique,
-            StoreError::Domain(DomainError::Conflict(_))
-        ));
-    }
 }

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{IdempotencyKey, Rendered, StoreError, WriteRequest};
 use crate::domain::{apply, decide, Board, BoardEvent, Context};
-use crate::views::{self, View};
+use crate::views::{self, Usernames, View};
 
 /// What an idempotent write did, kept to answer its retries: the version
 /// its event got and what it rendered. A retry renders that view of the
@@ -40,14 +40,15 @@ impl IdempotencyRecord {
         })
     }
 
-    /// The first result again, rendered from the board's history up to the
-    /// recorded version; an error if the key was reused for another request.
+    /// The board as the first request left it, folded from its history up
+    /// to the recorded version (render it with [`IdempotencyRecord::render`]);
+    /// an error if the key was reused for another request.
     pub fn replay<'a>(
         &self,
         key: &IdempotencyKey,
         start: Option<Board>,
         history: impl IntoIterator<Item = &'a BoardEvent>,
-    ) -> Result<Rendered, StoreError> {
+    ) -> Result<Board, StoreError> {
         if self.fingerprint != key.fingerprint {
             return Err(StoreError::IdempotencyKeyReused);
         }
@@ -66,15 +67,19 @@ impl IdempotencyRecord {
         {
             apply(&mut state, event);
         }
-        let board = state
+        state
             .filter(|board| board.version == self.version)
             .ok_or_else(|| {
                 StoreError::Internal(anyhow::anyhow!(
                     "history ends before the idempotent write's version {}",
                     self.version
                 ))
-            })?;
-        let mut rendered = views::render(&board, self.reply)?;
+            })
+    }
+
+    /// The first result again: the recorded view of the replayed `board`.
+    pub fn render(&self, board: &Board, names: &Usernames) -> Result<Rendered, StoreError> {
+        let mut rendered = views::render(board, self.reply, names)?;
         rendered.replayed = true;
         Ok(rendered)
     }
