@@ -312,23 +312,12 @@ impl HaCluster {
     /// SIGKILL: the process is gone; its replica takes over after the node
     /// timeout.
     pub fn kill(&self, port: u16) {
-        self.nodes
-            .lock()
-            .unwrap()
-            .get_mut(&port)
-            .expect("a node")
-            .kill();
+        with_node(&self.nodes, port, Node::kill);
     }
 
     /// Starts a killed node again from its own files.
     pub fn restart(&self, port: u16) {
-        let started = self
-            .nodes
-            .lock()
-            .unwrap()
-            .get_mut(&port)
-            .expect("a node")
-            .spawn();
+        let started = with_node(&self.nodes, port, Node::spawn);
         assert!(started, "node {port} did not start again");
     }
 
@@ -410,6 +399,15 @@ impl Replica {
     pub fn port(&self) -> u16 {
         self.node.port
     }
+}
+
+/// `act` on the node at `port` of a harness's nodes.
+fn with_node<R>(
+    nodes: &Mutex<BTreeMap<u16, Node>>,
+    port: u16,
+    act: impl FnOnce(&mut Node) -> R,
+) -> R {
+    act(nodes.lock().unwrap().get_mut(&port).expect("a node"))
 }
 
 /// A directory removed on drop.
@@ -543,23 +541,12 @@ impl HaSentinel {
     }
 
     pub fn kill(&self, port: u16) {
-        self.nodes
-            .lock()
-            .unwrap()
-            .get_mut(&port)
-            .expect("a node")
-            .kill();
+        with_node(&self.nodes, port, Node::kill);
     }
 
     /// Starts a killed node again from its own files.
     pub fn restart(&self, port: u16) {
-        let started = self
-            .nodes
-            .lock()
-            .unwrap()
-            .get_mut(&port)
-            .expect("a node")
-            .spawn();
+        let started = with_node(&self.nodes, port, Node::spawn);
         assert!(started, "node {port} did not start again");
     }
 
