@@ -26,6 +26,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 sb_ensure_build_tools
 
+# CI builds a fresh clone once: incremental state would only take disk (~2 GB).
+if [[ -n ${CI:-} ]]; then export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}; fi
+
 export STREAMBOARD_TEST_REDIS_URL="${STREAMBOARD_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 export STREAMBOARD_TEST_POSTGRES_URL="${STREAMBOARD_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 

@@ -21,7 +21,16 @@
 //!   restart or a moved slot bumps a generation that the readers and the
 //!   store act on (see docs/OPERATIONS.md, "Redis failover").
 
+mod connection;
+mod mode;
+mod options;
+mod subscriber;
 pub mod topology;
+
+pub use connection::{BlockingConnection, RedisConnection};
+pub use mode::ModeError;
+pub use options::{Deployment, RedisOptions, TlsFiles};
+pub use subscriber::{Notice, Subscriber};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -29,17 +38,18 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
-use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
     AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo,
-    Pipeline, ProtocolVersion, PushInfo, PushKind, RedisError, RedisFuture, RedisResult,
-    TlsCertificates, TlsMode, Value,
+    ProtocolVersion, PushInfo, RedisError, RedisResult, TlsCertificates, TlsMode, Value,
 };
 use tokio::sync::{mpsc, watch};
 
 use crate::settings::RedisSettings;
+use connection::server_error_value;
+use mode::mode_to_redis;
+use options::read_certs;
 use topology::Topology;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -54,87 +64,6 @@ pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Connections for writes that wait for replicas: a `WAIT` holds up the
 /// commands queued behind it on its connection, so writes spread over these.
 const REPLICATED_CONNECTIONS: usize = 16;
-
-/// How Redis is deployed, from the settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Deployment {
-    Single,
-    Cluster,
-    /// `redis.url` lists the Sentinels that monitor this master.
-    Sentinel {
-        master: String,
-    },
-}
-
-/// What a [`RedisClient`] needs besides the URLs.
-#[derive(Debug, Clone)]
-pub struct RedisOptions {
-    pub deployment: Deployment,
-    /// Replicas that must acknowledge a write (`WAIT`); 0: none.
-    pub replica_acks: u32,
-    pub replica_ack_timeout: Duration,
-    pub topology_check: Duration,
-    pub tls: TlsFiles,
-}
-
-impl Default for RedisOptions {
-    fn default() -> Self {
-        RedisOptions {
-            deployment: Deployment::Single,
-            replica_acks: 0,
-            replica_ack_timeout: Duration::from_secs(1),
-            topology_check: Duration::from_secs(1),
-            tls: TlsFiles::default(),
-        }
-    }
-}
-
-/// PEM files for `rediss://` connections (empty: the platform's roots, no
-/// client certificate).
-#[derive(Debug, Clone, Default)]
-pub struct TlsFiles {
-    pub ca: String,
-    pub cert: String,
-    pub key: String,
-}
-
-impl TlsFiles {
-    /// The first of the settings that names a file.
-    fn first_set(&self) -> Option<&'static str> {
-        [
-            ("redis.tls_ca_file", &self.ca),
-            ("redis.tls_cert_file", &self.cert),
-            ("redis.tls_key_file", &self.key),
-        ]
-        .into_iter()
-        .find_map(|(setting, path)| (!path.is_empty()).then_some(setting))
-    }
-}
-
-impl RedisOptions {
-    pub fn from_settings(settings: &RedisSettings) -> RedisOptions {
-        let master = settings.sentinel_master.trim();
-        RedisOptions {
-            deployment: if settings.cluster {
-                Deployment::Cluster
-            } else if !master.is_empty() {
-                Deployment::Sentinel {
-                    master: master.to_owned(),
-                }
-            } else {
-                Deployment::Single
-            },
-            replica_acks: settings.replica_acks,
-            replica_ack_timeout: Duration::from_millis(settings.replica_ack_timeout_ms),
-            topology_check: Duration::from_millis(settings.topology_check_ms),
-            tls: TlsFiles {
-                ca: settings.tls_ca_file.trim().to_owned(),
-                cert: settings.tls_cert_file.trim().to_owned(),
-                key: settings.tls_key_file.trim().to_owned(),
-            },
-        }
-    }
-}
 
 /// Where Redis is and how to talk to it (cheap to clone: clones share
 /// their connections and topology).
@@ -166,84 +95,6 @@ struct Connected {
     blocking: Option<deadpool_redis::Pool>,
     /// The master Sentinel named, when there is one.
     master: Option<ConnectionInfo>,
-}
-
-/// The process's shared, multiplexed connection (cheap to clone).
-#[derive(Clone)]
-pub enum RedisConnection {
-    /// With the topology to tell when the connection was lost (Redis may
-    /// have restarted).
-    Single(ConnectionManager, std::sync::Weak<Topology>),
-    Cluster(ClusterConnection),
-}
-
-/// A connection of one's own, for a command that blocks.
-pub enum BlockingConnection {
-    Single(deadpool_redis::Connection),
-    Cluster(ClusterConnection),
-}
-
-/// What the Redis behind `redis.url` is, as opposed to what the settings say.
-#[derive(Debug, thiserror::Error)]
-pub enum ModeError {
-    #[error(
-        "redis.url points at a Redis Cluster node; set redis.cluster=true \
-         (STREAMBOARD__REDIS__CLUSTER=true) and list the cluster's nodes, comma-separated, \
-         in redis.url"
-    )]
-    ClusterNodeAsSingle,
-    #[error(
-        "redis.cluster is true but {0} is not a cluster node (cluster_enabled:0); set \
-         redis.cluster=false (STREAMBOARD__REDIS__CLUSTER=false) for a single Redis"
-    )]
-    SingleAsCluster(String),
-    #[error(
-        "redis.url has several nodes ({0}); that needs redis.cluster=true, or \
-         redis.sentinel_master for a list of Sentinels"
-    )]
-    SeveralNodes(usize),
-    #[error(
-        "redis.sentinel_master is set but {0} is not a Sentinel; list the Sentinels in redis.url"
-    )]
-    NotASentinel(String),
-    #[error("{setting}: {message}")]
-    Tls {
-        setting: &'static str,
-        message: String,
-    },
-    /// The TLS handshake with the Redis at `url` failed: a configuration
-    /// error (CA, host name, client certificate, port), not an outage.
-    #[error("redis.url {url}: {}", tls_advice(.cause))]
-    TlsRefused { url: String, cause: rustls::Error },
-    #[error(
-        "redis.url {0}: this port speaks TLS only (it dropped a plain connection and answered \
-         a TLS handshake); use rediss:// (and redis.tls_ca_file for a private CA)"
-    )]
-    PlainToTls(String),
-    #[error(
-        "redis.url {0}: this port speaks plain Redis, not TLS (it answered a plain PING but no \
-         TLS handshake); use redis://, or enable TLS on the server"
-    )]
-    TlsToPlain(String),
-    #[error("{0}")]
-    Redis(#[from] RedisError),
-}
-
-/// What to check, by how the handshake failed.
-fn tls_advice(cause: &rustls::Error) -> String {
-    match cause {
-        rustls::Error::InvalidCertificate(_) => format!(
-            "TLS refused the Redis server's certificate ({cause}); check redis.tls_ca_file (the \
-             CA that signed it) and that the certificate names the host in redis.url"
-        ),
-        rustls::Error::AlertReceived(_) => format!(
-            "the Redis server refused the TLS connection ({cause}); if it asks for a client \
-             certificate, set redis.tls_cert_file and redis.tls_key_file to one its CA signed"
-        ),
-        _ => format!(
-            "TLS to Redis failed ({cause}); is the port a TLS port? (redis:// for a plain one)"
-        ),
-    }
 }
 
 impl RedisClient {
@@ -448,87 +299,6 @@ impl RedisClient {
             ConnectionManager::new_with_config(client, config).await?,
         ))
     }
-
-    /// Refuses a Redis that is not what the settings say: a cluster node
-    /// used as a single Redis answers `MOVED` for most keys, and the reverse
-    /// cannot work at all; and one that TLS cannot reach as configured (a
-    /// certificate refused, a TLS-only port given as `redis://`).
-    pub async fn check_mode(&self) -> Result<(), ModeError> {
-        let url = self.first_url();
-        let kind = match self.node_kind(&url).await {
-            Ok(kind) => kind,
-            Err(error) => return Err(self.unreachable(&url, error).await),
-        };
-        match (&self.options.deployment, kind) {
-            (Deployment::Sentinel { .. }, NodeKind::Sentinel) => Ok(()),
-            (Deployment::Sentinel { .. }, _) => Err(ModeError::NotASentinel(redact(&url))),
-            (Deployment::Single, NodeKind::ClusterNode) => Err(ModeError::ClusterNodeAsSingle),
-            (Deployment::Cluster, NodeKind::Single) => {
-                Err(ModeError::SingleAsCluster(redact(&url)))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// What the node at `url` says it is.
-    async fn node_kind(&self, url: &str) -> RedisResult<NodeKind> {
-        let client = Client::open(self.node_info(url)?)?;
-        let mut connection =
-            tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
-                .await
-                .map_err(|_| timed_out())??;
-        if let Deployment::Sentinel { .. } = self.options.deployment {
-            let role: RedisResult<Vec<Value>> =
-                redis::cmd("ROLE").query_async(&mut connection).await;
-            return match role.as_deref() {
-                Ok([Value::BulkString(kind), ..]) if kind == b"sentinel" => Ok(NodeKind::Sentinel),
-                // A TLS refusal may come with the first reply.
-                Err(error) if error.is_io_error() => Err(error.clone()),
-                _ => Ok(NodeKind::Single),
-            };
-        }
-        let info: String = redis::cmd("INFO")
-            .arg("cluster")
-            .query_async(&mut connection)
-            .await?;
-        Ok(match info.contains("cluster_enabled:1") {
-            true => NodeKind::ClusterNode,
-            false => NodeKind::Single,
-        })
-    }
-
-    /// Why the node at `url` could not be asked: a TLS failure, or a port
-    /// that speaks the other protocol than the URL's scheme, is a
-    /// configuration error; anything else may be an outage.
-    async fn unreachable(&self, url: &str, error: RedisError) -> ModeError {
-        if let Some(cause) = crate::tls::rustls_error(&error) {
-            return ModeError::TlsRefused {
-                url: redact(url),
-                cause: cause.clone(),
-            };
-        }
-        let Ok(info) = url.into_connection_info() else {
-            return ModeError::Redis(error);
-        };
-        match info.addr() {
-            // A TLS port drops a plain client at once.
-            ConnectionAddr::Tcp(host, port)
-                if error.is_connection_dropped()
-                    && !error.is_connection_refusal()
-                    && speaks_tls(host, *port).await =>
-            {
-                ModeError::PlainToTls(redact(url))
-            }
-            // A plain port waits for the end of a line the TLS hello never sends.
-            ConnectionAddr::TcpTls { host, port, .. }
-                if error.is_timeout() && speaks_plain_redis(host, *port).await =>
-            {
-                ModeError::TlsToPlain(redact(url))
-            }
-            _ => ModeError::Redis(error),
-        }
-    }
-
     /// `ok` or `fail` from `CLUSTER INFO` (`None` for a single Redis).
     pub async fn cluster_state(&self) -> RedisResult<Option<String>> {
         if !self.is_cluster() {
@@ -763,95 +533,6 @@ impl RedisClient {
     }
 }
 
-/// What a Redis node says it is (`ROLE`, `INFO cluster`).
-enum NodeKind {
-    Single,
-    ClusterNode,
-    Sentinel,
-}
-
-/// Whether `host:port` answers a plain `PING` as Redis does: `+PONG`, or
-/// an error such as `-NOAUTH`.
-async fn speaks_plain_redis(host: &str, port: u16) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let exchange = async {
-        let mut tcp = tokio::net::TcpStream::connect((host, port)).await?;
-        tcp.write_all(b"PING\r\n").await?;
-        let mut first = [0u8; 1];
-        tcp.read_exact(&mut first).await?;
-        Ok::<_, std::io::Error>(matches!(first[0], b'+' | b'-'))
-    };
-    matches!(
-        tokio::time::timeout(PROBE_TIMEOUT, exchange).await,
-        Ok(Ok(true))
-    )
-}
-
-/// Whether `host:port` answers a TLS handshake. With no trusted roots the
-/// handshake stops at the server's certificate (or the server's alert),
-/// which only a TLS server gets to.
-async fn speaks_tls(host: &str, port: u16) -> bool {
-    let Ok(name) = rustls::pki_types::ServerName::try_from(host.to_owned()) else {
-        return false;
-    };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let Ok(config) = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map(|builder| {
-            builder
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth()
-        })
-    else {
-        return false;
-    };
-    let handshake = async {
-        let tcp = tokio::net::TcpStream::connect((host, port)).await?;
-        tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await
-    };
-    match tokio::time::timeout(PROBE_TIMEOUT, handshake).await {
-        Ok(Ok(_)) => true,
-        Ok(Err(error)) => matches!(
-            crate::tls::rustls_error(&error),
-            Some(rustls::Error::InvalidCertificate(_) | rustls::Error::AlertReceived(_))
-        ),
-        Err(_) => false,
-    }
-}
-
-/// The TLS files, read once at start-up so that a missing file is a clear
-/// configuration error.
-fn read_certs(files: &TlsFiles) -> Result<Option<TlsCertificates>, ModeError> {
-    let read = |setting: &'static str, path: &str| -> Result<Option<Vec<u8>>, ModeError> {
-        if path.is_empty() {
-            return Ok(None);
-        }
-        std::fs::read(path).map(Some).map_err(|e| ModeError::Tls {
-            setting,
-            message: format!("cannot read {path}: {e}"),
-        })
-    };
-    let root_cert = read("redis.tls_ca_file", &files.ca)?;
-    let client_cert = read("redis.tls_cert_file", &files.cert)?;
-    let client_key = read("redis.tls_key_file", &files.key)?;
-    let client_tls = match (client_cert, client_key) {
-        (Some(client_cert), Some(client_key)) => Some(redis::ClientTlsConfig {
-            client_cert,
-            client_key,
-        }),
-        _ => None,
-    };
-    if root_cert.is_none() && client_tls.is_none() {
-        return Ok(None);
-    }
-    Ok(Some(TlsCertificates {
-        client_tls,
-        root_cert,
-    }))
-}
-
 /// The URL without its credentials, for messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -877,215 +558,6 @@ fn pool_error(error: impl std::fmt::Display) -> RedisError {
     RedisError::from(std::io::Error::other(format!(
         "no Redis connection: {error}"
     )))
-}
-
-fn mode_to_redis(error: ModeError) -> RedisError {
-    match error {
-        ModeError::Redis(error) => error,
-        other => invalid(other.to_string()),
-    }
-}
-
-/// A command's own server error as its reply (as pipelines give them), any
-/// other failure as the error.
-fn server_error_value(error: RedisError) -> RedisResult<Value> {
-    match error.clone().into_server_errors() {
-        Some(errors) if errors.len() == 1 => Ok(Value::ServerError(errors[0].1.clone())),
-        _ => Err(error),
-    }
-}
-
-/// Whether a command failed because the connection was gone (Redis
-/// restarted, a network blip): the connection manager reconnects, and the
-/// command is sent once more. Safe for our writes: an append names the
-/// version it expects, so one that reaches a Redis that lost the board's
-/// stream is refused, and the store checks the board then.
-fn connection_lost(error: &RedisError) -> bool {
-    error.is_connection_dropped() || error.is_io_error()
-}
-
-/// A lost connection may mean a restarted Redis: look at once.
-fn lost(topology: &std::sync::Weak<Topology>) {
-    if let Some(topology) = topology.upgrade() {
-        topology.suspect();
-    }
-}
-
-impl ConnectionLike for RedisConnection {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            RedisConnection::Single(c, topology) => Box::pin(async move {
-                match c.req_packed_command(cmd).await {
-                    Err(error) if connection_lost(&error) => {
-                        lost(topology);
-                        c.req_packed_command(cmd).await
-                    }
-                    result => result,
-                }
-            }),
-            // The cluster client retries (and follows redirections) itself.
-            RedisConnection::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        cmd: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            RedisConnection::Single(c, topology) => Box::pin(async move {
-                match c.req_packed_commands(cmd, offset, count).await {
-                    Err(error) if connection_lost(&error) => {
-                        lost(topology);
-                        c.req_packed_commands(cmd, offset, count).await
-                    }
-                    result => result,
-                }
-            }),
-            // redis-rs sends a pipeline to one node and refuses one whose
-            // commands span hash slots; ours name many boards. So each
-            // command goes on its own, concurrently (the connection still
-            // pipelines them per node), replies in order, a command's server
-            // error as its reply, as a pipeline gives them.
-            RedisConnection::Cluster(c) if !cmd.is_transaction() && cmd.len() > 1 => {
-                let connection = c.clone();
-                Box::pin(async move {
-                    let replies = cmd.cmd_iter().map(|command| {
-                        let mut connection = connection.clone();
-                        async move {
-                            match connection.req_packed_command(command).await {
-                                Ok(value) => Ok(value),
-                                Err(error) => server_error_value(error),
-                            }
-                        }
-                    });
-                    let replies = futures_util::future::try_join_all(replies).await?;
-                    Ok(replies.into_iter().skip(offset).take(count).collect())
-                })
-            }
-            RedisConnection::Cluster(c) => c.req_packed_commands(cmd, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            RedisConnection::Single(c, _) => c.get_db(),
-            RedisConnection::Cluster(c) => c.get_db(),
-        }
-    }
-}
-
-impl ConnectionLike for BlockingConnection {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            BlockingConnection::Single(c) => c.req_packed_command(cmd),
-            BlockingConnection::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        cmd: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            BlockingConnection::Single(c) => c.req_packed_commands(cmd, offset, count),
-            BlockingConnection::Cluster(c) => c.req_packed_commands(cmd, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            BlockingConnection::Single(c) => c.get_db(),
-            BlockingConnection::Cluster(c) => c.get_db(),
-        }
-    }
-}
-
-/// A connection that receives notifications: sharded channels in a
-/// cluster, plain ones on a single Redis (see
-/// [`RedisClient::publish_command`]).
-pub enum Subscriber {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
-impl Subscriber {
-    /// Subscribes, or fails within [`RESPONSE_TIMEOUT`]: a subscription
-    /// waits for the node's confirmation, which a dead or paused node never
-    /// sends. After a failure, make a new subscriber.
-    pub async fn subscribe(&mut self, channel: &str) -> RedisResult<()> {
-        let subscribed = async {
-            match self {
-                Subscriber::Single(c) => c.subscribe(channel).await,
-                Subscriber::Cluster(c) => c.ssubscribe(channel).await,
-            }
-        };
-        tokio::time::timeout(RESPONSE_TIMEOUT, subscribed)
-            .await
-            .unwrap_or_else(|_| Err(timed_out()))
-    }
-
-    pub async fn unsubscribe(&mut self, channel: &str) -> RedisResult<()> {
-        let unsubscribed = async {
-            match self {
-                Subscriber::Single(c) => c.unsubscribe(channel).await,
-                Subscriber::Cluster(c) => c.sunsubscribe(channel).await,
-            }
-        };
-        tokio::time::timeout(RESPONSE_TIMEOUT, unsubscribed)
-            .await
-            .unwrap_or_else(|_| Err(timed_out()))
-    }
-}
-
-/// A push from a [`Subscriber`], as the listeners need it.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Notice {
-    Message {
-        channel: String,
-        payload: String,
-    },
-    /// (Re)subscribed to `channel`, as after a reconnect: anything sent
-    /// meanwhile was missed.
-    Subscribed {
-        channel: String,
-    },
-    /// Unsubscribed from `channel`: when the listener did not ask for it,
-    /// the server dropped the subscription because another node now owns
-    /// the channel's slot (a failover, a moved slot). Subscribe again.
-    Unsubscribed {
-        channel: String,
-    },
-    /// The connection dropped; re-subscriptions follow when it is back.
-    Disconnected,
-}
-
-impl Notice {
-    pub fn of(push: PushInfo) -> Option<Notice> {
-        let text = |value: &Value| match value {
-            Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
-            Value::SimpleString(text) => Some(text.clone()),
-            _ => None,
-        };
-        match push.kind {
-            PushKind::Message | PushKind::SMessage => Some(Notice::Message {
-                channel: text(push.data.first()?)?,
-                payload: text(push.data.get(1)?)?,
-            }),
-            PushKind::Subscribe | PushKind::SSubscribe => Some(Notice::Subscribed {
-                channel: text(push.data.first()?)?,
-            }),
-            PushKind::Unsubscribe | PushKind::SUnsubscribe => Some(Notice::Unsubscribed {
-                channel: text(push.data.first()?)?,
-            }),
-            PushKind::Disconnection => Some(Notice::Disconnected),
-            _ => None,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -1153,43 +625,6 @@ mod tests {
         assert_eq!(
             redact("redis://user:secret@127.0.0.1:6379"),
             "redis://***@127.0.0.1:6379"
-        );
-    }
-
-    #[test]
-    fn pushes_become_notices() {
-        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
-        let message = PushInfo {
-            kind: PushKind::SMessage,
-            data: vec![bulk("board:{x}:changes"), bulk("7")],
-        };
-        assert_eq!(
-            Notice::of(message),
-            Some(Notice::Message {
-                channel: "board:{x}:changes".into(),
-                payload: "7".into()
-            })
-        );
-        let resubscribed = PushInfo {
-            kind: PushKind::Subscribe,
-            data: vec![bulk("board:{x}:changes"), Value::Int(1)],
-        };
-        assert_eq!(
-            Notice::of(resubscribed),
-            Some(Notice::Subscribed {
-                channel: "board:{x}:changes".into()
-            })
-        );
-        // What a demoted master pushes to its shard channel subscribers.
-        let moved = PushInfo {
-            kind: PushKind::SUnsubscribe,
-            data: vec![bulk("board:{x}:changes"), Value::Int(0)],
-        };
-        assert_eq!(
-            Notice::of(moved),
-            Some(Notice::Unsubscribed {
-                channel: "board:{x}:changes".into()
-            })
         );
     }
 }
