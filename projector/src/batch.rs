@@ -12,9 +12,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use deadpool_postgres::Pool;
-use streamboard::domain::flow::transition;
-use streamboard::domain::Board;
+use deadpool_postgres::{Pool, Transaction};
+use streamboard::domain::flow::{transition, Transition};
+use streamboard::domain::{Board, BoardEvent};
 use streamboard::postgres::{self, DbError};
 use streamboard::projection::progress::{self, park};
 use streamboard::projection::{
@@ -307,44 +307,71 @@ impl Projector {
         let txn = client.transaction().await?;
         let locked = progress::lock(&txn, &ids).await?;
 
-        // What each board still needs, and which boards need a gap filled.
-        let mut fills: Vec<(Uuid, u64, Option<String>)> = Vec::new();
+        let gaps = find_gaps(batch, &locked, &mut outcome);
+        let filled = self.fill_gaps(&gaps, &mut outcome).await?;
+        let mut states = self.board_states(&txn, batch, &locked).await?;
+        let mut fold = Fold::default();
         for board in batch {
             let at = locked.get(&board.board_id).copied().unwrap_or_default();
-            let fresh: Vec<&Entry> = board
-                .entries
-                .iter()
-                .filter(|e| e.version > at.version)
-                .collect();
-            outcome.duplicates += board.entries.len() - fresh.len();
-            if at.parked_version.is_some() {
-                outcome.waiting += fresh.len();
-                continue;
-            }
-            let follows_on = fresh
-                .iter()
-                .enumerate()
-                .all(|(i, e)| e.version == at.version + 1 + i as u64 && e.seq == 0);
-            if !follows_on {
-                let last = fresh.last().map(|e| e.id.clone());
-                fills.push((board.board_id, at.version, last));
-            }
+            let entries = filled.get(&board.board_id).unwrap_or(&board.entries);
+            outcome.applied += match states.get_mut(&board.board_id) {
+                Some(state) => fold.board(board.board_id, at, state, entries, limit),
+                None => fold.skip(board.board_id, at),
+            };
         }
-        let mut filled: HashMap<Uuid, Vec<Entry>> = HashMap::new();
-        if !fills.is_empty() {
-            let ranges = stream::ranges(&mut self.redis().await?, &fills, 0).await?;
-            for ((board_id, _, _), raw) in fills.iter().zip(ranges) {
-                outcome.filled += raw.len();
-                filled.insert(
-                    *board_id,
-                    raw.into_iter()
-                        .map(|r| Entry::decode(*board_id, r))
-                        .collect(),
-                );
-            }
-        }
+        outcome.parked = fold.letters.len();
+        self.fill_raw_fields(&mut fold.letters).await?;
+        fold.write(&txn).await?;
+        txn.commit().await?;
+        drop(client);
 
-        // Board states: from the cache when it is at the locked version.
+        if let Some(wakeups) = &self.wakeups {
+            let moved = |(board, version): (&Uuid, &u64)| {
+                (*version > locked.get(board).map_or(0, |at| at.version)).then_some(*board)
+            };
+            wakeups.boards_advanced(fold.reached.iter().filter_map(moved));
+        }
+        for (board_id, state) in states {
+            self.cache.put(board_id, fold.reached[&board_id], state);
+        }
+        for letter in &fold.letters {
+            tracing::error!(
+                board_id = %letter.board_id, version = letter.version, error = %letter.error,
+                "parked a poison entry; the rest of this board waits"
+            );
+        }
+        self.acknowledge(batch, &filled, &fold.reached).await;
+        record(&outcome, started);
+        Ok(outcome)
+    }
+
+    /// The entries of the boards in `gaps`, read from the stream.
+    async fn fill_gaps(
+        &mut self,
+        gaps: &[Gap],
+        outcome: &mut Outcome,
+    ) -> Result<HashMap<Uuid, Vec<Entry>>, BatchError> {
+        let mut filled = HashMap::new();
+        if gaps.is_empty() {
+            return Ok(filled);
+        }
+        let ranges = stream::ranges(&mut self.redis().await?, gaps, 0).await?;
+        for ((board_id, _, _), raw) in gaps.iter().zip(ranges) {
+            outcome.filled += raw.len();
+            let entries = raw.into_iter().map(|r| Entry::decode(*board_id, r));
+            filled.insert(*board_id, entries.collect());
+        }
+        Ok(filled)
+    }
+
+    /// Each unparked board's state at its locked version: from the cache
+    /// when it holds that version, else from the read tables.
+    async fn board_states(
+        &mut self,
+        txn: &Transaction<'_>,
+        batch: &[BoardEntries],
+        locked: &HashMap<Uuid, Progress>,
+    ) -> Result<HashMap<Uuid, Option<Board>>, BatchError> {
         let mut states: HashMap<Uuid, Option<Board>> = HashMap::new();
         let mut to_load = Vec::new();
         for board in batch {
@@ -362,129 +389,11 @@ impl Projector {
                 None => to_load.push(board.board_id),
             }
         }
-        let mut loaded = ReadTables::live().load(&txn, &to_load).await?;
+        let mut loaded = ReadTables::live().load(txn, &to_load).await?;
         for board_id in to_load {
             states.insert(board_id, loaded.remove(&board_id));
         }
-
-        // Fold.
-        let mut archive = ArchiveRows::default();
-        let mut transitions = TransitionRows::default();
-        let mut changes = RowChanges::default();
-        let mut updates = ProgressUpdates::default();
-        let mut letters = Vec::new();
-        let mut reached: HashMap<Uuid, u64> = HashMap::new();
-        for board in batch {
-            let board_id = board.board_id;
-            let at = locked.get(&board_id).copied().unwrap_or_default();
-            let Some(state) = states.get_mut(&board_id) else {
-                reached.insert(board_id, at.version);
-                continue;
-            };
-            let todo: Vec<&Entry> = match filled.get(&board_id) {
-                Some(entries) => entries.iter().collect(),
-                None => board.entries.iter().collect(),
-            };
-            let mut next = at;
-            let mut touched = Touched::default();
-            let mut applied = 0;
-            for entry in todo.into_iter().filter(|e| e.version > at.version) {
-                if limit.is_some_and(|limit| applied >= limit) {
-                    break;
-                }
-                let checked = entry
-                    .event
-                    .as_ref()
-                    .map_err(Clone::clone)
-                    .and_then(|event| {
-                        if entry.seq != 0 || event.version != entry.version {
-                            return Err(format!(
-                                "stream id {} does not match the event's version {}",
-                                entry.id, event.version
-                            ));
-                        }
-                        let moved = transition(state.as_ref(), event);
-                        project(state, next.version + 1, event, &mut touched)
-                            .map(|()| (event, moved))
-                            .map_err(|e| e.to_string())
-                    });
-                match checked {
-                    Ok((event, moved)) => {
-                        archive.push(event, entry.data.clone(), &entry.id);
-                        if let Some(moved) = moved {
-                            transitions.push(moved);
-                        }
-                        next.version = event.version;
-                        applied += 1;
-                    }
-                    Err(error) => {
-                        letters.push(dead_letter(board_id, entry, error));
-                        next.parked_version = Some(entry.version);
-                        break;
-                    }
-                }
-            }
-            if applied > 0 {
-                if let Some(board_state) = state.as_ref() {
-                    changes.touched(board_state, &touched);
-                }
-            }
-            if next != at {
-                updates.push(board_id, next);
-            }
-            outcome.applied += applied;
-            reached.insert(board_id, next.version);
-        }
-        outcome.parked = letters.len();
-        self.fill_raw_fields(&mut letters).await?;
-
-        let (archived, moves, tables, progress_rows, parked) = tokio::join!(
-            archive.insert(&txn),
-            transitions.insert(&txn),
-            changes.write(&txn, ReadTables::live()),
-            updates.write(&txn),
-            park(&txn, &letters),
-        );
-        // The statements are pipelined: once one fails, the others answer
-        // 25P02 ("transaction aborted"). Report the one that failed.
-        let mut errors: Vec<tokio_postgres::Error> = [
-            archived.map(drop),
-            moves.map(drop),
-            tables,
-            progress_rows,
-            parked,
-        ]
-        .into_iter()
-        .filter_map(Result::err)
-        .collect();
-        if !errors.is_empty() {
-            let aborted = |e: &tokio_postgres::Error| {
-                e.code() == Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION)
-            };
-            let cause = errors.iter().position(|e| !aborted(e)).unwrap_or(0);
-            return Err(errors.swap_remove(cause).into());
-        }
-        txn.commit().await?;
-        drop(client);
-        if let Some(wakeups) = &self.wakeups {
-            let moved = |(board, version): (&Uuid, &u64)| {
-                (*version > locked.get(board).map_or(0, |at| at.version)).then_some(*board)
-            };
-            wakeups.boards_advanced(reached.iter().filter_map(moved));
-        }
-        for (board_id, state) in states {
-            self.cache.put(board_id, reached[&board_id], state);
-        }
-        for letter in &letters {
-            tracing::error!(
-                board_id = %letter.board_id, version = letter.version, error = %letter.error,
-                "parked a poison entry; the rest of this board waits"
-            );
-        }
-
-        self.acknowledge(batch, &filled, &reached).await;
-        record(&outcome, started);
-        Ok(outcome)
+        Ok(states)
     }
 
     /// XACK everything at or below each board's progress; XTRIM if enabled.
@@ -529,6 +438,161 @@ impl Projector {
             tracing::warn!(%error, "XACK/XTRIM failed after commit; entries will be redelivered");
         }
     }
+}
+
+/// A board whose entries must come from the stream: its id, its version,
+/// and the last entry id the batch holds for it.
+type Gap = (Uuid, u64, Option<String>);
+
+/// Counts what is already applied or must wait, and finds the boards whose
+/// fresh entries do not follow on from their progress (another consumer
+/// holds the entries between, or they were claimed late).
+fn find_gaps(
+    batch: &[BoardEntries],
+    locked: &HashMap<Uuid, Progress>,
+    outcome: &mut Outcome,
+) -> Vec<Gap> {
+    let mut gaps = Vec::new();
+    for board in batch {
+        let at = locked.get(&board.board_id).copied().unwrap_or_default();
+        let fresh: Vec<&Entry> = board
+            .entries
+            .iter()
+            .filter(|e| e.version > at.version)
+            .collect();
+        outcome.duplicates += board.entries.len() - fresh.len();
+        if at.parked_version.is_some() {
+            outcome.waiting += fresh.len();
+            continue;
+        }
+        let follows_on = fresh
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.version == at.version + 1 + i as u64 && e.seq == 0);
+        if !follows_on {
+            gaps.push((
+                board.board_id,
+                at.version,
+                fresh.last().map(|e| e.id.clone()),
+            ));
+        }
+    }
+    gaps
+}
+
+/// What a batch writes in its transaction, folded from its entries.
+#[derive(Default)]
+struct Fold {
+    archive: ArchiveRows,
+    transitions: TransitionRows,
+    changes: RowChanges,
+    updates: ProgressUpdates,
+    letters: Vec<DeadLetter>,
+    /// Each board's version once the batch commits.
+    reached: HashMap<Uuid, u64>,
+}
+
+impl Fold {
+    /// Folds a board's entries past `at` into `state` (at most `limit`),
+    /// stopping at the first that does not apply, which is parked. Returns
+    /// the events applied.
+    fn board(
+        &mut self,
+        board_id: Uuid,
+        at: Progress,
+        state: &mut Option<Board>,
+        entries: &[Entry],
+        limit: Option<usize>,
+    ) -> usize {
+        let mut next = at;
+        let mut touched = Touched::default();
+        let mut applied = 0;
+        for entry in entries.iter().filter(|e| e.version > at.version) {
+            if limit.is_some_and(|limit| applied >= limit) {
+                break;
+            }
+            match apply_entry(state, next.version, entry, &mut touched) {
+                Ok((event, moved)) => {
+                    self.archive.push(event, entry.data.clone(), &entry.id);
+                    if let Some(moved) = moved {
+                        self.transitions.push(moved);
+                    }
+                    next.version = event.version;
+                    applied += 1;
+                }
+                Err(error) => {
+                    self.letters.push(dead_letter(board_id, entry, error));
+                    next.parked_version = Some(entry.version);
+                    break;
+                }
+            }
+        }
+        if let (true, Some(board_state)) = (applied > 0, state.as_ref()) {
+            self.changes.touched(board_state, &touched);
+        }
+        if next != at {
+            self.updates.push(board_id, next);
+        }
+        self.reached.insert(board_id, next.version);
+        applied
+    }
+
+    /// A parked board stays where it is.
+    fn skip(&mut self, board_id: Uuid, at: Progress) -> usize {
+        self.reached.insert(board_id, at.version);
+        0
+    }
+
+    /// Every row in one round of pipelined statements.
+    async fn write(&self, txn: &Transaction<'_>) -> Result<(), BatchError> {
+        let (archived, moves, tables, progress_rows, parked) = tokio::join!(
+            self.archive.insert(txn),
+            self.transitions.insert(txn),
+            self.changes.write(txn, ReadTables::live()),
+            self.updates.write(txn),
+            park(txn, &self.letters),
+        );
+        // Once one statement fails, the others answer 25P02 ("transaction
+        // aborted"). Report the one that failed.
+        let mut errors: Vec<tokio_postgres::Error> = [
+            archived.map(drop),
+            moves.map(drop),
+            tables,
+            progress_rows,
+            parked,
+        ]
+        .into_iter()
+        .filter_map(Result::err)
+        .collect();
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let aborted = |e: &tokio_postgres::Error| {
+            e.code() == Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION)
+        };
+        let cause = errors.iter().position(|e| !aborted(e)).unwrap_or(0);
+        Err(errors.swap_remove(cause).into())
+    }
+}
+
+/// One entry folded into `state` at `version + 1`: the event, and the task
+/// move it makes (for the transitions table); or why it cannot apply.
+fn apply_entry<'e>(
+    state: &mut Option<Board>,
+    version: u64,
+    entry: &'e Entry,
+    touched: &mut Touched,
+) -> Result<(&'e BoardEvent, Option<Transition>), String> {
+    let event = entry.event.as_ref().map_err(Clone::clone)?;
+    if entry.seq != 0 || event.version != entry.version {
+        return Err(format!(
+            "stream id {} does not match the event's version {}",
+            entry.id, event.version
+        ));
+    }
+    let moved = transition(state.as_ref(), event);
+    project(state, version + 1, event, touched).map_err(|e| e.to_string())?;
+    Ok((event, moved))
 }
 
 fn dead_letter(board_id: Uuid, entry: &Entry, error: String) -> DeadLetter {
