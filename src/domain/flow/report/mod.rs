@@ -10,12 +10,17 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
-use serde::Serialize;
-use uuid::Uuid;
 
-use super::forecast::{self, Forecast};
+mod view;
+
+pub use view::{
+    Aging, AgingTask, ColumnTime, CumulativeFlow, DayCount, FinishedTask, FlowDay, FlowReport,
+    Listed, Percentiles, Throughput, WeekCount, Wip,
+};
+
+use super::forecast;
 use super::{ColumnId, FlowLog, TaskFlow, Visit};
-use crate::domain::{timestamp, DomainError};
+use crate::domain::DomainError;
 
 /// `[from, to)`, checked: `from` before `to`, at most `max_days` long.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -51,144 +56,6 @@ pub struct FlowOptions {
     pub seed: u64,
     /// Tasks listed at most per section (finished, aging); counts are exact.
     pub max_listed: usize,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct FlowReport {
-    pub board_id: Uuid,
-    /// The last version this report read.
-    pub version: u64,
-    #[serde(serialize_with = "timestamp::serialize")]
-    pub from: DateTime<Utc>,
-    #[serde(serialize_with = "timestamp::serialize")]
-    pub to: DateTime<Utc>,
-    /// The board's columns as of `to`, in order.
-    pub columns: Vec<String>,
-    pub wip: Wip,
-    pub cumulative_flow: CumulativeFlow,
-    pub lead_time: Percentiles,
-    pub cycle_time: Percentiles,
-    pub finished: Listed<FinishedTask>,
-    pub throughput: Throughput,
-    pub time_in_column: Vec<ColumnTime>,
-    pub aging: Aging,
-    pub forecast: Forecast,
-}
-
-/// Tasks per column as of `to`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Wip {
-    pub total: u64,
-    pub columns: BTreeMap<String, u64>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct CumulativeFlow {
-    /// The columns counted, in order: the board's as of `to`, then any
-    /// other column a task stood in during the range.
-    pub columns: Vec<String>,
-    pub days: Vec<FlowDay>,
-}
-
-/// Tasks in each column at the end of one UTC day (or at `to`, for the
-/// day `to` falls in).
-#[derive(Debug, Clone, Serialize)]
-pub struct FlowDay {
-    pub date: NaiveDate,
-    #[serde(serialize_with = "timestamp::serialize")]
-    pub at: DateTime<Utc>,
-    pub tasks: BTreeMap<String, u64>,
-}
-
-/// Nearest-rank percentiles of durations, in seconds; `null` when no task
-/// finished in the range.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct Percentiles {
-    pub count: usize,
-    pub p50_seconds: Option<f64>,
-    pub p85_seconds: Option<f64>,
-    pub p95_seconds: Option<f64>,
-}
-
-/// A section's tasks: the exact count, the first `max_listed` of them.
-#[derive(Debug, Clone, Serialize)]
-pub struct Listed<T> {
-    pub count: usize,
-    pub truncated: bool,
-    pub tasks: Vec<T>,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct FinishedTask {
-    pub task_id: Uuid,
-    pub title: String,
-    #[serde(serialize_with = "timestamp::serialize")]
-    pub created_at: DateTime<Utc>,
-    #[serde(serialize_with = "timestamp::serialize")]
-    pub started_at: DateTime<Utc>,
-    #[serde(serialize_with = "timestamp::serialize")]
-    pub finished_at: DateTime<Utc>,
-    pub lead_time_seconds: f64,
-    pub cycle_time_seconds: f64,
-    /// Seconds in each column from creation until it was finished.
-    pub time_in_column: BTreeMap<String, f64>,
-    /// Deleted from the last column before `to` (still counted as done).
-    pub deleted: bool,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Throughput {
-    pub total: u64,
-    pub days: Vec<DayCount>,
-    pub weeks: Vec<WeekCount>,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct DayCount {
-    pub date: NaiveDate,
-    pub finished: u64,
-}
-
-/// One ISO week (Monday to Sunday) that overlaps the range.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct WeekCount {
-    /// `2026-W05`.
-    pub week: String,
-    /// Its Monday.
-    pub start: NaiveDate,
-    /// Days of the week inside the range (7 unless at the range's ends).
-    pub days_in_range: u32,
-    pub finished: u64,
-}
-
-/// Time the range's finished tasks spent in one column, summed and mean.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ColumnTime {
-    pub column: String,
-    pub total_seconds: f64,
-    pub mean_seconds: f64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Aging {
-    /// The range's p85 cycle time, which ages are compared with.
-    pub p85_cycle_time_seconds: Option<f64>,
-    pub count: usize,
-    pub truncated: bool,
-    /// Oldest first.
-    pub tasks: Vec<AgingTask>,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct AgingTask {
-    pub task_id: Uuid,
-    pub title: String,
-    pub column: String,
-    #[serde(serialize_with = "timestamp::serialize")]
-    pub started_at: DateTime<Utc>,
-    pub age_seconds: f64,
-    /// Older than the range's p85 cycle time (`false` when there is none).
-    pub over_p85: bool,
 }
 
 /// The range's days and the instant each is sampled at.
@@ -317,74 +184,108 @@ impl FlowLog {
     /// The metrics of `range`, as of its end (see the module doc).
     pub fn report(&self, range: FlowRange, options: &FlowOptions) -> FlowReport {
         let board_columns = self.columns_before(range.to).to_vec();
+        let days = Days::new(range);
+        let mut tally = self.tally(range, &days, &board_columns);
+        let shown = shown_columns(&board_columns, &tally.flow);
+        let lead_time = percentiles(tally.finished.iter().map(Done::lead_time).collect());
+        let cycle_time = percentiles(tally.finished.iter().map(Done::cycle_time).collect());
+        let mut per_day = vec![0u64; days.dates.len()];
+        for task in &tally.finished {
+            if let Some(day) = days.index_of(task.finished_at()) {
+                per_day[day] += 1;
+            }
+        }
+        let throughput = throughput(&days, &per_day);
+        // The forecast samples whole days only, when the range has any.
+        let whole_days: Vec<u64> = per_day
+            .iter()
+            .zip(&days.whole)
+            .filter(|(_, whole)| **whole)
+            .map(|(n, _)| *n)
+            .collect();
+        let sample = if whole_days.is_empty() {
+            per_day
+        } else {
+            whole_days
+        };
+        FlowReport {
+            board_id: self.board_id,
+            version: self.version,
+            from: range.from,
+            to: range.to,
+            columns: board_columns.iter().map(|&c| self.name(c)).collect(),
+            wip: Wip {
+                total: board_columns.iter().map(|&c| tally.wip[c as usize]).sum(),
+                columns: board_columns
+                    .iter()
+                    .map(|&c| (self.name(c), tally.wip[c as usize]))
+                    .collect(),
+            },
+            cumulative_flow: self.cumulative_flow(&days, &shown, &tally.flow),
+            time_in_column: self.time_in_column(&shown, &tally),
+            aging: self.aging(
+                &mut tally.in_progress,
+                cycle_time.p85_seconds,
+                range,
+                options,
+            ),
+            lead_time,
+            cycle_time,
+            finished: self.finished(&mut tally.finished, options),
+            throughput,
+            forecast: forecast::forecast(&sample, tally.unfinished, range.to, options),
+        }
+    }
+
+    fn name(&self, id: ColumnId) -> String {
+        self.names[id as usize].clone()
+    }
+
+    /// One pass over the tasks' visits before `range.to`.
+    fn tally(&self, range: FlowRange, days: &Days, board_columns: &[ColumnId]) -> Tally<'_> {
         let first = board_columns.first().copied();
         let last = board_columns.last().copied();
-        let days = Days::new(range);
-        let name = |id: ColumnId| self.names[id as usize].clone();
-
-        // Per column and day: +1 where a stay starts counting, -1 where it stops.
-        let mut flow = vec![vec![0i64; days.dates.len() + 1]; self.names.len()];
-        let mut wip = vec![0u64; self.names.len()];
-        // Column times are summed by id; only listed tasks get names.
-        let mut column_seconds = vec![0.0f64; self.names.len()];
-        let mut finished: Vec<Done> = Vec::new();
-        let mut in_progress: Vec<(&TaskFlow, ColumnId, DateTime<Utc>)> = Vec::new();
-        let mut unfinished = 0u64;
+        let mut tally = Tally {
+            flow: vec![vec![0i64; days.dates.len() + 1]; self.names.len()],
+            wip: vec![0u64; self.names.len()],
+            column_seconds: vec![0.0f64; self.names.len()],
+            finished: Vec::new(),
+            in_progress: Vec::new(),
+            unfinished: 0,
+        };
         for task in &self.tasks {
             let seen = task.visits.partition_point(|v| v.at < range.to);
             let visits = &task.visits[..seen];
             if visits.is_empty() {
                 continue;
             }
-            for (i, visit) in visits.iter().enumerate() {
-                let Some(column) = visit.column else { continue };
-                let start = days.first_after(visit.at);
-                let end = visits
-                    .get(i + 1)
-                    .map_or(days.dates.len(), |next| days.first_after(next.at));
-                if start < end {
-                    flow[column as usize][start] += 1;
-                    flow[column as usize][end] -= 1;
-                }
-            }
+            tally.count_stays(days, visits);
             if let Some(column) = visits[visits.len() - 1].column {
-                wip[column as usize] += 1;
+                tally.wip[column as usize] += 1;
             }
             let judged = judge(visits, first, last);
-            unfinished += u64::from(judged.unfinished);
+            tally.unfinished += u64::from(judged.unfinished);
             if let Some((column, since)) = judged.in_progress {
-                in_progress.push((task, column, since));
+                tally.in_progress.push((task, column, since));
             }
-            let Some(finish) = judged.finished else {
-                continue;
-            };
-            let finished_at = visits[finish.visit].at;
-            if finished_at < range.from {
-                continue;
-            }
-            for pair in visits[..=finish.visit].windows(2) {
-                if let Some(column) = pair[0].column {
-                    column_seconds[column as usize] += seconds(pair[1].at - pair[0].at);
+            match judged.finished {
+                Some(finish) if visits[finish.visit].at >= range.from => {
+                    tally.finish(task, &visits[..=finish.visit], finish)
                 }
+                _ => {}
             }
-            finished.push(Done {
-                task,
-                visits: &visits[..=finish.visit],
-                started_at: finish.started_at,
-                deleted: finish.deleted,
-            });
         }
+        tally
+    }
 
-        // Columns shown: the board's, then any other that held a task.
-        let mut shown: Vec<ColumnId> = board_columns.clone();
-        for (id, deltas) in flow.iter().enumerate() {
-            let id = id as ColumnId;
-            if !shown.contains(&id) && deltas.iter().any(|d| *d != 0) {
-                shown.push(id);
-            }
-        }
+    fn cumulative_flow(
+        &self,
+        days: &Days,
+        shown: &[ColumnId],
+        flow: &[Vec<i64>],
+    ) -> CumulativeFlow {
         let mut running = vec![0i64; self.names.len()];
-        let cumulative: Vec<FlowDay> = (0..days.dates.len())
+        let days = (0..days.dates.len())
             .map(|day| FlowDay {
                 date: days.dates[day],
                 at: days.samples[day],
@@ -392,47 +293,51 @@ impl FlowLog {
                     .iter()
                     .map(|&c| {
                         running[c as usize] += flow[c as usize][day];
-                        (name(c), running[c as usize].max(0) as u64)
+                        (self.name(c), running[c as usize].max(0) as u64)
                     })
                     .collect(),
             })
             .collect();
-
-        let lead_time = percentiles(finished.iter().map(Done::lead_time).collect());
-        let cycle_time = percentiles(finished.iter().map(Done::cycle_time).collect());
-        let p85 = cycle_time.p85_seconds;
-
-        let mut per_day = vec![0u64; days.dates.len()];
-        for task in &finished {
-            if let Some(day) = days.index_of(task.finished_at()) {
-                per_day[day] += 1;
-            }
+        CumulativeFlow {
+            columns: shown.iter().map(|&c| self.name(c)).collect(),
+            days,
         }
-        let throughput = throughput(&days, &per_day);
+    }
 
-        // In the order the flow shows its columns; only columns some
-        // finished task stood in.
+    /// In the order the flow shows its columns; only columns some finished
+    /// task stood in.
+    fn time_in_column(&self, shown: &[ColumnId], tally: &Tally) -> Vec<ColumnTime> {
         let mut visited = vec![false; self.names.len()];
-        for task in &finished {
+        for task in &tally.finished {
             for visit in &task.visits[..task.visits.len() - 1] {
                 if let Some(column) = visit.column {
                     visited[column as usize] = true;
                 }
             }
         }
-        let time_in_column: Vec<ColumnTime> = shown
+        let finished = tally.finished.len() as f64;
+        shown
             .iter()
             .chain(&(0..self.names.len() as ColumnId).collect::<Vec<_>>())
             .filter(|&&c| std::mem::take(&mut visited[c as usize]))
             .map(|&c| ColumnTime {
-                column: name(c),
-                total_seconds: column_seconds[c as usize],
-                mean_seconds: column_seconds[c as usize] / finished.len() as f64,
+                column: self.name(c),
+                total_seconds: tally.column_seconds[c as usize],
+                mean_seconds: tally.column_seconds[c as usize] / finished,
             })
-            .collect();
+            .collect()
+    }
 
+    /// Tasks in progress, oldest first.
+    fn aging(
+        &self,
+        in_progress: &mut [(&TaskFlow, ColumnId, DateTime<Utc>)],
+        p85: Option<f64>,
+        range: FlowRange,
+        options: &FlowOptions,
+    ) -> Aging {
         in_progress.sort_by(|a, b| a.2.cmp(&b.2).then(a.0.id.cmp(&b.0.id)));
-        let aging = Aging {
+        Aging {
             p85_cycle_time_seconds: p85,
             count: in_progress.len(),
             truncated: in_progress.len() > options.max_listed,
@@ -444,63 +349,91 @@ impl FlowLog {
                     AgingTask {
                         task_id: task.id,
                         title: task.title.clone(),
-                        column: name(*column),
+                        column: self.name(*column),
                         started_at: *since,
                         age_seconds: age,
                         over_p85: p85.is_some_and(|p85| age > p85),
                     }
                 })
                 .collect(),
-        };
+        }
+    }
 
-        // Most recently finished first; only the listed ones in full.
+    /// Most recently finished first; only the listed ones in full.
+    fn finished(&self, finished: &mut [Done], options: &FlowOptions) -> Listed<FinishedTask> {
         finished.sort_by(|a, b| {
             b.finished_at()
                 .cmp(&a.finished_at())
                 .then(a.task.id.cmp(&b.task.id))
         });
-        let count = finished.len();
-        let sample: Vec<u64> = per_day
-            .iter()
-            .zip(&days.whole)
-            .filter(|(_, whole)| **whole)
-            .map(|(n, _)| *n)
-            .collect();
-        let sample = if sample.is_empty() { per_day } else { sample };
-        FlowReport {
-            board_id: self.board_id,
-            version: self.version,
-            from: range.from,
-            to: range.to,
-            columns: board_columns.iter().map(|&c| name(c)).collect(),
-            wip: Wip {
-                total: board_columns.iter().map(|&c| wip[c as usize]).sum(),
-                columns: board_columns
-                    .iter()
-                    .map(|&c| (name(c), wip[c as usize]))
-                    .collect(),
-            },
-            cumulative_flow: CumulativeFlow {
-                columns: shown.iter().map(|&c| name(c)).collect(),
-                days: cumulative,
-            },
-            lead_time,
-            cycle_time,
-            finished: Listed {
-                count,
-                truncated: count > options.max_listed,
-                tasks: finished
-                    .iter()
-                    .take(options.max_listed)
-                    .map(|done| done.listed(&name))
-                    .collect(),
-            },
-            throughput,
-            time_in_column,
-            aging,
-            forecast: forecast::forecast(&sample, unfinished, range.to, options),
+        Listed {
+            count: finished.len(),
+            truncated: finished.len() > options.max_listed,
+            tasks: finished
+                .iter()
+                .take(options.max_listed)
+                .map(|done| done.listed(&|c| self.name(c)))
+                .collect(),
         }
     }
+}
+
+/// What one pass over the tasks gathers.
+struct Tally<'a> {
+    /// Per column and day: +1 where a stay starts counting, -1 where it stops.
+    flow: Vec<Vec<i64>>,
+    /// Tasks per column as of the range's end.
+    wip: Vec<u64>,
+    /// Time finished tasks spent per column, summed by id.
+    column_seconds: Vec<f64>,
+    finished: Vec<Done<'a>>,
+    in_progress: Vec<(&'a TaskFlow, ColumnId, DateTime<Utc>)>,
+    unfinished: u64,
+}
+
+impl<'a> Tally<'a> {
+    /// Each stay in a column, from the first day after it starts to the
+    /// first day after it ends.
+    fn count_stays(&mut self, days: &Days, visits: &[Visit]) {
+        for (i, visit) in visits.iter().enumerate() {
+            let Some(column) = visit.column else { continue };
+            let start = days.first_after(visit.at);
+            let end = visits
+                .get(i + 1)
+                .map_or(days.dates.len(), |next| days.first_after(next.at));
+            if start < end {
+                self.flow[column as usize][start] += 1;
+                self.flow[column as usize][end] -= 1;
+            }
+        }
+    }
+
+    /// A task finished in the range, `visits` up to the finishing one.
+    fn finish(&mut self, task: &'a TaskFlow, visits: &'a [Visit], finish: Finish) {
+        for pair in visits.windows(2) {
+            if let Some(column) = pair[0].column {
+                self.column_seconds[column as usize] += seconds(pair[1].at - pair[0].at);
+            }
+        }
+        self.finished.push(Done {
+            task,
+            visits,
+            started_at: finish.started_at,
+            deleted: finish.deleted,
+        });
+    }
+}
+
+/// Columns shown: the board's, then any other that held a task.
+fn shown_columns(board_columns: &[ColumnId], flow: &[Vec<i64>]) -> Vec<ColumnId> {
+    let mut shown = board_columns.to_vec();
+    for (id, deltas) in flow.iter().enumerate() {
+        let id = id as ColumnId;
+        if !shown.contains(&id) && deltas.iter().any(|d| *d != 0) {
+            shown.push(id);
+        }
+    }
+    shown
 }
 
 /// A task finished in the range: its visits up to the one that finished it.
