@@ -151,6 +151,16 @@ fn or_dash(value: Option<f64>) -> String {
 /// The report as a plain-text table (the JSON has every detail).
 pub fn table(report: &FlowReport) -> String {
     let mut out = String::new();
+    write_summary(&mut out, report);
+    write_cumulative_flow(&mut out, report);
+    write_time_in_column(&mut out, report);
+    write_aging(&mut out, report);
+    write_forecast(&mut out, report);
+    out
+}
+
+/// The board, its work in progress, lead and cycle times, throughput.
+fn write_summary(out: &mut String, report: &FlowReport) {
     let _ = writeln!(
         out,
         "Board {} at version {}, from {} to {}",
@@ -199,7 +209,10 @@ pub fn table(report: &FlowReport) -> String {
         report.throughput.total,
         weeks.join(", ")
     );
+}
 
+/// One row per day: tasks per column, and those finished that day.
+fn write_cumulative_flow(out: &mut String, report: &FlowReport) {
     let columns = &report.cumulative_flow.columns;
     let width = |c: &String| c.chars().count().max(5);
     let _ = write!(
@@ -223,7 +236,10 @@ pub fn table(report: &FlowReport) -> String {
         }
         let _ = writeln!(out, "  {:>8}", done.finished);
     }
+}
 
+/// Time the finished tasks spent in each column.
+fn write_time_in_column(out: &mut String, report: &FlowReport) {
     if !report.time_in_column.is_empty() {
         let _ = writeln!(out, "\nTime in column (tasks finished in the range)");
         for column in &report.time_in_column {
@@ -236,7 +252,10 @@ pub fn table(report: &FlowReport) -> String {
             );
         }
     }
+}
 
+/// The tasks in progress, oldest first.
+fn write_aging(out: &mut String, report: &FlowReport) {
     let _ = writeln!(
         out,
         "\nAging work in progress ({} tasks; p85 cycle time {})",
@@ -256,7 +275,10 @@ pub fn table(report: &FlowReport) -> String {
     if report.aging.truncated {
         let _ = writeln!(out, "  (the oldest {} listed)", report.aging.tasks.len());
     }
+}
 
+/// How many tasks the next weeks finish, and when the rest are done.
+fn write_forecast(out: &mut String, report: &FlowReport) {
     let forecast = &report.forecast;
     let _ = writeln!(
         out,
@@ -283,5 +305,4 @@ pub fn table(report: &FlowReport) -> String {
         date(forecast.remaining.date_50),
         date(forecast.remaining.date_85)
     );
-    out
 }
