@@ -7,8 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use deadpool_postgres::Pool;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::auth::directory::CachedUserDirectory;
 use crate::auth::Auth;
@@ -19,7 +21,7 @@ use crate::fanout::Hub;
 use crate::http::accept::{Admission, ConnectionLimits};
 use crate::http::connections::ConnectionCap;
 use crate::http::{self, ws, ApiState, AppState};
-use crate::postgres;
+use crate::postgres::{self, PostgresTarget};
 use crate::presence::Presence;
 use crate::redis_client::{ModeError, RedisClient, MODE_CHECK_TIMEOUT};
 use crate::settings::Settings;
@@ -65,24 +67,13 @@ impl Application {
                 "no Redis or PostgreSQL configured: serving quick-win mode (/quick) only"
             );
         }
-        let quick_store = Arc::new(MemoryStore::new(QuickLimits {
-            max_boards: settings.quick.max_boards,
-            max_events_per_board: settings.quick.max_events_per_board,
-            max_bytes: settings.quick.max_bytes,
-            idle_expiry: Duration::from_secs(settings.quick.idle_board_seconds),
-            idempotency_ttl: Duration::from_secs(u64::from(settings.idempotency.ttl_hours) * 3600),
-        }));
         let mut background = Vec::new();
-        background.push(tokio::spawn(Arc::clone(&quick_store).expire_idle_every(
-            Duration::from_secs((settings.quick.idle_board_seconds / 10).clamp(1, 60)),
-            stopping.clone(),
-        )));
-        let quick: Arc<dyn BoardStore> = quick_store;
         let connections = ConnectionCap::new(
             settings.websocket.max_connections,
             settings.websocket.max_connections_per_user,
         );
         let limits = ws::Limits::from(&settings.websocket);
+        let quick = quick_store(&settings, &stopping, &mut background);
         let quick_gateway = ws::Gateway::new(
             quick.clone(),
             None,
@@ -93,56 +84,17 @@ impl Application {
         let api = match (&dependencies.redis, &dependencies.postgres) {
             (Some(redis), Some(users)) => {
                 prepare_schema(users).await?;
-                let hub = Arc::new(Hub::default());
-                let (feed, presence_changes) = StreamFeed::new(redis.clone(), hub.clone());
-                background.push(tokio::spawn(feed.clone().run(stopping.clone())));
-                background.push(redis.watch_topology(stopping.clone()));
-                let directory: Arc<dyn UserDirectory> = Arc::new(CachedUserDirectory::new(
-                    users.clone(),
-                    Duration::from_secs(settings.auth.user_cache_seconds),
-                ));
-                let event_sourced = EventSourcedStore::new(
-                    EventLog::new(redis.clone()),
-                    hub,
-                    feed.clone(),
-                    Some(users.clone()),
-                    directory.clone(),
-                    CACHED_BOARDS,
-                    Duration::from_secs(u64::from(settings.idempotency.ttl_hours) * 3600),
-                );
-                background.push(tokio::spawn(
-                    event_sourced
-                        .clone()
-                        .recheck_on_topology_change(stopping.clone()),
-                ));
-                let store: Arc<dyn BoardStore> = Arc::new(event_sourced);
-                let presence = Presence::new(redis.clone(), feed, directory.clone());
-                background.push(tokio::spawn(
-                    presence.clone().run(presence_changes, stopping.clone()),
-                ));
-                let gateway = ws::Gateway::new(
-                    store.clone(),
-                    Some(presence),
+                let target = dependencies
+                    .postgres_target
+                    .clone()
+                    .expect("a pool comes with its target");
+                let gateway = ApiGateway {
                     limits,
-                    connections.clone(),
-                    stopping.clone(),
-                );
-                Some(ApiState {
-                    store,
-                    auth: Arc::new(Auth::from_settings(
-                        &settings,
-                        users.clone(),
-                        dependencies
-                            .postgres_target
-                            .clone()
-                            .expect("a pool comes with its target"),
-                        redis.clone(),
-                    )),
-                    users: users.clone(),
-                    directory,
-                    gateway,
                     connections,
-                })
+                    stopping: stopping.clone(),
+                };
+                let api = api_state(&settings, redis, users, target, gateway, &mut background);
+                Some(api)
             }
             _ => {
                 tracing::warn!("Redis and PostgreSQL are both needed for /api; it answers 503");
@@ -261,4 +213,91 @@ pub async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
+}
+
+/// The quick-win store, with its task that drops idle boards.
+fn quick_store(
+    settings: &Settings,
+    stopping: &watch::Receiver<bool>,
+    background: &mut Vec<JoinHandle<()>>,
+) -> Arc<dyn BoardStore> {
+    let store = Arc::new(MemoryStore::new(QuickLimits {
+        max_boards: settings.quick.max_boards,
+        max_events_per_board: settings.quick.max_events_per_board,
+        max_bytes: settings.quick.max_bytes,
+        idle_expiry: Duration::from_secs(settings.quick.idle_board_seconds),
+        idempotency_ttl: Duration::from_secs(u64::from(settings.idempotency.ttl_hours) * 3600),
+    }));
+    background.push(tokio::spawn(Arc::clone(&store).expire_idle_every(
+        Duration::from_secs((settings.quick.idle_board_seconds / 10).clamp(1, 60)),
+        stopping.clone(),
+    )));
+    store
+}
+
+/// What the `/api` WebSocket gateway shares with quick-win's.
+struct ApiGateway {
+    limits: ws::Limits,
+    connections: Arc<ConnectionCap>,
+    stopping: watch::Receiver<bool>,
+}
+
+/// `/api`: the event-sourced store over Redis and PostgreSQL, the feed
+/// that fans its events out, presence, and the background tasks that keep
+/// them current.
+fn api_state(
+    settings: &Settings,
+    redis: &RedisClient,
+    users: &Pool,
+    target: PostgresTarget,
+    gateway: ApiGateway,
+    background: &mut Vec<JoinHandle<()>>,
+) -> ApiState {
+    let stopping = &gateway.stopping;
+    let hub = Arc::new(Hub::default());
+    let (feed, presence_changes) = StreamFeed::new(redis.clone(), hub.clone());
+    background.push(tokio::spawn(feed.clone().run(stopping.clone())));
+    background.push(redis.watch_topology(stopping.clone()));
+    let directory: Arc<dyn UserDirectory> = Arc::new(CachedUserDirectory::new(
+        users.clone(),
+        Duration::from_secs(settings.auth.user_cache_seconds),
+    ));
+    let event_sourced = EventSourcedStore::new(
+        EventLog::new(redis.clone()),
+        hub,
+        feed.clone(),
+        Some(users.clone()),
+        directory.clone(),
+        CACHED_BOARDS,
+        Duration::from_secs(u64::from(settings.idempotency.ttl_hours) * 3600),
+    );
+    background.push(tokio::spawn(
+        event_sourced
+            .clone()
+            .recheck_on_topology_change(stopping.clone()),
+    ));
+    let store: Arc<dyn BoardStore> = Arc::new(event_sourced);
+    let presence = Presence::new(redis.clone(), feed, directory.clone());
+    background.push(tokio::spawn(
+        presence.clone().run(presence_changes, stopping.clone()),
+    ));
+    ApiState {
+        store: store.clone(),
+        auth: Arc::new(Auth::from_settings(
+            settings,
+            users.clone(),
+            target,
+            redis.clone(),
+        )),
+        users: users.clone(),
+        directory,
+        gateway: ws::Gateway::new(
+            store,
+            Some(presence),
+            gateway.limits,
+            gateway.connections.clone(),
+            gateway.stopping.clone(),
+        ),
+        connections: gateway.connections,
+    }
 }

@@ -371,16 +371,7 @@ impl Session {
                     _ => Err(Ending::GONE),
                 },
                 Some((board_id, update)) = self.subscriptions.next(), if room => {
-                    self.on_update(&mut outbox, board_id, update);
-                    // Every update already waiting joins this burst, without
-                    // a turn of the loop each.
-                    while outbox.has_room() {
-                        let Some(Some((board_id, update))) = self.subscriptions.next().now_or_never()
-                        else {
-                            break;
-                        };
-                        self.on_update(&mut outbox, board_id, update);
-                    }
+                    self.on_burst(&mut outbox, board_id, update);
                     Ok(())
                 }
                 written = outbox.write_to(&mut sink), if outbox.has_work() => match written {
@@ -392,32 +383,20 @@ impl Session {
                 },
                 _ = tokio::time::sleep_until(give_up_at.unwrap_or_else(tokio::time::Instant::now)),
                     if give_up_at.is_some() => Err(Ending::TOO_SLOW),
-                _ = heartbeat.tick() => {
-                    if last_heard.elapsed() > limits.idle_timeout {
-                        Err(Ending { code: close::GOING_AWAY, reason: "idle timeout: no frames or pongs" })
-                    } else {
+                _ = heartbeat.tick() => match last_heard.elapsed() > limits.idle_timeout {
+                    true => Err(Ending { code: close::GOING_AWAY, reason: "idle timeout: no frames or pongs" }),
+                    false => {
                         outbox.push(Message::Ping(Bytes::new()));
                         Ok(())
                     }
-                }
+                },
             };
             if let Err(ending) = step {
                 break ending;
             }
         };
 
-        let wait = if ending.code == close::POLICY {
-            tracing::warn!(
-                caller = ?self.caller,
-                queued_bytes = outbox.bytes,
-                grace_seconds = limits.slow_client_grace.as_secs(),
-                "WebSocket client stopped reading: closing it with 1008"
-            );
-            metrics::counter!(names::WS_SLOW_CLIENTS).increment(1);
-            limits.slow_client_grace
-        } else {
-            CLOSE_WAIT
-        };
+        let wait = self.grace_for(&ending, &outbox);
         // Nothing more is sent but the close frame, behind what the socket
         // already holds.
         drop(outbox);
@@ -428,17 +407,35 @@ impl Session {
             ..
         } = self;
         drop(subscriptions);
-        let frame = Message::Close(Some(CloseFrame {
-            code: ending.code.into(),
-            reason: ending.reason.into(),
-        }));
-        if let Ok(Ok(())) = tokio::time::timeout(wait, sink.send(frame)).await {
-            let _ = tokio::time::timeout(CLOSE_WAIT, sink.close()).await;
-            // Hear the client's close, so the socket closes cleanly.
-            let _ = tokio::time::timeout(CLOSE_WAIT, async {
-                while let Some(Ok(_)) = incoming.next().await {}
-            })
-            .await;
+        say_goodbye(sink, incoming, ending, wait).await;
+    }
+
+    /// How long the close frame may take to send: a client that stopped
+    /// reading gets `websocket.slow_client_grace_seconds`, and is counted.
+    fn grace_for(&self, ending: &Ending, outbox: &Outbox) -> Duration {
+        if ending.code != close::POLICY {
+            return CLOSE_WAIT;
+        }
+        let limits = &self.gateway.limits;
+        tracing::warn!(
+            caller = ?self.caller,
+            queued_bytes = outbox.bytes,
+            grace_seconds = limits.slow_client_grace.as_secs(),
+            "WebSocket client stopped reading: closing it with 1008"
+        );
+        metrics::counter!(names::WS_SLOW_CLIENTS).increment(1);
+        limits.slow_client_grace
+    }
+
+    /// An update, and every update already waiting behind it, without a
+    /// turn of the loop each: a burst costs one flush.
+    fn on_burst(&mut self, outbox: &mut Outbox, board_id: Uuid, update: Update) {
+        self.on_update(outbox, board_id, update);
+        while outbox.has_room() {
+            let Some(Some((board_id, update))) = self.subscriptions.next().now_or_never() else {
+                break;
+            };
+            self.on_update(outbox, board_id, update);
         }
     }
 
@@ -576,4 +573,25 @@ fn resync_frame(board_id: Uuid, version: u64, reason: ResyncReason) -> String {
 fn store_error_frame(board_id: Uuid, error: StoreError) -> String {
     let api = ApiError::from(error);
     error_frame(Some(board_id), api.code, &api.message)
+}
+
+/// Sends the close frame within `wait`, then hears the client's close, so
+/// the socket closes cleanly.
+async fn say_goodbye(
+    mut sink: SplitSink<Socket, Message>,
+    mut incoming: SplitStream<Socket>,
+    ending: Ending,
+    wait: Duration,
+) {
+    let frame = Message::Close(Some(CloseFrame {
+        code: ending.code.into(),
+        reason: ending.reason.into(),
+    }));
+    if let Ok(Ok(())) = tokio::time::timeout(wait, sink.send(frame)).await {
+        let _ = tokio::time::timeout(CLOSE_WAIT, sink.close()).await;
+        let _ = tokio::time::timeout(CLOSE_WAIT, async {
+            while let Some(Ok(_)) = incoming.next().await {}
+        })
+        .await;
+    }
 }

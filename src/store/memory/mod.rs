@@ -32,7 +32,8 @@ use uuid::Uuid;
 
 use super::write::{context, prepare, IdempotencyRecord};
 use super::{
-    history_readable, readable, BoardStore, Caller, Rendered, StoreError, Watch, WriteRequest,
+    history_readable, readable, BoardStore, Caller, IdempotencyKey, Rendered, StoreError, Watch,
+    WriteRequest,
 };
 use crate::domain::{apply, Board, BoardEvent, Command, DomainError, EventData};
 use crate::fanout::Hub;
@@ -113,6 +114,53 @@ impl Default for BoardSlot {
 }
 
 impl BoardSlot {
+    /// The answer to an idempotent write seen before, rebuilt from the
+    /// history (records older than `ttl` are forgotten first).
+    fn replay(
+        &mut self,
+        actor: Option<Uuid>,
+        key: &IdempotencyKey,
+        ttl: Duration,
+    ) -> Option<Result<Rendered, StoreError>> {
+        let now = Instant::now();
+        self.idempotency
+            .retain(|_, (stored_at, _)| now.duration_since(*stored_at) < ttl);
+        let (_, record) = self.idempotency.get(&(actor, key.key.clone()))?;
+        let replayed = record
+            .replay(key, self.base.clone(), self.events.iter().map(|e| &**e))
+            .and_then(|board| record.render(&board, &Usernames::NONE));
+        Some(replayed)
+    }
+
+    /// Remembers an idempotent write's answer; past
+    /// [`IDEMPOTENCY_RECORDS_PER_BOARD`] the oldest record goes.
+    fn remember(&mut self, actor: Option<Uuid>, key: &IdempotencyKey, record: IdempotencyRecord) {
+        if self.idempotency.len() >= IDEMPOTENCY_RECORDS_PER_BOARD {
+            let oldest = self
+                .idempotency
+                .iter()
+                .min_by_key(|(_, (at, _))| *at)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                self.idempotency.remove(&oldest);
+            }
+        }
+        self.idempotency
+            .insert((actor, key.key.clone()), (Instant::now(), record));
+    }
+
+    /// Keeps an applied event in the history; past `max_events` the oldest
+    /// is folded into the base.
+    fn keep(&mut self, event: Arc<BoardEvent>, event_json: usize, max_events: usize) {
+        self.events.push_back(event);
+        self.history_json += event_json;
+        if self.events.len() > max_events {
+            if let Some(oldest) = self.events.pop_front() {
+                self.history_json = self.history_json.saturating_sub(json_len(&*oldest));
+                apply(&mut self.base, &oldest);
+            }
+        }
+    }
     /// The heap this slot is taken to hold (see the constants above).
     fn estimate(&self) -> usize {
         let snapshots = if self.base.is_some() { 2 } else { 1 };
@@ -267,14 +315,8 @@ impl MemoryStore {
         }
         slot.touched = Instant::now();
         if let Some(key) = key {
-            let now = Instant::now();
-            let ttl = self.limits.idempotency_ttl;
-            slot.idempotency
-                .retain(|_, (stored_at, _)| now.duration_since(*stored_at) < ttl);
-            if let Some((_, record)) = slot.idempotency.get(&(actor, key.key.clone())) {
-                let board =
-                    record.replay(key, slot.base.clone(), slot.events.iter().map(|e| &**e))?;
-                return record.render(&board, &Usernames::NONE);
+            if let Some(replayed) = slot.replay(actor, key, self.limits.idempotency_ttl) {
+                return replayed;
             }
         }
         let ctx = context(actor);
@@ -305,23 +347,8 @@ impl MemoryStore {
             .expect("a board after an accepted event");
         let rendered = views::render(board, request.reply, &Usernames::NONE)?;
         if let Some(key) = key {
-            if slot.idempotency.len() >= IDEMPOTENCY_RECORDS_PER_BOARD {
-                let oldest = slot
-                    .idempotency
-                    .iter()
-                    .min_by_key(|(_, (at, _))| *at)
-                    .map(|(k, _)| k.clone());
-                if let Some(oldest) = oldest {
-                    slot.idempotency.remove(&oldest);
-                }
-            }
-            slot.idempotency.insert(
-                (actor, key.key.clone()),
-                (
-                    Instant::now(),
-                    IdempotencyRecord::new(key, event.version, request.reply),
-                ),
-            );
+            let record = IdempotencyRecord::new(key, event.version, request.reply);
+            slot.remember(actor, key, record);
         }
         let event = Arc::new(event);
         // Frames are built only for watched boards; `watch` subscribes under
@@ -339,14 +366,7 @@ impl MemoryStore {
                 self.live_boards.fetch_add(1, Ordering::AcqRel);
             }
             slot.state_json = (slot.state_json + slot.task_json(task)).saturating_sub(task_before);
-            slot.events.push_back(event);
-            slot.history_json += event_json;
-            if slot.events.len() > self.limits.max_events_per_board {
-                if let Some(oldest) = slot.events.pop_front() {
-                    slot.history_json = slot.history_json.saturating_sub(json_len(&*oldest));
-                    apply(&mut slot.base, &oldest);
-                }
-            }
+            slot.keep(event, event_json, self.limits.max_events_per_board);
         }
         // What the board holds now that the event is in (at most what was
         // reserved for it).
@@ -535,105 +555,4 @@ impl BoardStore for MemoryStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::values::{BoardName, Columns, CustomFields, Description, TaskTitle};
-    use crate::domain::NewTask;
-
-    fn store(max_bytes: usize, idle_expiry: Duration) -> MemoryStore {
-        MemoryStore::new(QuickLimits {
-            max_boards: 10,
-            max_events_per_board: 100,
-            max_bytes,
-            idle_expiry,
-            idempotency_ttl: Duration::from_secs(60),
-        })
-    }
-
-    fn request(command: Command) -> WriteRequest {
-        WriteRequest {
-            command,
-            if_match: None,
-            idempotency: None,
-            reply: View::Nothing,
-        }
-    }
-
-    fn create_board() -> WriteRequest {
-        request(Command::CreateBoard {
-            name: BoardName::parse("b").unwrap(),
-            columns: Columns::default_columns(),
-        })
-    }
-
-    fn big_task() -> WriteRequest {
-        request(Command::CreateTask(NewTask {
-            task_id: Uuid::now_v7(),
-            title: TaskTitle::parse("t").unwrap(),
-            description: Description::parse(&"d".repeat(10_000)).unwrap(),
-            status: None,
-            position: None,
-            assigned_to: None,
-            fields: CustomFields::default(),
-        }))
-    }
-
-    #[tokio::test]
-    async fn writes_stop_at_the_budget_and_a_delete_gives_it_all_back() {
-        let store = store(1024 * 1024, Duration::from_secs(3600));
-        let board = Uuid::now_v7();
-        store
-            .write(Caller::Anonymous, board, create_board())
-            .await
-            .unwrap();
-        let mut written = 0;
-        let refused = loop {
-            match store.write(Caller::Anonymous, board, big_task()).await {
-                Ok(_) => written += 1,
-                Err(error) => break error,
-            }
-            assert!(written < 1000, "the budget never filled");
-        };
-        assert!(matches!(refused, StoreError::BudgetFull(_)), "{refused:?}");
-        assert!(store.used_bytes() <= 1024 * 1024);
-        // Each 10 KB description is held twice over (board and history).
-        assert!((10..=30).contains(&written), "{written} tasks fit in 1 MiB");
-        let version = store
-            .read(Caller::Anonymous, board, View::Board)
-            .await
-            .unwrap()
-            .version;
-        assert_eq!(version, 1 + written, "the refused write changed nothing");
-
-        store
-            .write(Caller::Anonymous, board, request(Command::DeleteBoard))
-            .await
-            .unwrap();
-        assert_eq!(store.used_bytes(), 0, "a deleted board holds nothing");
-        assert_eq!(store.live_boards.load(Ordering::Relaxed), 0);
-    }
-
-    #[tokio::test]
-    async fn idle_boards_expire_and_give_their_room_back() {
-        let store = store(1024 * 1024, Duration::ZERO);
-        let board = Uuid::now_v7();
-        store
-            .write(Caller::Anonymous, board, create_board())
-            .await
-            .unwrap();
-        assert!(store.used_bytes() > 0);
-
-        assert_eq!(store.expire_idle(), 1);
-
-        assert_eq!(store.used_bytes(), 0);
-        assert!(store
-            .read(Caller::Anonymous, board, View::Board)
-            .await
-            .is_err());
-        let late = store.write(Caller::Anonymous, board, big_task()).await;
-        assert!(matches!(
-            late,
-            Err(StoreError::Domain(DomainError::NotFound(_)))
-        ));
-    }
-}
+mod tests;
