@@ -1,6 +1,6 @@
 //! The auth boundary's error type. `http::error` maps it to responses.
 
-use crate::store::StoreError;
+use crate::postgres::DbError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -37,7 +37,32 @@ pub enum AuthError {
          (set STREAMBOARD__POSTGRES__URL); /quick works without it"
     )]
     NoAccounts,
-    /// PostgreSQL unavailable, or an internal failure.
+    /// PostgreSQL or Redis cannot serve right now: 503 (the text is for
+    /// clients; the cause was logged).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A failure that is ours: 500.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Internal(anyhow::Error),
+}
+
+impl From<DbError> for AuthError {
+    fn from(error: DbError) -> Self {
+        match error {
+            DbError::Unavailable(detail) => {
+                tracing::warn!(%detail, "PostgreSQL unavailable");
+                AuthError::Unavailable("PostgreSQL is unavailable; retry shortly".into())
+            }
+            // A configuration error: louder than an outage.
+            DbError::TlsRefused(detail) => {
+                tracing::error!(%detail, "PostgreSQL unavailable");
+                AuthError::Unavailable("PostgreSQL is unavailable; retry shortly".into())
+            }
+            // Callers that know which field clashed map this themselves.
+            DbError::UniqueViolation { constraint } => {
+                AuthError::Internal(anyhow::anyhow!("unique constraint {constraint} violated"))
+            }
+            DbError::Internal(error) => AuthError::Internal(error),
+        }
+    }
 }

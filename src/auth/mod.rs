@@ -187,7 +187,7 @@ impl Auth {
         let token = match self.identify_token(presented).await {
             Ok(token) => token,
             // A store that is down must not pass for a logout that worked.
-            Err(error @ AuthError::Store(_)) => return Err(error),
+            Err(error @ (AuthError::Unavailable(_) | AuthError::Internal(_))) => return Err(error),
             Err(_) if !everywhere => return Ok(()),
             Err(error) => return Err(error),
         };

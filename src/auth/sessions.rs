@@ -45,7 +45,6 @@ use uuid::Uuid;
 
 use super::{users, AuthError, Token};
 use crate::postgres::PostgresTarget;
-use crate::store::StoreError;
 
 /// The channel the `users_deleted_notify` trigger announces deletions on.
 const DELETIONS_CHANNEL: &str = "streamboard_users_deleted";
@@ -146,7 +145,7 @@ impl KnownUsers {
                 }
                 // Fail open: board routes run on Redis and kept working
                 // through a PostgreSQL outage before this check existed.
-                Err(AuthError::Store(StoreError::Unavailable(_))) => return Ok(()),
+                Err(AuthError::Unavailable(_)) => return Ok(()),
                 Err(error) => return Err(error),
             },
         };
@@ -328,9 +327,7 @@ fn revocation_cache<V: Clone + Send + Sync + 'static>() -> Cache<Uuid, V> {
 
 fn redis_unavailable(detail: &str) -> AuthError {
     tracing::warn!(%detail, "Redis unavailable for token revocation");
-    AuthError::Store(StoreError::Unavailable(
-        "Redis is unavailable; retry shortly".into(),
-    ))
+    AuthError::Unavailable("Redis is unavailable; retry shortly".into())
 }
 
 fn revoked_key(jti: Uuid) -> String {

@@ -22,7 +22,6 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::postgres::{self, DbError};
-use crate::store::StoreError;
 
 use super::AuthError;
 
@@ -210,12 +209,12 @@ fn user_from(row: &Row) -> Result<User, AuthError> {
 }
 
 fn db(error: DbError) -> AuthError {
-    StoreError::from(error).into()
+    error.into()
 }
 
 /// An internal failure, logged where it happened.
 fn internal(what: &str) -> AuthError {
-    StoreError::Internal(anyhow::anyhow!("{what}")).into()
+    AuthError::Internal(anyhow::anyhow!("{what}"))
 }
 
 /// Limits concurrent Argon2 runs (each holds 19 MiB for tens of ms).

@@ -241,7 +241,11 @@ impl From<AuthError> for ApiError {
                 retry_after_seconds,
             } => ApiError::too_many_requests(message, retry_after_seconds),
             AuthError::NoAccounts => ApiError::unavailable(message),
-            AuthError::Store(error) => error.into(),
+            AuthError::Unavailable(message) => ApiError::unavailable(message),
+            AuthError::Internal(error) => {
+                tracing::error!(error = format!("{error:#}"), "internal error");
+                ApiError::internal()
+            }
         }
     }
 }
