@@ -103,11 +103,7 @@ async fn main() -> ExitCode {
             analytics: _,
             ttl_days,
         } => {
-            let keys = streamboard::auth::TokenKeys::new(
-                settings.jwt_secret(),
-                std::time::Duration::from_secs(u64::from(ttl_days) * 86_400),
-            );
-            println!("{}", keys.issue_analytics(keys.ttl()));
+            token(&settings, ttl_days);
             Ok(())
         }
         Commands::Analytics {
@@ -117,30 +113,9 @@ async fn main() -> ExitCode {
             seed,
             json,
         } => {
-            streamboard::clock::install(&settings.testing);
-            let options = streamboard::analytics::AnalyticsOptions {
-                board,
-                query: streamboard::store::history::FlowQuery { from, to, seed },
-                json,
-            };
-            match streamboard::dependencies::Dependencies::connect(&settings) {
-                Ok(deps) if deps.redis.is_none() && deps.postgres.is_none() => {
-                    Err(anyhow::anyhow!(
-                        "neither redis.url nor postgres.url is set (STREAMBOARD__REDIS__URL, \
-                     STREAMBOARD__POSTGRES__URL)"
-                    ))
-                }
-                Ok(deps) => {
-                    streamboard::analytics::run(
-                        deps.redis,
-                        deps.postgres,
-                        &settings.analytics,
-                        options,
-                    )
-                    .await
-                }
-                Err(error) => Err(error),
-            }
+            let query = streamboard::store::history::FlowQuery { from, to, seed };
+            let options = streamboard::analytics::AnalyticsOptions { board, query, json };
+            analytics(settings, options).await
         }
         Commands::Tail {
             board,
@@ -156,14 +131,7 @@ async fn main() -> ExitCode {
                 consumer: consumer.unwrap_or_else(|| format!("tail-{}", std::process::id())),
                 limit,
             };
-            match streamboard::dependencies::Dependencies::connect(&settings).map(|deps| deps.redis)
-            {
-                Ok(Some(redis)) => streamboard::eventlog::tail::run(redis, options).await,
-                Ok(None) => Err(anyhow::anyhow!(
-                    "redis.url is not set (STREAMBOARD__REDIS__URL)"
-                )),
-                Err(error) => Err(error),
-            }
+            tail(settings, options).await
         }
     };
     match result {
@@ -172,6 +140,40 @@ async fn main() -> ExitCode {
             eprintln!("streamboard: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Prints an analytics token (read-only, every board).
+fn token(settings: &Settings, ttl_days: u32) {
+    let keys = streamboard::auth::TokenKeys::new(
+        settings.jwt_secret(),
+        std::time::Duration::from_secs(u64::from(ttl_days) * 86_400),
+    );
+    println!("{}", keys.issue_analytics(keys.ttl()));
+}
+
+async fn analytics(
+    settings: Settings,
+    options: streamboard::analytics::AnalyticsOptions,
+) -> anyhow::Result<()> {
+    streamboard::clock::install(&settings.testing);
+    let deps = streamboard::dependencies::Dependencies::connect(&settings)?;
+    if deps.redis.is_none() && deps.postgres.is_none() {
+        anyhow::bail!(
+            "neither redis.url nor postgres.url is set (STREAMBOARD__REDIS__URL, \
+             STREAMBOARD__POSTGRES__URL)"
+        );
+    }
+    streamboard::analytics::run(deps.redis, deps.postgres, &settings.analytics, options).await
+}
+
+async fn tail(
+    settings: Settings,
+    options: streamboard::eventlog::tail::TailOptions,
+) -> anyhow::Result<()> {
+    match streamboard::dependencies::Dependencies::connect(&settings)?.redis {
+        Some(redis) => streamboard::eventlog::tail::run(redis, options).await,
+        None => anyhow::bail!("redis.url is not set (STREAMBOARD__REDIS__URL)"),
     }
 }
 

@@ -19,6 +19,7 @@ pub mod delivery;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -240,34 +241,10 @@ impl Dispatcher {
 
     /// One event: true to go on with the next.
     async fn step(&self, hook: &mut Claimed) -> anyhow::Result<bool> {
-        let next = {
-            let client = postgres::client(&self.pool).await?;
-            if self.stopping.load(Ordering::SeqCst) {
-                queue::release(&**client, hook, &self.owner).await?;
-                return Ok(false);
-            }
-            queue::next(&**client, hook).await?
+        let event = match self.next_event(hook).await? {
+            ControlFlow::Continue(event) => event,
+            ControlFlow::Break(go_on) => return Ok(go_on),
         };
-        let event = match next {
-            Next::Deliver(event) => event,
-            Next::Skip(version) => {
-                let client = postgres::client(&self.pool).await?;
-                let held =
-                    queue::advance(&**client, hook, &self.owner, version, self.lease()).await?;
-                hook.delivered_version = version;
-                return Ok(held);
-            }
-            Next::Idle => {
-                let client = postgres::client(&self.pool).await?;
-                queue::release(&**client, hook, &self.owner).await?;
-                // An event committed after `next` looked, whose wake-up found
-                // the lease still held, is picked up now rather than at the
-                // next reconcile.
-                self.wakeups.boards_advanced([hook.board_id]);
-                return Ok(false);
-            }
-        };
-
         let attempt = hook.attempts + 1;
         let delivery_id = Uuid::new_v4();
         let started = Instant::now();
@@ -329,6 +306,42 @@ impl Dispatcher {
                     "webhook disabled");
                 queue::disable(&**client, hook, &self.owner, attempt, &reason).await?;
                 Ok(false)
+            }
+        }
+    }
+
+    /// The event to deliver next, or whether to go on without one (an
+    /// event the webhook does not want is skipped; none left, or stopping,
+    /// gives the lease back).
+    async fn next_event(
+        &self,
+        hook: &mut Claimed,
+    ) -> anyhow::Result<ControlFlow<bool, Box<BoardEvent>>> {
+        let next = {
+            let client = postgres::client(&self.pool).await?;
+            if self.stopping.load(Ordering::SeqCst) {
+                queue::release(&**client, hook, &self.owner).await?;
+                return Ok(ControlFlow::Break(false));
+            }
+            queue::next(&**client, hook).await?
+        };
+        match next {
+            Next::Deliver(event) => Ok(ControlFlow::Continue(event)),
+            Next::Skip(version) => {
+                let client = postgres::client(&self.pool).await?;
+                let held =
+                    queue::advance(&**client, hook, &self.owner, version, self.lease()).await?;
+                hook.delivered_version = version;
+                Ok(ControlFlow::Break(held))
+            }
+            Next::Idle => {
+                let client = postgres::client(&self.pool).await?;
+                queue::release(&**client, hook, &self.owner).await?;
+                // An event committed after `next` looked, whose wake-up found
+                // the lease still held, is picked up now rather than at the
+                // next reconcile.
+                self.wakeups.boards_advanced([hook.board_id]);
+                Ok(ControlFlow::Break(false))
             }
         }
     }
