@@ -13,6 +13,7 @@ use serde_json::Value;
 
 pub mod api_mutations;
 mod closed_loop;
+mod delivery;
 mod fixtures;
 pub mod history;
 pub mod hot_board;
