@@ -17,6 +17,7 @@ mod delivery;
 mod fixtures;
 pub mod history;
 pub mod hot_board;
+pub mod peers;
 pub mod projector_catch_up;
 pub mod quick_mutations;
 mod redis_side;
