@@ -66,11 +66,12 @@ pub struct Peers {
     subscribers: usize,
     #[arg(long, default_value_t = 20)]
     boards: usize,
-    /// Deliveries per second offered: the writers write deliveries / subscribers per second.
+    /// Deliveries per second offered: a write reaches the subscribers of
+    /// its board, so the writers write deliveries / (subscribers / boards) per second.
     #[arg(long, default_value_t = 10_000.0)]
     deliveries: f64,
     /// Writer connections (paced, closed-loop); must divide --boards.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 20)]
     writers: usize,
     /// Streamboard: tasks per board the writers PATCH in turn.
     #[arg(long, default_value_t = 4)]
@@ -251,9 +252,9 @@ pub async fn run(_target: &Target, args: Peers) -> anyhow::Result<Outcome> {
     if duration.is_zero() {
         bail!("--duration must be positive");
     }
-    let rate = args.deliveries / subscribers as f64;
+    let rate = args.deliveries * boards as f64 / subscribers as f64;
     if !(rate.is_finite() && rate > 0.0 && rate <= 20_000.0) {
-        bail!("--deliveries / --subscribers must be in (0, 20000] writes/s");
+        bail!("--deliveries x --boards / --subscribers must be in (0, 20000] writes/s");
     }
     let instances = args
         .instances
