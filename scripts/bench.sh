@@ -160,7 +160,7 @@ cp target/release/streamboard target/release/loadgen target/release/projector "$
     echo "kernel: $(uname -sr)"
     echo "redis: $(redis-server --version | grep -o 'v=[^ ]*')"
     echo "rustc: $(rustc --version 2>/dev/null || echo unknown)"
-    echo "sizes: runs $RUNS; loops ${LOOP_CONNECTIONS} conns x ${LOOP_BOARDS} boards x ${LOOP_TASKS} tasks, ${DURATION}+${WARMUP} s; fanout ${FANOUT_CLIENTS} clients/${FANOUT_BOARDS} boards at ${FANOUT_RATE}/s; idle ${IDLE_CONNECTIONS}; hot ${HOT_WRITERS} writers; projector ${PROJECTOR_BOARDS}x${PROJECTOR_EVENTS_PER_BOARD}; history ${HISTORY_EVENTS} events, ${HISTORY_READERS} readers; scale ${SCALE_INSTANCES} instances x ${SCALE_STEPS} boards, ${SCALE_WINDOW} s; XADD -n ${XADD_N} -c ${XADD_C}"
+    echo "sizes: runs $RUNS; loops ${LOOP_CONNECTIONS} conns x ${LOOP_BOARDS} boards x ${LOOP_TASKS} tasks, ${DURATION}+${WARMUP} s; fanout ${FANOUT_CLIENTS} clients/${FANOUT_BOARDS} boards at ${FANOUT_RATE}/s; idle ${IDLE_CONNECTIONS}; hot ${HOT_WRITERS} writers; projector ${PROJECTOR_BOARDS}x${PROJECTOR_EVENTS_PER_BOARD}; history ${HISTORY_EVENTS} events, ${HISTORY_READERS} readers; scale ${SCALE_INSTANCES} instances x ${SCALE_STEPS} boards, ${SCALE_WINDOW} s; peers ${PEERS_LOADS} x ${PEERS_RUNS}, ${PEERS_DURATION}+${PEERS_WARMUP} s; XADD -n ${XADD_N} -c ${XADD_C}"
     echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$OUT/env.txt"
 sed 's/^/    /' "$OUT/env.txt"
@@ -527,7 +527,7 @@ start_socketio() { # $1: run label; PEERS_ADDRS and PEERS_PIDS are set
         fi
         PORT=$port REDIS_URL=$REDIS_URL node bench/peers/socketio/server.js >"$log" 2>&1 &
         PEER_PIDS+=("$!") PEERS_PIDS+=("$!") PEERS_ADDRS+=("127.0.0.1:$port")
-        sb_retry 50 grep -q 'listening on' "$log" >/dev/null || sb_die "Socket.IO instance $i did not start ($log)"
+        sb_retry 50 grep -qs 'listening on' "$log" >/dev/null || sb_die "Socket.IO instance $i did not start ($log)"
     done
 }
 start_streamboard_pair() { # $1: run label; as start_socketio, plus the projector

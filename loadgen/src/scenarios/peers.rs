@@ -229,9 +229,23 @@ async fn backend_processes(args: &Peers) -> anyhow::Result<Vec<(String, u32)>> {
     Ok(processes)
 }
 
-/// The servers' summed RSS in KiB (0 without pids).
-fn servers_rss_kib(pids: &[u32]) -> u64 {
-    pids.iter().filter_map(|pid| rss_kib(*pid).ok()).sum()
+/// The servers' summed RSS in KiB (0 without pids), once it has settled: a
+/// server that just started (or just took connections) gives memory back
+/// for seconds after, more than a thousand connections hold. Read every
+/// 250 ms until it has not fallen by more than 256 KiB in 2 s (15 s at
+/// most); the lowest reading.
+async fn servers_rss_kib(pids: &[u32]) -> u64 {
+    let read = || -> u64 { pids.iter().filter_map(|pid| rss_kib(*pid).ok()).sum() };
+    let mut readings = vec![read()];
+    while readings.len() < 60 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        readings.push(read());
+        let recent = &readings[readings.len().saturating_sub(9)..];
+        if recent.len() == 9 && recent[0].saturating_sub(recent[8]) <= 256 {
+            break;
+        }
+    }
+    readings.into_iter().min().unwrap_or(0)
 }
 
 /// CPU microseconds per delivery, from CPU seconds.
@@ -266,7 +280,7 @@ pub async fn run(_target: &Target, args: Peers) -> anyhow::Result<Outcome> {
     }
 
     let setup = set_up(args.target, instances[0], &args).await?;
-    let rss_before = servers_rss_kib(&args.server_pids);
+    let rss_before = servers_rss_kib(&args.server_pids).await;
     let connect_started = Instant::now();
     let opened = open_peer_subscribers(&instances, &setup, subscribers).await;
     let connect_secs = connect_started.elapsed().as_secs_f64();
@@ -291,9 +305,7 @@ pub async fn run(_target: &Target, args: Peers) -> anyhow::Result<Outcome> {
             failures.first.unwrap_or_default()
         );
     }
-    // Let the servers settle their per-connection memory before reading it.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_after = servers_rss_kib(&args.server_pids);
+    let rss_after = servers_rss_kib(&args.server_pids).await;
     let rss_per_connection_kib = (rss_after.saturating_sub(rss_before)) as f64 / subscribed as f64;
 
     let start = Instant::now() + Duration::from_millis(50);
