@@ -21,10 +21,12 @@
 //! Reported: offered and achieved deliveries/s, end-to-end latency (write
 //! sent -> frame received), lost and duplicated deliveries, CPU seconds per
 //! delivery of the servers and of the whole backend (servers, and the
-//! `--backend-pids` and PostgreSQL backends), and server RSS per connection.
+//! `--backend-pids` and PostgreSQL backends), and server RSS per connection
+//! (the second half of the subscribers against the first).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -179,17 +181,20 @@ async fn set_up(target: Peer, first: SocketAddr, args: &Peers) -> anyhow::Result
     }
 }
 
-/// Subscriber i: board i % boards on instance (i / boards) % instances;
-/// with a token a Streamboard `/ws` subscriber, else a Socket.IO one.
+/// Subscribers `numbers`; subscriber i: board i % boards on instance
+/// (i / boards) % instances; with a token a Streamboard `/ws` subscriber,
+/// else a Socket.IO one.
 async fn open_peer_subscribers(
     instances: &[SocketAddr],
     setup: &Setup,
-    count: usize,
+    numbers: Range<usize>,
 ) -> Vec<anyhow::Result<(usize, crate::client::WsStream)>> {
     let boards: Arc<[String]> = setup.boards.clone().into();
     let instances: Arc<[SocketAddr]> = instances.into();
     let endpoint = setup.token.as_deref().map(WsEndpoint::api);
-    open_many(count, 200, move |i| {
+    let first = numbers.start;
+    let opened = open_many(numbers.len(), 200, move |j| {
+        let i = first + j;
         let board = boards[i % boards.len()].clone();
         let addr = instances[(i / boards.len()) % instances.len()];
         let endpoint = endpoint.clone();
@@ -200,7 +205,11 @@ async fn open_peer_subscribers(
             }
         }
     })
-    .await
+    .await;
+    opened
+        .into_iter()
+        .map(|result| result.map(|(j, ws)| (first + j, ws)))
+        .collect()
 }
 
 /// The processes whose CPU is measured: servers, the named backend
@@ -229,11 +238,9 @@ async fn backend_processes(args: &Peers) -> anyhow::Result<Vec<(String, u32)>> {
     Ok(processes)
 }
 
-/// The servers' summed RSS in KiB (0 without pids), once it has settled: a
-/// server that just started (or just took connections) gives memory back
-/// for seconds after, more than a thousand connections hold. Read every
-/// 250 ms until it has not fallen by more than 256 KiB in 2 s (15 s at
-/// most); the lowest reading.
+/// The servers' summed RSS in KiB (0 without pids), once it has settled:
+/// read every 250 ms until it has not fallen by more than 256 KiB in 2 s
+/// (15 s at most); the lowest reading.
 async fn servers_rss_kib(pids: &[u32]) -> u64 {
     let read = || -> u64 { pids.iter().filter_map(|pid| rss_kib(*pid).ok()).sum() };
     let mut readings = vec![read()];
@@ -280,24 +287,34 @@ pub async fn run(_target: &Target, args: Peers) -> anyhow::Result<Outcome> {
     }
 
     let setup = set_up(args.target, instances[0], &args).await?;
-    let rss_before = servers_rss_kib(&args.server_pids).await;
-    let connect_started = Instant::now();
-    let opened = open_peer_subscribers(&instances, &setup, subscribers).await;
-    let connect_secs = connect_started.elapsed().as_secs_f64();
+    // Memory per connection: RSS with all the subscribers minus RSS with
+    // the first half, over the second half. A server that just started
+    // gives memory back for a while once it is busy, more than a thousand
+    // connections hold; the first half takes that drop.
+    let half = subscribers / 2;
     let stats = DeliveryStats::new(64);
     let mut failures = ConnectFailures::default();
     let mut subscribers_per_board = vec![0u64; boards];
     let mut readers = Vec::with_capacity(subscribers);
-    for (i, ws) in failures.keep_open(opened) {
-        subscribers_per_board[i % boards] += 1;
-        let shard = i % stats.shard_count();
-        readers.push(tokio::spawn(read_deliveries(
-            ws,
-            shard,
-            Arc::clone(&stats),
-            setup.parse,
-        )));
+    let mut rss = Vec::with_capacity(2);
+    let connect_started = Instant::now();
+    for numbers in [0..half, half..subscribers] {
+        let failed_before = failures.count;
+        let opened = open_peer_subscribers(&instances, &setup, numbers.clone()).await;
+        for (i, ws) in failures.keep_open(opened) {
+            subscribers_per_board[i % boards] += 1;
+            let shard = i % stats.shard_count();
+            readers.push(tokio::spawn(read_deliveries(
+                ws,
+                shard,
+                Arc::clone(&stats),
+                setup.parse,
+            )));
+        }
+        let opened_now = numbers.len() - (failures.count - failed_before);
+        rss.push((servers_rss_kib(&args.server_pids).await, opened_now));
     }
+    let connect_secs = connect_started.elapsed().as_secs_f64();
     let subscribed = subscribers - failures.count;
     if subscribed == 0 {
         bail!(
@@ -305,8 +322,10 @@ pub async fn run(_target: &Target, args: Peers) -> anyhow::Result<Outcome> {
             failures.first.unwrap_or_default()
         );
     }
-    let rss_after = servers_rss_kib(&args.server_pids).await;
-    let rss_per_connection_kib = (rss_after.saturating_sub(rss_before)) as f64 / subscribed as f64;
+    let (rss_half, _) = rss[0];
+    let (rss_all, second_half) = rss[1];
+    let rss_per_connection_kib =
+        rss_all.saturating_sub(rss_half) as f64 / second_half.max(1) as f64;
 
     let start = Instant::now() + Duration::from_millis(50);
     let from_us = unix_micros() + 50_000 + warmup.as_micros() as u64;
@@ -383,7 +402,7 @@ pub async fn run(_target: &Target, args: Peers) -> anyhow::Result<Outcome> {
         "server_cpu_us_per_delivery": us_per_delivery(server_cpu, delivered),
         "backend_cpu_us_per_delivery": us_per_delivery(backend_cpu_s, delivered),
         "rss_per_connection_kib": round2(rss_per_connection_kib),
-        "servers_rss_kib": {"before": rss_before, "with_subscribers": rss_after},
+        "servers_rss_kib": {"with_half": rss_half, "with_all": rss_all},
         "cpu": machine,
         "load_average": load,
     });
