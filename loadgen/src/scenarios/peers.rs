@@ -44,9 +44,8 @@ use super::ws_fanout::{streamboard_frame, TaskPatches};
 use super::{Outcome, Target};
 use crate::client::{open_many, socketio_join, ws_subscribe, ConnectFailures, WsEndpoint};
 use crate::measure::{
-    bounded, cpu_line, latency_json, latency_line, load_average, loopback_addr, new_histogram,
-    round2, rss_kib, secs, unix_micros, CpuWindow, ProcessCpu, MAX_CONNECTIONS,
-    MAX_TASKS_PER_BOARD,
+    bounded, latency_json, latency_line, load_average, loopback_addr, new_histogram, round2,
+    rss_kib, secs, unix_micros, CpuWindow, ProcessCpu, MAX_CONNECTIONS, MAX_TASKS_PER_BOARD,
 };
 
 #[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
@@ -420,7 +419,8 @@ fn summary_text(
         "peers ({}): {} of {} deliveries/s offered ({} lost, {} duplicated) to {} subscribers\n  \
          delivery latency: {}\n  writer HTTP latency: {}\n  \
          CPU per delivery: servers {} us, whole backend {} us; cores by process {}\n  \
-         RSS per connection {} KiB; load average {}\n  {}",
+         RSS per connection {} KiB; load average {}\n  \
+         CPU during the window (cores): loadgen {}, machine busy {} of {}",
         json["target"],
         json["deliveries_per_s"],
         json["offered_deliveries_per_s"],
@@ -434,6 +434,56 @@ fn summary_text(
         json["cpu_cores_by_process"],
         json["rss_per_connection_kib"],
         json["load_average"],
-        cpu_line(machine),
+        machine["loadgen_cores"],
+        machine["machine_busy_cores"],
+        machine["machine_cores"],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socketio_frames_are_read_as_engine_io_and_socket_io_packets() {
+        assert!(matches!(socketio_frame("2"), Frame::Answer("3")));
+        let mutation = r#"42["mutation",{"board":"peers-b3","seq":12,"t":1733000000123456}]"#;
+        assert!(matches!(
+            socketio_frame(mutation),
+            Frame::Delivery {
+                sent_us: 1733000000123456,
+                ordinal: 12
+            }
+        ));
+        assert!(matches!(
+            socketio_frame(r#"42["mutation",{}]"#),
+            Frame::Unstamped
+        ));
+        assert!(matches!(
+            socketio_frame(r#"44{"message":"no"}"#),
+            Frame::Error
+        ));
+        assert!(matches!(
+            socketio_frame(r#"42["joined","peers-b3"]"#),
+            Frame::Other
+        ));
+    }
+
+    #[test]
+    fn room_mutations_number_each_board_from_one() {
+        let rooms = RoomMutations {
+            rooms: vec!["peers-b0".into(), "peers-b1".into()],
+        };
+        let mut body = Vec::new();
+        // Write 3 is the second write to board 1.
+        assert_eq!(rooms.board_of(3), 1);
+        assert_eq!(
+            rooms.request(3, 77, &mut body),
+            ("POST", "/mutate".to_string())
+        );
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            r#"{"board":"peers-b1","seq":2,"t":77}"#
+        );
+    }
 }
