@@ -8,7 +8,7 @@
 #                                      print a table with PASS/FAIL per target
 #   ./scripts/bench.sh quick api       only some: xadd (always measured first),
 #                                      quick, ws-fanout, ws-idle, api, hot-board,
-#                                      projector, history, scale
+#                                      projector, history, scale, replicas, peers
 #   BENCH_QUICK=1 ./scripts/bench.sh   every scenario tiny, one run (~2 minutes):
 #                                      a smoke test of the harness, not a result
 #
@@ -39,6 +39,11 @@
 #   HISTORY_EVENTS=100000 HISTORY_READERS=4   one /api board's history, then its
 #                                analytics and time travel, each measured DURATION s
 #   SCALE_INSTANCES=3 SCALE_STEPS=1000,10000 SCALE_WINDOW=10
+#   PEERS_LOADS="10000:1000 40000:2000 60000:2000 100000:2000"   `peers`: offered
+#                                deliveries/s:subscribers, each run PEERS_RUNS=2 times
+#                                on each stack (Socket.IO 4.8 and Streamboard, in turn)
+#   PEERS_DURATION=20 PEERS_WARMUP=3   seconds measured / warmed up per peers run
+#   PEERS_SOCKETIO_PORT=18100    the two Socket.IO instances listen here and +1
 #   BENCH_CLUSTER_PORTS="6391 6392 6393"  the 3-master cluster of `scale`
 #   BENCH_REPLICA_PORTS="6394 ... 6399"   `replicas`: 3 masters and a replica each
 #   QUICK_ARGS / FANOUT_ARGS / IDLE_ARGS / API_ARGS / HOT_ARGS / PROJECTOR_ARGS / HISTORY_ARGS
@@ -61,6 +66,7 @@ if [[ $BENCH_QUICK == 1 ]]; then
     PROJECTOR_BOARDS=${PROJECTOR_BOARDS:-50} PROJECTOR_EVENTS_PER_BOARD=${PROJECTOR_EVENTS_PER_BOARD:-100}
     HISTORY_EVENTS=${HISTORY_EVENTS:-10000}
     SCALE_STEPS=${SCALE_STEPS:-100,500} SCALE_WINDOW=${SCALE_WINDOW:-3}
+    PEERS_LOADS=${PEERS_LOADS:-2000:200} PEERS_DURATION=${PEERS_DURATION:-3} PEERS_WARMUP=${PEERS_WARMUP:-1}
 fi
 RUNS=${RUNS:-3}
 PORT=${PORT:-18090}
@@ -90,6 +96,11 @@ HISTORY_READERS=${HISTORY_READERS:-4}
 SCALE_INSTANCES=${SCALE_INSTANCES:-3}
 SCALE_STEPS=${SCALE_STEPS:-1000,10000}
 SCALE_WINDOW=${SCALE_WINDOW:-10}
+PEERS_LOADS=${PEERS_LOADS:-10000:1000 40000:2000 60000:2000 100000:2000}
+PEERS_RUNS=${PEERS_RUNS:-2}
+PEERS_DURATION=${PEERS_DURATION:-20}
+PEERS_WARMUP=${PEERS_WARMUP:-3}
+PEERS_SOCKETIO_PORT=${PEERS_SOCKETIO_PORT:-18100}
 BENCH_CLUSTER_PORTS=${BENCH_CLUSTER_PORTS:-6391 6392 6393}
 BENCH_REPLICA_PORTS=${BENCH_REPLICA_PORTS:-6394 6395 6396 6397 6398 6399}
 QUICK_ARGS=${QUICK_ARGS:-} FANOUT_ARGS=${FANOUT_ARGS:-} IDLE_ARGS=${IDLE_ARGS:-}
@@ -97,16 +108,16 @@ API_ARGS=${API_ARGS:-} HOT_ARGS=${HOT_ARGS:-} PROJECTOR_ARGS=${PROJECTOR_ARGS:-}
 HISTORY_ARGS=${HISTORY_ARGS:-}
 REDIS_URL=redis://127.0.0.1:$BENCH_REDIS_PORT
 
-ALL_SCENARIOS=(quick ws-fanout ws-idle api hot-board projector history scale replicas)
+ALL_SCENARIOS=(quick ws-fanout ws-idle api hot-board projector history scale replicas peers)
 SCENARIOS=("$@")
 [[ ${#SCENARIOS[@]} -gt 0 ]] || SCENARIOS=("${ALL_SCENARIOS[@]}")
 for s in "${SCENARIOS[@]}"; do
-    case $s in xadd | quick | ws-fanout | ws-idle | api | hot-board | projector | history | scale | replicas) ;;
+    case $s in xadd | quick | ws-fanout | ws-idle | api | hot-board | projector | history | scale | replicas | peers) ;;
     *) sb_die "unknown scenario '$s' (xadd, ${ALL_SCENARIOS[*]})" ;;
     esac
 done
 wants() { local s; for s in "${SCENARIOS[@]}"; do [[ $s == "$1" ]] && return 0; done; return 1; }
-needs_postgres() { wants api || wants hot-board || wants projector || wants history || wants scale || wants replicas; }
+needs_postgres() { wants api || wants hot-board || wants projector || wants history || wants scale || wants replicas || wants peers; }
 
 BENCH_STARTED=$SECONDS
 sb_step "Tools and services"
@@ -117,6 +128,12 @@ sb_have redis-benchmark || sb_install_packages redis-tools || sb_die "redis-benc
 sb_have jq || sb_install_packages jq || sb_die "jq is needed (apt-get install jq)"
 if needs_postgres; then
     sb_have createdb || sb_die "the /api scenarios need createdb/dropdb (PostgreSQL client tools)"
+fi
+if wants peers; then
+    sb_have node || sb_install_packages nodejs npm || sb_die "peers needs Node.js and npm (apt-get install nodejs npm)"
+    # The Socket.IO app's packages, exactly as locked.
+    [[ -f bench/peers/socketio/node_modules/.package-lock.json ]] ||
+        (cd bench/peers/socketio && npm ci --no-audit --no-fund) || sb_die "npm ci in bench/peers/socketio failed"
 fi
 
 # Many WebSocket connections need many descriptors, in the server and here.
@@ -143,7 +160,7 @@ cp target/release/streamboard target/release/loadgen target/release/projector "$
     echo "kernel: $(uname -sr)"
     echo "redis: $(redis-server --version | grep -o 'v=[^ ]*')"
     echo "rustc: $(rustc --version 2>/dev/null || echo unknown)"
-    echo "sizes: runs $RUNS; loops ${LOOP_CONNECTIONS} conns x ${LOOP_BOARDS} boards x ${LOOP_TASKS} tasks, ${DURATION}+${WARMUP} s; fanout ${FANOUT_CLIENTS} clients/${FANOUT_BOARDS} boards at ${FANOUT_RATE}/s; idle ${IDLE_CONNECTIONS}; hot ${HOT_WRITERS} writers; projector ${PROJECTOR_BOARDS}x${PROJECTOR_EVENTS_PER_BOARD}; history ${HISTORY_EVENTS} events, ${HISTORY_READERS} readers; scale ${SCALE_INSTANCES} instances x ${SCALE_STEPS} boards, ${SCALE_WINDOW} s; XADD -n ${XADD_N} -c ${XADD_C}"
+    echo "sizes: runs $RUNS; loops ${LOOP_CONNECTIONS} conns x ${LOOP_BOARDS} boards x ${LOOP_TASKS} tasks, ${DURATION}+${WARMUP} s; fanout ${FANOUT_CLIENTS} clients/${FANOUT_BOARDS} boards at ${FANOUT_RATE}/s; idle ${IDLE_CONNECTIONS}; hot ${HOT_WRITERS} writers; projector ${PROJECTOR_BOARDS}x${PROJECTOR_EVENTS_PER_BOARD}; history ${HISTORY_EVENTS} events, ${HISTORY_READERS} readers; scale ${SCALE_INSTANCES} instances x ${SCALE_STEPS} boards, ${SCALE_WINDOW} s; peers ${PEERS_LOADS} x ${PEERS_RUNS}, ${PEERS_DURATION}+${PEERS_WARMUP} s; XADD -n ${XADD_N} -c ${XADD_C}"
     echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$OUT/env.txt"
 sed 's/^/    /' "$OUT/env.txt"
@@ -246,6 +263,14 @@ stop_server() { # every server started
     SERVER_PIDS=()
     SERVER_PID=
 }
+# The peer benchmark's other processes: Socket.IO instances, the projector.
+PEER_PIDS=()
+stop_peer_processes() {
+    local pid
+    for pid in ${PEER_PIDS[@]+"${PEER_PIDS[@]}"}; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in ${PEER_PIDS[@]+"${PEER_PIDS[@]}"}; do wait "$pid" 2>/dev/null || true; done
+    PEER_PIDS=()
+}
 API_DB=
 drop_api_db() {
     [[ -n $API_DB ]] || return 0
@@ -253,6 +278,7 @@ drop_api_db() {
     API_DB=
 }
 cleanup() {
+    stop_peer_processes
     stop_server
     drop_api_db
     stop_bench_redis
@@ -484,10 +510,78 @@ if wants replicas; then
     done
     stop_bench_cluster
 fi
+# --- Peers: the same fan-out load on Socket.IO 4.8 and on Streamboard -------
+# Each load (deliveries/s:subscribers) runs PEERS_RUNS times on each stack,
+# the stacks in turn, each run on a fresh stack and a flushed Redis:
+# Socket.IO: 2 instances of bench/peers/socketio sharing the benchmark Redis
+# through the Redis Streams adapter; Streamboard: 2 release servers, the
+# projector and a fresh PostgreSQL database. loadgen's `peers` opens the
+# subscribers over both instances and writes to the first.
+start_socketio() { # $1: run label; PEERS_ADDRS and PEERS_PIDS are set
+    local i port log
+    PEERS_ADDRS=() PEERS_PIDS=()
+    for i in 0 1; do
+        port=$((PEERS_SOCKETIO_PORT + i)) log=$OUT/peers-socketio-$1-$i.log
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            sb_die "something already listens on 127.0.0.1:$port (set PEERS_SOCKETIO_PORT=...)"
+        fi
+        PORT=$port REDIS_URL=$REDIS_URL node bench/peers/socketio/server.js >"$log" 2>&1 &
+        PEER_PIDS+=("$!") PEERS_PIDS+=("$!") PEERS_ADDRS+=("127.0.0.1:$port")
+        sb_retry 50 grep -qs 'listening on' "$log" >/dev/null || sb_die "Socket.IO instance $i did not start ($log)"
+    done
+}
+start_streamboard_pair() { # $1: run label; as start_socketio, plus the projector
+    local i
+    PEERS_ADDRS=() PEERS_PIDS=()
+    API_DB=sb_bench_$$_peers
+    createdb -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" "$API_DB"
+    SERVER_ENV=("STREAMBOARD__REDIS__URL=$REDIS_URL" "STREAMBOARD__POSTGRES__URL=$(pg_url)")
+    for i in 0 1; do
+        start_server "peers-$1-$i" $((PORT + i))
+        PEERS_PIDS+=("$SERVER_PID") PEERS_ADDRS+=("127.0.0.1:$((PORT + i))")
+    done
+    STREAMBOARD__REDIS__URL=$REDIS_URL STREAMBOARD__POSTGRES__URL=$(pg_url) \
+        STREAMBOARD__PROJECTOR__METRICS_ADDR='' STREAMBOARD__LOG__FILTER=warn \
+        "$BIN/projector" >"$OUT/peers-projector-$1.log" 2>&1 &
+    PEER_PIDS+=("$!") PROJECTOR_PID=$!
+}
+peers_run() { # $1: socketio|streamboard, $2: deliveries/s, $3: subscribers, $4: run
+    local target=$1 deliveries=$2 subscribers=$3 run=$4 label=$1-$2-$4 extra=()
+    sb_step "peers: $target at $deliveries deliveries/s ($subscribers subscribers), run $run of $PEERS_RUNS"
+    bench_redis flushall >/dev/null
+    if [[ $target == socketio ]]; then
+        start_socketio "$label"
+        extra=(--backend-pids "redis:$BENCH_REDIS_PID")
+    else
+        start_streamboard_pair "$label"
+        extra=(--backend-pids "redis:$BENCH_REDIS_PID,projector:$PROJECTOR_PID" --postgres-url "$(pg_url)")
+    fi
+    wait_quiet
+    if ! timeout $((PEERS_DURATION + PEERS_WARMUP + 180)) "$BIN/loadgen" peers --target "$target" \
+        --instances "$(IFS=,; echo "${PEERS_ADDRS[*]}")" --server-pids "$(IFS=,; echo "${PEERS_PIDS[*]}")" \
+        --subscribers "$subscribers" --deliveries "$deliveries" \
+        --duration "$PEERS_DURATION" --warmup "$PEERS_WARMUP" "${extra[@]}" 2>"$OUT/peers-$label.txt" |
+        jq -c --argjson run "$run" '. + {run: $run}' >>"$OUT/peers.jsonl"; then
+        cat "$OUT/peers-$label.txt" >&2
+        sb_die "peers ($target, $deliveries/s) run $run failed"
+    fi
+    sed 's/^/    /' "$OUT/peers-$label.txt"
+    stop_peer_processes
+    stop_server
+    drop_api_db
+}
+if wants peers; then
+    for load in $PEERS_LOADS; do
+        for ((run = 1; run <= PEERS_RUNS; run++)); do
+            peers_run socketio "${load%%:*}" "${load##*:}" "$run"
+            peers_run streamboard "${load%%:*}" "${load##*:}" "$run"
+        done
+    done
+fi
 stop_bench_redis
 
 # --- Summary: summary.json, then the table from it --------------------------
-for f in xadd quick ws-fanout ws-idle api hot-board projector history scale replicas; do touch "$OUT/$f.jsonl"; done
+for f in xadd quick ws-fanout ws-idle api hot-board projector history scale replicas peers; do touch "$OUT/$f.jsonl"; done
 jq -n \
     --slurpfile xadd "$OUT/xadd.jsonl" --slurpfile quick "$OUT/quick.jsonl" \
     --slurpfile fanout "$OUT/ws-fanout.jsonl" --slurpfile idle "$OUT/ws-idle.jsonl" \
@@ -497,6 +591,10 @@ jq -n \
     --rawfile env "$OUT/env.txt" \
     -f scripts/bench-summary.jq >"$OUT/summary.json"
 jq -r -f scripts/bench-table.jq "$OUT/summary.json" | tee "$OUT/table.md"
+if wants peers; then
+    echo
+    jq -rs -f scripts/bench-peers-table.jq "$OUT/peers.jsonl" | tee "$OUT/peers.md" | tee -a "$OUT/table.md"
+fi
 echo
 sb_info "loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg); took $(((SECONDS - BENCH_STARTED) / 60)) min $(((SECONDS - BENCH_STARTED) % 60)) s"
 sb_info "summary: $OUT/summary.json; raw results $OUT/*.jsonl, per run $OUT/*-N.txt, server logs $OUT/server-*.log"

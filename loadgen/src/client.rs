@@ -2,8 +2,9 @@
 //! request in flight, `Content-Length` bodies only, so that the generator
 //! spends little of the CPU it shares with the server) and the helpers that
 //! open subscribed WebSocket connections (`/quick/ws`, or `/ws` with a
-//! token).
+//! token, or a Socket.IO room for the peer benchmark).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -255,17 +256,35 @@ pub async fn open_subscribers(
     count: usize,
     concurrency: usize,
 ) -> Vec<anyhow::Result<(usize, WsStream)>> {
+    let boards: Arc<[Uuid]> = boards.into();
+    let endpoint = endpoint.clone();
+    open_many(count, concurrency, move |i| {
+        let board = boards[i % boards.len()];
+        let endpoint = endpoint.clone();
+        async move { ws_subscribe(addr, &endpoint, &[board]).await }
+    })
+    .await
+}
+
+/// Opens `count` connections with `connect(i)`, `concurrency` at a time;
+/// each result comes back with its i, in order.
+pub async fn open_many<F, Fut>(
+    count: usize,
+    concurrency: usize,
+    connect: F,
+) -> Vec<anyhow::Result<(usize, WsStream)>>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = anyhow::Result<WsStream>> + Send + 'static,
+{
     let gate = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut handles = Vec::with_capacity(count);
     for i in 0..count {
-        let board = boards[i % boards.len()];
         let gate = Arc::clone(&gate);
-        let endpoint = endpoint.clone();
+        let connecting = connect(i);
         handles.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await?;
-            ws_subscribe(addr, &endpoint, &[board])
-                .await
-                .map(|ws| (i, ws))
+            connecting.await.map(|ws| (i, ws))
         }));
     }
     let mut out = Vec::with_capacity(count);
@@ -273,6 +292,48 @@ pub async fn open_subscribers(
         out.push(handle.await.map_err(anyhow::Error::from).and_then(|r| r));
     }
     out
+}
+
+// ---------------------------------------------------------------------------
+// A Socket.IO v5 (Engine.IO v4) subscriber, framed by hand
+// ---------------------------------------------------------------------------
+
+/// Connects to a Socket.IO server over WebSocket only, joins `board`'s room
+/// (bench/peers/socketio: event `join`, answered by `joined`) and returns
+/// the connection. Engine.IO frames are text: "0{..}" open, "2"/"3"
+/// ping/pong; Socket.IO's go inside "4": "40" connect, "42[...]" an event.
+pub async fn socketio_join(addr: SocketAddr, board: &str) -> anyhow::Result<WsStream> {
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .context("Socket.IO WebSocket handshake")?;
+    let joined = format!(r#"42["joined","{board}"]"#);
+    let handshake = async {
+        loop {
+            let Some(message) = ws.next().await else {
+                bail!("closed before joined");
+            };
+            let text = match message? {
+                Message::Text(text) => text,
+                Message::Close(frame) => bail!("closed before joined: {frame:?}"),
+                _ => continue,
+            };
+            match text.as_str() {
+                open if open.starts_with("0{") => ws.send(Message::text("40")).await?,
+                connected if connected.starts_with("40") => {
+                    ws.send(Message::text(format!(r#"42["join","{board}"]"#)))
+                        .await?
+                }
+                "2" => ws.send(Message::text("3")).await?,
+                done if done == joined => return Ok(()),
+                other => bail!("unexpected frame before joined: {other}"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), handshake)
+        .await
+        .map_err(|_| anyhow!("not joined within 30 s"))??;
+    Ok(ws)
 }
 
 /// The handshakes that failed over one or more `open_subscribers` batches:

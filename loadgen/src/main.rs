@@ -26,6 +26,10 @@
 //! - `scale-idle`: several instances watch 1,000 then 10,000 boards with
 //!   nobody writing; Redis's commands/s and CPU at each step (one node or
 //!   every node of a cluster).
+//! - `peers`: the fan-out load (subscribers over two instances, writes to
+//!   one) against Streamboard's `/api` or the Socket.IO 4.8 app of
+//!   bench/peers/socketio; latency, loss, CPU per delivery of the servers
+//!   and of the whole backend, RSS per connection.
 //!
 //! The HTTP client is a deliberately small HTTP/1.1 client (one request in
 //! flight per connection, `Content-Length` bodies) so that the generator,
@@ -50,8 +54,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use scenarios::{
-    api_mutations, history, hot_board, projector_catch_up, quick_mutations, scale_idle, ws_fanout,
-    ws_idle, Target,
+    api_mutations, history, hot_board, peers, projector_catch_up, quick_mutations, scale_idle,
+    ws_fanout, ws_idle, Target,
 };
 
 #[derive(Parser)]
@@ -91,6 +95,8 @@ enum Scenario {
     ScaleIdle(scale_idle::ScaleIdle),
     /// One board with a long history: analytics (cold, warm) and time travel per second.
     History(history::History),
+    /// The same fan-out load against Streamboard or the Socket.IO peer (bench/peers/socketio).
+    Peers(peers::Peers),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -115,6 +121,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Projector(args) => projector_catch_up::run(&target, args).await,
             Scenario::ScaleIdle(args) => scale_idle::run(&target, args).await,
             Scenario::History(args) => history::run(&target, args).await,
+            Scenario::Peers(args) => peers::run(&target, args).await,
         }
     });
     // Sockets still held by aborted tasks are dropped with the runtime.

@@ -239,3 +239,39 @@ pub fn cpu_line(cpu: &Value) -> String {
         cpu["machine_cores"],
     )
 }
+
+/// CPU seconds that named processes (name, pid) spend over a window; a
+/// process that is gone at the finish counts as 0.
+pub struct ProcessCpu {
+    before: Vec<(String, u32, Option<f64>)>,
+}
+
+impl ProcessCpu {
+    pub fn start(processes: &[(String, u32)]) -> ProcessCpu {
+        let before = processes
+            .iter()
+            .map(|(name, pid)| (name.clone(), *pid, cpu_seconds(Some(*pid))))
+            .collect();
+        ProcessCpu { before }
+    }
+
+    /// CPU seconds per name (processes of one name added up), by name.
+    pub fn finish(&self) -> std::collections::BTreeMap<String, f64> {
+        let mut by_name = std::collections::BTreeMap::new();
+        for (name, pid, before) in &self.before {
+            let spent = match (before, cpu_seconds(Some(*pid))) {
+                (Some(b), Some(a)) => a - b,
+                _ => 0.0,
+            };
+            *by_name.entry(name.clone()).or_insert(0.0) += spent;
+        }
+        by_name
+    }
+}
+
+/// The machine's 1, 5 and 15 minute load averages, as /proc/loadavg says.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}

@@ -13,9 +13,11 @@ use serde_json::Value;
 
 pub mod api_mutations;
 mod closed_loop;
+mod delivery;
 mod fixtures;
 pub mod history;
 pub mod hot_board;
+pub mod peers;
 pub mod projector_catch_up;
 pub mod quick_mutations;
 mod redis_side;

@@ -309,7 +309,7 @@ async fn trickle(
 }
 
 /// Refuses a PostgreSQL URL whose host is not loopback.
-fn check_loopback_postgres(url: &str) -> anyhow::Result<()> {
+pub(super) fn check_loopback_postgres(url: &str) -> anyhow::Result<()> {
     let rest = url
         .strip_prefix("postgres://")
         .or_else(|| url.strip_prefix("postgresql://"))
@@ -330,7 +330,7 @@ fn check_loopback_postgres(url: &str) -> anyhow::Result<()> {
 }
 
 /// CPU seconds of each backend of the current database but ours.
-async fn backend_cpu(db: &tokio_postgres::Client) -> anyhow::Result<HashMap<i32, f64>> {
+pub(super) async fn backend_cpu(db: &tokio_postgres::Client) -> anyhow::Result<HashMap<i32, f64>> {
     let rows = db
         .query(
             "SELECT pid FROM pg_stat_activity \

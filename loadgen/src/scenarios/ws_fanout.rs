@@ -6,23 +6,23 @@
 //! for every 2xx mutation sent in the window, once per subscriber of its
 //! board.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use futures_util::StreamExt;
-use hdrhistogram::Histogram;
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
-use super::fixtures::{create_boards_at, register_user};
+use super::delivery::{
+    number_after, read_deliveries, spawn_writers, DeliveryStats, Frame, WriteRequests, WriterPlan,
+};
+use super::fixtures::{create_boards_at, register_user, BoardFixture};
 use super::{Outcome, Target};
-use crate::client::{open_subscribers, ConnectFailures, Http, WsEndpoint, WsStream};
+use crate::client::{open_subscribers, ConnectFailures, WsEndpoint};
 use crate::measure::{
-    bounded, cpu_line, latency_json, latency_line, new_histogram, record, round2, secs,
-    unix_micros, CpuWindow, MAX_CONNECTIONS, MAX_TASKS_PER_BOARD,
+    bounded, cpu_line, latency_json, latency_line, new_histogram, round2, secs, unix_micros,
+    CpuWindow, MAX_CONNECTIONS, MAX_TASKS_PER_BOARD,
 };
 
 #[derive(clap::Args, Clone)]
@@ -57,13 +57,6 @@ pub struct WsFanout {
     api: bool,
 }
 
-/// The unsigned integer right after `key` in compact JSON text.
-fn number_after(text: &str, key: &str) -> Option<u64> {
-    let start = text.find(key)? + key.len();
-    let digits = text[start..].bytes().take_while(u8::is_ascii_digit).count();
-    text[start..start + digits].parse().ok()
-}
-
 /// (send time, version) of an event frame; the cheap path assumes the
 /// server's compact JSON, the fallback parses it.
 fn event_stamp(text: &str) -> Option<(u64, u64)> {
@@ -85,79 +78,47 @@ fn is_event(text: &str) -> bool {
         || serde_json::from_str::<Value>(text).is_ok_and(|v| v["type"] == "event")
 }
 
-/// Delivery statistics, sharded to keep the readers off one lock.
-struct Shard {
-    hist: Histogram<u64>,
-    delivered_in_window: u64,
+/// A Streamboard `/ws` or `/quick/ws` frame: events are deliveries, their
+/// version the ordinal.
+pub(super) fn streamboard_frame(text: &str) -> Frame {
+    if !is_event(text) {
+        return match text.contains(r#""type":"error""#) {
+            true => Frame::Error,
+            false => Frame::Other,
+        };
+    }
+    match event_stamp(text) {
+        Some((sent_us, ordinal)) => Frame::Delivery { sent_us, ordinal },
+        None => Frame::Unstamped,
+    }
 }
 
-/// What the readers share with the scenario that reads the totals.
-struct FanoutShared {
-    shards: Vec<Mutex<Shard>>,
-    /// Measured window, in unix microseconds of the send stamp.
-    window_from_us: AtomicU64,
-    window_until_us: AtomicU64,
-    delivered_total: AtomicU64,
-    gaps: AtomicU64,
-    duplicates: AtomicU64,
-    server_closes: AtomicU64,
-    read_errors: AtomicU64,
-    error_frames: AtomicU64,
-    closes: Mutex<Vec<String>>,
+/// The writes: PATCHes of each board's tasks in turn, stamped in `fields.t`.
+pub(super) struct TaskPatches {
+    pub prefix: &'static str,
+    pub fixtures: Vec<BoardFixture>,
 }
 
-/// Reads one subscriber's frames until it closes: counts events, gaps and
-/// duplicates (by version), and records the latency of the events sent in the
-/// measured window.
-async fn fanout_reader(mut ws: WsStream, shard: usize, shared: Arc<FanoutShared>) {
-    let mut last_version: Option<u64> = None;
-    while let Some(message) = ws.next().await {
-        let text = match message {
-            Ok(Message::Text(text)) => text,
-            Ok(Message::Close(frame)) => {
-                shared.server_closes.fetch_add(1, Ordering::Relaxed);
-                let mut closes = shared.closes.lock().unwrap();
-                if closes.len() < 5 {
-                    closes.push(format!("{frame:?}"));
-                }
-                return;
-            }
-            Ok(_) => continue,
-            Err(_) => {
-                shared.read_errors.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-        };
-        let now = unix_micros();
-        if !is_event(&text) {
-            if text.contains(r#""type":"error""#) {
-                shared.error_frames.fetch_add(1, Ordering::Relaxed);
-            }
-            continue;
-        }
-        shared.delivered_total.fetch_add(1, Ordering::Relaxed);
-        let Some((sent_us, version)) = event_stamp(&text) else {
-            continue;
-        };
-        match last_version {
-            Some(last) if version <= last => {
-                shared.duplicates.fetch_add(1, Ordering::Relaxed);
-            }
-            Some(last) if version > last + 1 => {
-                shared.gaps.fetch_add(version - last - 1, Ordering::Relaxed);
-            }
-            _ => {}
-        }
-        last_version = Some(last_version.map_or(version, |l| l.max(version)));
-        let from = shared.window_from_us.load(Ordering::Relaxed);
-        let until = shared.window_until_us.load(Ordering::Relaxed);
-        if from != 0 && sent_us >= from && sent_us < until {
-            let mut shard = shared.shards[shard].lock().unwrap();
-            shard.delivered_in_window += 1;
-            shard
-                .hist
-                .saturating_record(now.saturating_sub(sent_us).max(1));
-        }
+impl WriteRequests for TaskPatches {
+    /// Write k goes to board k % boards, so every board gets rate / boards per second.
+    fn board_of(&self, write: u64) -> usize {
+        (write % self.fixtures.len() as u64) as usize
+    }
+
+    fn request(&self, write: u64, sent_us: u64, body: &mut Vec<u8>) -> (&'static str, String) {
+        use std::io::Write as _;
+        let boards = self.fixtures.len() as u64;
+        let fixture = &self.fixtures[self.board_of(write)];
+        let task = fixture.tasks[((write / boards) as usize) % fixture.tasks.len()];
+        let _ = write!(body, r#"{{"fields":{{"t":{sent_us}}}}}"#);
+        (
+            "PATCH",
+            format!("{}/boards/{}/tasks/{task}", self.prefix, fixture.id),
+        )
+    }
+
+    fn ok_status(&self) -> u16 {
+        200
     }
 }
 
@@ -198,35 +159,17 @@ pub async fn run(target: &Target, args: WsFanout) -> anyhow::Result<Outcome> {
     let connect_started = Instant::now();
     let opened = open_subscribers(target.addr, &endpoint, &board_ids, clients, 200).await;
     let connect_secs = connect_started.elapsed().as_secs_f64();
-    let shards = 64;
-    let shared = Arc::new(FanoutShared {
-        shards: (0..shards)
-            .map(|_| {
-                Mutex::new(Shard {
-                    hist: new_histogram(),
-                    delivered_in_window: 0,
-                })
-            })
-            .collect(),
-        window_from_us: AtomicU64::new(0),
-        window_until_us: AtomicU64::new(0),
-        delivered_total: AtomicU64::new(0),
-        gaps: AtomicU64::new(0),
-        duplicates: AtomicU64::new(0),
-        server_closes: AtomicU64::new(0),
-        read_errors: AtomicU64::new(0),
-        error_frames: AtomicU64::new(0),
-        closes: Mutex::new(Vec::new()),
-    });
+    let shared = DeliveryStats::new(64);
     let mut subscribers_per_board = vec![0u64; boards];
     let mut failures = ConnectFailures::default();
     let mut readers = Vec::with_capacity(clients);
     for (i, ws) in failures.keep_open(opened) {
         subscribers_per_board[i % boards] += 1;
-        readers.push(tokio::spawn(fanout_reader(
+        readers.push(tokio::spawn(read_deliveries(
             ws,
-            i % shards,
+            i % shared.shard_count(),
             Arc::clone(&shared),
+            streamboard_frame,
         )));
     }
     let subscribed = clients - failures.count;
@@ -237,82 +180,24 @@ pub async fn run(target: &Target, args: WsFanout) -> anyhow::Result<Outcome> {
         );
     }
 
-    // The writer: `writers` paced, closed-loop connections; mutation k goes to
-    // board k % boards, so every board gets rate / boards per second.
+    // The writer: `writers` paced, closed-loop connections.
     let start = Instant::now() + Duration::from_millis(50);
     let from_us = unix_micros() + 50_000 + warmup.as_micros() as u64;
     let until_us = from_us + duration.as_micros() as u64;
-    shared.window_from_us.store(from_us, Ordering::Relaxed);
-    shared.window_until_us.store(until_us, Ordering::Relaxed);
+    shared.set_window(from_us, until_us);
     let stop_at = start + warmup + duration;
-    let total_planned = (args.rate * (warmup + duration).as_secs_f64()).ceil() as u64;
-    let interval = Duration::from_secs_f64(writers as f64 / args.rate);
-    let ok_in_window: Arc<Vec<AtomicU64>> =
-        Arc::new((0..boards).map(|_| AtomicU64::new(0)).collect());
-    let writer_errors = Arc::new(AtomicU64::new(0));
-    let behind = Arc::new(AtomicU64::new(0));
-    let fixtures = Arc::new(fixtures);
-    let mut writer_handles = Vec::with_capacity(writers);
-    for w in 0..writers {
-        let mut http = Http::connect_as(target.addr, token.as_deref()).await?;
-        let token = token.clone();
-        let fixtures = Arc::clone(&fixtures);
-        let ok_in_window = Arc::clone(&ok_in_window);
-        let writer_errors = Arc::clone(&writer_errors);
-        let behind = Arc::clone(&behind);
-        let addr = target.addr;
-        writer_handles.push(tokio::spawn(async move {
-            let mut hist = new_histogram();
-            let mut k = w as u64;
-            let mut slot: u64 = 0;
-            let mut body = Vec::with_capacity(64);
-            // Writers are offset inside one interval so sends spread evenly.
-            let offset = interval.mul_f64(w as f64 / writers as f64);
-            while k < total_planned {
-                let due = start + offset + interval.mul_f64(slot as f64);
-                if due >= stop_at {
-                    break;
-                }
-                let now = Instant::now();
-                if now < due {
-                    tokio::time::sleep_until(due.into()).await;
-                } else if now - due > Duration::from_millis(5) {
-                    behind.fetch_add(1, Ordering::Relaxed);
-                }
-                let board = (k % boards as u64) as usize;
-                let fixture = &fixtures[board];
-                let task = fixture.tasks[((k / boards as u64) as usize) % fixture.tasks.len()];
-                let path = format!("{prefix}/boards/{}/tasks/{task}", fixture.id);
-                let t = unix_micros();
-                body.clear();
-                {
-                    use std::io::Write as _;
-                    let _ = write!(body, r#"{{"fields":{{"t":{t}}}}}"#);
-                }
-                let began = Instant::now();
-                match http.send("PATCH", &path, Some(&body)).await {
-                    Ok(200) => {
-                        record(&mut hist, began.elapsed());
-                        if t >= from_us && t < until_us {
-                            ok_in_window[board].fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    Ok(_) => {
-                        writer_errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(_) => {
-                        writer_errors.fetch_add(1, Ordering::Relaxed);
-                        if let Ok(fresh) = Http::connect_as(addr, token.as_deref()).await {
-                            http = fresh;
-                        }
-                    }
-                }
-                k += writers as u64;
-                slot += 1;
-            }
-            hist
-        }));
-    }
+    let plan = WriterPlan {
+        addr: target.addr,
+        token: token.clone(),
+        writers,
+        rate: args.rate,
+        boards,
+        start,
+        stop_at,
+        window_us: (from_us, until_us),
+    };
+    let requests = Arc::new(TaskPatches { prefix, fixtures });
+    let (writer_handles, written) = spawn_writers(&plan, requests).await?;
 
     tokio::time::sleep_until((start + warmup).into()).await;
     let cpu_window = CpuWindow::start(target.server_pid);
@@ -322,38 +207,18 @@ pub async fn run(target: &Target, args: WsFanout) -> anyhow::Result<Outcome> {
     for handle in writer_handles {
         writer_hist.add(&handle.await?).ok();
     }
-    let expected: u64 = ok_in_window
-        .iter()
-        .zip(&subscribers_per_board)
-        .map(|(ok, subs)| ok.load(Ordering::Relaxed) * subs)
-        .sum();
-    let mutations_in_window: u64 = ok_in_window.iter().map(|c| c.load(Ordering::Relaxed)).sum();
-    let delivered_in_window = |shared: &FanoutShared| -> u64 {
-        shared
-            .shards
-            .iter()
-            .map(|s| s.lock().unwrap().delivered_in_window)
-            .sum()
-    };
+    let expected = written.expected(&subscribers_per_board);
+    let mutations_in_window = written.in_window();
     // Let the last frames arrive, at most `drain`.
-    let drain_until = Instant::now() + drain;
-    while delivered_in_window(&shared) < expected && Instant::now() < drain_until {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    shared.drain(expected, drain).await;
     for reader in &readers {
         reader.abort();
     }
-    let mut hist = new_histogram();
-    let mut delivered = 0;
-    for shard in &shared.shards {
-        let shard = shard.lock().unwrap();
-        hist.add(&shard.hist).ok();
-        delivered += shard.delivered_in_window;
-    }
+    let (hist, delivered) = shared.window_histogram();
     let window = duration.as_secs_f64();
     let deliveries_per_s = delivered as f64 / window;
     let lost = expected.saturating_sub(delivered);
-    let closes = shared.closes.lock().unwrap().clone();
+    let closes = shared.close_samples();
     let json = json!({
         "scenario": "ws-fanout",
         "mode": if args.api { "api" } else { "quick" },
@@ -368,8 +233,8 @@ pub async fn run(target: &Target, args: WsFanout) -> anyhow::Result<Outcome> {
         "connect_s": round2(connect_secs),
         "mutations_in_window": mutations_in_window,
         "mutations_per_s": (mutations_in_window as f64 / window).round(),
-        "writer_errors": writer_errors.load(Ordering::Relaxed),
-        "writer_behind_schedule": behind.load(Ordering::Relaxed),
+        "writer_errors": written.errors.load(Ordering::Relaxed),
+        "writer_behind_schedule": written.behind.load(Ordering::Relaxed),
         "expected_deliveries": expected,
         "deliveries": delivered,
         "lost": lost,
