@@ -96,6 +96,7 @@ impl Node {
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = child.kill();
+        let _ = child.wait();
         false
     }
 

@@ -84,7 +84,7 @@ pub async fn run(target: &Target, args: History) -> anyhow::Result<Outcome> {
         workers.push(tokio::spawn(async move {
             loop {
                 let life = lives.fetch_add(1, Ordering::Relaxed);
-                let stays = life % 10 == 0;
+                let stays = life.is_multiple_of(10);
                 let count = if stays { 2 } else { LIFE };
                 if claimed.fetch_add(count, Ordering::Relaxed) + count > events {
                     return anyhow::Ok(());
