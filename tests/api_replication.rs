@@ -41,11 +41,20 @@ async fn without_its_replica_a_write_is_503_and_its_retry_applies_it_once() {
         assert!(response.headers().contains_key("retry-after"));
     }
 
-    // Act: a replica again; the same request once more.
+    // Act: a replica again; the same request once more, retried on 503 as
+    // its Retry-After asks (the new replica's first acknowledgement may
+    // come after the write's WAIT gave up).
     let _replica = Replica::start(env.redis().port);
-    let retried = server
-        .post_keyed(&owner.token, &path, "without-a-replica")
-        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let retried = loop {
+        let response = server
+            .post_keyed(&owner.token, &path, "without-a-replica")
+            .await;
+        if response.status() != 503 || std::time::Instant::now() > deadline {
+            break response;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
 
     // Assert: the first result, replayed, and the task exists once.
     assert_eq!(retried.status(), 201);
