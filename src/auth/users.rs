@@ -109,7 +109,7 @@ pub async fn register(pool: &Pool, username: &str, password: &str) -> Result<Use
     let password = Password::parse(password)?;
     let password_hash = hash(password.0).await?;
     let id = Uuid::new_v4();
-    let client = postgres::client(pool).await.map_err(db)?;
+    let client = postgres::client(pool).await.map_err(AuthError::from)?;
     let row = client
         .query_one(
             "INSERT INTO users (id, username, password_hash) VALUES ($1, $2, $3) \
@@ -119,12 +119,14 @@ pub async fn register(pool: &Pool, username: &str, password: &str) -> Result<Use
         .await
         .map_err(|error| match DbError::from(error) {
             DbError::UniqueViolation { .. } => AuthError::UsernameTaken,
-            other => db(other),
+            other => other.into(),
         })?;
     Ok(User {
         id,
         username: username.0,
-        created_at: row.try_get("created_at").map_err(|e| db(e.into()))?,
+        created_at: row
+            .try_get("created_at")
+            .map_err(|e| AuthError::from(DbError::from(e)))?,
     })
 }
 
@@ -136,7 +138,7 @@ pub async fn authenticate(pool: &Pool, username: &str, password: &str) -> Result
             Some(user_from(&row)?),
             Some(
                 row.try_get::<_, String>("password_hash")
-                    .map_err(|e| db(e.into()))?,
+                    .map_err(|e| AuthError::from(DbError::from(e)))?,
             ),
         ),
         None => (None, None),
@@ -150,14 +152,14 @@ pub async fn authenticate(pool: &Pool, username: &str, password: &str) -> Result
 
 /// The user with this id, if the account still exists.
 pub async fn find(pool: &Pool, id: Uuid) -> Result<Option<User>, AuthError> {
-    let client = postgres::client(pool).await.map_err(db)?;
+    let client = postgres::client(pool).await.map_err(AuthError::from)?;
     let row = client
         .query_opt(
             "SELECT id, username, created_at FROM users WHERE id = $1",
             &[&id],
         )
         .await
-        .map_err(|e| db(e.into()))?;
+        .map_err(|e| AuthError::from(DbError::from(e)))?;
     row.as_ref().map(user_from).transpose()
 }
 
@@ -167,11 +169,11 @@ pub async fn usernames(pool: &Pool, ids: &[Uuid]) -> Result<HashMap<Uuid, String
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let client = postgres::client(pool).await.map_err(db)?;
+    let client = postgres::client(pool).await.map_err(AuthError::from)?;
     let rows = client
         .query("SELECT id, username FROM users WHERE id = ANY($1)", &[&ids])
         .await
-        .map_err(|e| db(e.into()))?;
+        .map_err(|e| AuthError::from(DbError::from(e)))?;
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }
 
@@ -186,7 +188,7 @@ pub async fn find_by_username(pool: &Pool, username: &str) -> Result<Option<User
 
 /// Looks up through the `lower(username)` unique index.
 async fn row_by_username(pool: &Pool, username: &str) -> Result<Option<Row>, AuthError> {
-    let client = postgres::client(pool).await.map_err(db)?;
+    let client = postgres::client(pool).await.map_err(AuthError::from)?;
     client
         .query_opt(
             "SELECT id, username, created_at, password_hash FROM users \
@@ -194,7 +196,7 @@ async fn row_by_username(pool: &Pool, username: &str) -> Result<Option<Row>, Aut
             &[&username.trim()],
         )
         .await
-        .map_err(|e| db(e.into()))
+        .map_err(|e| AuthError::from(DbError::from(e)))
 }
 
 fn user_from(row: &Row) -> Result<User, AuthError> {
@@ -205,11 +207,7 @@ fn user_from(row: &Row) -> Result<User, AuthError> {
             created_at: row.try_get("created_at")?,
         })
     };
-    get().map_err(|e| db(e.into()))
-}
-
-fn db(error: DbError) -> AuthError {
-    error.into()
+    get().map_err(|e| AuthError::from(DbError::from(e)))
 }
 
 /// An internal failure, logged where it happened.

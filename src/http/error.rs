@@ -212,12 +212,15 @@ impl From<StoreError> for ApiError {
                 )
             },
             StoreError::Unavailable(message) => ApiError::unavailable(message),
-            StoreError::Internal(error) => {
-                tracing::error!(error = format!("{error:#}"), "internal error");
-                ApiError::internal()
-            }
+            StoreError::Internal(error) => logged_internal(error),
         }
     }
+}
+
+/// A failure that is ours: logged in full here, a plain 500 to the client.
+fn logged_internal(error: anyhow::Error) -> ApiError {
+    tracing::error!(error = format!("{error:#}"), "internal error");
+    ApiError::internal()
 }
 
 impl From<AuthError> for ApiError {
@@ -240,12 +243,8 @@ impl From<AuthError> for ApiError {
             AuthError::TooManyAttempts {
                 retry_after_seconds,
             } => ApiError::too_many_requests(message, retry_after_seconds),
-            AuthError::NoAccounts => ApiError::unavailable(message),
-            AuthError::Unavailable(message) => ApiError::unavailable(message),
-            AuthError::Internal(error) => {
-                tracing::error!(error = format!("{error:#}"), "internal error");
-                ApiError::internal()
-            }
+            AuthError::NoAccounts | AuthError::Unavailable(_) => ApiError::unavailable(message),
+            AuthError::Internal(error) => logged_internal(error),
         }
     }
 }
@@ -257,7 +256,7 @@ impl From<WebhookError> for ApiError {
             WebhookError::LimitReached => ApiError::limit_reached(error.to_string()),
             WebhookError::NotFound => ApiError::not_found("webhook"),
             WebhookError::Db(error) => StoreError::from(error).into(),
-            WebhookError::Internal(error) => StoreError::Internal(error).into(),
+            WebhookError::Internal(error) => logged_internal(error),
         }
     }
 }
