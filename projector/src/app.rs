@@ -174,8 +174,8 @@ pub async fn connect_redis(settings: &Settings) -> anyhow::Result<RedisClient> {
     Ok(redis)
 }
 
-/// `count` writer lanes, sharing the board cache between them; each wakes
-/// the webhook dispatcher after its commits when there is one.
+/// `count` writer lanes, each with its share of `projector.cached_boards`;
+/// each wakes the webhook dispatcher after its commits when there is one.
 pub fn lanes(
     pool: &Pool,
     redis: &RedisClient,
