@@ -8,14 +8,14 @@ use std::io::{IsTerminal, Write};
 
 use uuid::Uuid;
 
-use crate::domain::flow::FlowLog;
-use crate::domain::flow::FlowReport;
-use crate::domain::Board;
-use crate::eventlog::EventLog;
-use crate::projection::archive;
-use crate::redis_client::RedisClient;
-use crate::settings::AnalyticsSettings;
 use crate::store::history::FlowQuery;
+use streamboard_core::domain::flow::FlowLog;
+use streamboard_core::domain::flow::FlowReport;
+use streamboard_core::domain::Board;
+use streamboard_core::eventlog::EventLog;
+use streamboard_core::projection::archive;
+use streamboard_core::redis_client::RedisClient;
+use streamboard_core::settings::AnalyticsSettings;
 
 /// Events read per round trip.
 const PAGE: usize = 5000;
@@ -36,7 +36,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let (range, flow_options) = options
         .query
-        .resolve(limits, crate::clock::now())
+        .resolve(limits, streamboard_core::clock::now())
         .map_err(|error| anyhow::anyhow!("{error}"))?;
     let log = redis.map(EventLog::new);
     let total = match &log {
@@ -47,7 +47,7 @@ pub async fn run(
     let mut board: Option<Board> = None;
     let mut flow = FlowLog::default();
     if let Some(pool) = &archive {
-        let client = crate::postgres::client(pool).await?;
+        let client = streamboard_core::postgres::client(pool).await?;
         loop {
             let page = archive::read_after(&**client, options.board, flow.version(), PAGE).await?;
             let full = page.len() == PAGE;
@@ -85,7 +85,7 @@ pub async fn run(
 fn fold(
     flow: &mut FlowLog,
     board: &mut Option<Board>,
-    events: &[crate::domain::BoardEvent],
+    events: &[streamboard_core::domain::BoardEvent],
 ) -> anyhow::Result<()> {
     for event in events {
         anyhow::ensure!(

@@ -14,21 +14,21 @@ use tokio::task::JoinHandle;
 
 use crate::auth::directory::CachedUserDirectory;
 use crate::auth::Auth;
-use crate::dependencies::Dependencies;
-use crate::eventlog::feed::StreamFeed;
-use crate::eventlog::EventLog;
+use crate::fanout::feed::StreamFeed;
 use crate::fanout::Hub;
 use crate::http::accept::{Admission, ConnectionLimits};
 use crate::http::connections::ConnectionCap;
 use crate::http::{self, ws, ApiState, AppState};
-use crate::postgres::{self, PostgresTarget};
 use crate::presence::Presence;
-use crate::redis_client::{ModeError, RedisClient, MODE_CHECK_TIMEOUT};
-use crate::settings::Settings;
 use crate::store::event_sourced::EventSourcedStore;
 use crate::store::memory::{MemoryStore, QuickLimits};
 use crate::store::users::UserDirectory;
 use crate::store::BoardStore;
+use streamboard_core::dependencies::Dependencies;
+use streamboard_core::eventlog::EventLog;
+use streamboard_core::postgres::{self, PostgresTarget};
+use streamboard_core::redis_client::{ModeError, RedisClient, MODE_CHECK_TIMEOUT};
+use streamboard_core::settings::Settings;
 
 /// Boards whose state the event-sourced store keeps in memory.
 const CACHED_BOARDS: u64 = 10_000;
@@ -57,7 +57,7 @@ impl Application {
         let grace = Duration::from_secs(settings.server.shutdown_grace_seconds);
         let (shutdown, stopping) = watch::channel(false);
 
-        crate::clock::install(&settings.testing);
+        streamboard_core::clock::install(&settings.testing);
         let dependencies = Dependencies::connect(&settings)?;
         if let Some(redis) = &dependencies.redis {
             check_redis_mode(redis).await?;
@@ -196,23 +196,6 @@ async fn prepare_schema(pool: &deadpool_postgres::Pool) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("installing a SIGTERM handler");
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
 }
 
 /// The quick-win store, with its task that drops idle boards.

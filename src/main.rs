@@ -5,9 +5,10 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use streamboard::app::{shutdown_signal, Application};
-use streamboard::settings::Settings;
-use streamboard::telemetry;
+use streamboard::app::Application;
+use streamboard_core::settings::Settings;
+use streamboard_core::shutdown::shutdown_signal;
+use streamboard_core::telemetry;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -98,7 +99,7 @@ async fn main() -> ExitCode {
     }
     let result = match command {
         Commands::Serve => serve(settings).await,
-        Commands::Migrate => streamboard::dependencies::migrate(&settings).await,
+        Commands::Migrate => streamboard_core::dependencies::migrate(&settings).await,
         Commands::Token {
             analytics: _,
             ttl_days,
@@ -124,7 +125,7 @@ async fn main() -> ExitCode {
             consumer,
             limit,
         } => {
-            let options = streamboard::eventlog::tail::TailOptions {
+            let options = streamboard_core::eventlog::tail::TailOptions {
                 board,
                 from,
                 group,
@@ -156,8 +157,8 @@ async fn analytics(
     settings: Settings,
     options: streamboard::analytics::AnalyticsOptions,
 ) -> anyhow::Result<()> {
-    streamboard::clock::install(&settings.testing);
-    let deps = streamboard::dependencies::Dependencies::connect(&settings)?;
+    streamboard_core::clock::install(&settings.testing);
+    let deps = streamboard_core::dependencies::Dependencies::connect(&settings)?;
     if deps.redis.is_none() && deps.postgres.is_none() {
         anyhow::bail!(
             "neither redis.url nor postgres.url is set (STREAMBOARD__REDIS__URL, \
@@ -169,10 +170,10 @@ async fn analytics(
 
 async fn tail(
     settings: Settings,
-    options: streamboard::eventlog::tail::TailOptions,
+    options: streamboard_core::eventlog::tail::TailOptions,
 ) -> anyhow::Result<()> {
-    match streamboard::dependencies::Dependencies::connect(&settings)?.redis {
-        Some(redis) => streamboard::eventlog::tail::run(redis, options).await,
+    match streamboard_core::dependencies::Dependencies::connect(&settings)?.redis {
+        Some(redis) => streamboard_core::eventlog::tail::run(redis, options).await,
         None => anyhow::bail!("redis.url is not set (STREAMBOARD__REDIS__URL)"),
     }
 }

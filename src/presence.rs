@@ -26,10 +26,10 @@ use serde_json::json;
 use tokio::sync::{broadcast, mpsc, watch};
 use uuid::Uuid;
 
-use crate::eventlog::feed::{StreamFeed, PRESENCE_CHANGED};
-use crate::eventlog::{changes_channel, presence_key};
-use crate::redis_client::RedisClient;
+use crate::fanout::feed::{StreamFeed, PRESENCE_CHANGED};
 use crate::store::users::UserDirectory;
+use streamboard_core::eventlog::{changes_channel, presence_key};
+use streamboard_core::redis_client::RedisClient;
 
 /// Sets (ARGV[2] = username) or removes (ARGV[2] = '') a field, then tells
 /// the board's watchers. KEYS[1] presence hash; ARGV: field, username,

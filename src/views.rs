@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use uuid::Uuid;
 
-use crate::domain::{timestamp, Board, BoardEvent, DomainError, EventData, Role, Task};
+use streamboard_core::domain::{timestamp, Board, BoardEvent, DomainError, EventData, Role, Task};
 
 /// What a read or a write renders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -435,8 +435,8 @@ mod tests {
 
     #[test]
     fn members_are_named_wherever_a_view_shows_them() {
-        use crate::domain::values::{BoardName, Columns};
-        use crate::domain::{decide, Command, Context};
+        use streamboard_core::domain::values::{BoardName, Columns};
+        use streamboard_core::domain::{decide, Command, Context};
 
         let (ann, bob, gone) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
         let at = DateTime::from_timestamp(1_764_000_000, 0).unwrap();
@@ -470,7 +470,7 @@ mod tests {
                 at,
             };
             let event = decide(board.as_ref(), Uuid::nil(), &command, &ctx).unwrap();
-            crate::domain::apply(&mut board, &event);
+            streamboard_core::domain::apply(&mut board, &event);
         }
         let board = board.unwrap();
         // `gone` has no account any more: it keeps just its id.

@@ -16,7 +16,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};
 use streamboard::auth::{users, Claims};
 use streamboard::http::error::ApiError;
-use streamboard::postgres;
+use streamboard_core::postgres;
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
@@ -52,7 +52,7 @@ fn status_and_code(error: &ApiError) -> (u16, &'static str) {
 
 /// How many migrations the server embeds: the files in its migrations folder.
 fn migration_files() -> String {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/postgres/migrations");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/core/src/postgres/migrations");
     std::fs::read_dir(dir)
         .expect("the migrations folder")
         .filter(|entry| {

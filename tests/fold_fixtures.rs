@@ -12,14 +12,14 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Map, Value};
-use streamboard::domain::values::{
+use streamboard::views::{BoardView, Usernames};
+use streamboard_core::domain::values::{
     Assignee, BoardName, ColumnName, Columns, CustomFields, Description, FieldsPatch, Position,
     TaskTitle,
 };
-use streamboard::domain::{
+use streamboard_core::domain::{
     apply, decide, Board, BoardEvent, Command, Context, NewTask, Role, TaskPatch,
 };
-use streamboard::views::{BoardView, Usernames};
 use uuid::Uuid;
 
 const BOARD: Uuid = Uuid::from_u128(0x0b0a_4d00_0000_4000_8000_0000_0000_0001);

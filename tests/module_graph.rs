@@ -1,7 +1,10 @@
 //! The module map stays a layered graph: no import cycle between the
-//! top-level modules of the server crate (`src/`) or of the projector
-//! (`projector/src/`). A cycle is how adapters end up knowing each other's
-//! internals; this test names the first one it finds.
+//! top-level modules of any crate (the core, the webhooks, the server, the
+//! projector). A cycle is how adapters end up knowing each other's
+//! internals; this test names the first one it finds. Cargo forbids cycles
+//! between crates; the last test keeps their layers: the core depends on
+//! no other Streamboard crate, webhooks on the core alone, and the
+//! projector never on the server.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -111,7 +114,7 @@ fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>>
 fn assert_acyclic(src: &str) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(src);
     let graph = module_graph(&root);
-    assert!(graph.len() > 3, "{src}: too few modules found: {graph:?}");
+    assert!(graph.len() >= 3, "{src}: too few modules found: {graph:?}");
     if let Some(cycle) = find_cycle(&graph) {
         panic!(
             "{src}: import cycle {}\ngraph: {graph:#?}",
@@ -128,6 +131,45 @@ fn server_modules_have_no_import_cycle() {
 #[test]
 fn projector_modules_have_no_import_cycle() {
     assert_acyclic("projector/src");
+}
+
+#[test]
+fn core_modules_have_no_import_cycle() {
+    assert_acyclic("core/src");
+}
+
+#[test]
+fn webhooks_modules_have_no_import_cycle() {
+    assert_acyclic("webhooks/src");
+}
+
+/// The Streamboard crates a crate's manifest depends on.
+fn workspace_dependencies(manifest: &str) -> BTreeSet<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(manifest);
+    let text = std::fs::read_to_string(&path).expect("a readable manifest");
+    text.lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(name, _)| name.trim().trim_end_matches(".workspace").to_owned())
+        .filter(|name| name == "streamboard" || name.starts_with("streamboard-"))
+        .collect()
+}
+
+#[test]
+fn crates_depend_downwards_only() {
+    let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    assert_eq!(workspace_dependencies("core/Cargo.toml"), names(&[]));
+    assert_eq!(
+        workspace_dependencies("webhooks/Cargo.toml"),
+        names(&["streamboard-core"])
+    );
+    assert_eq!(
+        workspace_dependencies("projector/Cargo.toml"),
+        names(&["streamboard-core", "streamboard-webhooks"])
+    );
+    assert_eq!(
+        workspace_dependencies("Cargo.toml"),
+        names(&["streamboard-core", "streamboard-webhooks"])
+    );
 }
 
 #[test]

@@ -15,9 +15,9 @@ use std::time::Duration;
 use common::TestEnv;
 use projector_support::*;
 use serde_json::Value;
-use streamboard::domain::values::{Description, TaskTitle};
-use streamboard::domain::EventData;
-use streamboard::domain::{Command, NewTask};
+use streamboard_core::domain::values::{Description, TaskTitle};
+use streamboard_core::domain::EventData;
+use streamboard_core::domain::{Command, NewTask};
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -189,7 +189,7 @@ async fn entries_pending_on_a_dead_consumer_are_claimed() {
     writer.step_all(&boards, 9).await;
     // A consumer that reads everything and dies without acknowledging.
     for board in &boards {
-        let key = streamboard::eventlog::stream_key(*board);
+        let key = streamboard_core::eventlog::stream_key(*board);
         redis.cli(&["XGROUP", "CREATE", &key, "projector", "0"]);
         redis.cli(&[
             "XREADGROUP",

@@ -6,35 +6,13 @@
 mod common;
 mod projector_support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Projector, TestEnv};
+use common::TestEnv;
 use projector_support::*;
 
 const WAIT: Duration = Duration::from_secs(120);
 const PARTITIONS: f64 = 64.0;
-
-async fn held(projector: &Projector) -> f64 {
-    projector
-        .metric("streamboard_projector_partitions_held")
-        .await
-}
-
-/// Waits until `check` holds for the partitions the projectors hold.
-async fn wait_for_partitions(projectors: &[&Projector], check: impl Fn(&[f64]) -> bool) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let mut counts = Vec::new();
-        for projector in projectors {
-            counts.push(held(projector).await);
-        }
-        if check(&counts) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "partitions held: {counts:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_projectors_partitions_are_taken_over_with_nothing_lost_or_doubled() {
@@ -76,7 +54,7 @@ async fn a_killed_projectors_partitions_are_taken_over_with_nothing_lost_or_doub
     wait_no_pending(redis, &boards, WAIT).await;
     // The killed instance's consumer is gone from every board it had read.
     for board in &boards {
-        let key = streamboard::eventlog::stream_key(*board);
+        let key = streamboard_core::eventlog::stream_key(*board);
         let consumers = redis.cli(&["XINFO", "CONSUMERS", &key, "projector"]);
         assert!(!consumers.contains("doomed"), "{board}: {consumers}");
     }

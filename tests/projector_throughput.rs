@@ -14,9 +14,9 @@ mod projector_support;
 use std::time::{Duration, Instant};
 
 use common::TestEnv;
-use streamboard::domain::values::{BoardName, Columns};
-use streamboard::domain::{BoardEvent, Command};
-use streamboard::eventlog::{entry, stream_key, REGISTRY};
+use streamboard_core::domain::values::{BoardName, Columns};
+use streamboard_core::domain::{BoardEvent, Command};
+use streamboard_core::eventlog::{entry, stream_key, REGISTRY};
 use uuid::Uuid;
 
 use projector_support::*;
@@ -103,12 +103,12 @@ async fn projector_throughput() {
             columns: Columns::default_columns(),
         };
         let state = writer.boards.get_mut(board).unwrap();
-        let context = streamboard::domain::Context {
+        let context = streamboard_core::domain::Context {
             actor: Some(writer.owner),
             at: chrono::Utc::now(),
         };
-        let created = streamboard::domain::decide(None, *board, &create, &context).unwrap();
-        streamboard::domain::apply(state, &created);
+        let created = streamboard_core::domain::decide(None, *board, &create, &context).unwrap();
+        streamboard_core::domain::apply(state, &created);
         events.push(created);
     }
     // Interleaved across boards, as many clients would write.

@@ -13,10 +13,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use deadpool_postgres::Pool;
 use metrics_exporter_prometheus::PrometheusHandle;
-use streamboard::dependencies::Dependencies;
-use streamboard::redis_client::RedisClient;
-use streamboard::settings::{ProjectorSettings, Settings};
-use streamboard::telemetry;
+use streamboard_core::dependencies::Dependencies;
+use streamboard_core::redis_client::RedisClient;
+use streamboard_core::settings::{ProjectorSettings, Settings};
+use streamboard_core::telemetry;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -24,11 +24,11 @@ use crate::batch::Projector;
 use crate::metrics::{self, Heads, LaggingBoards};
 use crate::run::Runner;
 use crate::stream::Boards;
-use crate::webhooks::{self, Wakeups};
+use streamboard_webhooks::dispatcher::{Dispatcher, Wakeups};
 
 pub struct Application {
     runner: Runner,
-    dispatcher: webhooks::Dispatcher,
+    dispatcher: Dispatcher,
     observed: Observed,
     pool: Pool,
     lag_interval: Duration,
@@ -38,11 +38,11 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let pool = postgres_pool(&settings)?;
         let observed = Observed::start(&settings.projector)?;
-        streamboard::postgres::migrate_when_available(&pool).await?;
+        streamboard_core::postgres::migrate_when_available(&pool).await?;
         let redis = connect_redis(&settings).await?;
         // Deliveries get a pool of their own, so they never wait on the
         // fold's connections nor hold them up.
-        let dispatcher = webhooks::Dispatcher::new(
+        let dispatcher = Dispatcher::new(
             postgres_pool(&settings)?,
             settings.webhooks.clone(),
             consumer_name(),

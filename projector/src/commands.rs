@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::Write;
 
 use anyhow::Context as _;
-use streamboard::projection::{progress, rebuild};
+use streamboard_core::projection::{progress, rebuild};
 use uuid::Uuid;
 
 use crate::batch::{pack, Outcome, Projector};
@@ -17,7 +17,7 @@ const CATCH_UP_BOARDS: usize = 500;
 
 /// `projector parked`: parked entries as JSON lines, oldest first per board.
 pub async fn parked(pool: &deadpool_postgres::Pool, all: bool) -> anyhow::Result<()> {
-    let client = streamboard::postgres::client(pool).await?;
+    let client = streamboard_core::postgres::client(pool).await?;
     let entries = progress::parked(&**client, all).await?;
     if entries.is_empty() {
         // On stderr, so stdout stays JSON lines for scripts.
@@ -41,7 +41,7 @@ pub async fn replay(
     skip: Option<u64>,
     batch_events: usize,
 ) -> anyhow::Result<()> {
-    let mut client = streamboard::postgres::client(projector.pool()).await?;
+    let mut client = streamboard_core::postgres::client(projector.pool()).await?;
     let txn = client.transaction().await?;
     let released = progress::release(&txn, board_id, skip).await?;
     let released = match released {
@@ -55,7 +55,7 @@ pub async fn replay(
     }
     stream::ensure_groups(&mut projector.redis().await?, group, &[board_id]).await?;
     let outcome = catch_up(projector, &[board_id], batch_events).await?;
-    let client = streamboard::postgres::client(projector.pool()).await?;
+    let client = streamboard_core::postgres::client(projector.pool()).await?;
     let row = client
         .query_one(
             "SELECT version, parked_version FROM projector_progress WHERE board_id = $1",
@@ -169,7 +169,7 @@ async fn progress_of(
     projector: &Projector,
     boards: &[Uuid],
 ) -> anyhow::Result<HashMap<Uuid, (u64, bool)>> {
-    let client = streamboard::postgres::client(projector.pool()).await?;
+    let client = streamboard_core::postgres::client(projector.pool()).await?;
     let rows = client
         .query(
             "SELECT board_id, version, parked_version IS NOT NULL \

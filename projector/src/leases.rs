@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::Script;
-use streamboard::eventlog::unix_millis;
-use streamboard::redis_client::RedisClient;
+use streamboard_core::eventlog::unix_millis;
+use streamboard_core::redis_client::RedisClient;
 use uuid::Uuid;
 
 /// The partitions this instance holds, as last renewed.

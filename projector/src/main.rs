@@ -8,13 +8,13 @@
 //! - `commands`: `parked`, `replay`, `rebuild`.
 //! - `progress`: how a long command shows how far it has gone.
 //! - `batch`: one batch into one transaction; acknowledgement after commit.
-//! - `webhooks`: the webhook dispatcher, woken by `batch` after each commit;
-//!   `webhooks::delivery`: signatures, outcomes, the retry schedule.
+//! - the webhook dispatcher (`streamboard_webhooks::dispatcher`), woken by `batch` after each commit;
+//!   its `delivery`: signatures, outcomes, the retry schedule.
 //! - `metrics`: the metric names, `/metrics` and the lag sampler.
 //! - `stream`: Redis commands over many streams, entries as read, the list
 //!   of known boards.
 //!
-//! The read model itself is the library's `streamboard::projection`.
+//! The read model itself is the library's `streamboard_core::projection`.
 
 mod app;
 mod batch;
@@ -24,14 +24,13 @@ mod metrics;
 mod progress;
 mod run;
 mod stream;
-mod webhooks;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use streamboard::app::shutdown_signal;
-use streamboard::settings::Settings;
-use streamboard::telemetry;
+use streamboard_core::settings::Settings;
+use streamboard_core::shutdown::shutdown_signal;
+use streamboard_core::telemetry;
 use uuid::Uuid;
 
 use crate::app::Application;
@@ -115,7 +114,7 @@ async fn execute(command: Commands, settings: Settings) -> anyhow::Result<()> {
         return application.run_until_stopped(shutdown_signal()).await;
     }
     let pool = app::postgres_pool(&settings)?;
-    streamboard::postgres::migrate_when_available(&pool).await?;
+    streamboard_core::postgres::migrate_when_available(&pool).await?;
     match command {
         Commands::Migrate => return Ok(()),
         Commands::Parked { all } => return commands::parked(&pool, all).await,

@@ -22,7 +22,11 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 use metrics_exporter_prometheus::PrometheusHandle;
-use streamboard::projection::progress;
+use streamboard_core::projection::progress;
+use streamboard_webhooks::dispatcher::metric_names::{
+    WEBHOOKS_DISABLED, WEBHOOK_BACKLOG_EVENTS, WEBHOOK_DELIVERIES_TOTAL,
+    WEBHOOK_DELIVERY_DURATION_SECONDS, WEBHOOK_OUTCOMES,
+};
 use tokio::sync::watch;
 use uuid::Uuid;
 use warp::Filter;
@@ -41,14 +45,6 @@ pub const LAG_EVENTS: &str = "streamboard_projector_lag_events";
 pub const LAG_MAX_EVENTS: &str = "streamboard_projector_lag_max_events";
 pub const PARKED_EVENTS: &str = "streamboard_projector_parked_events";
 pub const PARTITIONS_HELD: &str = "streamboard_projector_partitions_held";
-pub const WEBHOOK_DELIVERIES_TOTAL: &str = "streamboard_projector_webhook_deliveries_total";
-pub const WEBHOOK_DELIVERY_DURATION_SECONDS: &str =
-    "streamboard_projector_webhook_delivery_duration_seconds";
-pub const WEBHOOK_BACKLOG_EVENTS: &str = "streamboard_projector_webhook_backlog_events";
-pub const WEBHOOKS_DISABLED: &str = "streamboard_projector_webhooks_disabled";
-
-/// The `outcome` label of [`WEBHOOK_DELIVERIES_TOTAL`].
-const WEBHOOK_OUTCOMES: [&str; 3] = ["delivered", "rejected", "failed"];
 
 const COUNTERS: [(&str, &str); 7] = [
     (EVENTS_TOTAL, "Events applied and archived."),
@@ -217,7 +213,7 @@ struct Sample {
 async fn sample(pool: &Pool, heads: &Heads) -> anyhow::Result<Sample> {
     let last: HashMap<Uuid, u64> = heads.lock().clone();
     let boards: Vec<Uuid> = last.keys().copied().collect();
-    let client = streamboard::postgres::client(pool).await?;
+    let client = streamboard_core::postgres::client(pool).await?;
     let mut projected: HashMap<uuid::Uuid, u64> = HashMap::with_capacity(boards.len());
     for chunk in boards.chunks(10_000) {
         let rows = client

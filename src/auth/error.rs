@@ -1,6 +1,6 @@
 //! The auth boundary's error type. `http::error` maps it to responses.
 
-use crate::postgres::DbError;
+use streamboard_core::postgres::DbError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {

@@ -29,8 +29,8 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 
-use crate::settings::Settings;
 use crate::store::Caller;
+use streamboard_core::settings::Settings;
 
 pub use error::AuthError;
 pub use sessions::Sessions;
@@ -101,8 +101,8 @@ impl Auth {
     pub fn from_settings(
         settings: &Settings,
         pool: Pool,
-        target: crate::postgres::PostgresTarget,
-        redis: crate::redis_client::RedisClient,
+        target: streamboard_core::postgres::PostgresTarget,
+        redis: streamboard_core::redis_client::RedisClient,
     ) -> Self {
         let ttl = Duration::from_secs(u64::from(settings.auth.token_ttl_days) * 24 * 3600);
         let user_cache = Duration::from_secs(settings.auth.user_cache_seconds);

@@ -44,7 +44,7 @@ use tokio_postgres::AsyncMessage;
 use uuid::Uuid;
 
 use super::{users, AuthError, Token};
-use crate::postgres::PostgresTarget;
+use streamboard_core::postgres::PostgresTarget;
 
 /// The channel the `users_deleted_notify` trigger announces deletions on.
 const DELETIONS_CHANNEL: &str = "streamboard_users_deleted";
@@ -69,7 +69,7 @@ impl Sessions {
     pub fn new(
         users: Pool,
         target: PostgresTarget,
-        redis: crate::redis_client::RedisClient,
+        redis: streamboard_core::redis_client::RedisClient,
         user_cache: Duration,
         token_ttl: Duration,
     ) -> Self {
@@ -166,7 +166,7 @@ async fn listen_for_deletions(
     known: Cache<Uuid, bool>,
     deletions: Arc<Deletions>,
 ) {
-    let policy = crate::retry::until_available(Duration::from_secs(1), LISTEN_RETRY_MAX);
+    let policy = streamboard_core::retry::until_available(Duration::from_secs(1), LISTEN_RETRY_MAX);
     let mut delays = policy.build();
     loop {
         match target.config.connect(target.tls.clone()).await {
@@ -217,7 +217,7 @@ async fn listen_for_deletions(
 }
 
 struct Revocations {
-    redis: crate::redis_client::RedisClient,
+    redis: streamboard_core::redis_client::RedisClient,
     token_ttl: Duration,
     /// `jti` -> revoked.
     revoked: Cache<Uuid, bool>,
@@ -226,7 +226,7 @@ struct Revocations {
 }
 
 impl Revocations {
-    fn new(redis: crate::redis_client::RedisClient, token_ttl: Duration) -> Self {
+    fn new(redis: streamboard_core::redis_client::RedisClient, token_ttl: Duration) -> Self {
         Revocations {
             redis,
             token_ttl,

@@ -21,7 +21,7 @@ use tokio::sync::Semaphore;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use crate::postgres::{self, DbError};
+use streamboard_core::postgres::{self, DbError};
 
 use super::AuthError;
 

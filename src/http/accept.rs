@@ -35,7 +35,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::settings::ServerSettings;
+use streamboard_core::settings::ServerSettings;
 
 /// The connection limits of `server.*`.
 #[derive(Debug, Clone, Copy)]

@@ -17,15 +17,15 @@ use super::error::ApiError;
 use super::extract::{HistoryReading, Ignored, Query, Reading, Reply, WriteGuard, Writing};
 use super::request::{parse_board_page, parse_flow_query, parse_moment, Page};
 use super::route::{Inputs, Table};
-use crate::domain::values::{
-    Assignee, BoardName, ColumnName, Columns, CustomFields, Description, FieldsPatch, Position,
-    TaskTitle,
-};
-use crate::domain::{Command, DomainError, NewTask, TaskPatch};
 use crate::store::history::History;
 use crate::store::write::board_id_for;
 use crate::store::{BoardStore, Caller, Rendered, WriteRequest};
 use crate::views::{PageWriter, View};
+use streamboard_core::domain::values::{
+    Assignee, BoardName, ColumnName, Columns, CustomFields, Description, FieldsPatch, Position,
+    TaskTitle,
+};
+use streamboard_core::domain::{Command, DomainError, NewTask, TaskPatch};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -9,9 +9,9 @@ use warp::reply::Response;
 use warp::{Rejection, Reply};
 
 use crate::auth::AuthError;
-use crate::domain::DomainError;
 use crate::store::StoreError;
-use crate::webhooks::WebhookError;
+use streamboard_core::domain::DomainError;
+use streamboard_webhooks::WebhookError;
 
 #[derive(Debug, Clone)]
 pub struct ApiError {

@@ -14,10 +14,10 @@ use super::extract::{Asking, Ignored, Reply, Writing};
 use super::request::present;
 use super::route::{Inputs, Table};
 use crate::auth::users;
-use crate::domain::{Command, DomainError, Role};
 use crate::store::BoardStore;
 use crate::store::Caller;
 use crate::views::View;
+use streamboard_core::domain::{Command, DomainError, Role};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -11,7 +11,7 @@ use warp::{Rejection, Reply};
 
 use super::route::{Inputs, Table};
 use super::AppState;
-use crate::telemetry::names;
+use streamboard_core::telemetry::names;
 
 pub fn routes(state: Arc<AppState>) -> Table {
     Table::over(state, Inputs::none())

@@ -92,7 +92,7 @@ const REFUSAL_WRITE: Duration = Duration::from_secs(1);
 
 /// Answers a socket over a connection cap without reading from it.
 async fn refuse(mut stream: TcpStream, refusal: Refusal) {
-    metrics::counter!(crate::telemetry::names::CONNECTIONS_REFUSED).increment(1);
+    metrics::counter!(streamboard_core::telemetry::names::CONNECTIONS_REFUSED).increment(1);
     let answer = async {
         stream.write_all(refusal.response()).await?;
         stream.shutdown().await
@@ -140,7 +140,7 @@ async fn serve_connection(
             () = sleep_until(deadline) => {
                 if clock.deadline(&limits).is_some_and(|d| d <= tokio::time::Instant::now()) {
                     tracing::debug!(peer = %peer.0, "closing a connection idle or slow past its timeout");
-                    metrics::counter!(crate::telemetry::names::CONNECTIONS_TIMED_OUT).increment(1);
+                    metrics::counter!(streamboard_core::telemetry::names::CONNECTIONS_TIMED_OUT).increment(1);
                     return;
                 }
             }

@@ -8,10 +8,10 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use super::connections::ConnectionCap;
 use super::ws;
 use crate::auth::Auth;
-use crate::dependencies::Dependencies;
-use crate::settings::Settings;
 use crate::store::users::UserDirectory;
 use crate::store::BoardStore;
+use streamboard_core::dependencies::Dependencies;
+use streamboard_core::settings::Settings;
 
 pub struct AppState {
     pub settings: Settings,

@@ -1,6 +1,6 @@
 //! Webhook routes (`/api` only, the board's owner): create, list, delete,
 //! and a webhook's recent attempts. Deliveries are the projectors' work
-//! (see `streamboard::webhooks`); these routes only manage the rows.
+//! (see `streamboard_webhooks`); these routes only manage the rows.
 
 use std::sync::Arc;
 
@@ -16,9 +16,9 @@ use super::extract::{Asking, Posting, Reply};
 use super::members::ensure_owner;
 use super::request::present;
 use super::route::{Inputs, Table};
-use crate::postgres;
 use crate::store::{BoardStore, Caller};
-use crate::webhooks::{self, registry, WebhookError};
+use streamboard_core::postgres;
+use streamboard_webhooks::{self as webhooks, registry, WebhookError};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -47,10 +47,10 @@ use super::serve::stopped;
 use super::subscription::{OpenError, Subscription, Update};
 use crate::fanout::ResyncReason;
 use crate::presence::{Presence, Present};
-use crate::settings::WebSocketSettings;
 use crate::store::Caller;
 use crate::store::{BoardStore, StoreError};
-use crate::telemetry::names;
+use streamboard_core::settings::WebSocketSettings;
+use streamboard_core::telemetry::names;
 
 /// Subscriptions one connection may hold at once.
 const MAX_SUBSCRIPTIONS: usize = 100;

@@ -2,9 +2,9 @@
 //! own dependencies (PostgreSQL, the Redis event log) mean to it. Mapped to
 //! responses once, in `http::error`.
 
-use crate::domain::DomainError;
-use crate::eventlog::LogError;
-use crate::postgres::DbError;
+use streamboard_core::domain::DomainError;
+use streamboard_core::eventlog::LogError;
+use streamboard_core::postgres::DbError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -21,12 +21,12 @@ use bytes::Bytes;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-pub use crate::domain::Caller;
-use crate::domain::{Board, BoardEvent, Command, DomainError};
 use crate::fanout::Live;
 pub use crate::views::Rendered;
 use crate::views::{BoardPage, View};
 pub use error::StoreError;
+pub use streamboard_core::domain::Caller;
+use streamboard_core::domain::{Board, BoardEvent, Command, DomainError};
 
 /// A write: the command plus the HTTP-level conditions that guard it.
 #[derive(Debug, Clone)]

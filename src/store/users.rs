@@ -7,9 +7,9 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::domain::Board;
 pub use crate::views::Usernames;
 use crate::views::View;
+use streamboard_core::domain::Board;
 
 #[async_trait]
 pub trait UserDirectory: Send + Sync + 'static {

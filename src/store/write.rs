@@ -6,8 +6,8 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{IdempotencyKey, Rendered, StoreError, WriteRequest};
-use crate::domain::{apply, decide, Board, BoardEvent, Context};
 use crate::views::{self, Usernames, View};
+use streamboard_core::domain::{apply, decide, Board, BoardEvent, Context};
 
 /// What an idempotent write did, kept to answer its retries: the version
 /// its event got and what it rendered. A retry renders that view of the
@@ -115,7 +115,7 @@ pub fn board_id_for(actor: Option<Uuid>, key: Option<&IdempotencyKey>) -> Uuid {
 pub fn context(actor: Option<Uuid>) -> Context {
     Context {
         actor,
-        at: crate::clock::now(),
+        at: streamboard_core::clock::now(),
     }
 }
 

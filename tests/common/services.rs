@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use streamboard::redis_client::{Deployment, RedisClient, RedisOptions, TlsFiles};
+use streamboard_core::redis_client::{Deployment, RedisClient, RedisOptions, TlsFiles};
 
 use super::tls::TestCerts;
 

@@ -9,12 +9,14 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
-use streamboard::domain::values::*;
-use streamboard::domain::{decide, Board, BoardEvent, Command, Context, NewTask, Role, TaskPatch};
-use streamboard::eventlog::{Appended, EventLog};
+use streamboard_core::domain::values::*;
+use streamboard_core::domain::{
+    decide, Board, BoardEvent, Command, Context, NewTask, Role, TaskPatch,
+};
+use streamboard_core::eventlog::{Appended, EventLog};
 use uuid::Uuid;
 
-pub use crate::common::{TestDb, TestRedis};
+pub use crate::common::{Projector, TestDb, TestRedis};
 
 /// The event log on `redis`, through the library.
 pub fn event_log(redis: &TestRedis) -> EventLog {
@@ -112,7 +114,7 @@ impl Writer {
                 at: Utc::now(),
             };
             if let Ok(event) = decide(state.as_ref(), board, &command, &context) {
-                streamboard::domain::apply(state, &event);
+                streamboard_core::domain::apply(state, &event);
                 return event;
             }
         }
@@ -134,7 +136,7 @@ impl Writer {
         };
         let event = decide(state.as_ref(), board, command, &context)
             .unwrap_or_else(|e| panic!("{command:?} refused on {board}: {e}"));
-        streamboard::domain::apply(state, &event);
+        streamboard_core::domain::apply(state, &event);
         event
     }
 
@@ -145,7 +147,7 @@ impl Writer {
             at: Utc::now(),
         };
         let event = decide(state.as_ref(), board, command, &context).ok()?;
-        let appender = streamboard::eventlog::Writer {
+        let appender = streamboard_core::eventlog::Writer {
             token: Uuid::new_v4().to_string(),
             claim_turn: false,
         };
@@ -157,7 +159,7 @@ impl Writer {
             Ok(Appended::Stored { .. }) => {}
             other => panic!("append of {board} v{}: {other:?}", event.version),
         }
-        streamboard::domain::apply(state, &event);
+        streamboard_core::domain::apply(state, &event);
         Some(event)
     }
 
@@ -423,7 +425,7 @@ pub fn dump_read_tables(db: &TestDb) -> String {
 /// Appends `event` as a raw stream entry with id `<version>-0`, bypassing
 /// the append script (for entries the server would never write).
 pub async fn xadd_event(redis: &TestRedis, event: &BoardEvent) {
-    let fields = streamboard::eventlog::entry::encode(event);
+    let fields = streamboard_core::eventlog::entry::encode(event);
     xadd_fields(
         redis,
         event.board_id,
@@ -445,7 +447,7 @@ pub async fn xadd_fields(redis: &TestRedis, board: Uuid, version: u64, fields: &
     let client = redis.client();
     let mut conn = client.connection().await.expect("a Redis connection");
     let _: String = redis::cmd("XADD")
-        .arg(streamboard::eventlog::stream_key(board))
+        .arg(streamboard_core::eventlog::stream_key(board))
         .arg(format!("{version}-0"))
         .arg(fields)
         .query_async(&mut conn)
@@ -460,7 +462,7 @@ pub async fn wait_no_pending(redis: &TestRedis, boards: &[Uuid], within: Duratio
         let pending: u64 = boards
             .iter()
             .map(|b| {
-                let key = streamboard::eventlog::stream_key(*b);
+                let key = streamboard_core::eventlog::stream_key(*b);
                 let reply = redis.cli(&["XPENDING", &key, "projector"]);
                 reply
                     .lines()
@@ -473,6 +475,29 @@ pub async fn wait_no_pending(redis: &TestRedis, boards: &[Uuid], within: Duratio
             return;
         }
         assert!(Instant::now() < deadline, "{pending} entries still pending");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The partitions a projector holds, from its `/metrics`.
+pub async fn held(projector: &Projector) -> f64 {
+    projector
+        .metric("streamboard_projector_partitions_held")
+        .await
+}
+
+/// Waits until `check` holds for the partitions the projectors hold.
+pub async fn wait_for_partitions(projectors: &[&Projector], check: impl Fn(&[f64]) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut counts = Vec::new();
+        for projector in projectors {
+            counts.push(held(projector).await);
+        }
+        if check(&counts) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "partitions held: {counts:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -1,5 +1,5 @@
 // The fold: events into a board, with the server domain's semantics
-// (src/domain/board.rs `apply`). The golden fixtures in clients/fixtures/
+// (core/src/domain/board.rs `apply`). The golden fixtures in clients/fixtures/
 // hold both sides to the same result.
 import type { Board, BoardEvent, Member, Task, TaskChanges, Repositioned } from "./types.js";
 

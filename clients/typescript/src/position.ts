@@ -1,6 +1,6 @@
 // Where a dropped card goes: a position between its new neighbours, so no
 // other card is renumbered (the server rebalances a column whose gaps run
-// out; see src/domain/position.rs).
+// out; see core/src/domain/position.rs).
 import { columnTasks, type BoardState } from "./fold.js";
 
 /** Distance between neighbours at a column's ends (the server's `STEP`). */

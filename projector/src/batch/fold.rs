@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 
 use deadpool_postgres::Transaction;
-use streamboard::domain::flow::{transition, Transition};
-use streamboard::domain::{Board, BoardEvent};
-use streamboard::projection::progress::park;
-use streamboard::projection::{
+use streamboard_core::domain::flow::{transition, Transition};
+use streamboard_core::domain::{Board, BoardEvent};
+use streamboard_core::projection::progress::park;
+use streamboard_core::projection::{
     project, ArchiveRows, DeadLetter, Progress, ProgressUpdates, ReadTables, RowChanges, Touched,
     TransitionRows,
 };

@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use deadpool_postgres::{Pool, Transaction};
-use streamboard::domain::Board;
-use streamboard::postgres::{self, DbError};
-use streamboard::projection::progress::{self, park};
-use streamboard::projection::{DeadLetter, Progress, ProgressUpdates, ReadTables};
-use streamboard::redis_client::{RedisClient, RedisConnection};
+use streamboard_core::domain::Board;
+use streamboard_core::postgres::{self, DbError};
+use streamboard_core::projection::progress::{self, park};
+use streamboard_core::projection::{DeadLetter, Progress, ProgressUpdates, ReadTables};
+use streamboard_core::redis_client::{RedisClient, RedisConnection};
 use uuid::Uuid;
 
 use crate::metrics::{
@@ -27,8 +27,8 @@ use crate::metrics::{
 mod fold;
 
 use crate::stream::{self, Entry};
-use crate::webhooks::Wakeups;
 use fold::{dead_letter, find_gaps, Fold, Gap};
+use streamboard_webhooks::dispatcher::Wakeups;
 
 /// The entries of one board, in stream order.
 #[derive(Debug, Clone)]

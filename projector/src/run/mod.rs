@@ -38,8 +38,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use streamboard::redis_client::{BlockingConnection, RedisClient};
-use streamboard::settings::ProjectorSettings;
+use streamboard_core::redis_client::{BlockingConnection, RedisClient};
+use streamboard_core::settings::ProjectorSettings;
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 

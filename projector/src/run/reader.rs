@@ -6,9 +6,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use redis::PushInfo;
-use streamboard::eventlog::{board_of_channel, changes_channel};
-use streamboard::redis_client::{Notice, RedisClient, Subscriber};
-use streamboard::settings::ProjectorSettings;
+use streamboard_core::eventlog::{board_of_channel, changes_channel};
+use streamboard_core::redis_client::{Notice, RedisClient, Subscriber};
+use streamboard_core::settings::ProjectorSettings;
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 

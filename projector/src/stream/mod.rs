@@ -14,9 +14,9 @@ use redis::streams::{
 };
 use redis::{RedisResult, Value};
 use serde_json::json;
-use streamboard::domain::BoardEvent;
-use streamboard::eventlog::{decode_entry, entry, entry_id, stream_key, StreamRead, REGISTRY};
-use streamboard::redis_client::{BlockingConnection, RedisClient, RedisConnection};
+use streamboard_core::domain::BoardEvent;
+use streamboard_core::eventlog::{decode_entry, entry, entry_id, stream_key, StreamRead, REGISTRY};
+use streamboard_core::redis_client::{BlockingConnection, RedisClient, RedisConnection};
 use uuid::Uuid;
 
 /// Known board streams, in registration order: what the registry follower

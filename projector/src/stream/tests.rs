@@ -35,7 +35,7 @@ use super::*;
 fn keys_and_ids_parse_back() {
     let board = Uuid::new_v4();
     assert_eq!(
-        streamboard::eventlog::board_of(&stream_key(board)),
+        streamboard_core::eventlog::board_of(&stream_key(board)),
         Some(board)
     );
     assert_eq!(parse_id("42-0"), (42, 0));

@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use warp::{Filter, Rejection};
 
 use crate::http::error::ApiError;
-use crate::settings::ServerSettings;
+use streamboard_core::settings::ServerSettings;
 
 /// How large a request body may be, and how long it may take to arrive.
 #[derive(Debug, Clone, Copy)]

@@ -9,9 +9,9 @@ use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
 
 use super::{archive_error, EventSourcedStore, CATCH_UP_PAGE, RECENT_EVENTS};
-use crate::domain::{apply, Board, BoardEvent};
-use crate::projection::archive;
 use crate::store::StoreError;
+use streamboard_core::domain::{apply, Board, BoardEvent};
+use streamboard_core::projection::archive;
 
 /// One board as this instance holds it, behind the board's lock.
 #[derive(Default)]
@@ -169,7 +169,7 @@ impl EventSourcedStore {
         let Some(archive) = self.archive.as_ref().filter(|_| trimmed) else {
             return Ok(streamed);
         };
-        let client = crate::postgres::client(archive).await?;
+        let client = streamboard_core::postgres::client(archive).await?;
         let mut events = archive::read_after(&**client, board_id, after, limit)
             .await
             .map_err(archive_error)?;

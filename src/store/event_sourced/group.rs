@@ -12,13 +12,13 @@ use uuid::Uuid;
 use super::cache::CachedBoard;
 use super::write::changes_index;
 use super::{EventSourcedStore, GROUP_COMMIT_MAX};
-use crate::domain::{apply, Board, BoardEvent};
-use crate::eventlog::{BatchAppended, Writer};
 use crate::store::users::names_for;
 use crate::store::write::{context, prepare, IdempotencyRecord};
 use crate::store::{Caller, Rendered, StoreError, WriteRequest};
-use crate::telemetry::names;
 use crate::views::{self, Usernames, View};
+use streamboard_core::domain::{apply, Board, BoardEvent};
+use streamboard_core::eventlog::{BatchAppended, Writer};
+use streamboard_core::telemetry::names;
 
 /// A write waiting for its board's lock (see `EventSourcedStore::write`).
 pub(super) struct Queued {

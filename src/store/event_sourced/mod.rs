@@ -1,6 +1,6 @@
 //! The event-sourced store behind `/api`: every write is decided against
 //! the board's state and appended to its Redis Stream with an atomic
-//! version check (see [`crate::eventlog`]).
+//! version check (see [`streamboard_core::eventlog`]).
 //!
 //! Board state lives in a bounded in-memory cache, one async lock per board
 //! so writes to a board on one instance queue instead of conflicting; the
@@ -12,7 +12,7 @@
 //!
 //! PostgreSQL is the durable copy. Before its first write (and first read)
 //! of a board, and again whenever the Redis topology changed (a failover, a
-//! restart: see [`crate::redis_client::topology`]) or the stream turned out
+//! restart: see [`streamboard_core::redis_client::topology`]) or the stream turned out
 //! shorter than the cache, the store makes sure the stream holds every
 //! event the archive or its own cache has, putting back what a restarted
 //! or rolled-back Redis lost. After a change every instance checks the
@@ -52,10 +52,10 @@ use self::cache::CachedBoard;
 use self::group::Queued;
 use super::users::UserDirectory;
 use super::StoreError;
-use crate::eventlog::feed::StreamFeed;
-use crate::eventlog::EventLog;
+use crate::fanout::feed::StreamFeed;
 use crate::fanout::Hub;
-use crate::projection::archive;
+use streamboard_core::eventlog::EventLog;
+use streamboard_core::projection::archive;
 
 /// Attempts at a write that keeps losing races before answering 503.
 const WRITE_ATTEMPTS: usize = 16;
@@ -111,7 +111,9 @@ impl EventSourcedStore {
 
 fn archive_error(error: archive::ArchiveError) -> StoreError {
     match error {
-        archive::ArchiveError::Db(error) => StoreError::from(crate::postgres::DbError::from(error)),
+        archive::ArchiveError::Db(error) => {
+            StoreError::from(streamboard_core::postgres::DbError::from(error))
+        }
         other => StoreError::Internal(other.into()),
     }
 }

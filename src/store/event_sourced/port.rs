@@ -13,13 +13,13 @@ use uuid::Uuid;
 
 use super::group::Queued;
 use super::{archive_error, EventSourcedStore};
-use crate::domain::{BoardEvent, DomainError};
-use crate::projection::archive;
 use crate::store::users::names_for;
 use crate::store::{
     history_readable, readable, BoardStore, Caller, Rendered, StoreError, Watch, WriteRequest,
 };
 use crate::views::{self, BoardKey, BoardPage, BoardView, PageWriter, View};
+use streamboard_core::domain::{BoardEvent, DomainError};
+use streamboard_core::projection::archive;
 
 #[async_trait]
 impl BoardStore for EventSourcedStore {
@@ -34,7 +34,7 @@ impl BoardStore for EventSourcedStore {
         // index entries a Redis restart lost.
         let mut ids = self.log.member_boards(user).await?;
         if let Some(archive) = &self.archive {
-            let client = crate::postgres::client(archive).await?;
+            let client = streamboard_core::postgres::client(archive).await?;
             ids.extend(
                 archive::member_boards(&**client, user)
                     .await

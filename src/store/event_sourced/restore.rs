@@ -7,10 +7,10 @@ use uuid::Uuid;
 
 use super::cache::CachedBoard;
 use super::{archive_error, EventSourcedStore};
-use crate::domain::BoardEvent;
-use crate::projection::archive;
 use crate::store::StoreError;
-use crate::telemetry::names;
+use streamboard_core::domain::BoardEvent;
+use streamboard_core::projection::archive;
+use streamboard_core::telemetry::names;
 
 impl EventSourcedStore {
     /// Puts back the events after the stream's `head` up to the archive's
@@ -83,7 +83,7 @@ impl EventSourcedStore {
         let Some(archive) = &self.archive else {
             return Ok(0);
         };
-        let client = crate::postgres::client(archive).await?;
+        let client = streamboard_core::postgres::client(archive).await?;
         archive::last_version(&**client, board_id)
             .await
             .map_err(|error| archive_error(error.into()))
@@ -99,7 +99,7 @@ impl EventSourcedStore {
         let Some(archive) = &self.archive else {
             return Ok(Vec::new());
         };
-        let client = crate::postgres::client(archive).await?;
+        let client = streamboard_core::postgres::client(archive).await?;
         archive::read_after(&**client, board_id, after, (through - after) as usize)
             .await
             .map_err(archive_error)

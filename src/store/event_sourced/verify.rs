@@ -13,7 +13,7 @@ use super::cache::CachedBoard;
 use super::{EventSourcedStore, RECHECK_CONCURRENCY, WRITE_ATTEMPTS};
 use crate::fanout::ResyncReason;
 use crate::store::StoreError;
-use crate::telemetry::names;
+use streamboard_core::telemetry::names;
 
 impl EventSourcedStore {
     /// Makes the board's stream hold at least every event the archive and

@@ -7,14 +7,14 @@ use uuid::Uuid;
 
 use super::cache::CachedBoard;
 use super::{EventSourcedStore, CATCH_UP_PAGE, WRITE_ATTEMPTS};
-use crate::domain::{BoardEvent, EventData};
-use crate::eventlog::{Appended, Writer};
-use crate::retry;
 use crate::store::users::names_for;
 use crate::store::write::{context, prepare, IdempotencyRecord};
 use crate::store::{Caller, IdempotencyKey, Rendered, StoreError, WriteRequest};
-use crate::telemetry::names;
 use crate::views;
+use streamboard_core::domain::{BoardEvent, EventData};
+use streamboard_core::eventlog::{Appended, Writer};
+use streamboard_core::retry;
+use streamboard_core::telemetry::names;
 
 /// What one append of a write came to, short of an error.
 enum Appending {

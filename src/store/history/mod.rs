@@ -27,10 +27,10 @@ use uuid::Uuid;
 
 use super::users::{names_for, UserDirectory};
 use super::{BoardStore, Caller, Rendered, StoreError};
-use crate::domain::flow::{FlowLog, FlowOptions, FlowRange};
-use crate::domain::{apply, Board, BoardEvent, DomainError};
-use crate::settings::AnalyticsSettings;
 use crate::views::{self, Usernames, View};
+use streamboard_core::domain::flow::{FlowLog, FlowOptions, FlowRange};
+use streamboard_core::domain::{apply, Board, BoardEvent, DomainError};
+use streamboard_core::settings::AnalyticsSettings;
 
 /// Events read per round trip while following a board.
 const PAGE: usize = 1000;
@@ -292,7 +292,7 @@ impl History {
         view: View,
     ) -> Result<Rendered, StoreError> {
         if let Moment::Time(at) = moment {
-            if at > crate::clock::now() {
+            if at > streamboard_core::clock::now() {
                 return Err(DomainError::invalid("as_of", "must not be in the future").into());
             }
         }
@@ -356,7 +356,7 @@ impl History {
         board_id: Uuid,
         query: FlowQuery,
     ) -> Result<Bytes, StoreError> {
-        let (range, options) = query.resolve(&self.limits, crate::clock::now())?;
+        let (range, options) = query.resolve(&self.limits, streamboard_core::clock::now())?;
         let trail = self.follow(caller, board_id).await?;
         let report = trail.flow.report(range, &options);
         Ok(views::to_bytes(&report))

@@ -1,9 +1,11 @@
 use std::time::Duration;
 
 use super::*;
-use crate::domain::values::{BoardName, ColumnName, Columns, Description, Position, TaskTitle};
-use crate::domain::{Command, NewTask, TaskPatch};
 use crate::store::memory::{MemoryStore, QuickLimits};
+use streamboard_core::domain::values::{
+    BoardName, ColumnName, Columns, Description, Position, TaskTitle,
+};
+use streamboard_core::domain::{Command, NewTask, TaskPatch};
 
 fn quick_store() -> Arc<MemoryStore> {
     Arc::new(MemoryStore::new(QuickLimits {

@@ -35,9 +35,9 @@ use super::{
     history_readable, readable, BoardStore, Caller, IdempotencyKey, Rendered, StoreError, Watch,
     WriteRequest,
 };
-use crate::domain::{apply, Board, BoardEvent, Command, DomainError, EventData};
 use crate::fanout::Hub;
 use crate::views::{self, BoardKey, BoardPage, BoardView, EventFrame, PageWriter, Usernames, View};
+use streamboard_core::domain::{apply, Board, BoardEvent, Command, DomainError, EventData};
 
 /// Idempotent results a board keeps before the oldest are dropped.
 const IDEMPOTENCY_RECORDS_PER_BOARD: usize = 10_000;

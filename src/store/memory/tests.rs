@@ -1,6 +1,6 @@
 use super::*;
-use crate::domain::values::{BoardName, Columns, CustomFields, Description, TaskTitle};
-use crate::domain::NewTask;
+use streamboard_core::domain::values::{BoardName, Columns, CustomFields, Description, TaskTitle};
+use streamboard_core::domain::NewTask;
 
 fn store(max_bytes: usize, idle_expiry: Duration) -> MemoryStore {
     MemoryStore::new(QuickLimits {

@@ -20,7 +20,6 @@
 //!   superset: membership is always checked against the board itself.
 
 pub mod entry;
-pub mod feed;
 mod keys;
 mod scripts;
 pub mod tail;

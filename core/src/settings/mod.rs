@@ -20,7 +20,7 @@ pub use sections::{
 };
 use seeds::seed_files;
 
-const BUILT_IN_DEFAULTS: &str = include_str!("../../config/default.toml");
+const BUILT_IN_DEFAULTS: &str = include_str!("../../../config/default.toml");
 const MIN_JWT_SECRET_BYTES: usize = 32;
 
 #[derive(Debug, Deserialize)]

@@ -20,8 +20,8 @@ use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use super::DELIVERIES_KEPT;
-use crate::domain::BoardEvent;
-use crate::projection::archive::{self, ArchiveError, COLUMNS};
+use streamboard_core::domain::BoardEvent;
+use streamboard_core::projection::archive::{self, ArchiveError, COLUMNS};
 
 /// A webhook leased to this dispatcher.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@
 //! instance folded, retries that came due, webhooks just created.
 //!
 //! A webhook is claimed under a lease in PostgreSQL (see
-//! `streamboard::webhooks::queue`), delivered by one task until it has no
+//! `crate::queue`), delivered by one task until it has no
 //! more work or an attempt fails, then released. At most
 //! `webhooks.concurrency` deliveries run at once, each bounded by the
 //! connect and request timeouts, on a connection pool of their own and
@@ -16,6 +16,7 @@
 //! own webhook's progress, never the fold's.
 
 pub mod delivery;
+pub mod metric_names;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -24,17 +25,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::queue::{self, Attempt, Claimed, Next};
+use crate::{is_forbidden, target};
 use deadpool_postgres::Pool;
-use streamboard::domain::BoardEvent;
-use streamboard::postgres;
-use streamboard::settings::WebhookSettings;
-use streamboard::webhooks::queue::{self, Attempt, Claimed, Next};
-use streamboard::webhooks::{self, is_forbidden};
+use streamboard_core::domain::BoardEvent;
+use streamboard_core::postgres;
+use streamboard_core::settings::WebhookSettings;
 use tokio::sync::{watch, Notify, Semaphore};
 use uuid::Uuid;
 
 use self::delivery::{AfterFailure, Outcome, RetrySchedule};
-use crate::metrics::{
+use self::metric_names::{
     WEBHOOKS_DISABLED, WEBHOOK_BACKLOG_EVENTS, WEBHOOK_DELIVERIES_TOTAL,
     WEBHOOK_DELIVERY_DURATION_SECONDS,
 };
@@ -365,7 +366,7 @@ impl Dispatcher {
     async fn post(&self, hook: &Claimed, event: &BoardEvent, delivery_id: Uuid) -> Outcome {
         if !self.settings.allow_private_targets {
             // IP literals never reach the resolver: check them here.
-            if let Ok(url) = webhooks::target(&hook.url) {
+            if let Ok(url) = target(&hook.url) {
                 let literal = match url.host() {
                     Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
                     Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),

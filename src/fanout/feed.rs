@@ -15,7 +15,7 @@
 //! heartbeat every few seconds, whatever the number of boards it watches.
 //!
 //! When the Redis topology changes (a failover, a restart, a moved slot;
-//! see [`crate::redis_client::topology`]) the feed makes a new notification
+//! see [`streamboard_core::redis_client::topology`]) the feed makes a new notification
 //! connection, joins every board again and reads each once; a board whose
 //! stream is now shorter than what was delivered (a failover to a replica
 //! that was behind) gets a `resync`, so its subscribers reload it. A
@@ -37,13 +37,13 @@ use redis::{AsyncCommands, PushInfo, Value};
 use tokio::sync::{mpsc, watch, Notify};
 use uuid::Uuid;
 
-use super::{
+use super::{Hub, ResyncReason};
+use crate::views::EventFrame;
+use streamboard_core::eventlog::{
     board_of_channel, changes_channel, decode_entry, entry_id, entry_version, presence_key,
     stream_key, unix_millis, StreamRead, RESYNC_PREFIX,
 };
-use crate::fanout::{Hub, ResyncReason};
-use crate::redis_client::{Notice, RedisClient, RedisConnection, Subscriber};
-use crate::views::EventFrame;
+use streamboard_core::redis_client::{Notice, RedisClient, RedisConnection, Subscriber};
 
 pub const INSTANCES: &str = "ws:instances";
 const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -505,7 +505,7 @@ impl StreamFeed {
                 .arg(&group)
                 .query_async(&mut connection)
                 .await;
-            let Some(board_id) = super::board_of(key) else {
+            let Some(board_id) = streamboard_core::eventlog::board_of(key) else {
                 continue;
             };
             let fields: Vec<String> = connection.hkeys(presence_key(board_id)).await?;
@@ -561,7 +561,7 @@ async fn create_group(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eventlog::board_of;
+    use streamboard_core::eventlog::board_of;
 
     #[test]
     fn board_ids_come_from_the_hash_tag() {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
-use streamboard::settings::WebhookSettings;
+use streamboard_core::settings::WebhookSettings;
 
 pub const EVENT: &str = "X-Streamboard-Event";
 pub const EVENT_ID: &str = "X-Streamboard-Event-Id";

@@ -1,6 +1,10 @@
 //! In-process fan-out: one broadcast channel per watched board. A write (or,
 //! in `/api`, the one stream reader of a board) publishes each event frame
 //! once; every subscriber on this instance receives the same `Arc`.
+//! [`feed`] brings each watched board's events from its Redis stream to this
+//! instance's hub, whichever instance wrote them.
+
+pub mod feed;
 
 use std::sync::Arc;
 

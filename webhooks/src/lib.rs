@@ -8,19 +8,23 @@
 //!   `webhook_deliveries` tables (create, list, delete, recent attempts).
 //! - [`queue`]: the dispatchers' side (claim a webhook under a lease, the
 //!   next event to deliver, record an attempt, advance the cursor).
+//! - [`dispatcher`]: what the projector runs: delivers each webhook's
+//!   events in version order, at least once, signed, on a persisted retry
+//!   schedule ([`dispatcher::delivery`]).
 //!
 //! The events come from the PostgreSQL archive (`events`), so nothing here
 //! depends on Redis: webhooks behave the same whichever projector folded a
 //! board, on a single Redis or a cluster.
 
+pub mod dispatcher;
 pub mod queue;
 pub mod registry;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use crate::domain::EventData;
-use crate::postgres::DbError;
+use streamboard_core::domain::EventData;
+use streamboard_core::postgres::DbError;
 
 /// Webhooks one board may have.
 pub const MAX_PER_BOARD: i64 = 20;
