@@ -49,14 +49,8 @@ pub enum AuthError {
 impl From<DbError> for AuthError {
     fn from(error: DbError) -> Self {
         match error {
-            DbError::Unavailable(detail) => {
-                tracing::warn!(%detail, "PostgreSQL unavailable");
-                AuthError::Unavailable("PostgreSQL is unavailable; retry shortly".into())
-            }
-            // A configuration error: louder than an outage.
-            DbError::TlsRefused(detail) => {
-                tracing::error!(%detail, "PostgreSQL unavailable");
-                AuthError::Unavailable("PostgreSQL is unavailable; retry shortly".into())
+            outage @ (DbError::Unavailable(_) | DbError::TlsRefused(_)) => {
+                AuthError::Unavailable(outage.log_outage().into())
             }
             // Callers that know which field clashed map this themselves.
             DbError::UniqueViolation { constraint } => {

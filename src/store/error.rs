@@ -32,18 +32,13 @@ pub enum StoreError {
 impl From<DbError> for StoreError {
     fn from(error: DbError) -> Self {
         match error {
-            DbError::Unavailable(detail) => {
-                tracing::warn!(%detail, "PostgreSQL unavailable");
-                StoreError::Unavailable("PostgreSQL is unavailable; retry shortly".into())
+            outage @ (DbError::Unavailable(_) | DbError::TlsRefused(_)) => {
+                StoreError::Unavailable(outage.log_outage().into())
             }
             // Callers that know which field clashed map this themselves.
             DbError::UniqueViolation { .. } => StoreError::Domain(DomainError::conflict(
                 "a record with these values already exists",
             )),
-            DbError::TlsRefused(detail) => {
-                tracing::error!(%detail, "PostgreSQL unavailable");
-                StoreError::Unavailable("PostgreSQL is unavailable; retry shortly".into())
-            }
             DbError::Internal(error) => StoreError::Internal(error),
         }
     }

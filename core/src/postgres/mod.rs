@@ -54,6 +54,19 @@ pub enum DbError {
     Internal(anyhow::Error),
 }
 
+impl DbError {
+    /// Logs why PostgreSQL cannot serve (for `Unavailable` and
+    /// `TlsRefused`; a refused certificate is a configuration error, so
+    /// louder than an outage) and gives what a client is told.
+    pub fn log_outage(&self) -> &'static str {
+        match self {
+            DbError::TlsRefused(detail) => tracing::error!(%detail, "PostgreSQL unavailable"),
+            other => tracing::warn!(detail = %other, "PostgreSQL unavailable"),
+        }
+        "PostgreSQL is unavailable; retry shortly"
+    }
+}
+
 impl From<tokio_postgres::Error> for DbError {
     fn from(error: tokio_postgres::Error) -> Self {
         if let Some(db) = error.as_db_error() {
