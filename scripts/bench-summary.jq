@@ -1,5 +1,5 @@
 # scripts/bench-summary.jq - bench.sh's summary.json from the runs' JSON lines.
-# Inputs (--slurpfile): $xadd $quick $fanout $idle $api $hot $projector $history, each
+# Inputs (--slurpfile): $xadd $quick $fanout $idle $api $latency $hot $projector $history, each
 # a list of runs, and $scale (the scale-out runs, each tagged with its
 # `redis`: single or cluster), $replicas (/api writes on a cluster with a replica
 # per master, each tagged with its `replica_acks`); --rawfile env. Every figure is the median over the runs;
@@ -42,12 +42,12 @@ def loop_row($name; $runs):
   baseline: $base,
   scenarios: [
     ( $quick | select(length > 0) | loop_row("quick-mutations"; .)
-      | . + { target: ">= 0.75x XADD/s, p99 <= 3x XADD p99",
-              pass: (at_least(.throughput_x; 0.75) and at_most(.p99_x; 3)) } ),
+      | . + { target: ">= 0.75x XADD/s, p99 <= 3x XADD p99, no errors",
+              pass: (at_least(.throughput_x; 0.75) and at_most(.p99_x; 3) and .errors == 0) } ),
     ( $api | select(length > 0) | . as $runs | loop_row("api-mutations"; .)
-      | . + { target: ">= 0.30x XADD/s, p99 <= 5x XADD p99",
+      | . + { target: ">= 0.30x XADD/s, p99 <= 5x XADD p99, no errors",
               stream_entries_exact: ($runs | all(.events_check.consistent == true)),
-              pass: (at_least(.throughput_x; 0.30) and at_most(.p99_x; 5)
+              pass: (at_least(.throughput_x; 0.30) and at_most(.p99_x; 5) and .errors == 0
                      and ($runs | all(.events_check.consistent == true))) } ),
     ( $api | select(length > 0) | . as $runs
       | { scenario: "redis-commands-per-api-mutation", runs: length, unit: "command",
@@ -57,6 +57,18 @@ def loop_row($name; $runs):
           seen_in_loop: (.[0].redis_commands.by_command // {}),
           target: "= 1 command sent per mutation",
           pass: at_most($runs | med(.redis_commands_sent.total); 1.0) } ),
+    # /api at a quarter of its measured rate: a write's p99 and its
+    # delivery's to subscribers on another instance, against XADD's p99.
+    ( $latency | select(length > 0) | . as $runs
+      | { scenario: "api-latency", runs: length, unit: "write",
+          writes_per_s: med(.params.writes_per_s), subscribers: med(.subscribed),
+          write_p50_ms: med(.writer_latency.p50_ms), write_p99_ms: med(.writer_latency.p99_ms),
+          delivery_p50_ms: med(.latency.p50_ms), delivery_p99_ms: med(.latency.p99_ms),
+          lost: med(.lost), duplicates: med(.duplicates) }
+      | . + { write_p99_x: (div(.write_p99_ms; $base.p99_ms) | r2),
+              delivery_p99_x: (div(.delivery_p99_ms; $base.p99_ms) | r2),
+              target: "at a quarter of api's rate: write and cross-instance delivery p99 <= 5x XADD p99, none lost" }
+      | . + { pass: (at_most(.write_p99_x; 5) and at_most(.delivery_p99_x; 5) and .lost == 0 and .duplicates == 0) } ),
     ( $hot | select(length > 0) | . as $runs | loop_row("hot-board"; .)
       | . + { target: ">= 0.10x XADD/s, 0 lost or doubled versions",
               versions: ($runs | map(.versions_check)),

@@ -13,6 +13,8 @@ def result: if .pass then "**PASS**" else "**FAIL**" end;
     "| ws-idle | \(.kib_per_connection) KiB per idle connection (slope \(.kib_per_connection_slope)) | | | | \(.target) | \(result) |"
   elif .scenario == "redis-commands-per-api-mutation" then
     "| Redis commands per /api mutation | \(.commands_sent | n) sent (\(.seen.by_command // {} | to_entries | map("\(.key) \(.value)") | join(", "))); \(.commands_incl_scripts | n) counting those scripts ran (\(.seen_in_loop | to_entries | map("\(.key) \(.value)") | join(", "))) | | | | \(.target) | \(result) |"
+  elif .scenario == "api-latency" then
+    "| api-latency | \(.writes_per_s | n) writes/s to one server, \(.subscribers) subscribers on the other: write p50 \(.write_p50_ms) / p99 \(.write_p99_ms) ms, delivery p50 \(.delivery_p50_ms) / p99 \(.delivery_p99_ms) ms; lost \(.lost), duplicated \(.duplicates) | | write \(.write_p99_x | x), delivery \(.delivery_p99_x | x) | | \(.target) | \(result) |"
   elif .scenario == "ws-fanout" then
     "| ws-fanout | \(.per_s | n) deliveries/s, \(.deliveries_per_server_cpu_s | n) per server CPU-s; p50 \(.p50_ms) / p99 \(.p99_ms) ms; lost \(.lost), gaps \(.gaps) | \(.per_cpu_x | x) (per server CPU-s) | \(.p99_x | x) | \(.server_us_per_unit) us, \(.cpu_x | x) | \(.target) | \(result) |"
   elif .scenario == "history-analytics-cold" then

@@ -8,6 +8,8 @@ mod common;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use common::{error_body, spawn_api, unique_name, TestEnv, PASSWORD};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
@@ -56,37 +58,11 @@ fn sign(algorithm: Algorithm, claims: &Claims, secret: &str) -> String {
 
 /// Unpadded base64url (RFC 4648 §5), as JWTs use.
 fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
+    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 fn base64url_decode(text: &str) -> Vec<u8> {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let values: Vec<u32> = text
-        .bytes()
-        .map(|c| ALPHABET.iter().position(|&a| a == c).expect("base64url") as u32)
-        .collect();
-    let mut out = Vec::new();
-    for chunk in values.chunks(4) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &v)| n | v << (18 - 6 * i));
-        for i in 0..chunk.len() - 1 {
-            out.push((n >> (16 - 8 * i)) as u8);
-        }
-    }
-    out
+    URL_SAFE_NO_PAD.decode(text).expect("base64url")
 }
 
 /// The JSON payload of a JWT, without checking anything.

@@ -79,11 +79,10 @@ return stored
 
 /// Appends several events of one board in one step (group commit: the
 /// writes that queued behind one board's lock). Everything is checked
-/// first (Redis process, stored idempotent results, the turn, the
-/// version), then every event is appended, so a refusal writes nothing.
-/// Returns `{kind, ...}`: `stored` and each entry id, `conflict` and the
-/// current version, `new-redis` and its run id, or `replay` (some key was
-/// used before: the writes go one by one instead).
+/// first (stored idempotent results, the turn, the version), then every
+/// event is appended, so a refusal writes nothing. Returns `{kind, ...}`:
+/// `stored` and each entry id, `conflict` and the current version, or
+/// `replay` (some key was used before: the writes go one by one instead).
 pub(super) const APPEND_BATCH_SCRIPT: &str = r#"
 -- KEYS[1] stream, KEYS[2] turn, KEYS[2 + i] event i's idempotency key
 -- ARGV: expected version, changes channel, ttl seconds, writer token,

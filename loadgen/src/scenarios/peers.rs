@@ -21,8 +21,9 @@
 //! Reported: offered and achieved deliveries/s, end-to-end latency (write
 //! sent -> frame received), lost and duplicated deliveries, CPU seconds per
 //! delivery of the servers and of the whole backend (servers, and the
-//! `--backend-pids` and PostgreSQL backends), and server RSS per connection
-//! (the second half of the subscribers against the first).
+//! `--backend-pids` and PostgreSQL backends), server RSS per connection
+//! (the second half of the subscribers against the first), and with
+//! `--redis-url` the Redis commands per write, by name.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -40,6 +41,7 @@ use super::delivery::{
 };
 use super::fixtures::{create_boards_at, register_user};
 use super::projector_catch_up::{backend_cpu, check_loopback_postgres};
+use super::redis_side::{self, per_mutation};
 use super::ws_fanout::{streamboard_frame, TaskPatches};
 use super::{Outcome, Target};
 use crate::client::{open_many, socketio_join, ws_subscribe, ConnectFailures, WsEndpoint};
@@ -62,6 +64,10 @@ pub struct Peers {
     /// The instances (loopback host:port), comma-separated; writes go to the first.
     #[arg(long, value_delimiter = ',', required = true)]
     instances: Vec<String>,
+    /// Subscribers only on the instances the writes do not go to, so every
+    /// delivery crosses from one instance to another.
+    #[arg(long)]
+    cross_only: bool,
     /// WebSocket subscribers, spread over the instances and the boards.
     #[arg(long, default_value_t = 1000)]
     subscribers: usize,
@@ -95,6 +101,11 @@ pub struct Peers {
     /// as the backend's.
     #[arg(long)]
     postgres_url: Option<String>,
+    /// The Redis both stacks use (loopback): the commands it ran over the
+    /// window (`INFO commandstats`, scripts' inner commands included), per
+    /// write acknowledged in the window.
+    #[arg(long)]
+    redis_url: Option<String>,
 }
 
 /// What differs between the two targets once the boards exist.
@@ -181,15 +192,20 @@ async fn set_up(target: Peer, first: SocketAddr, args: &Peers) -> anyhow::Result
 }
 
 /// Subscribers `numbers`; subscriber i: board i % boards on instance
-/// (i / boards) % instances; with a token a Streamboard `/ws` subscriber,
-/// else a Socket.IO one.
+/// (i / boards) % instances (of those after the first with `cross_only`);
+/// with a token a Streamboard `/ws` subscriber, else a Socket.IO one.
 async fn open_peer_subscribers(
     instances: &[SocketAddr],
+    cross_only: bool,
     setup: &Setup,
     numbers: Range<usize>,
 ) -> Vec<anyhow::Result<(usize, crate::client::WsStream)>> {
     let boards: Arc<[String]> = setup.boards.clone().into();
-    let instances: Arc<[SocketAddr]> = instances.into();
+    // The first instance takes the writes; a cross-only run leaves it out.
+    let instances: Arc<[SocketAddr]> = match instances {
+        [_, rest @ ..] if cross_only && !rest.is_empty() => rest.into(),
+        all => all.into(),
+    };
     let endpoint = setup.token.as_deref().map(WsEndpoint::api);
     let first = numbers.start;
     let opened = open_many(numbers.len(), 200, move |j| {
@@ -285,12 +301,22 @@ pub async fn run(_target: &Target, args: Peers) -> anyhow::Result<Outcome> {
         check_loopback_postgres(url)?;
     }
 
+    let mut redis = match &args.redis_url {
+        Some(url) => Some(redis_side::connect(url).await?),
+        None => None,
+    };
     let setup = set_up(args.target, instances[0], &args).await?;
     // Memory per connection: RSS with all the subscribers minus RSS with
     // the first half, over the second half. A server that just started
     // gives memory back for a while once it is busy, more than a thousand
     // connections hold; the first half takes that drop.
     let half = subscribers / 2;
+    // Memory a server freed (the set-up's password hashing, buffers of the
+    // first requests) goes back to the system only once the allocator is
+    // busy again, which connecting subscribers are: a round of connections
+    // opened and dropped first makes that happen before any reading.
+    drop(open_peer_subscribers(&instances, args.cross_only, &setup, 0..half).await);
+    servers_rss_kib(&args.server_pids).await;
     let stats = DeliveryStats::new(64);
     let mut failures = ConnectFailures::default();
     let mut subscribers_per_board = vec![0u64; boards];
@@ -299,7 +325,8 @@ pub async fn run(_target: &Target, args: Peers) -> anyhow::Result<Outcome> {
     let connect_started = Instant::now();
     for numbers in [0..half, half..subscribers] {
         let failed_before = failures.count;
-        let opened = open_peer_subscribers(&instances, &setup, numbers.clone()).await;
+        let opened =
+            open_peer_subscribers(&instances, args.cross_only, &setup, numbers.clone()).await;
         for (i, ws) in failures.keep_open(opened) {
             subscribers_per_board[i % boards] += 1;
             let shard = i % stats.shard_count();
@@ -343,12 +370,19 @@ pub async fn run(_target: &Target, args: Peers) -> anyhow::Result<Outcome> {
     let (writer_handles, written) = spawn_writers(&plan, Arc::clone(&setup.requests)).await?;
 
     tokio::time::sleep_until((start + warmup).into()).await;
+    if let Some(redis) = &mut redis {
+        redis.reset_command_stats().await?;
+    }
     let processes = backend_processes(&args).await?;
     let process_cpu = ProcessCpu::start(&processes);
     let machine = CpuWindow::start(None);
     tokio::time::sleep_until((start + warmup + duration).into()).await;
     let cpu_by_process = process_cpu.finish();
     let machine = machine.finish();
+    let redis_calls = match &mut redis {
+        Some(redis) => Some(redis.command_calls().await?),
+        None => None,
+    };
     let load = load_average();
 
     let mut writer_hist = new_histogram();
@@ -401,6 +435,8 @@ pub async fn run(_target: &Target, args: Peers) -> anyhow::Result<Outcome> {
         "server_cpu_us_per_delivery": us_per_delivery(server_cpu, delivered),
         "backend_cpu_us_per_delivery": us_per_delivery(backend_cpu_s, delivered),
         "rss_per_connection_kib": round2(rss_per_connection_kib),
+        "redis_commands_per_write": redis_calls
+            .map(|calls| per_mutation(&calls, written.in_window())),
         "servers_rss_kib": {"with_half": rss_half, "with_all": rss_all},
         "cpu": machine,
         "load_average": load,
@@ -420,6 +456,7 @@ fn summary_text(
          delivery latency: {}\n  writer HTTP latency: {}\n  \
          CPU per delivery: servers {} us, whole backend {} us; cores by process {}\n  \
          RSS per connection {} KiB; load average {}\n  \
+         Redis commands per write: {}\n  \
          CPU during the window (cores): loadgen {}, machine busy {} of {}",
         json["target"],
         json["deliveries_per_s"],
@@ -434,6 +471,7 @@ fn summary_text(
         json["cpu_cores_by_process"],
         json["rss_per_connection_kib"],
         json["load_average"],
+        json["redis_commands_per_write"],
         machine["loadgen_cores"],
         machine["machine_busy_cores"],
         machine["machine_cores"],
