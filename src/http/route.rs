@@ -13,7 +13,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 use warp::filters::BoxedFilter;
 use warp::http::{header, HeaderValue, Method, StatusCode};
-use warp::path::FullPath;
+use warp::path::{FullPath, Peek};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
@@ -102,38 +102,49 @@ impl RoutePath {
         RoutePath(segments)
     }
 
-    /// The filter that matches this path to its end and extracts its ids.
+    /// The filter that matches this path to its end and extracts its ids:
+    /// one step over the unmatched path (a filter per segment would box a
+    /// future per segment, for every route a request is tried against).
     fn filter(&self) -> BoxedFilter<(Ids,)> {
-        let mut filter = warp::any().map(Ids::default).boxed();
-        for segment in &self.0 {
-            filter = match *segment {
-                Segment::Literal(literal) => filter.and(warp::path(literal)).boxed(),
-                Segment::Id(name) => filter
-                    .and(warp::path::param::<Uuid>())
-                    .map(move |mut ids: Ids, id| {
-                        ids.0.push((name, id));
-                        ids
-                    })
-                    .boxed(),
-            };
-        }
-        filter.and(warp::path::end()).boxed()
+        let path = self.clone();
+        warp::path::peek()
+            .and_then(move |rest: Peek| {
+                let ids = path.ids(rest.as_str()).ok_or_else(warp::reject::not_found);
+                std::future::ready(ids)
+            })
+            .boxed()
     }
 
-    /// Whether a request path is this path (an id segment must hold a UUID).
+    /// The ids of `rest` (a path without its leading `/`) if it is this
+    /// path, segment by segment as warp's `path`, `param` and `end` filters
+    /// read one: an empty segment matches nothing, one trailing `/` is
+    /// allowed, and an id segment must hold a UUID.
+    fn ids(&self, rest: &str) -> Option<Ids> {
+        let mut ids = Ids::default();
+        self.walk(rest, |name, id| ids.0.push((name, id)))
+            .then_some(ids)
+    }
+
+    /// Whether `rest` is this path, each id handed to `on_id`.
+    fn walk(&self, mut rest: &str, mut on_id: impl FnMut(&'static str, Uuid)) -> bool {
+        for segment in &self.0 {
+            let (head, tail) = rest.split_once('/').unwrap_or((rest, ""));
+            match *segment {
+                Segment::Literal(literal) if head == literal => {}
+                Segment::Id(name) if !head.is_empty() => match head.parse() {
+                    Ok(id) => on_id(name, id),
+                    Err(_) => return false,
+                },
+                _ => return false,
+            }
+            rest = tail;
+        }
+        rest.is_empty()
+    }
+
+    /// Whether a request path (with its leading `/`) is this path.
     fn matches(&self, path: &str) -> bool {
-        let path = path.strip_prefix('/').unwrap_or(path);
-        let path = path.strip_suffix('/').unwrap_or(path);
-        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        segments.len() == self.0.len()
-            && self
-                .0
-                .iter()
-                .zip(segments)
-                .all(|(mine, theirs)| match mine {
-                    Segment::Literal(literal) => *literal == theirs,
-                    Segment::Id(_) => theirs.parse::<Uuid>().is_ok(),
-                })
+        self.walk(path.strip_prefix('/').unwrap_or(path), |_, _| {})
     }
 }
 
@@ -161,7 +172,8 @@ impl Table {
         Builder {
             ctx,
             inputs,
-            table: Table::default(),
+            routes: Vec::new(),
+            filters: Vec::new(),
         }
     }
 
@@ -244,7 +256,9 @@ impl Table {
 pub struct Builder<C> {
     ctx: C,
     inputs: Inputs,
-    table: Table,
+    routes: Vec<(Method, RoutePath)>,
+    /// Each route's path and its filter, in the order declared.
+    filters: Vec<(RoutePath, BoxedFilter<(Response,)>)>,
 }
 
 impl<C: Clone + Send + Sync + 'static> Builder<C> {
@@ -261,17 +275,43 @@ impl<C: Clone + Send + Sync + 'static> Builder<C> {
         let filter = R::filter(matched, &self.inputs)
             .and_then(move |request: R| handler.clone()(request, ctx.clone()))
             .boxed();
-        let one = Table {
-            routes: vec![(method, route)],
-            filter: Some(filter),
-        };
-        self.table = std::mem::take(&mut self.table).merge(one);
+        self.routes.push((method, route.clone()));
+        self.filters.push((route, filter));
         self
     }
 
     pub fn build(self) -> Table {
-        self.table
+        Table {
+            routes: self.routes,
+            filter: (!self.filters.is_empty()).then(|| dispatch(&self.filters)),
+        }
     }
+}
+
+/// The routes as one filter: a balanced tree of `or`s, each subtree behind
+/// a check of the request's path against its routes' paths. warp allocates
+/// the future of every boxed filter it calls, so a chain of routes tried in
+/// turn cost an allocation or more per route before the one that matched;
+/// here a request goes down to the routes of its own path only. Routes of
+/// one path keep their order, so a wrong method still answers 405.
+fn dispatch(filters: &[(RoutePath, BoxedFilter<(Response,)>)]) -> BoxedFilter<(Response,)> {
+    if let [(_, filter)] = filters {
+        return filter.clone();
+    }
+    let paths: Arc<[RoutePath]> = filters.iter().map(|(path, _)| path.clone()).collect();
+    let (first, second) = filters.split_at(filters.len() / 2);
+    warp::path::peek()
+        .and_then(move |rest: Peek| {
+            let ours = paths.iter().any(|path| path.walk(rest.as_str(), |_, _| {}));
+            std::future::ready(if ours {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            })
+        })
+        .untuple_one()
+        .and(dispatch(first).or(dispatch(second)).unify())
+        .boxed()
 }
 
 #[cfg(test)]
@@ -343,5 +383,68 @@ mod tests {
             .filter(&filter)
             .await;
         assert!(longer.err().is_some_and(|r| r.is_not_found()));
+    }
+
+    #[tokio::test]
+    async fn a_path_is_matched_as_warps_own_path_filters_match_it() {
+        let id = Uuid::new_v4();
+        let ours = RoutePath::parse("/boards/{board}/tasks").filter();
+        let warps = warp::path("boards")
+            .and(warp::path::param::<Uuid>())
+            .and(warp::path("tasks"))
+            .and(warp::path::end());
+        for path in [
+            format!("/boards/{id}/tasks"),
+            format!("/boards/{id}/tasks/"),
+            format!("/boards/{id}/tasks//"),
+            format!("/boards//{id}/tasks"),
+            format!("/boards/{id}/tasks/x"),
+            format!("/boards/{id}"),
+            "/boards/not-a-uuid/tasks".to_owned(),
+            "/boards//tasks".to_owned(),
+            "/".to_owned(),
+        ] {
+            let mine = warp::test::request().path(&path).filter(&ours).await;
+            let theirs = warp::test::request().path(&path).filter(&warps).await;
+            assert_eq!(mine.is_ok(), theirs.is_ok(), "{path}");
+            if let Ok(ids) = mine {
+                assert_eq!(ids.get("board"), theirs.unwrap(), "{path}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn every_route_of_a_table_is_reached_and_a_wrong_method_is_405() {
+        let filter = table().filter();
+        let id = Uuid::new_v4();
+        for (method, path) in [
+            ("GET", "/boards".to_owned()),
+            ("POST", "/boards".to_owned()),
+            ("DELETE", format!("/boards/{id}")),
+            ("GET", format!("/boards/{id}")),
+            ("GET", format!("/boards/{id}/tasks/{id}")),
+        ] {
+            let answer = warp::test::request()
+                .method(method)
+                .path(&path)
+                .filter(&filter)
+                .await;
+            assert!(answer.is_ok(), "{method} {path}");
+        }
+        let wrong_method = warp::test::request()
+            .method("PATCH")
+            .path(&format!("/boards/{id}"))
+            .filter(&filter)
+            .await;
+        let rejection = wrong_method.err().expect("PATCH is no route");
+        assert!(
+            rejection.find::<warp::reject::MethodNotAllowed>().is_some(),
+            "{rejection:?}"
+        );
+        let unknown = warp::test::request()
+            .path(&format!("/boards/{id}/tasks"))
+            .filter(&filter)
+            .await;
+        assert!(unknown.err().is_some_and(|r| r.is_not_found()));
     }
 }
