@@ -436,7 +436,9 @@ mod tests {
             .path(&format!("/boards/{id}"))
             .filter(&filter)
             .await;
-        let rejection = wrong_method.err().expect("PATCH is no route");
+        let Err(rejection) = wrong_method else {
+            panic!("PATCH is no route")
+        };
         assert!(
             rejection.find::<warp::reject::MethodNotAllowed>().is_some(),
             "{rejection:?}"
