@@ -114,9 +114,7 @@ ALL_SCENARIOS=(quick ws-fanout ws-idle api api-latency hot-board projector histo
 SCENARIOS=("$@")
 [[ ${#SCENARIOS[@]} -gt 0 ]] || SCENARIOS=("${ALL_SCENARIOS[@]}")
 for s in "${SCENARIOS[@]}"; do
-    case $s in xadd | quick | ws-fanout | ws-idle | api | api-latency | hot-board | projector | history | scale | replicas | peers) ;;
-    *) sb_die "unknown scenario '$s' (xadd, ${ALL_SCENARIOS[*]})" ;;
-    esac
+    [[ " xadd ${ALL_SCENARIOS[*]} " == *" $s "* ]] || sb_die "unknown scenario '$s' (xadd, ${ALL_SCENARIOS[*]})"
 done
 wants() { local s; for s in "${SCENARIOS[@]}"; do [[ $s == "$1" ]] && return 0; done; return 1; }
 wants api-latency && ! wants api && sb_die "api-latency runs at a quarter of the api scenario's rate: name api too"
@@ -539,6 +537,7 @@ start_socketio() { # $1: run label; PEERS_ADDRS and PEERS_PIDS are set
         PEER_PIDS+=("$!") PEERS_PIDS+=("$!") PEERS_ADDRS+=("127.0.0.1:$port")
         sb_retry 50 grep -qs 'listening on' "$log" >/dev/null || sb_die "Socket.IO instance $i did not start ($log)"
     done
+    PEERS_BACKEND=(--backend-pids "redis:$BENCH_REDIS_PID")
 }
 start_streamboard_pair() { # $1: run label; as start_socketio, plus the projector
     local i
@@ -553,33 +552,38 @@ start_streamboard_pair() { # $1: run label; as start_socketio, plus the projecto
     STREAMBOARD__REDIS__URL=$REDIS_URL STREAMBOARD__POSTGRES__URL=$(pg_url) \
         STREAMBOARD__PROJECTOR__METRICS_ADDR='' STREAMBOARD__LOG__FILTER=warn \
         "$BIN/projector" >"$OUT/peers-projector-$1.log" 2>&1 &
-    PEER_PIDS+=("$!") PROJECTOR_PID=$!
+    PEER_PIDS+=("$!")
+    PEERS_BACKEND=(--backend-pids "redis:$BENCH_REDIS_PID,projector:$!" --postgres-url "$(pg_url)")
 }
-peers_run() { # $1: socketio|streamboard, $2: deliveries/s, $3: subscribers, $4: run
-    local target=$1 deliveries=$2 subscribers=$3 run=$4 label=$1-$2-$4 extra=()
-    sb_step "peers: $target at $deliveries deliveries/s ($subscribers subscribers), run $run of $PEERS_RUNS"
-    bench_redis flushall >/dev/null
-    if [[ $target == socketio ]]; then
-        start_socketio "$label"
-        extra=(--backend-pids "redis:$BENCH_REDIS_PID")
-    else
-        start_streamboard_pair "$label"
-        extra=(--backend-pids "redis:$BENCH_REDIS_PID,projector:$PROJECTOR_PID" --postgres-url "$(pg_url)")
-    fi
+# `loadgen peers` against the stack just started (PEERS_ADDRS, PEERS_PIDS,
+# PEERS_BACKEND), its JSON line with the run number appended to
+# $OUT/<name>.jsonl; then the stack is stopped.
+# $1: results name, $2: run label, $3: run, $4: seconds at most; the rest
+# are loadgen's arguments.
+peers_loadgen() {
+    local name=$1 label=$2 run=$3 limit=$4
+    shift 4
     wait_quiet
-    if ! timeout $((PEERS_DURATION + PEERS_WARMUP + 180)) "$BIN/loadgen" peers --target "$target" \
+    if ! timeout "$limit" "$BIN/loadgen" peers \
         --instances "$(IFS=,; echo "${PEERS_ADDRS[*]}")" --server-pids "$(IFS=,; echo "${PEERS_PIDS[*]}")" \
-        --subscribers "$subscribers" --deliveries "$deliveries" \
-        --duration "$PEERS_DURATION" --warmup "$PEERS_WARMUP" --redis-url "$REDIS_URL" \
-        "${extra[@]}" 2>"$OUT/peers-$label.txt" |
-        jq -c --argjson run "$run" '. + {run: $run}' >>"$OUT/peers.jsonl"; then
-        cat "$OUT/peers-$label.txt" >&2
-        sb_die "peers ($target, $deliveries/s) run $run failed"
+        --redis-url "$REDIS_URL" "${PEERS_BACKEND[@]}" "$@" 2>"$OUT/$name-$label.txt" |
+        jq -c --argjson run "$run" '. + {run: $run}' >>"$OUT/$name.jsonl"; then
+        cat "$OUT/$name-$label.txt" >&2
+        sb_die "$name ($label) failed"
     fi
-    sed 's/^/    /' "$OUT/peers-$label.txt"
+    sed 's/^/    /' "$OUT/$name-$label.txt"
     stop_peer_processes
     stop_server
     drop_api_db
+}
+peers_run() { # $1: socketio|streamboard, $2: deliveries/s, $3: subscribers, $4: run
+    local target=$1 deliveries=$2 subscribers=$3 run=$4 label=$1-$2-$4
+    sb_step "peers: $target at $deliveries deliveries/s ($subscribers subscribers), run $run of $PEERS_RUNS"
+    bench_redis flushall >/dev/null
+    if [[ $target == socketio ]]; then start_socketio "$label"; else start_streamboard_pair "$label"; fi
+    peers_loadgen peers "$label" "$run" $((PEERS_DURATION + PEERS_WARMUP + 180)) --target "$target" \
+        --subscribers "$subscribers" --deliveries "$deliveries" \
+        --duration "$PEERS_DURATION" --warmup "$PEERS_WARMUP"
 }
 # --- api-latency: p99 below saturation -------------------------------------
 # /api writes at a quarter of the rate the api scenario reached in this run,
@@ -594,20 +598,9 @@ if wants api-latency; then
         sb_step "api-latency: $latency_writes writes/s (a quarter of $api_rate), run $run of $RUNS"
         bench_redis flushall >/dev/null
         start_streamboard_pair "latency-$run"
-        wait_quiet
-        if ! timeout $((DURATION + WARMUP + 120)) "$BIN/loadgen" peers --target streamboard --cross-only \
-            --instances "$(IFS=,; echo "${PEERS_ADDRS[*]}")" --server-pids "$(IFS=,; echo "${PEERS_PIDS[*]}")" \
+        peers_loadgen api-latency "$run" "$run" $((DURATION + WARMUP + 120)) --target streamboard --cross-only \
             --subscribers "$latency_subscribers" --deliveries $((latency_writes * latency_subscribers / 20)) \
-            --duration "$DURATION" --warmup "$WARMUP" --redis-url "$REDIS_URL" \
-            --backend-pids "redis:$BENCH_REDIS_PID,projector:$PROJECTOR_PID" --postgres-url "$(pg_url)" \
-            2>"$OUT/api-latency-$run.txt" | jq -c --argjson run "$run" '. + {run: $run}' >>"$OUT/api-latency.jsonl"; then
-            cat "$OUT/api-latency-$run.txt" >&2
-            sb_die "api-latency run $run failed"
-        fi
-        sed 's/^/    /' "$OUT/api-latency-$run.txt"
-        stop_peer_processes
-        stop_server
-        drop_api_db
+            --duration "$DURATION" --warmup "$WARMUP"
     done
 fi
 if wants peers; then
@@ -621,7 +614,7 @@ fi
 stop_bench_redis
 
 # --- Summary: summary.json, then the table from it --------------------------
-for f in xadd quick ws-fanout ws-idle api api-latency hot-board projector history scale replicas peers; do touch "$OUT/$f.jsonl"; done
+for f in xadd "${ALL_SCENARIOS[@]}"; do touch "$OUT/$f.jsonl"; done
 jq -n \
     --slurpfile xadd "$OUT/xadd.jsonl" --slurpfile quick "$OUT/quick.jsonl" \
     --slurpfile fanout "$OUT/ws-fanout.jsonl" --slurpfile idle "$OUT/ws-idle.jsonl" \

@@ -160,7 +160,6 @@ fn method_filter(method: &Method) -> BoxedFilter<()> {
 }
 
 /// A set of routes: what each answers to, and one filter serving them all.
-#[derive(Default)]
 pub struct Table {
     routes: Vec<(Method, RoutePath)>,
     filter: Option<BoxedFilter<(Response,)>>,
@@ -173,7 +172,6 @@ impl Table {
             ctx,
             inputs,
             routes: Vec::new(),
-            filters: Vec::new(),
         }
     }
 
@@ -256,9 +254,8 @@ impl Table {
 pub struct Builder<C> {
     ctx: C,
     inputs: Inputs,
-    routes: Vec<(Method, RoutePath)>,
-    /// Each route's path and its filter, in the order declared.
-    filters: Vec<(RoutePath, BoxedFilter<(Response,)>)>,
+    /// Each route and its filter, in the order declared.
+    routes: Vec<(Method, RoutePath, BoxedFilter<(Response,)>)>,
 }
 
 impl<C: Clone + Send + Sync + 'static> Builder<C> {
@@ -275,15 +272,18 @@ impl<C: Clone + Send + Sync + 'static> Builder<C> {
         let filter = R::filter(matched, &self.inputs)
             .and_then(move |request: R| handler.clone()(request, ctx.clone()))
             .boxed();
-        self.routes.push((method, route.clone()));
-        self.filters.push((route, filter));
+        self.routes.push((method, route, filter));
         self
     }
 
     pub fn build(self) -> Table {
         Table {
-            routes: self.routes,
-            filter: (!self.filters.is_empty()).then(|| dispatch(&self.filters)),
+            filter: (!self.routes.is_empty()).then(|| dispatch(&self.routes)),
+            routes: self
+                .routes
+                .into_iter()
+                .map(|(method, path, _)| (method, path))
+                .collect(),
         }
     }
 }
@@ -294,12 +294,12 @@ impl<C: Clone + Send + Sync + 'static> Builder<C> {
 /// turn cost an allocation or more per route before the one that matched;
 /// here a request goes down to the routes of its own path only. Routes of
 /// one path keep their order, so a wrong method still answers 405.
-fn dispatch(filters: &[(RoutePath, BoxedFilter<(Response,)>)]) -> BoxedFilter<(Response,)> {
-    if let [(_, filter)] = filters {
+fn dispatch(routes: &[(Method, RoutePath, BoxedFilter<(Response,)>)]) -> BoxedFilter<(Response,)> {
+    if let [(_, _, filter)] = routes {
         return filter.clone();
     }
-    let paths: Arc<[RoutePath]> = filters.iter().map(|(path, _)| path.clone()).collect();
-    let (first, second) = filters.split_at(filters.len() / 2);
+    let paths: Arc<[RoutePath]> = routes.iter().map(|(_, path, _)| path.clone()).collect();
+    let (first, second) = routes.split_at(routes.len() / 2);
     warp::path::peek()
         .and_then(move |rest: Peek| {
             let ours = paths.iter().any(|path| path.walk(rest.as_str(), |_, _| {}));

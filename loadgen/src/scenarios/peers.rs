@@ -307,14 +307,12 @@ pub async fn run(_target: &Target, args: Peers) -> anyhow::Result<Outcome> {
     };
     let setup = set_up(args.target, instances[0], &args).await?;
     // Memory per connection: RSS with all the subscribers minus RSS with
-    // the first half, over the second half. A server that just started
-    // gives memory back for a while once it is busy, more than a thousand
-    // connections hold; the first half takes that drop.
+    // the first half, over the second half. Memory a server freed (the
+    // set-up's password hashing, buffers of the first requests) goes back
+    // to the system only once its allocator is busy again, more than a
+    // thousand connections hold: a round of connections opened and dropped
+    // first makes that happen before any reading.
     let half = subscribers / 2;
-    // Memory a server freed (the set-up's password hashing, buffers of the
-    // first requests) goes back to the system only once the allocator is
-    // busy again, which connecting subscribers are: a round of connections
-    // opened and dropped first makes that happen before any reading.
     drop(open_peer_subscribers(&instances, args.cross_only, &setup, 0..half).await);
     servers_rss_kib(&args.server_pids).await;
     let stats = DeliveryStats::new(64);
