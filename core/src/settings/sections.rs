@@ -305,10 +305,6 @@ pub struct ProjectorSettings {
     /// more before reading, so that a trickle of writes still makes
     /// batches of several events (one transaction each). 0: read at once.
     pub batch_window_ms: u64,
-    /// The batch window ends early once this many notifications arrived:
-    /// at higher write rates a batch is big enough sooner, and shorter
-    /// waits make the archive's work smaller bursts beside the live path.
-    pub batch_window_events: usize,
     /// Writer lanes per instance, each with its own PostgreSQL connection;
     /// boards are spread over them by id.
     pub writers: usize,

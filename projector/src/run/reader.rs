@@ -132,10 +132,9 @@ impl Reader {
         }
     }
 
-    /// Waits out the batch window after an idle reader was woken (its time,
-    /// or its count of notifications if they come first), noting the
-    /// notifications that arrive meanwhile: at a trickle of writes one read
-    /// and one transaction then carry several events.
+    /// Waits out the batch window after an idle reader was woken, noting
+    /// the notifications that arrive meanwhile: at a trickle of writes one
+    /// read and one transaction then carry several events.
     async fn gather(
         &mut self,
         state: &mut Reading,
@@ -146,15 +145,10 @@ impl Reader {
             return;
         }
         let until = tokio::time::Instant::now() + window;
-        // The notification that woke the reader was the first.
-        let mut heard = 1;
-        while heard < self.settings.batch_window_events {
+        loop {
             tokio::select! {
                 push = pushes.recv() => match push {
-                    Some(push) => {
-                        self.heard(state, push);
-                        heard += 1;
-                    }
+                    Some(push) => self.heard(state, push),
                     None => return,
                 },
                 () = tokio::time::sleep_until(until) => return,
