@@ -593,13 +593,15 @@ peers_run() { # $1: socketio|streamboard, $2: deliveries/s, $3: subscribers, $4:
 if wants api-latency; then
     api_rate=$(jq -s 'map(.mutations_per_s) | sort | .[(length - 1) / 2 | floor]' "$OUT/api.jsonl")
     latency_writes=$(jq -n --argjson r "$api_rate" '$r / 4 | floor')
-    latency_subscribers=40 # 2 per board of the 20, all on the second server
+    latency_boards=20
+    latency_subscribers=$((2 * latency_boards)) # all on the second server
     for ((run = 1; run <= RUNS; run++)); do
         sb_step "api-latency: $latency_writes writes/s (a quarter of $api_rate), run $run of $RUNS"
         bench_redis flushall >/dev/null
         start_streamboard_pair "latency-$run"
         peers_loadgen api-latency "$run" "$run" $((DURATION + WARMUP + 120)) --target streamboard --cross-only \
-            --subscribers "$latency_subscribers" --deliveries $((latency_writes * latency_subscribers / 20)) \
+            --boards "$latency_boards" --subscribers "$latency_subscribers" \
+            --deliveries $((latency_writes * latency_subscribers / latency_boards)) \
             --duration "$DURATION" --warmup "$WARMUP"
     done
 fi

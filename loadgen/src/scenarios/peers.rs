@@ -314,6 +314,7 @@ pub async fn run(_target: &Target, args: Peers) -> anyhow::Result<Outcome> {
     // first makes that happen before any reading.
     let half = subscribers / 2;
     drop(open_peer_subscribers(&instances, args.cross_only, &setup, 0..half).await);
+    // Only to wait until the servers' RSS has settled after that round.
     servers_rss_kib(&args.server_pids).await;
     let stats = DeliveryStats::new(64);
     let mut failures = ConnectFailures::default();
