@@ -199,3 +199,47 @@ async fn parked_says_when_nothing_is_parked_and_rebuild_shows_how_far_it_is() {
         "{report}"
     );
 }
+
+/// The niceness of each thread of process `pid` (field 19 of
+/// `/proc/<pid>/task/<tid>/stat`, after the command's closing parenthesis).
+fn thread_niceness(pid: u32) -> Vec<i32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the process's threads")
+        .map(|task| {
+            let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap();
+            let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+            // After the name: state is field 3, so niceness (19) is the 17th.
+            after_name.split(' ').nth(16).unwrap().parse().unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_projector_lowers_its_cpu_priority_to_projector_nice_and_checks_it() {
+    // Arrange
+    let env = spawn_api_with_board(1, "nice", "Nice").await;
+    let ours = thread_niceness(std::process::id())[0];
+    let wanted = 7.max(ours);
+
+    // Act
+    let projector = env
+        .spawn_projector_with(&[("STREAMBOARD__PROJECTOR__NICE", "7")])
+        .await;
+    let threads = thread_niceness(projector.pid());
+    let mut refused = common::projector::command(
+        &env.store_settings(),
+        &[("STREAMBOARD__PROJECTOR__NICE", "20")],
+    );
+    let refused = refused.output().await.expect("running the projector");
+
+    // Assert: every thread, the runtime's workers included, runs nicer.
+    assert!(threads.len() > 1, "{threads:?}");
+    assert!(
+        threads.iter().all(|n| *n == wanted),
+        "{threads:?}, wanted {wanted}"
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("projector.nice"), "{stderr}");
+    projector.terminate().await;
+}

@@ -77,8 +77,7 @@ enum Commands {
     Migrate,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let settings = match Settings::load().and_then(|s| s.projector.validate().map(|()| s)) {
         Ok(settings) => settings,
@@ -87,6 +86,29 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before the runtime starts: its threads inherit the niceness.
+    let niceness = lower_priority(settings.projector.nice);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("building the tokio runtime");
+    runtime.block_on(run(cli, settings, niceness))
+}
+
+/// Raises this thread's niceness to `nice` unless it already runs nicer
+/// (an unprivileged process can only lower its priority); the niceness it
+/// runs at, or the error that kept it.
+fn lower_priority(nice: i32) -> rustix::io::Result<i32> {
+    use rustix::process::{getpriority_process, setpriority_process};
+    let current = getpriority_process(None)?;
+    if nice <= current {
+        return Ok(current);
+    }
+    setpriority_process(None, nice)?;
+    Ok(nice)
+}
+
+async fn run(cli: Cli, settings: Settings, niceness: rustix::io::Result<i32>) -> ExitCode {
     let command = cli.command.unwrap_or(Commands::Run);
     match command {
         // Long-running work reports as it goes.
@@ -98,6 +120,10 @@ async fn main() -> ExitCode {
         Commands::Parked { .. } | Commands::Replay { .. } => {
             telemetry::init_command_logs(&settings.log)
         }
+    }
+    match niceness {
+        Ok(nice) => tracing::debug!(nice, "CPU priority"),
+        Err(error) => tracing::warn!(%error, "could not lower the CPU priority (projector.nice)"),
     }
     match execute(command, settings).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -85,7 +85,7 @@ impl TestEnv {
     }
 
     /// Where the stores are, as settings for any binary.
-    fn store_settings(&self) -> Settings {
+    pub fn store_settings(&self) -> Settings {
         let mut settings = Settings::new();
         if let Some(redis) = &self.redis {
             settings.extend(redis.settings());

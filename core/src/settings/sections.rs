@@ -308,12 +308,20 @@ pub struct ProjectorSettings {
     /// Writer lanes per instance, each with its own PostgreSQL connection;
     /// boards are spread over them by id.
     pub writers: usize,
+    /// The niceness the projector runs at (0-19): on a machine shared with
+    /// the servers, its bursts yield the CPU to the live path. 0: as started.
+    pub nice: i32,
 }
 
 impl ProjectorSettings {
     pub fn validate(&self) -> Result<(), SettingsError> {
-        let checks: [(&'static str, bool, &str); 7] = [
+        let checks: [(&'static str, bool, &str); 8] = [
             ("projector.writers", self.writers >= 1, "must be at least 1"),
+            (
+                "projector.nice",
+                (0..=19).contains(&self.nice),
+                "must be between 0 and 19",
+            ),
             (
                 "projector.group",
                 !self.group.trim().is_empty(),
