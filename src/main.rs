@@ -185,10 +185,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let metrics = telemetry::init_metrics()?;
     telemetry::register_server_metrics();
     let app = Application::build(settings, metrics).await?;
+    // Before the line below: a signal right after it stops the server cleanly.
+    let stop = shutdown_signal();
     // Scripts and tests read this line to learn the bound port.
     println!("streamboard listening on http://{}", app.local_addr());
     let _ = std::io::stdout().flush();
     tracing::info!(addr = %app.local_addr(), "listening");
-    app.run_until_stopped(shutdown_signal()).await;
+    app.run_until_stopped(stop).await;
     Ok(())
 }
